@@ -1,0 +1,302 @@
+"""Letter template + recipient → Markdown → HTML.
+
+A letter is a Markdown file with YAML front matter and Jinja2 placeholders. The template runs first,
+in a sandbox with `StrictUndefined`; every value it prints is escaped for Markdown, so a cell holding
+`<b>`, `*x*` or `[^1]` shows as typed. Markdown (with footnotes) then turns the merged text into HTML.
+Line numbers in errors are those of the letter file, front matter included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from difflib import get_close_matches
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from jinja2 import meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+from markdown_it import MarkdownIt
+from mdit_py_plugins.footnote import footnote_plugin
+
+from campaign.errors import Place, Problem, TemplateError
+
+FRONT_MATTER_KEYS = {"subject", "place", "date", "signature", "stylesheet", "email_body", "title"}
+_MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+_FOOTNOTE_CALL = re.compile(r"\[\^([^\]\s]+)\](?!:)")
+_FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^([^\]\s]+)\]:", re.MULTILINE)
+
+
+def escape_markdown(value: object) -> str:
+    """Make any value plain text in Markdown: punctuation escaped, line breaks kept as breaks."""
+    if value is None:
+        return ""
+    text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", str(value))
+    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return "\\\n".join(lines)
+
+
+def _plain(value: object) -> object:
+    return "" if value is None else value
+
+
+def make_environment(*, markdown: bool) -> SandboxedEnvironment:
+    """A sandboxed Jinja2 environment; in Markdown templates every printed value is escaped."""
+    from campaign import typography  # the helpers templates may call
+
+    env = SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=escape_markdown if markdown else _plain,
+    )
+    env.filters.update(typography.FILTERS)
+    env.globals.update(typography.GLOBALS)
+    return env
+
+
+_MARKDOWN_ENV = make_environment(markdown=True)
+_TEXT_ENV = make_environment(markdown=False)
+
+
+def markdown_parser() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"typographer": False}).use(footnote_plugin).enable("table")
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A parsed letter template: its front matter and its compiled body."""
+
+    path: Path
+    display: str
+    front: Mapping[str, Any]
+    body: str  # the body, front matter replaced by blank lines so that line numbers match the file
+    body_line: int  # the file line where the body starts
+
+    @cached_property
+    def template(self) -> jinja2.Template:
+        return _compile(_MARKDOWN_ENV, self.body, self.display)
+
+    def text_template(self, key: str) -> jinja2.Template | None:
+        """A front-matter value (subject, place ...) compiled as a plain-text template."""
+        value = self.front.get(key)
+        if value is None or isinstance(value, date):
+            return None
+        return _compile(_TEXT_ENV, str(value), f"{self.display} (front matter {key})")
+
+
+@dataclass(frozen=True)
+class MergedLetter:
+    """One recipient's letter, merged: the Markdown, the HTML body, and the front matter values."""
+
+    markdown: str
+    html: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+def load_letter(path: Path, *, display: str | None = None) -> Letter:
+    """Read a letter template; malformed front matter or template syntax is a `TemplateError`."""
+    shown = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise TemplateError("letter not found", place=Place(file=shown)) from None
+    except UnicodeDecodeError:
+        raise TemplateError(
+            "the letter is not UTF-8 text", place=Place(file=shown), hint="save it as UTF-8"
+        ) from None
+    text = text.replace("\r\n", "\n")
+    front: dict[str, Any] = {}
+    body = text
+    body_line = 1
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end < 0:
+            raise TemplateError(
+                "front matter opened with --- but never closed",
+                place=Place(file=shown, line=1),
+                hint="end the front matter with a line holding only ---",
+            )
+        raw_front = text[4:end]
+        try:
+            loaded = yaml.safe_load(raw_front) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = mark.line + 2 if mark is not None else 1
+            raise TemplateError(
+                f"front matter is not valid YAML: {getattr(err, 'problem', err)}",
+                place=Place(file=shown, line=line),
+            ) from None
+        if not isinstance(loaded, dict):
+            raise TemplateError(
+                "front matter must be keys and values", place=Place(file=shown, line=2)
+            )
+        unknown = sorted(set(map(str, loaded)) - FRONT_MATTER_KEYS)
+        if unknown:
+            raise TemplateError(
+                f"unknown front matter key {unknown[0]!r}",
+                place=Place(file=shown, line=_line_of_key(raw_front, unknown[0]) + 1),
+                hint="the keys are: " + ", ".join(sorted(FRONT_MATTER_KEYS)),
+            )
+        front = {str(k): v for k, v in loaded.items()}
+        after = text.find("\n", end + 1)
+        consumed = text[: after + 1] if after >= 0 else text
+        body_line = consumed.count("\n") + 1
+        body = "\n" * (body_line - 1) + (text[after + 1 :] if after >= 0 else "")
+    letter = Letter(path=path, display=shown, front=front, body=body, body_line=body_line)
+    _ = letter.template  # compile now: a syntax error is reported before any row is merged
+    for key in ("subject", "place", "signature"):
+        letter.text_template(key)
+    return letter
+
+
+def _line_of_key(front: str, key: str) -> int:
+    for number, line in enumerate(front.split("\n"), start=1):
+        if line.startswith(f"{key}:"):
+            return number
+    return 1
+
+
+def _compile(env: SandboxedEnvironment, source: str, shown: str) -> jinja2.Template:
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(
+            f"template syntax error: {err.message}",
+            place=Place(file=shown, line=err.lineno),
+            hint="check the {{ }} and {% %} around this line",
+        ) from None
+
+
+def compile_text(source: str, shown: str) -> jinja2.Template:
+    """Compile a plain-text template such as a subject line or a display name."""
+    return _compile(_TEXT_ENV, source, shown)
+
+
+def template_variables(source: str) -> set[str]:
+    """The variables a template reads, without those it sets itself or the helpers."""
+    try:
+        parsed = _TEXT_ENV.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return set()
+    return set(meta.find_undeclared_variables(parsed)) - set(_TEXT_ENV.globals)
+
+
+def template_problems(
+    source: str, shown: str, known: Iterable[str], headers: Iterable[str] = ()
+) -> list[Problem]:
+    """Placeholders no column provides (once each, with their line) and footnote mismatches."""
+    problems: list[Problem] = []
+    known_names = set(known) | set(_TEXT_ENV.globals) | {"row", "row_number", "letter", "sender"}
+    try:
+        parsed = _TEXT_ENV.parse(source)
+    except jinja2.TemplateSyntaxError as err:
+        return [
+            Problem.error(
+                f"template syntax error: {err.message}", Place(file=shown, line=err.lineno)
+            )
+        ]
+    undeclared = set(meta.find_undeclared_variables(parsed)) - known_names
+    first_line: dict[str, int] = {}
+    for name_node in parsed.find_all(nodes.Name):
+        if name_node.name in undeclared and name_node.ctx == "load":
+            first_line.setdefault(name_node.name, name_node.lineno)
+    candidates = sorted(set(known) | set(headers))
+    for name in sorted(undeclared, key=lambda n: first_line.get(n, 0)):
+        close = get_close_matches(name, candidates, n=1, cutoff=0.6)
+        problems.append(
+            Problem.error(
+                f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet",
+                Place(file=shown, line=first_line.get(name)),
+                f"did you mean {{{{ {close[0]} }}}}?"
+                if close
+                else "add a column of that name to the spreadsheet",
+            )
+        )
+    problems += footnote_problems(source, shown)
+    return problems
+
+
+def footnote_problems(source: str, shown: str) -> list[Problem]:
+    """A footnote called without its text, or a footnote text never called."""
+    defined: dict[str, int] = {}
+    for match in _FOOTNOTE_DEF.finditer(source):
+        defined.setdefault(match.group(1), source.count("\n", 0, match.start()) + 1)
+    called: dict[str, int] = {}
+    for match in _FOOTNOTE_CALL.finditer(source):
+        called.setdefault(match.group(1), source.count("\n", 0, match.start()) + 1)
+    problems = [
+        Problem.error(
+            f"footnote [^{label}] is called but has no text",
+            Place(file=shown, line=line),
+            f"add a line '[^{label}]: the note' at the end of the letter",
+        )
+        for label, line in called.items()
+        if label not in defined
+    ]
+    problems += [
+        Problem.error(
+            f"footnote [^{label}] has a text but is never called",
+            Place(file=shown, line=line),
+            f"cite it with [^{label}] in the text, or delete it",
+        )
+        for label, line in defined.items()
+        if label not in called
+    ]
+    return problems
+
+
+def merge_letter(letter: Letter, context: Mapping[str, Any]) -> MergedLetter:
+    """Merge one recipient into the letter; a failure is a `TemplateError` naming the line."""
+    fields: dict[str, str] = {}
+    for key in ("subject", "place", "signature"):
+        template = letter.text_template(key)
+        if template is not None:
+            fields[key] = render_template(template, context, letter.display)
+    markdown = render_template(letter.template, context, letter.display)
+    html = markdown_parser().render(markdown)
+    return MergedLetter(markdown=markdown, html=html, fields=fields)
+
+
+def render_template(template: jinja2.Template, context: Mapping[str, Any], shown: str) -> str:
+    """Render a compiled template; undefined names and sandbox violations name the line."""
+    try:
+        return template.render(context)
+    except jinja2.UndefinedError as err:
+        raise TemplateError(
+            f"undefined placeholder: {err.message}",
+            place=Place(file=shown, line=_error_line(err)),
+            hint="check the spelling against the spreadsheet's headers",
+        ) from None
+    except SecurityError as err:
+        raise TemplateError(
+            f"the template tried something the sandbox forbids: {err}",
+            place=Place(file=shown, line=_error_line(err)),
+            hint="templates may only read the recipient's values and call the documented helpers",
+        ) from None
+    except jinja2.TemplateError as err:
+        raise TemplateError(
+            f"template error: {err}", place=Place(file=shown, line=_error_line(err))
+        ) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as err:
+        raise TemplateError(
+            f"template error: {type(err).__name__}: {err}",
+            place=Place(file=shown, line=_error_line(err)),
+        ) from None
+
+
+def _error_line(err: BaseException) -> int | None:
+    """The template line of an exception raised while rendering, from its traceback."""
+    line = None
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

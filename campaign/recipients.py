@@ -1,0 +1,538 @@
+"""Spreadsheet (.csv, .xlsx, .ods) → `Recipient` rows, and the problems found in them.
+
+Every cell is read as text (a postcode `01000` keeps its zero), every problem carries the row number
+the spreadsheet program shows (the header is row 1), and all problems of a file are collected before
+anything is reported, so that the organiser fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from difflib import get_close_matches
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from email_validator import EmailNotValidError, validate_email
+
+from campaign.errors import InputError, Place, Problem, Severity
+
+SPREADSHEET_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".ods"}
+_DELIMITERS = [";", ",", "\t", "|"]
+# Characters that must never reach an email header; \t is allowed in ordinary cells only.
+_HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Status(StrEnum):
+    READY = "ready"
+    SUPPRESSED = "suppressed"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One spreadsheet row: its number as the spreadsheet shows it, its address and its cells."""
+
+    row: int
+    email: str
+    values: Mapping[str, str]  # original header → cell text
+    variables: Mapping[str, str]  # template variable name → cell text
+    status: Status = Status.READY
+
+    def context(self) -> dict[str, object]:
+        """Return the template variables of this row; `row["Établissement"]` reaches any header."""
+        return {**self.variables, "row": dict(self.values), "row_number": self.row}
+
+
+@dataclass
+class Table:
+    """The cells of a spreadsheet as text, with the row number of each record."""
+
+    path: Path
+    headers: list[str]
+    rows: list[tuple[int, list[str]]]
+    header_row: int = 1
+
+
+@dataclass
+class RecipientList:
+    """The recipients of a campaign and everything wrong with them."""
+
+    path: Path
+    headers: list[str]
+    names: dict[str, str]  # template variable → original header
+    recipients: list[Recipient]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ready(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.status is Status.READY]
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.recipients if r.status is status)
+
+
+def variable_name(header: str) -> str:
+    """Turn a column header into a template variable: `Code postal` → `code_postal`."""
+    ascii_text = (
+        unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode("ascii").lower()
+    )
+    name = re.sub(r"[^a-z0-9]+", "_", ascii_text).strip("_")
+    if name and name[0].isdigit():
+        name = "c_" + name
+    return name
+
+
+def read_table(path: Path, *, display: str | None = None) -> Table:
+    """Read a .csv, .xlsx or .ods file into text cells; an unreadable file is an `InputError`."""
+    shown = display or str(path)
+    suffix = path.suffix.lower()
+    if suffix not in SPREADSHEET_SUFFIXES:
+        raise InputError(
+            f"unsupported file type {suffix or '(none)'}",
+            place=Place(file=shown),
+            hint="save the spreadsheet as .xlsx, .ods or .csv",
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read the file: {err.strerror}", place=Place(file=shown)) from None
+    if not raw.strip():
+        raise InputError(
+            "the file is empty", place=Place(file=shown), hint="export the spreadsheet again"
+        )
+    if suffix in {".csv", ".txt", ".tsv"}:
+        grid = _read_csv(raw, shown)
+    else:
+        grid = _read_workbook(path, shown)
+    return _to_table(path, grid, shown)
+
+
+def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
+    if b"\x00" in raw[:65536] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            "this is not a text file (it holds binary data)",
+            place=Place(file=shown),
+            hint="if it is an Excel file, give it the .xlsx extension; otherwise export it as CSV",
+        )
+    text = _decode(raw)
+    delimiter = _sniff_delimiter(text)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError) as err:
+        raise InputError(
+            f"cannot read the CSV file: {err}",
+            place=Place(file=shown),
+            hint="check the quotes and the separator, or export the spreadsheet again",
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise InputError("the file is empty", place=Place(file=shown)) from None
+    return [list(map(str, record)) for record in frame.itertuples(index=False, name=None)]
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8 (with or without BOM) or UTF-16 when it decodes cleanly; otherwise Windows-1252."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="replace")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # every byte decodes; cp1252 leaves five undefined
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter of the header line: the candidate that splits it most (quotes respected)."""
+    sample = text[:65536]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(_DELIMITERS)).delimiter
+    except csv.Error:
+        first = sample.split("\n", 1)[0]
+        counts = {d: len(next(csv.reader([first], delimiter=d), [])) for d in _DELIMITERS}
+        return max(_DELIMITERS, key=lambda d: counts[d])
+
+
+def _read_workbook(path: Path, shown: str) -> list[list[str]]:
+    try:
+        frame = pd.read_excel(path, engine="calamine", header=None, dtype=object, sheet_name=0)
+    except Exception as err:  # calamine raises its own types for every kind of damage
+        raise InputError(
+            f"cannot read the spreadsheet: {err}".rstrip(),
+            place=Place(file=shown),
+            hint="open it in Excel or LibreOffice and save it again as .xlsx or .ods",
+        ) from None
+    return [[_cell_text(v) for v in record] for record in frame.itertuples(index=False, name=None)]
+
+
+def _cell_text(value: object) -> str:
+    """The text a spreadsheet cell shows: 75001.0 → '75001', a date → '2020-05-07'."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, bool):
+        return "VRAI" if value else "FAUX"
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat(" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, pd.Timestamp):
+        return str(value.date()) if value == value.normalize() else str(value)
+    return str(value)
+
+
+def _to_table(path: Path, grid: list[list[str]], shown: str) -> Table:
+    numbered = [(index + 1, cells) for index, cells in enumerate(grid)]
+    while numbered and not any(c.strip() for c in numbered[0][1]):
+        numbered.pop(0)  # leading empty rows: the header is the first row with text
+    if not numbered:
+        raise InputError("the file has no header row", place=Place(file=shown))
+    header_row, header_cells = numbered[0]
+    headers = [h.strip() for h in header_cells]
+    width = len(headers)
+    rows = [(n, (cells + [""] * width)[:width]) for n, cells in numbered[1:]]
+    while rows and not any(c.strip() for c in rows[-1][1]):
+        rows.pop()  # trailing empty rows are an artefact of the export, not a mistake
+    return Table(path=path, headers=headers, rows=rows, header_row=header_row)
+
+
+def column_letter(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA: the column as the spreadsheet program names it."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def read_recipients(
+    path: Path,
+    *,
+    email_column: str,
+    required_columns: Iterable[str] = (),
+    header_columns: Iterable[str] = (),
+    suppressed: frozenset[str] = frozenset(),
+    allow_special_domains: bool = False,
+    display: str | None = None,
+) -> RecipientList:
+    """Read and validate a recipient spreadsheet; problems are collected, never raised.
+
+    `header_columns` are the variables that reach an email header (subject, display name): their
+    cells may hold no line break nor control character. `suppressed` holds lower-cased addresses.
+    """
+    shown = display or str(path)
+    try:
+        table = read_table(path, display=shown)
+    except InputError as err:
+        return RecipientList(path, [], {}, [], [Problem.from_error(err)])
+    problems: list[Problem] = []
+    names, columns = _name_columns(table, shown, problems)
+    email_index = _find_column(email_column, table.headers, names)
+    if email_index is None:
+        problems.append(
+            Problem.error(
+                f"no column {email_column!r} for the email addresses",
+                Place(file=shown, row=table.header_row),
+                _did_you_mean(
+                    email_column, table.headers, prefix="set email_column in settings.yaml"
+                )
+                or "set email_column in settings.yaml to the header of the address column",
+            )
+        )
+        return RecipientList(path, table.headers, names, [], problems)
+    required = _required(required_columns, table, names, shown, problems)
+    guarded = {i for i, h in enumerate(table.headers) if variable_name(h) in set(header_columns)}
+    guarded.add(email_index)
+
+    recipients: list[Recipient] = []
+    first_row_of: dict[str, int] = {}
+    domains: Counter[str] = Counter()
+    pending_bad: list[tuple[int, str]] = []
+    for row, cells in table.rows:
+        if not any(c.strip() for c in cells):
+            problems.append(Problem.warning("empty row, skipped", Place(file=shown, row=row)))
+            continue
+        row_problems: list[Problem] = []
+        values: dict[str, str] = {}
+        for i in columns:
+            header = table.headers[i]
+            text = cells[i].replace("\r\n", "\n").replace("\r", "\n")
+            if i in guarded and _HEADER_BREAKERS.search(cells[i].strip()):
+                row_problems.append(
+                    Problem.error(
+                        "line break or control character in a cell used in an email header",
+                        Place(file=shown, row=row, column=header),
+                        "keep this cell on one line; a line break here could add headers to the email",
+                    )
+                )
+            elif _CONTROL.search(text):
+                text = _CONTROL.sub("", text)
+            values[header] = text.strip() if i in guarded else text
+        for i in required:
+            if not cells[i].strip():
+                row_problems.append(
+                    Problem.error(
+                        "empty cell in a required column",
+                        Place(file=shown, row=row, column=table.headers[i]),
+                        "fill it in, or remove the row",
+                    )
+                )
+        raw_email = cells[email_index].strip()
+        email = ""
+        if not raw_email:
+            if email_index not in required:
+                row_problems.append(
+                    Problem.error(
+                        "no email address",
+                        Place(file=shown, row=row, column=table.headers[email_index]),
+                        "fill it in, or remove the row",
+                    )
+                )
+        elif not _HEADER_BREAKERS.search(raw_email):
+            normalized = _validate(raw_email, allow_special_domains)
+            if isinstance(normalized, str):
+                email = normalized
+                key = normalized.lower()
+                domains[key.rpartition("@")[2]] += 1
+                if key in first_row_of:
+                    row_problems.append(
+                        Problem.error(
+                            f"duplicate email address {raw_email!r}: same as row {first_row_of[key]}",
+                            Place(file=shown, row=row, column=table.headers[email_index]),
+                            f"rows {first_row_of[key]} and {row} would receive the same letter; "
+                            "remove one of them",
+                        )
+                    )
+                else:
+                    first_row_of[key] = row
+            else:
+                pending_bad.append((len(problems) + len(row_problems), raw_email))
+                row_problems.append(
+                    Problem.error(
+                        f"not an email address: {raw_email!r} ({normalized})",
+                        Place(file=shown, row=row, column=table.headers[email_index]),
+                    )
+                )
+        if any(p.severity is Severity.ERROR for p in row_problems):
+            status = Status.INVALID
+        elif email.lower() in suppressed:
+            status = Status.SUPPRESSED
+        else:
+            status = Status.READY
+        problems.extend(row_problems)
+        variables = {name: values[header] for name, header in names.items()}
+        recipients.append(Recipient(row, email or raw_email, values, variables, status))
+    _add_email_hints(problems, pending_bad, domains, allow_special_domains)
+    if not recipients and not any(p.severity is Severity.ERROR for p in problems):
+        problems.append(
+            Problem.warning(
+                "the spreadsheet has a header but no recipients",
+                Place(file=shown, row=table.header_row),
+            )
+        )
+    return RecipientList(path, table.headers, names, recipients, problems)
+
+
+def _name_columns(
+    table: Table, shown: str, problems: list[Problem]
+) -> tuple[dict[str, str], list[int]]:
+    """Give each used column a variable name; blank and colliding headers are problems."""
+    names: dict[str, str] = {}
+    columns: list[int] = []
+    for i, header in enumerate(table.headers):
+        letter = column_letter(i)
+        if not header:
+            if any(cells[i].strip() for _, cells in table.rows):
+                problems.append(
+                    Problem.error(
+                        f"column {letter} has values but no header",
+                        Place(file=shown, row=table.header_row, column=letter),
+                        "give the column a name in the header row, or delete it",
+                    )
+                )
+            continue
+        name = variable_name(header)
+        if not name:
+            problems.append(
+                Problem.error(
+                    f"header {header!r} gives no usable variable name",
+                    Place(file=shown, row=table.header_row, column=header),
+                    "use letters or digits in the header",
+                )
+            )
+            continue
+        if name in names:
+            problems.append(
+                Problem.error(
+                    f"headers {names[name]!r} and {header!r} both become the variable {name!r}",
+                    Place(file=shown, row=table.header_row, column=header),
+                    "rename one of the two columns",
+                )
+            )
+            continue
+        names[name] = header
+        columns.append(i)
+    return names, columns
+
+
+def _find_column(wanted: str, headers: list[str], names: Mapping[str, str]) -> int | None:
+    """The index of a column named by its header or its variable name."""
+    if wanted in headers:
+        return headers.index(wanted)
+    header = names.get(variable_name(wanted))
+    return headers.index(header) if header is not None else None
+
+
+def _required(
+    wanted: Iterable[str],
+    table: Table,
+    names: Mapping[str, str],
+    shown: str,
+    problems: list[Problem],
+) -> list[int]:
+    found: list[int] = []
+    for column in wanted:
+        index = _find_column(column, table.headers, names)
+        if index is None:
+            problems.append(
+                Problem.error(
+                    f"required column {column!r} is missing",
+                    Place(file=shown, row=table.header_row),
+                    _did_you_mean(column, table.headers, prefix="add the column")
+                    or "add the column, or remove it from required_columns in settings.yaml",
+                )
+            )
+        else:
+            found.append(index)
+    return found
+
+
+def _did_you_mean(word: str, candidates: Iterable[str], *, prefix: str) -> str | None:
+    by_name = {variable_name(c): c for c in candidates if c}
+    close = get_close_matches(variable_name(word), list(by_name), n=1, cutoff=0.6)
+    return f"did you mean {by_name[close[0]]!r}? ({prefix})" if close else None
+
+
+@lru_cache(maxsize=200_000)
+def _validate(address: str, allow_special_domains: bool) -> str | EmailNotValidError:
+    """The normalised address, or the validator's reason; cached, as lists repeat domains."""
+    try:
+        return validate_email(
+            address,
+            check_deliverability=False,  # no DNS: nothing leaves the machine
+            globally_deliverable=not allow_special_domains,
+        ).normalized
+    except EmailNotValidError as err:
+        return err
+
+
+def suggest_email(
+    address: str, common_domains: Iterable[str] = (), *, allow_special: bool = False
+) -> str | None:
+    """The likely intended address for a malformed one, or None when no fix is obvious."""
+    text = address.strip()
+    candidates: list[str] = []
+    match = re.search(r"<([^<>]+)>", text)
+    if match:
+        candidates.append(match.group(1))
+    base = text.removeprefix("mailto:").strip("<>\"' ")
+    candidates += [
+        base.replace(" ", ""),
+        base.rstrip(".,;"),
+        base.replace(",", "."),
+        base.replace(";", "."),
+        re.sub(r"@+", "@", base),
+        re.sub(r"\.{2,}", ".", base),
+        base.replace(" ", "").rstrip(".,;").replace(",", "."),
+    ]
+    if base.endswith("@") or "@" not in base:
+        local = base.rstrip("@")
+        candidates += [f"{local}@{d}" for d in common_domains]
+    for candidate in candidates:
+        if candidate and candidate != text and isinstance(_validate(candidate, allow_special), str):
+            return str(_validate(candidate, allow_special))
+    return None
+
+
+def _add_email_hints(
+    problems: list[Problem],
+    pending: list[tuple[int, str]],
+    domains: Counter[str],
+    allow_special: bool,
+) -> None:
+    common = [d for d, _ in domains.most_common(3)]
+    for index, address in pending:
+        fix = suggest_email(address, common, allow_special=allow_special)
+        old = problems[index]
+        hint = f"did you mean {fix}?" if fix else "correct the address, or remove the row"
+        problems[index] = Problem(old.severity, old.message, old.place, hint)
+
+
+def read_suppression(
+    path: Path, *, display: str | None = None
+) -> tuple[frozenset[str], list[Problem]]:
+    """The lower-cased addresses of the suppression list (one per line, or an `email` column)."""
+    shown = display or str(path)
+    if not path.exists():
+        return frozenset(), []
+    try:
+        text = _decode(path.read_bytes())
+    except OSError as err:
+        return frozenset(), [
+            Problem.error(f"cannot read the file: {err.strerror}", Place(file=shown))
+        ]
+    addresses: set[str] = set()
+    problems: list[Problem] = []
+    rows = list(csv.reader(io.StringIO(text), delimiter=_sniff_delimiter(text)))
+    column = 0
+    start = 0
+    if rows and rows[0] and "@" not in "".join(rows[0]):
+        lowered = [variable_name(c) for c in rows[0]]
+        column = next(
+            (i for i, c in enumerate(lowered) if c in {"email", "courriel", "e_mail", "mail"}), 0
+        )
+        start = 1
+    for number, cells in enumerate(rows[start:], start=start + 1):
+        cell = cells[column].strip() if len(cells) > column else ""
+        if not cell or cell.startswith("#"):
+            continue
+        normalized = _validate(cell, True)
+        if isinstance(normalized, str):
+            addresses.add(normalized.lower())
+        else:
+            addresses.add(cell.lower())
+            problems.append(
+                Problem.warning(
+                    f"not an email address: {cell!r}",
+                    Place(file=shown, row=number),
+                    "correct or remove it",
+                )
+            )
+    return frozenset(addresses), problems

@@ -1,0 +1,367 @@
+"""settings.yaml → a validated, typed `Settings`.
+
+Every default of the tool lives here, once. A wrong settings file is reported with the key at fault
+and its line in settings.yaml (`SettingsError`, exit 2), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from campaign.errors import Place, SettingsError
+
+DEFAULT_SETTINGS = Path("settings.yaml")
+DEFAULT_SUPPRESSION = Path("recipients/suppression.csv")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Turn `30s`, `2m`, `1h`, `1.5` (seconds) into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 2m or 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 30s, 2m or 1h")
+    number, unit = match.groups()
+    return float(number) * _UNIT_SECONDS[unit or "s"]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sender(_Section):
+    name: str
+    email: str
+    reply_to: str | None = None
+
+    @field_validator("email", "reply_to")
+    @classmethod
+    def _valid_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as err:
+            raise ValueError(f"{value!r} is not an email address: {err}") from err
+
+
+class Smtp(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    password_command: str | None = None
+    timeout: Duration = 30.0
+    data_timeout: Duration = 600.0  # RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot
+    cert_bundle: Path | None = None
+    helo_name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_clear_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password must not be written in settings.yaml; "
+                "use password_env: CAMPAIGN_SMTP_PASSWORD and export that variable"
+            )
+        return data
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in {"localhost", "::1"} or self.host.startswith("127.")
+
+    def password(self) -> str | None:
+        """Return the SMTP password from the environment variable or command the settings name."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SettingsError(
+                    f"the environment variable {self.password_env} is not set",
+                    place=Place(key="smtp.password_env"),
+                    hint=f"export {self.password_env}=... before running the command",
+                )
+            return value
+        if self.password_command:
+            try:
+                done = subprocess.run(  # the organiser's own command, e.g. `pass show smtp`
+                    shlex.split(self.password_command),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                )
+            except (OSError, subprocess.SubprocessError) as err:
+                raise SettingsError(
+                    f"the password command failed: {type(err).__name__}",
+                    place=Place(key="smtp.password_command"),
+                ) from None
+            return done.stdout.rstrip("\n")
+        return None
+
+
+class Throttle(_Section):
+    per_second: float | None = Field(default=None, gt=0)
+    per_minute: int | None = Field(default=30, gt=0)
+    per_hour: int | None = Field(default=None, gt=0)
+    per_day: int | None = Field(default=500, gt=0)
+    concurrency: int = Field(default=2, ge=1, le=64)
+    messages_per_connection: int = Field(default=100, ge=1)
+
+
+class Retry(_Section):
+    max_attempts: int = Field(default=5, ge=1)
+    backoff: list[Duration] = Field(default_factory=lambda: [30.0, 120.0, 600.0, 1800.0])
+
+
+class Approval(_Section):
+    required: bool = True
+
+
+class CampaignSettings(_Section):
+    letter: Path
+    recipients: Path
+    email_column: str = "email"
+    to_name: str | None = None
+    subject: str | None = None
+    email_body: Path | None = None
+    attach_pdf: bool = True
+    attachments: list[Path] = Field(default_factory=list)
+    required_columns: list[str] = Field(default_factory=list)
+    suppression: Path = DEFAULT_SUPPRESSION
+    list_unsubscribe: str | None = None
+    pdf_variant: Literal["pdf/a-3b"] | None = None
+    allow_special_domains: bool = False
+    approval: Approval = Field(default_factory=Approval)
+
+
+class Settings(_Section):
+    sender: Sender
+    smtp: Smtp = Field(default_factory=Smtp)
+    throttle: Throttle = Field(default_factory=Throttle)
+    retry: Retry = Field(default_factory=Retry)
+    outbox: Path = Path("outbox")
+    retention_days: int | None = Field(default=None, gt=0)
+    default_campaign: str | None = None
+    campaigns: dict[str, CampaignSettings]
+
+    # Set by `load_settings`: the folder settings.yaml is in; relative paths are relative to it.
+    root: Path = Path()
+    path: Path = DEFAULT_SETTINGS
+
+    def resolve(self, path: Path) -> Path:
+        """Return `path` as it is on disk: relative paths are relative to settings.yaml's folder."""
+        return path if path.is_absolute() else self.root / path
+
+    def display(self, path: Path) -> str:
+        """Return `path` the way the organiser wrote it or sees it from the project folder."""
+        try:
+            return str(self.resolve(path).relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def campaign(self, name: str | None) -> Campaign:
+        """Return the campaign called `name`, or the only/default one when `name` is None."""
+        if name is None:
+            if self.default_campaign:
+                name = self.default_campaign
+            elif len(self.campaigns) == 1:
+                name = next(iter(self.campaigns))
+            else:
+                raise SettingsError(
+                    "several campaigns are defined; say which one",
+                    place=Place(file=str(self.path), key="campaigns"),
+                    hint="name one of: "
+                    + ", ".join(self.campaigns)
+                    + " (or set default_campaign in settings.yaml)",
+                )
+        if name not in self.campaigns:
+            raise SettingsError(
+                f"no campaign called {name!r}",
+                place=Place(file=str(self.path), key="campaigns"),
+                hint="the campaigns are: " + ", ".join(self.campaigns),
+            )
+        return Campaign(name=name, settings=self, config=self.campaigns[name])
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One campaign of the settings, with its paths resolved."""
+
+    name: str
+    settings: Settings
+    config: CampaignSettings
+
+    @property
+    def outbox(self) -> Path:
+        return self.settings.resolve(self.settings.outbox) / self.name
+
+    def path(self, path: Path) -> Path:
+        return self.settings.resolve(path)
+
+
+def load_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
+    """Read and validate settings.yaml; every fault is a `SettingsError` naming its key and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{path}: settings file not found",
+            hint="run the command from the project folder, or pass --settings PATH",
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingsError(f"{path}: cannot read the settings file ({err})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise SettingsError(
+            f"not valid YAML: {problem}", place=Place(file=str(path), line=line)
+        ) from None
+    if not isinstance(data, dict):
+        raise SettingsError(
+            "settings.yaml must be a mapping of keys (sender:, smtp:, campaigns: ...)",
+            place=Place(file=str(path)),
+        )
+    lines = _key_lines(node)
+    root = path.resolve().parent
+    try:
+        settings = Settings.model_validate({**data, "root": root, "path": path})
+    except ValidationError as err:
+        raise _settings_error(err, path, lines) from None
+    if "root" in data or "path" in data:
+        key = "root" if "root" in data else "path"
+        raise SettingsError(
+            f"unknown key {key!r}", place=Place(file=str(path), line=lines.get((key,)), key=key)
+        )
+    _check_paths(settings, lines)
+    return settings
+
+
+def _settings_error(
+    err: ValidationError, path: Path, lines: dict[tuple[str, ...], int]
+) -> SettingsError:
+    messages: list[str] = []
+    first_place: Place | None = None
+    for item in err.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        line = _nearest_line(loc, lines)
+        if item["type"] == "extra_forbidden":
+            text = f"unknown key {loc[-1]!r}"
+        elif item["type"] == "missing":
+            text = f"missing key {loc[-1]!r}"
+        else:
+            text = str(item["msg"]).removeprefix("Value error, ")
+        place = Place(file=str(path), line=line, key=key)
+        first_place = first_place or place
+        messages.append(f"{place}: {text}")
+    hint = None
+    if any("password" in m for m in messages):
+        hint = "put the password in an environment variable and name it with smtp.password_env"
+    if len(messages) == 1:
+        message = messages[0].split(": ", 1)[1] if first_place else messages[0]
+        return SettingsError(message, place=first_place, hint=hint)
+    return SettingsError(
+        f"{len(messages)} problems in the settings:\n  " + "\n  ".join(messages),
+        place=Place(file=str(path)),
+        hint=hint,
+    )
+
+
+def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
+    """Every file a campaign names must exist and stay inside the project folder."""
+    for name, config in settings.campaigns.items():
+        named: list[tuple[str, Path]] = [
+            ("letter", config.letter),
+            ("recipients", config.recipients),
+        ]
+        if config.email_body is not None:
+            named.append(("email_body", config.email_body))
+        named += [(f"attachments.{i}", p) for i, p in enumerate(config.attachments)]
+        for key, value in named:
+            loc = ("campaigns", name, *key.split("."))
+            place = Place(
+                file=str(settings.path), line=_nearest_line(loc, lines), key=".".join(loc)
+            )
+            target = settings.resolve(value)
+            if not _inside(target, settings.root):
+                raise SettingsError(
+                    f"{value} is outside the project folder",
+                    place=place,
+                    hint="copy the file into the project (letters/ or recipients/) and name it there",
+                )
+            if not target.is_file():
+                raise SettingsError(
+                    f"file not found: {value}",
+                    place=place,
+                    hint=f"check the path; it is relative to {settings.path.parent or '.'}/",
+                )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links resolved, lies inside `root`."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def inside_project(settings: Settings, path: Path) -> bool:
+    """Whether `path` (relative to settings.yaml's folder), links resolved, stays in the project."""
+    return _inside(settings.resolve(path), settings.root)
+
+
+def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Map each key path of the YAML document, e.g. ('smtp', 'port'), to its 1-based line."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(current: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                key = (*prefix, str(key_node.value))
+                lines[key] = key_node.start_mark.line + 1
+                walk(value_node, key)
+        elif isinstance(current, yaml.SequenceNode):
+            for index, item in enumerate(current.value):
+                key = (*prefix, str(index))
+                lines[key] = item.start_mark.line + 1
+                walk(item, key)
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def _nearest_line(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int | None:
+    """The line of `loc`, or of its nearest enclosing key that the file has."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

@@ -1,0 +1,263 @@
+"""Write the sample recipient spreadsheets: fictional people only, addresses at example.org/.com.
+
+    python scripts/make_samples.py      # rewrites recipients/*.xlsx and recipients/*.csv
+
+The output is deterministic (fixed seed), so re-running it changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import unicodedata
+from pathlib import Path
+
+from openpyxl import Workbook
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FIRST_F = [
+    "Camille",
+    "Claire",
+    "Élise",
+    "Hélène",
+    "Inès",
+    "Juliette",
+    "Léa",
+    "Louise",
+    "Maëlle",
+    "Margaux",
+    "Nathalie",
+    "Océane",
+    "Pauline",
+    "Sophie",
+    "Valérie",
+    "Zoé",
+    "Anaïs",
+    "Agnès",
+]
+FIRST_M = [
+    "Antoine",
+    "Benoît",
+    "Cédric",
+    "Damien",
+    "Étienne",
+    "François",
+    "Gaël",
+    "Hugo",
+    "Jérôme",
+    "Julien",
+    "Loïc",
+    "Mathieu",
+    "Nicolas",
+    "Olivier",
+    "Rémi",
+    "Thibault",
+    "Yannick",
+    "Noël",
+]
+LAST = [
+    "Arnaud",
+    "Barbier",
+    "Besnard",
+    "Carré",
+    "Chevalier",
+    "Colin",
+    "Delorme",
+    "Dufresne",
+    "Faure",
+    "Fontaine",
+    "Gauthier",
+    "Guérin",
+    "Hamel",
+    "Jacquet",
+    "Lacroix",
+    "Lemaître",
+    "Leroux",
+    "Marchand",
+    "Mercier",
+    "Morel",
+    "Noël",
+    "Perrin",
+    "Poirier",
+    "Renaud",
+    "Roussel",
+    "Savary",
+    "Tessier",
+    "Vasseur",
+    "Vidal",
+    "Le Goff",
+    "d’Aubigné",
+    "N’Diaye",
+]
+# Fictional towns: no real hospital, no real director.
+TOWNS = [
+    "Valbrune",
+    "Saint-Aurèle-sur-Marne",
+    "Montclair-les-Bains",
+    "Rochefleur",
+    "Bellerive",
+    "Combeval",
+    "Fontclaire",
+    "Haut-Castel",
+    "Lormeaux",
+    "Mirabel-en-Vaux",
+    "Pradelles-le-Lac",
+    "Quinsac-l’Étang",
+    "Roquebelle",
+    "Sarlande",
+    "Tréval",
+    "Vauclère",
+    "Beaulieu-sous-Roche",
+    "Chantemerle",
+    "Grandvallon",
+    "Saint-Ombre",
+]
+KINDS = [
+    "Centre hospitalier de",
+    "Centre hospitalier intercommunal de",
+    "Hôpital local de",
+    "Centre hospitalier universitaire de",
+    "Groupe hospitalier de",
+]
+STREETS = [
+    "rue de l’Hôpital",
+    "avenue des Tilleuls",
+    "boulevard Pasteur",
+    "rue du Docteur-Roux",
+    "place de la Santé",
+    "chemin des Acacias",
+    "allée Marie-Curie",
+    "rue Ambroise-Paré",
+]
+FUNCTIONS_F = ["Directrice", "Directrice générale", "Directrice déléguée"]
+FUNCTIONS_M = ["Directeur", "Directeur général", "Directeur délégué"]
+ROLES = [
+    "Médecin",
+    "Infirmière",
+    "Infirmier",
+    "Ingénieur",
+    "Ingénieure",
+    "Pharmacienne",
+    "Pharmacien",
+    "Chercheuse",
+    "Chercheur",
+    "Étudiant",
+    "Étudiante",
+    "Juriste",
+    "Sage-femme",
+    "Kinésithérapeute",
+    "Développeuse",
+    "Développeur",
+    "Data scientist",
+    "Psychologue",
+]
+ORGS = [
+    "Association Santé & Libertés",
+    "Collectif des soignants",
+    "École d’ingénieurs de Valbrune",
+    "Cabinet médical du Parc",
+    "Laboratoire d’informatique médicale",
+    "Entreprise Numérique Libre",
+    "",
+    "Université de Rochefleur",
+    "Réseau des pharmaciens",
+    "Maison de santé de Tréval",
+]
+
+
+def ascii_slug(text: str) -> str:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return "".join(c if c.isalnum() else "-" for c in plain).strip("-").replace("--", "-")
+
+
+def directors(rng: random.Random, count: int = 40) -> list[list[str]]:
+    rows = []
+    for i in range(count):
+        female = rng.random() < 0.5
+        first = rng.choice(FIRST_F if female else FIRST_M)
+        last = rng.choice(LAST)
+        town = TOWNS[i % len(TOWNS)]
+        kind = KINDS[i % len(KINDS)]
+        establishment = f"{kind} {town}"
+        postcode = f"{rng.choice([1, 2, 4, 5, 6, 7, 8, 9, 13, 21, 33, 35, 44, 59, 69, 75]):02d}{rng.randint(0, 999):03d}"
+        address = f"{rng.randint(1, 120)} {rng.choice(STREETS)}"
+        function = rng.choice(FUNCTIONS_F if female else FUNCTIONS_M)
+        domain = "example.org" if i % 3 else "example.com"
+        email = f"{ascii_slug(first)}.{ascii_slug(last)}.{i + 1}@{domain}"
+        rows.append(
+            [
+                "Madame" if female else "Monsieur",
+                first,
+                last,
+                function,
+                establishment,
+                address,
+                postcode,
+                town.upper(),
+                email,
+            ]
+        )
+    # The extremes a reviewer must see: a long name, a long two-line address, empty optional cells.
+    rows[5][0:4] = ["Madame", "Marie-Hélène", "de La Tour-d’Auvergne-Lauraguais", "Directrice"]
+    rows[5][8] = "marie-helene.de-la-tour.6@example.org"
+    rows[9][5] = (
+        "Pavillon Ambroise-Paré, bâtiment C, 3e étage\n215 boulevard du Maréchal-de-Lattre-de-Tassigny"
+    )
+    rows[12][3] = ""  # no function: the salutation falls back to "Madame, Monsieur,"
+    rows[12][0] = ""
+    rows[17][4] = "Centre hospitalier intercommunal des Vallées de la Brune et du Haut-Castel"
+    return rows
+
+
+def signatories(rng: random.Random, count: int = 712) -> list[list[str]]:
+    rows = []
+    for i in range(count):
+        female = rng.random() < 0.5
+        first = rng.choice(FIRST_F if female else FIRST_M)
+        last = rng.choice(LAST)
+        domain = rng.choice(["example.org", "example.com"])
+        email = f"{ascii_slug(first)}.{ascii_slug(last)}.{i + 1}@{domain}"
+        rows.append([first, last, rng.choice(ROLES), rng.choice(ORGS), email])
+    return rows
+
+
+def main() -> None:
+    rng = random.Random(2020)
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Directeurs"
+    sheet.append(
+        [
+            "Civilité",
+            "Prénom",
+            "Nom",
+            "Fonction",
+            "Établissement",
+            "Adresse",
+            "Code postal",
+            "Ville",
+            "Courriel",
+        ]
+    )
+    for row in directors(rng):
+        sheet.append(row)
+    for cell in sheet["G"]:
+        cell.number_format = "@"  # postcodes are text: 01000 keeps its zero
+    book.save(ROOT / "recipients" / "directeurs-hopitaux.xlsx")
+
+    path = ROOT / "recipients" / "signataires.csv"
+    with path.open("w", encoding="cp1252", newline="") as handle:
+        writer = csv.writer(handle, delimiter=";", lineterminator="\r\n")
+        writer.writerow(["Prénom", "Nom", "Fonction", "Organisation", "Courriel"])
+        writer.writerows(signatories(rng))
+    (ROOT / "recipients" / "suppression.csv").write_text(
+        "email\n# Addresses that asked not to be written to again (fictional).\n"
+        "etienne.marchand.41@example.com\n",
+        encoding="utf-8",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Whole commands, as the organiser runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from campaign.cli import main
+from tests.conftest import Run
+
+
+def test_every_command_has_help_text() -> None:
+    assert isinstance(main, click.Group)
+    for name, command in main.commands.items():
+        assert command.help, f"campaign {name} has no help text"
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Usage:" in result.output
+
+
+def test_check_passes_on_both_sample_campaigns(run: Run) -> None:
+    first = run("check", "hopitaux-2020-05")
+    assert first.exit_code == 0, first.output
+    assert "40 recipients, 40 ready" in first.output
+    second = run("check", "merci-signataires")
+    assert second.exit_code == 0, second.output
+    assert "1 suppressed" in second.output
+
+
+def test_check_json_counts_rows(run: Run) -> None:
+    result = run("check", "merci-signataires", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["recipients"] == 712
+    assert report["ready"] == 711
+    assert report["suppressed"] == 1
+    assert report["errors"] == 0
+
+
+def test_missing_settings_file_exits_2_without_traceback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--settings", str(tmp_path / "nope.yaml"), "check"])
+    assert result.exit_code == 2
+    assert "settings file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_campaign_is_a_usage_error(run: Run) -> None:
+    result = run("check", "no-such-campaign")
+    assert result.exit_code == 2
+    assert "no campaign called 'no-such-campaign'" in result.output
+    assert "hopitaux-2020-05" in result.output

@@ -84,3 +84,64 @@ def _read_holder(fd: int) -> dict[str, object]:
     except (ValueError, OSError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# The folders of a campaign's outbox that hold copies of personal data (letters, emails, proofs).
+PERSONAL_DATA = ("letters", "print", "proofs", "dry-run")
+DELIVERY_FILES = ("delivery.sqlite", "delivery.sqlite-wal", "delivery.sqlite-shm", "approval.json")
+
+
+def personal_files(folder: Path, *, include_log: bool = False) -> list[Path]:
+    """The files under a campaign's outbox that hold personal data (the log too if asked)."""
+    found: list[Path] = []
+    for name in PERSONAL_DATA:
+        target = folder / name
+        if target.is_dir():
+            found += sorted(p for p in target.rglob("*") if p.is_file() or p.is_symlink())
+    if include_log:
+        found += [folder / name for name in DELIVERY_FILES if (folder / name).exists()]
+    return found
+
+
+def sink_files(sink: Path, message_ids: set[str]) -> list[Path]:
+    """The messages of the local sink's Maildir whose Message-ID is one of `message_ids`."""
+    if not sink.is_dir() or not message_ids:
+        return []
+    found: list[Path] = []
+    for path in sorted(sink.rglob("*")):
+        if path.is_file() and path.parent.name in {"new", "cur"}:
+            head = path.read_bytes()[:16384].decode("utf-8", "replace")
+            for line in head.splitlines():
+                if not line:
+                    break  # end of the headers
+                if line.lower().startswith("message-id:"):
+                    if line.split(":", 1)[1].strip() in message_ids:
+                        found.append(path)
+                    break
+    return found
+
+
+def delete_files(paths: list[Path], *, root: Path) -> int:
+    """Delete `paths` (never anything outside `root`) and the folders they leave empty."""
+    deleted = 0
+    base = root.resolve()
+    for path in paths:
+        if not path.absolute().is_relative_to(base) and not path.resolve().is_relative_to(base):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            deleted += 1
+    for path in sorted({p.parent for p in paths}, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            if path.resolve().is_relative_to(base) and path.resolve() != base:
+                path.rmdir()  # only succeeds when empty
+    return deleted
+
+
+def oldest_personal_file(folder: Path) -> tuple[Path, float] | None:
+    """The oldest file holding personal data in a campaign's outbox, with its age in days."""
+    files = personal_files(folder)
+    if not files:
+        return None
+    oldest = min(files, key=lambda p: p.lstat().st_mtime)
+    return oldest, (time.time() - oldest.lstat().st_mtime) / 86400

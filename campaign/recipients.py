@@ -119,6 +119,12 @@ def read_table(path: Path, *, display: str | None = None) -> Table:
 
 
 def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise InputError(
+            "this is a workbook (Excel or LibreOffice) saved under a .csv name, not a CSV file",
+            place=Place(file=shown),
+            hint="rename it to .xlsx (or .ods), or open it and export it as CSV",
+        )
     if b"\x00" in raw[:65536] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(
             "this is not a text file (it holds binary data)",
@@ -138,15 +144,26 @@ def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
             skip_blank_lines=False,
             engine="c",
         )
-    except (pd.errors.ParserError, ValueError) as err:
+    except pd.errors.EmptyDataError:
+        raise InputError("the file is empty", place=Place(file=shown)) from None
+    except (pd.errors.ParserError, ValueError):
+        # Rows of different lengths (pandas wants them all as long as the first): the csv module
+        # reads them as they are, and `_to_table` reports the cells that stick out.
+        return _read_csv_ragged(text, delimiter, shown)
+    return [list(map(str, record)) for record in frame.itertuples(index=False, name=None)]
+
+
+def _read_csv_ragged(text: str, delimiter: str, shown: str) -> list[list[str]]:
+    try:
+        return [
+            row or [""] for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        ]
+    except csv.Error as err:
         raise InputError(
             f"cannot read the CSV file: {err}",
             place=Place(file=shown),
             hint="check the quotes and the separator, or export the spreadsheet again",
         ) from None
-    except pd.errors.EmptyDataError:
-        raise InputError("the file is empty", place=Place(file=shown)) from None
-    return [list(map(str, record)) for record in frame.itertuples(index=False, name=None)]
 
 
 def _decode(raw: bytes) -> str:
@@ -166,14 +183,30 @@ def _decode(raw: bytes) -> str:
 
 
 def _sniff_delimiter(text: str) -> str:
-    """The delimiter of the header line: the candidate that splits it most (quotes respected)."""
+    """The delimiter that splits the header into most fields and the next records alike.
+
+    Quotes are respected. Spreadsheet programs write every record with as many fields as the
+    header, so the right delimiter is the one whose records agree with the header's count; a
+    one-column file has none, and gets the comma.
+    """
     sample = text[:65536]
-    try:
-        return csv.Sniffer().sniff(sample, delimiters="".join(_DELIMITERS)).delimiter
-    except csv.Error:
-        first = sample.split("\n", 1)[0]
-        counts = {d: len(next(csv.reader([first], delimiter=d), [])) for d in _DELIMITERS}
-        return max(_DELIMITERS, key=lambda d: counts[d])
+    if len(sample) < len(text):
+        sample = sample[: sample.rfind("\n") + 1] or sample  # whole lines only
+    best, best_score = ",", (0.0, 1)
+    for delimiter in _DELIMITERS:
+        try:
+            records = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)]
+        except csv.Error:
+            continue
+        records = [r for r in records if any(c.strip() for c in r)][:100]
+        if not records or len(records[0]) < 2:
+            continue
+        width = len(records[0])
+        agree = sum(1 for r in records[1:] if len(r) == width) / max(1, len(records) - 1)
+        score = (agree, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
 
 
 def _read_workbook(path: Path, shown: str) -> list[list[str]]:
@@ -214,9 +247,14 @@ def _to_table(path: Path, grid: list[list[str]], shown: str) -> Table:
     if not numbered:
         raise InputError("the file has no header row", place=Place(file=shown))
     header_row, header_cells = numbered[0]
-    headers = [h.strip() for h in header_cells]
-    width = len(headers)
-    rows = [(n, (cells + [""] * width)[:width]) for n, cells in numbered[1:]]
+    # A record longer than the header (a ragged CSV) widens the table: its extra cells then show
+    # as a column with values but no header, reported with the first row that has one.
+    width = max(len(cells) for _, cells in numbered)
+    headers = [h.strip() for h in header_cells] + [""] * (width - len(header_cells))
+    rows = [
+        (n, cells if len(cells) == width else (cells + [""] * width)[:width])
+        for n, cells in numbered[1:]
+    ]
     while rows and not any(c.strip() for c in rows[-1][1]):
         rows.pop()  # trailing empty rows are an artefact of the export, not a mistake
     return Table(path=path, headers=headers, rows=rows, header_row=header_row)
@@ -294,6 +332,13 @@ def read_recipients(
                 )
             elif _CONTROL.search(text):
                 text = _CONTROL.sub("", text)
+                row_problems.append(
+                    Problem.warning(
+                        "invisible control character removed from the cell",
+                        Place(file=shown, row=row, column=header),
+                        "retype the cell if the text looks wrong",
+                    )
+                )
             values[header] = text.strip() if i in guarded else text
         for i in required:
             if not cells[i].strip():
@@ -369,12 +414,13 @@ def _name_columns(
     for i, header in enumerate(table.headers):
         letter = column_letter(i)
         if not header:
-            if any(cells[i].strip() for _, cells in table.rows):
+            first = next((row for row, cells in table.rows if cells[i].strip()), None)
+            if first is not None:
                 problems.append(
                     Problem.error(
-                        f"column {letter} has values but no header",
+                        f"column {letter} has values (the first in row {first}) but no header",
                         Place(file=shown, row=table.header_row, column=letter),
-                        "give the column a name in the header row, or delete it",
+                        "give the column a name in the header row, or delete its values",
                     )
                 )
             continue
@@ -491,7 +537,15 @@ def _add_email_hints(
     for index, address in pending:
         fix = suggest_email(address, common, allow_special=allow_special)
         old = problems[index]
-        hint = f"did you mean {fix}?" if fix else "correct the address, or remove the row"
+        if fix:
+            hint = f"did you mean {fix}?"
+        elif "special-use or reserved" in str(_validate(address, allow_special)):
+            hint = (
+                "use a real domain; for trial runs only, set allow_special_domains: true "
+                "in the campaign's settings"
+            )
+        else:
+            hint = "correct the address, or remove the row"
         problems[index] = Problem(old.severity, old.message, old.place, hint)
 
 

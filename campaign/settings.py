@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -229,7 +230,7 @@ class Campaign:
 def load_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
     """Read and validate settings.yaml; every fault is a `SettingsError` naming its key and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SettingsError(
             f"{path}: settings file not found",
@@ -253,6 +254,14 @@ def load_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
             place=Place(file=str(path)),
         )
     lines = _key_lines(node)
+    smtp = data.get("smtp")
+    if isinstance(smtp, dict) and "password" in smtp:
+        raise SettingsError(
+            "a password must not be written in settings.yaml",
+            place=Place(file=str(path), line=lines.get(("smtp", "password")), key="smtp.password"),
+            hint="delete it, put it in an environment variable and name that variable with "
+            "password_env: CAMPAIGN_SMTP_PASSWORD (or give a password_command)",
+        )
     root = path.resolve().parent
     try:
         settings = Settings.model_validate({**data, "root": root, "path": path})
@@ -278,6 +287,12 @@ def _settings_error(
         line = _nearest_line(loc, lines)
         if item["type"] == "extra_forbidden":
             text = f"unknown key {loc[-1]!r}"
+            allowed = _allowed_keys(loc[:-1])
+            close = get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+            if close:
+                text += f" (did you mean {close[0]!r}?)"
+            elif allowed:
+                text += " (the keys here are: " + ", ".join(allowed) + ")"
         elif item["type"] == "missing":
             text = f"missing key {loc[-1]!r}"
         else:
@@ -286,7 +301,7 @@ def _settings_error(
         first_place = first_place or place
         messages.append(f"{place}: {text}")
     hint = None
-    if any("password" in m for m in messages):
+    if any(str(item["loc"][-1]) == "password" for item in err.errors() if item["loc"]):
         hint = "put the password in an environment variable and name it with smtp.password_env"
     if len(messages) == 1:
         message = messages[0].split(": ", 1)[1] if first_place else messages[0]
@@ -298,8 +313,30 @@ def _settings_error(
     )
 
 
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    """The keys a settings section accepts, e.g. ('smtp',) → host, port, ...; [] if unknown."""
+    model: type[BaseModel] = Settings
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if model is Settings and part == "campaigns":
+            if not parts:
+                return []
+            parts.pop(0)  # the campaign's own name
+            model = CampaignSettings
+            continue
+        field_info = model.model_fields.get(part)
+        annotation = field_info.annotation if field_info else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    hidden = {"root", "path"} if model is Settings else set()
+    return [name for name in model.model_fields if name not in hidden]
+
+
 def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
     """Every file a campaign names must exist and stay inside the project folder."""
+    problems: list[SettingsError] = []
     for name, config in settings.campaigns.items():
         named: list[tuple[str, Path]] = [
             ("letter", config.letter),
@@ -315,17 +352,31 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
             )
             target = settings.resolve(value)
             if not _inside(target, settings.root):
-                raise SettingsError(
-                    f"{value} is outside the project folder",
-                    place=place,
-                    hint="copy the file into the project (letters/ or recipients/) and name it there",
+                problems.append(
+                    SettingsError(
+                        f"{value} is outside the project folder",
+                        place=place,
+                        hint="copy the file into the project (letters/ or recipients/) "
+                        "and name it there",
+                    )
                 )
-            if not target.is_file():
-                raise SettingsError(
-                    f"file not found: {value}",
-                    place=place,
-                    hint=f"check the path; it is relative to {settings.path.parent or '.'}/",
+            elif not target.is_file():
+                problems.append(
+                    SettingsError(
+                        f"file not found: {value}",
+                        place=place,
+                        hint=f"check the path; it is relative to {settings.path.parent or '.'}/",
+                    )
                 )
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        # Report every missing file in one pass, so the organiser fixes them all at once.
+        raise SettingsError(
+            f"{len(problems)} problems in the settings:\n  "
+            + "\n  ".join(f"{p.place}: {p.message} ({p.hint})" for p in problems),
+            place=Place(file=str(settings.path)),
+        )
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -9,13 +9,14 @@ Line numbers in errors are those of the letter file, front matter included.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from difflib import get_close_matches
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import yaml
@@ -23,12 +24,28 @@ from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
 from campaign.errors import Place, Problem, TemplateError
+from campaign.typography import date_fr, french
 
-FRONT_MATTER_KEYS = {"subject", "place", "date", "signature", "stylesheet", "email_body", "title"}
+FRONT_MATTER_KEYS = {
+    "subject",
+    "place",
+    "date",
+    "signature",
+    "stylesheet",
+    "email_body",
+    "title",
+    "address",
+}
+# Front matter values that are templates, merged for each recipient into `MergedLetter.fields`.
+TEXT_FIELDS = ("subject", "place", "signature", "title", "address")
 _MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+_TEXT_WIDTH = 72  # columns of the plain-text email body
 _FOOTNOTE_CALL = re.compile(r"\[\^([^\]\s]+)\](?!:)")
 _FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^([^\]\s]+)\]:", re.MULTILINE)
 
@@ -66,7 +83,144 @@ _TEXT_ENV = make_environment(markdown=False)
 
 
 def markdown_parser() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"typographer": False}).use(footnote_plugin).enable("table")
+    """A CommonMark parser with footnotes and tables, whose HTML applies French typography."""
+    parser = MarkdownIt("commonmark", {"typographer": False}).use(footnote_plugin).enable("table")
+    parser.add_render_rule("text", _render_text)
+    parser.add_render_rule("footnote_caption", _render_caption)
+    return parser
+
+
+def _render_text(
+    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Mapping[str, Any]
+) -> str:
+    return escapeHtml(french(tokens[idx].content))
+
+
+def _render_caption(
+    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Mapping[str, Any]
+) -> str:
+    return str(tokens[idx].meta["id"] + 1)
+
+
+def _render_inline_footnote(
+    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Mapping[str, Any]
+) -> str:
+    """A footnote call in the PDF: the note itself, which CSS floats to the page's foot."""
+    meta = tokens[idx].meta
+    number = meta["id"] + 1
+    if meta.get("subId", 0) > 0:  # a second call of the same note refers to it by number
+        return f'<sup class="footnote-again">{number}</sup>'
+    return f'<span class="footnote">{env["footnote_html"].get(number, "")}</span>'
+
+
+_PARSER = markdown_parser()
+_EMAIL = markdown_parser()
+_PDF = markdown_parser()
+_PDF.add_render_rule("footnote_ref", _render_inline_footnote)
+_PDF_RENDERER = cast(RendererHTML, _PDF.renderer)
+
+
+def _body_tokens(tokens: list[Token]) -> list[Token]:
+    """The tokens of the letter without its block of footnote texts."""
+    body: list[Token] = []
+    depth = 0
+    for token in tokens:
+        if token.type == "footnote_block_open":
+            depth += 1
+        elif token.type == "footnote_block_close":
+            depth -= 1
+        elif depth == 0:
+            body.append(token)
+    return body
+
+
+def _footnote_bodies(tokens: list[Token]) -> dict[int, list[Token]]:
+    """Each footnote's tokens, keyed by its number (1 for the first called)."""
+    bodies: dict[int, list[Token]] = {}
+    current: list[Token] | None = None
+    for token in tokens:
+        if token.type == "footnote_open":
+            current = bodies.setdefault(token.meta["id"] + 1, [])
+        elif token.type == "footnote_close":
+            current = None
+        elif current is not None and token.type != "footnote_anchor":
+            current.append(token)
+    return dict(sorted(bodies.items()))
+
+
+def _plain_text(tokens: Sequence[Token], *, wrap: bool = True) -> str:
+    """Plain text of a token stream: paragraphs apart, `[1]` for footnote calls, URLs kept."""
+    out: list[str] = []
+    lists: list[list[int]] = []  # per open list, [next number] or [] for bullets
+    for token in tokens:
+        kind = token.type
+        if kind == "inline":
+            line = _plain_inline(token.children or [])
+            out.append(_wrap(line) if wrap else line)
+        elif kind in {"paragraph_close", "heading_close"}:
+            out.append("\n" if token.hidden or not wrap else "\n\n")
+        elif kind == "bullet_list_open":
+            lists.append([])
+        elif kind == "ordered_list_open":
+            lists.append([int(token.attrGet("start") or 1)])
+        elif kind in {"bullet_list_close", "ordered_list_close"}:
+            lists.pop()
+            out.append("\n")
+        elif kind == "list_item_open" and lists:
+            indent = "  " * (len(lists) - 1)
+            counter = lists[-1]
+            if counter:
+                out.append(f"{indent}{counter[0]}. ")
+                counter[0] += 1
+            else:
+                out.append(f"{indent}- ")
+        elif kind in {"fence", "code_block", "html_block"}:
+            out.append(token.content + "\n")
+        elif kind == "hr":
+            out.append("----\n\n")
+    text = "".join(out)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _wrap(text: str, *, indent: str = "") -> str:
+    """Fill each line of a paragraph to 72 columns; no-break spaces hold, hard breaks stay."""
+    return "\n".join(
+        textwrap.fill(
+            line,
+            width=_TEXT_WIDTH,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        or line
+        for line in text.split("\n")
+    )
+
+
+def _plain_inline(children: Sequence[Token]) -> str:
+    out: list[str] = []
+    href: list[str] = []
+    for token in children:
+        kind = token.type
+        if kind == "text":
+            out.append(french(token.content))
+        elif kind == "softbreak":
+            out.append(" ")
+        elif kind == "hardbreak":
+            out.append("\n")
+        elif kind in {"code_inline", "html_inline"}:
+            out.append(token.content)
+        elif kind == "footnote_ref":
+            out.append(f"[{token.meta['id'] + 1}]")
+        elif kind == "image":
+            out.append(token.content)
+        elif kind == "link_open":
+            href.append(str(token.attrGet("href") or ""))
+        elif kind == "link_close" and href:
+            url = href.pop().removeprefix("mailto:")
+            if url and out[-1:] != [url] and not url.startswith("#"):
+                out.append(f" <{url}>")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -83,21 +237,78 @@ class Letter:
     def template(self) -> jinja2.Template:
         return _compile(_MARKDOWN_ENV, self.body, self.display)
 
+    @cached_property
+    def _text_templates(self) -> dict[str, jinja2.Template | None]:
+        return {}
+
     def text_template(self, key: str) -> jinja2.Template | None:
-        """A front-matter value (subject, place ...) compiled as a plain-text template."""
-        value = self.front.get(key)
-        if value is None or isinstance(value, date):
-            return None
-        return _compile(_TEXT_ENV, str(value), f"{self.display} (front matter {key})")
+        """A front-matter value (subject, place ...) compiled as a plain-text template, once."""
+        if key not in self._text_templates:
+            value = self.front.get(key)
+            self._text_templates[key] = (
+                None
+                if value is None or isinstance(value, date)
+                else _compile(_TEXT_ENV, str(value), f"{self.display} (front matter {key})")
+            )
+        return self._text_templates[key]
 
 
 @dataclass(frozen=True)
 class MergedLetter:
-    """One recipient's letter, merged: the Markdown, the HTML body, and the front matter values."""
+    """One recipient's letter, merged: its Markdown and front matter values, and its renderings.
+
+    The renderings are computed on first use, so that a dry merge (`check`) costs only Jinja:
+    `html` (the email body, footnotes as endnotes with ↩ links back), `text` (the plain-text email
+    body, `[1]` markers and the notes at the end) and `pdf_html` (footnote texts inline in
+    `<span class="footnote">`, for CSS `float: footnote`). French typography applies to the text
+    of all three, never to tags, attributes or URLs.
+    """
 
     markdown: str
-    html: str
     fields: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def _parsed(self) -> tuple[list[Token], dict[str, Any]]:
+        env: dict[str, Any] = {}
+        tokens = _PARSER.parse(self.markdown, env)
+        return tokens, env
+
+    @cached_property
+    def footnotes(self) -> list[str]:
+        """The plain text of each footnote, in the order of their first call."""
+        tokens, _ = self._parsed
+        return [_plain_text(body, wrap=False) for body in _footnote_bodies(tokens).values()]
+
+    @cached_property
+    def html(self) -> str:
+        tokens, env = self._parsed
+        return str(_EMAIL.renderer.render(tokens, _EMAIL.options, dict(env)))
+
+    @cached_property
+    def pdf_html(self) -> str:
+        tokens, env = self._parsed
+        env = dict(env)
+        env["footnote_html"] = {
+            number: "<br>".join(
+                _PDF_RENDERER.renderInline(t.children or [], _PDF.options, env)
+                for t in body
+                if t.type == "inline"
+            )
+            for number, body in _footnote_bodies(tokens).items()
+        }
+        return _PDF_RENDERER.render(_body_tokens(tokens), _PDF.options, env)
+
+    @cached_property
+    def text(self) -> str:
+        tokens, _ = self._parsed
+        text = _plain_text(_body_tokens(tokens)).strip()
+        notes = self.footnotes
+        if notes:
+            text += "\n\n" + "\n".join(
+                _wrap(f"[{n}] {note}", indent=" " * (len(str(n)) + 3))
+                for n, note in enumerate(notes, start=1)
+            )
+        return text + "\n"
 
 
 def load_letter(path: Path, *, display: str | None = None) -> Letter:
@@ -151,7 +362,7 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
         body = "\n" * (body_line - 1) + (text[after + 1 :] if after >= 0 else "")
     letter = Letter(path=path, display=shown, front=front, body=body, body_line=body_line)
     _ = letter.template  # compile now: a syntax error is reported before any row is merged
-    for key in ("subject", "place", "signature"):
+    for key in TEXT_FIELDS:
         letter.text_template(key)
     return letter
 
@@ -253,15 +464,49 @@ def footnote_problems(source: str, shown: str) -> list[Problem]:
 
 
 def merge_letter(letter: Letter, context: Mapping[str, Any]) -> MergedLetter:
-    """Merge one recipient into the letter; a failure is a `TemplateError` naming the line."""
+    """Merge one recipient into the letter; a failure is a `TemplateError` naming the line.
+
+    Only Jinja runs here; Markdown is parsed when a rendering (`html`, `text`, `pdf_html`) is
+    first asked for.
+    """
     fields: dict[str, str] = {}
-    for key in ("subject", "place", "signature"):
+    for key in TEXT_FIELDS:
         template = letter.text_template(key)
         if template is not None:
-            fields[key] = render_template(template, context, letter.display)
+            value = render_template(template, context, letter.display).strip()
+            fields[key] = value if key == "address" else french(value)
+    fields["date"] = letter_date(letter, context)
     markdown = render_template(letter.template, context, letter.display)
-    html = markdown_parser().render(markdown)
-    return MergedLetter(markdown=markdown, html=html, fields=fields)
+    return MergedLetter(markdown=markdown, fields=fields)
+
+
+def letter_date(letter: Letter, context: Mapping[str, Any]) -> str:
+    """The letter's date in French: the front matter's `date` (a date or a template), or today."""
+    value = letter.front.get("date")
+    if value is None:
+        return date_fr(date.today())
+    if not isinstance(value, date):
+        value = render_template(
+            _compile(_TEXT_ENV, str(value), f"{letter.display} (front matter date)"),
+            context,
+            letter.display,
+        )
+    try:
+        return date_fr(value)
+    except ValueError as err:
+        raise TemplateError(
+            f"front matter date: {err}",
+            place=Place(file=letter.display, line=_line_of_key_in(letter, "date")),
+            hint="write the date as 2020-05-07",
+        ) from None
+
+
+def _line_of_key_in(letter: Letter, key: str) -> int:
+    try:  # the front matter is blanked in the body: read the file again
+        front = letter.path.read_text(encoding="utf-8-sig")
+    except OSError:
+        return 1
+    return _line_of_key(front, key)
 
 
 def render_template(template: jinja2.Template, context: Mapping[str, Any], shown: str) -> str:

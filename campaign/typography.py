@@ -1,24 +1,112 @@
-"""French typography, dates and salutations: the helpers letter templates may call."""
+"""French typography, dates and salutations: the helpers letter templates may call.
+
+`french` takes one run of text (a text node of the HTML, never a tag, an attribute or a URL) and gives
+it French spacing and apostrophes. `date_fr` writes a date the French way ("7 mai 2020",
+"1er mai 2020") through Babel. `salutation` opens a letter from a civility and a function.
+Templates reach them as `{{ salutation(civilite, fonction) }}`, `{{ date_fr(d) }}` or
+`{{ d | date_fr }}`.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
+
+NNBSP = "\u202f"  # narrow no-break space: before ; ? ! : and inside « »
+APOSTROPHE = "\u2019"
+
+# A space (or none) before a high punctuation mark that follows a word or a closing mark;
+# "10:30", "http://" and "?!" runs are left alone because they have no space before them.
+_BEFORE_HIGH = re.compile(r"(?<=[\w»)\]\"’.…])[ \u00a0\u202f]+([;:?!])")
+_AFTER_OPENING_GUILLEMET = re.compile(r"«[ \u00a0\u202f]*")
+_BEFORE_CLOSING_GUILLEMET = re.compile(r"[ \u00a0\u202f]*»")
+_APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
+
+
+def french(text: str) -> str:
+    """Give one run of text French spacing: no-break spaces before ; : ? ! and inside « »."""
+    if not text:
+        return text
+    if "'" in text:
+        text = _APOSTROPHE.sub(APOSTROPHE, text)
+    if any(mark in text for mark in ";:?!"):
+        text = _BEFORE_HIGH.sub(NNBSP + r"\1", text)
+    if "n° " in text:
+        text = text.replace("n° ", "n°\u00a0")
+    if "«" in text:
+        text = _AFTER_OPENING_GUILLEMET.sub("«" + NNBSP, text)
+    if "»" in text:
+        text = _BEFORE_CLOSING_GUILLEMET.sub(NNBSP + "»", text)
+    return text
+
+
+def as_date(value: object) -> date:
+    """Read a date from a `date`, a `datetime` or an ISO text such as 2020-05-07."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date such as 2020-05-07") from None
+
+
+def date_fr(value: object) -> str:
+    """Write a date in French: `7 mai 2020`, `1er mai 2020`."""
+    from babel.dates import format_date
+
+    day = as_date(value)
+    text = str(format_date(day, "d MMMM y", locale="fr_FR"))
+    return text.replace("1 ", "1er ", 1) if day.day == 1 else text
+
+
+# Feminine and masculine forms of the words functions are made of, lower case.
+_FEMININE = {
+    "directeur": "directrice",
+    "administrateur": "administratrice",
+    "président": "présidente",
+    "délégué": "déléguée",
+    "général": "générale",
+    "adjoint": "adjointe",
+    "médecin-chef": "médecin-cheffe",
+    "chef": "cheffe",
+    "doyen": "doyenne",
+    "secrétaire": "secrétaire",
+    "intérimaire": "intérimaire",
+}
+_MASCULINE = {feminine: masculine for masculine, feminine in _FEMININE.items()}
+_FEMALE = {"madame", "mme", "mademoiselle", "mlle"}
+_MALE = {"monsieur", "m", "mr"}
+
+
+def _agree(role: str, female: bool) -> str:
+    forms = _FEMININE if female else _MASCULINE
+    return " ".join(forms.get(word, word) for word in role.split())
 
 
 def salutation(civility: object = "", function: object = "") -> str:
-    """`Madame la directrice,` / `Monsieur le directeur,` from civility and function."""
+    """`Madame la directrice,` / `Monsieur le directeur,` from civility and function.
+
+    Without a known civility the salutation is `Madame, Monsieur,`; without a function it is
+    `Madame,` or `Monsieur,`. The function agrees with the civility (`Madame` + `Directeur
+    général` gives `Madame la directrice générale,`).
+    """
     civ = str(civility or "").strip().lower().rstrip(".")
-    role = str(function or "").strip()
-    female = civ in {"madame", "mme", "mademoiselle", "mlle"}
-    male = civ in {"monsieur", "m", "mr"}
-    if not (female or male):
+    role = " ".join(str(function or "").split()).lower()
+    female = civ in _FEMALE
+    if not (female or civ in _MALE):
         return "Madame, Monsieur,"
+    title = "Madame" if female else "Monsieur"
     if not role:
-        return "Madame," if female else "Monsieur,"
-    article = "la" if female else "le"
-    return f"{'Madame' if female else 'Monsieur'} {article} {role[0].lower()}{role[1:]},"
+        return f"{title},"
+    role = _agree(role, female)
+    article = "l’" if role[0] in "aeéèêiîoôu" else ("la " if female else "le ")
+    return f"{title} {article}{role},"
 
 
-FILTERS: dict[str, Callable[..., Any]] = {}
-GLOBALS: dict[str, Any] = {"salutation": salutation}
+FILTERS: dict[str, Callable[..., Any]] = {"date_fr": date_fr, "french": french}
+GLOBALS: dict[str, Any] = {"salutation": salutation, "date_fr": date_fr}

@@ -1,0 +1,469 @@
+"""Loaded inputs → the approval fingerprint; reviewers' sign-offs → `outbox/<campaign>/approval.json`.
+
+The fingerprint is a SHA-256 over everything that changes what a recipient receives: the letter and
+email templates (bytes), the stylesheets and the files they or the letter reference, the front
+matter, the subject and display-name templates, the sender, Reply-To, List-Unsubscribe, whether the
+PDF is attached, the shared attachments' bytes, and one hash per ready recipient (keyed by the
+address, so row order does not matter; cells compared as text, so an .xlsx saved again as .csv with
+the same values does not change it). It is computed from the inputs only (no absolute path, no file
+date), so it is the same on every run and every machine.
+
+`approve` appends a sign-off to the history; `require_approval` refuses to go on when the current
+content differs from the last sign-off, and says what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from campaign.errors import ApprovalError, InputError, Place, StateError
+from campaign.inputs import Inputs, check_inputs
+from campaign.outbox import write_private
+from campaign.recipients import Recipient
+from campaign.settings import Campaign
+
+APPROVAL_FILE = "approval.json"
+FORMAT = 1
+# How many row numbers a change message lists before it sums up the rest.
+_ROWS_LISTED = 20
+
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)\s]*))\s*\)""", re.IGNORECASE)
+_CSS_IMPORT = re.compile(r"""@import\s+(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
+_HTML_SRC = re.compile(r"""\b(?:src|href)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bmp", ".tif", ".tiff"}
+_FONT_SUFFIXES = {".ttf", ".otf", ".woff", ".woff2"}
+
+
+def _sha256(data: bytes | str) -> str:
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class RowStamp:
+    """One ready recipient in the fingerprint: its spreadsheet row and the hash of its values."""
+
+    row: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The fingerprint of a campaign's content, with the parts it is made of."""
+
+    digest: str
+    components: Mapping[tuple[str, str], str]  # (what, file or "") → hash
+    rows: Mapping[str, RowStamp]  # lower-cased email → row and hash
+
+    @property
+    def short(self) -> str:
+        return self.digest[:12]
+
+
+def row_hash(recipient: Recipient) -> str:
+    """Hash one recipient's address and cells, compared as text whatever the file format."""
+    return _sha256(_canonical({"email": recipient.email, "values": dict(recipient.values)}))
+
+
+def compute_fingerprint(inputs: Inputs) -> Fingerprint:
+    """Fingerprint everything that changes what a recipient receives; see the module docstring."""
+    campaign = inputs.campaign
+    settings = campaign.settings
+    config = campaign.config
+    parts: dict[tuple[str, str], str] = {}
+
+    def add_file(what: str, path: Path) -> None:
+        shown = _shown(campaign, path)
+        try:
+            parts[(what, shown)] = _sha256(path.read_bytes())
+        except OSError:
+            parts[(what, shown)] = "missing"
+
+    templates = [("letter template", config.letter)]
+    if inputs.email_body is not None:
+        templates.append(("email body template", inputs.email_body.path))
+    for what, path in templates:
+        add_file(what, campaign.path(path))
+    for letter, what in ((inputs.letter, "letter"), (inputs.email_body, "email body")):
+        if letter is not None:
+            parts[(f"{what} front matter", _shown(campaign, letter.path))] = _sha256(
+                _canonical(dict(letter.front))
+            )
+            for kind, path in referenced_files(campaign, letter.path, letter.front, letter.body):
+                add_file(kind, path)
+    for index, attachment in enumerate(config.attachments):
+        add_file("attachment", campaign.path(attachment))
+        parts[("attachment order", str(index))] = _sha256(_shown(campaign, attachment))
+
+    subject = config.subject
+    if subject is None and inputs.letter is not None:
+        subject = inputs.letter.front.get("subject")
+    settings_values: dict[str, Any] = {
+        "subject": subject,
+        "display name (to_name)": config.to_name,
+        "sender": [settings.sender.name, settings.sender.email],
+        "reply-to": settings.sender.reply_to,
+        "list-unsubscribe": config.list_unsubscribe,
+        "attach_pdf": config.attach_pdf,
+        "pdf_variant": config.pdf_variant,
+        "spreadsheet columns": sorted(inputs.recipients.headers),
+    }
+    for what, value in settings_values.items():
+        parts[(what, "")] = _sha256(_canonical(value))
+
+    rows = {r.email.lower(): RowStamp(r.row, row_hash(r)) for r in inputs.recipients.ready}
+    digest = _sha256(
+        _canonical(
+            {
+                "format": FORMAT,
+                "components": sorted([list(key), value] for key, value in parts.items()),
+                "rows": sorted((key, stamp.hash) for key, stamp in rows.items()),
+            }
+        )
+    )
+    return Fingerprint(digest=digest, components=parts, rows=rows)
+
+
+def _shown(campaign: Campaign, path: Path) -> str:
+    """A path as the project names it, with forward slashes on every system."""
+    resolved = campaign.path(path).resolve()
+    root = campaign.settings.root.resolve()
+    try:
+        return resolved.relative_to(root).as_posix()
+    except ValueError:
+        return path.name  # outside the project: never the machine's absolute path
+
+
+def referenced_files(
+    campaign: Campaign, letter_path: Path, front: Mapping[str, Any], body: str
+) -> list[tuple[str, Path]]:
+    """The stylesheets, images and fonts a letter uses, followed through its CSS, in the project."""
+    root = campaign.settings.root.resolve()
+    base = campaign.path(letter_path).resolve().parent
+    found: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+
+    def visit(kind: str, target: str, folder: Path) -> None:
+        target = target.strip()
+        if not target or re.match(r"^[a-z][a-z0-9+.-]*:|^#|^//", target, re.IGNORECASE):
+            return  # data:, http:, cid:, anchors: not files of the project
+        path = (folder / target.split("#", 1)[0].split("?", 1)[0]).resolve()
+        if path in seen or not path.is_relative_to(root):
+            return
+        seen.add(path)
+        suffix = path.suffix.lower()
+        if kind != "stylesheet":
+            kind = (
+                "image"
+                if suffix in _IMAGE_SUFFIXES
+                else "font"
+                if suffix in _FONT_SUFFIXES
+                else "stylesheet"
+                if suffix == ".css"
+                else "file used by the letter"
+            )
+        found.append((kind, path))
+        if suffix == ".css" and path.is_file():
+            css = path.read_text(encoding="utf-8", errors="replace")
+            for match in (*_CSS_URL.finditer(css), *_CSS_IMPORT.finditer(css)):
+                visit("referenced", next(g for g in match.groups() if g is not None), path.parent)
+
+    sheets = front.get("stylesheet")
+    for sheet in [sheets] if isinstance(sheets, str) else sheets or []:
+        visit("stylesheet", str(sheet), base)
+    for match in (*_MD_IMAGE.finditer(body), *_HTML_SRC.finditer(body)):
+        target = next((g for g in match.groups() if g is not None), "")
+        if "{" not in target:  # a templated path is data, already covered by the rows
+            visit("referenced", target, base)
+    return found
+
+
+# --- the history of sign-offs -------------------------------------------------------------------
+
+
+class _RowRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    row: int
+    hash: str
+
+
+class _ComponentRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    what: str
+    file: str = ""
+    hash: str
+
+
+class ApprovalRecord(BaseModel):
+    """One sign-off: who approved which content, when, with what note."""
+
+    model_config = ConfigDict(extra="forbid")
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    by: str = Field(min_length=1)
+    at: str
+    note: str | None = None
+    recipients: int
+    components: list[_ComponentRecord]
+    rows: dict[str, _RowRecord]
+
+    def as_fingerprint(self) -> Fingerprint:
+        return Fingerprint(
+            digest=self.fingerprint,
+            components={(c.what, c.file): c.hash for c in self.components},
+            rows={k: RowStamp(v.row, v.hash) for k, v in self.rows.items()},
+        )
+
+    @property
+    def when(self) -> str:
+        """The time of the sign-off, in the organiser's words: 2026-05-07 14:32 UTC."""
+        try:
+            return datetime.fromisoformat(self.at).strftime("%Y-%m-%d %H:%M UTC")
+        except ValueError:
+            return self.at
+
+
+class _History(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: int = FORMAT
+    campaign: str
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+
+
+def approval_path(campaign: Campaign) -> Path:
+    return campaign.outbox / APPROVAL_FILE
+
+
+def read_history(campaign: Campaign) -> list[ApprovalRecord]:
+    """The sign-offs recorded for a campaign, oldest first; a damaged file is a `StateError`."""
+    path = approval_path(campaign)
+    shown = _shown(campaign, path)
+    hint = (
+        "restore approval.json from a backup, or move it away and run "
+        "campaign proof then campaign approve --by NAME again"
+    )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as err:
+        raise StateError(
+            f"cannot read the approval history: {err}", place=Place(file=shown), hint=hint
+        ) from None
+    try:
+        history = _History.model_validate_json(text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the file"
+        raise StateError(
+            f"the approval history is damaged ({where}: {first['msg']})",
+            place=Place(file=shown),
+            hint=hint,
+        ) from None
+    if history.campaign != campaign.name:
+        raise StateError(
+            f"the approval history belongs to campaign {history.campaign!r}, not {campaign.name!r}",
+            place=Place(file=shown),
+            hint=hint,
+        )
+    return history.approvals
+
+
+def approve(
+    inputs: Inputs, *, by: str, note: str | None = None, now: datetime | None = None
+) -> ApprovalRecord:
+    """Record that `by` approved the current content; refused while `check` finds errors."""
+    campaign = inputs.campaign
+    by = " ".join(by.split())
+    if not by:
+        raise InputError(
+            "the approver's name is empty", hint="say who approves: campaign approve --by NAME"
+        )
+    report = check_inputs(inputs)
+    if report.errors:
+        raise InputError(
+            f"cannot approve campaign {campaign.name}: check finds {report.errors} "
+            f"error{'s' if report.errors != 1 else ''}",
+            hint=f"run campaign check {campaign.name}, fix what it lists, then proof and approve",
+        )
+    history = read_history(campaign)
+    current = compute_fingerprint(inputs)
+    record = ApprovalRecord(
+        fingerprint=current.digest,
+        by=by,
+        at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        note=note or None,
+        recipients=len(current.rows),
+        components=[
+            _ComponentRecord(what=what, file=file, hash=value)
+            for (what, file), value in sorted(current.components.items())
+        ],
+        rows={k: _RowRecord(row=v.row, hash=v.hash) for k, v in sorted(current.rows.items())},
+    )
+    document = _History(campaign=campaign.name, approvals=[*history, record])
+    write_private(
+        approval_path(campaign),
+        json.dumps(document.model_dump(), ensure_ascii=False, indent=2) + "\n",
+    )
+    return record
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """Where a campaign stands: whether approval is required, the last sign-off, what changed."""
+
+    required: bool
+    last: ApprovalRecord | None
+    changes: list[str]
+    fingerprint: Fingerprint
+
+    @property
+    def approved(self) -> bool:
+        return self.last is not None and not self.changes
+
+    def summary(self) -> str:
+        """One line for `campaign status`."""
+        if self.last is None:
+            text = "not approved yet"
+        elif self.changes:
+            text = (
+                f"approved by {self.last.by} on {self.last.when}, but the content changed since: "
+                + "; ".join(self.changes)
+            )
+        else:
+            text = (
+                f"approved by {self.last.by} on {self.last.when} "
+                f"(fingerprint {self.fingerprint.short}, content unchanged)"
+            )
+        return text if self.required else f"{text} (approval not required by the settings)"
+
+
+def approval_state(inputs: Inputs) -> ApprovalState:
+    """Compare the current content with the last sign-off."""
+    history = read_history(inputs.campaign)
+    current = compute_fingerprint(inputs)
+    last = history[-1] if history else None
+    changes = describe_changes(last.as_fingerprint(), current) if last else []
+    return ApprovalState(
+        required=inputs.campaign.config.approval.required,
+        last=last,
+        changes=changes,
+        fingerprint=current,
+    )
+
+
+def require_approval(inputs: Inputs) -> ApprovalState:
+    """Refuse (`ApprovalError`) unless the current content is the content last approved.
+
+    A campaign whose settings say `approval: {required: false}` passes without a sign-off.
+    """
+    state = approval_state(inputs)
+    if not state.required:
+        return state
+    campaign = inputs.campaign
+    place = Place(file=_shown(campaign, approval_path(campaign)))
+    if state.last is None:
+        raise ApprovalError(
+            f"campaign {campaign.name} is not approved yet",
+            place=place,
+            hint=f"run campaign proof {campaign.name}, have the proofs read, then "
+            f"campaign approve {campaign.name} --by NAME",
+        )
+    if state.changes:
+        raise ApprovalError(
+            f"the content changed since {state.last.by} approved it on {state.last.when}:\n  - "
+            + "\n  - ".join(state.changes),
+            place=place,
+            hint=f"run campaign proof {campaign.name} and have the new proofs approved "
+            f"(campaign approve {campaign.name} --by NAME)",
+        )
+    return state
+
+
+def describe_changes(approved: Fingerprint, current: Fingerprint) -> list[str]:
+    """Say, in the organiser's words, what differs between two fingerprints."""
+    if approved.digest == current.digest:
+        return []
+    changes: list[str] = []
+    for key in _ordered(set(approved.components) | set(current.components)):
+        what, file = key
+        if what == "attachment order":
+            continue
+        before, after = approved.components.get(key), current.components.get(key)
+        if before == after:
+            continue
+        verb = "added" if before is None else "removed" if after is None else "changed"
+        changes.append(f"{what} {verb}" + (f" ({file})" if file else ""))
+    order_before = [f for (w, f) in approved.components if w == "attachment order"]
+    order_after = [f for (w, f) in current.components if w == "attachment order"]
+    if not changes and (
+        [approved.components[("attachment order", i)] for i in order_before]
+        != [current.components[("attachment order", i)] for i in order_after]
+    ):
+        changes.append("attachments reordered")
+
+    changed = sorted(
+        current.rows[k].row
+        for k in current.rows.keys() & approved.rows.keys()
+        if current.rows[k].hash != approved.rows[k].hash
+    )
+    added = sorted(current.rows[k].row for k in current.rows.keys() - approved.rows.keys())
+    removed = sorted(approved.rows[k].row for k in approved.rows.keys() - current.rows.keys())
+    if changed:
+        changes.append(f"{_count(len(changed))} changed: {_rows(changed)}")
+    if added:
+        changes.append(f"{_count(len(added))} added: {_rows(added)}")
+    if removed:
+        changes.append(f"{_count(len(removed))} removed (approved as {_rows(removed)})")
+    if not changes:
+        changes.append("the content changed (fingerprint differs)")
+    return changes
+
+
+_ORDER = [
+    "letter template",
+    "letter front matter",
+    "email body template",
+    "email body front matter",
+    "stylesheet",
+    "image",
+    "font",
+    "file used by the letter",
+    "subject",
+    "display name (to_name)",
+    "sender",
+    "reply-to",
+    "list-unsubscribe",
+    "attach_pdf",
+    "pdf_variant",
+    "attachment",
+    "spreadsheet columns",
+]
+
+
+def _ordered(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    rank = {what: i for i, what in enumerate(_ORDER)}
+    return sorted(keys, key=lambda k: (rank.get(k[0], len(_ORDER)), k))
+
+
+def _count(n: int) -> str:
+    return f"{n} recipient{'s' if n != 1 else ''}"
+
+
+def _rows(rows: list[int]) -> str:
+    listed = ", ".join(map(str, rows[:_ROWS_LISTED]))
+    more = f" and {len(rows) - _ROWS_LISTED} more" if len(rows) > _ROWS_LISTED else ""
+    return f"row{'s' if len(rows) != 1 else ''} {listed}{more}"

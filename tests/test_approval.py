@@ -1,0 +1,261 @@
+"""The approval fingerprint, the sign-off history, and the refusal that names what changed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from campaign.approval import (
+    approval_path,
+    approve,
+    compute_fingerprint,
+    read_history,
+    require_approval,
+)
+from campaign.errors import ApprovalError, InputError, StateError
+from campaign.inputs import Inputs, load_inputs
+from campaign.recipients import read_table
+from campaign.settings import load_settings
+from tests.conftest import Run
+
+HOSPITALS = "hopitaux-2020-05"
+THANKS = "merci-signataires"
+XLSX = "recipients/directeurs-hopitaux.xlsx"
+
+
+def inputs_of(project: Path, name: str = HOSPITALS) -> Inputs:
+    return load_inputs(load_settings(project / "settings.yaml").campaign(name))
+
+
+def refusal(project: Path, name: str = HOSPITALS) -> str:
+    with pytest.raises(ApprovalError) as caught:
+        require_approval(inputs_of(project, name))
+    return str(caught.value)
+
+
+def edit_settings(project: Path, old: str, new: str) -> None:
+    path = project / "settings.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def set_cell(project: Path, row: int, header: str, value: str) -> None:
+    path = project / XLSX
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    assert sheet is not None
+    headers = [c.value for c in sheet[1]]
+    sheet.cell(row=row, column=headers.index(header) + 1, value=value)
+    book.save(path)
+
+
+def test_fingerprint_is_the_same_on_every_run_and_in_every_folder(
+    project: Path, tmp_path: Path
+) -> None:
+    first = compute_fingerprint(inputs_of(project))
+    assert first.digest == compute_fingerprint(inputs_of(project)).digest
+    moved = tmp_path / "elsewhere"
+    project.rename(moved)
+    assert compute_fingerprint(inputs_of(moved)).digest == first.digest
+    assert len(first.rows) == 40
+    assert not any(str(tmp_path) in file for (_, file) in first.components)
+
+
+def test_send_is_refused_before_any_approval(project: Path) -> None:
+    message = refusal(project)
+    assert "not approved yet" in message
+    assert "campaign approve" in message
+
+
+def test_approval_passes_while_nothing_changes(project: Path) -> None:
+    record = approve(inputs_of(project), by="Maître Dupont", note="footnotes checked")
+    state = require_approval(inputs_of(project))
+    assert state.approved
+    assert state.last is not None and state.last.fingerprint == record.fingerprint
+    assert record.recipients == 40
+
+
+def test_one_changed_cell_is_named_with_its_row(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    set_cell(project, 9, "Ville", "AILLEURS")
+    message = refusal(project)
+    assert "1 recipient changed: row 9" in message
+    assert "letter" not in message
+
+
+def test_several_changed_rows_are_listed(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    for row in (17, 4, 9):
+        set_cell(project, row, "Fonction", "Directrice par intérim")
+    assert "3 recipients changed: rows 4, 9, 17" in refusal(project)
+
+
+def test_one_character_of_the_letter_is_named(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    letter = project / "letters/lettre-hopitaux.md"
+    letter.write_text(
+        letter.read_text(encoding="utf-8").replace("Chers collègues", "Chers collègue"),
+        encoding="utf-8",
+    )
+    message = refusal(project)
+    assert "letter template changed (letters/lettre-hopitaux.md)" in message
+    assert "recipient" not in message
+
+
+def test_the_stylesheet_and_the_images_it_uses_are_covered(project: Path) -> None:
+    css = project / "letters/lettre.css"
+    css.write_text('@page { size: A4 } .logo { background: url("logo.png") }', encoding="utf-8")
+    (project / "letters/logo.png").write_bytes(b"\x89PNG fake logo")
+    approve(inputs_of(project), by="reviewer")
+    (project / "letters/logo.png").write_bytes(b"\x89PNG fake logo, redrawn")
+    assert "image changed (letters/logo.png)" in refusal(project)
+    approve(inputs_of(project), by="reviewer")
+    css.write_text('@page { size: A4 } .logo { background: url("logo.png") } p { margin: 0 }')
+    assert "stylesheet changed (letters/lettre.css)" in refusal(project)
+
+
+def test_one_byte_of_an_attachment_is_named(project: Path) -> None:
+    note = project / "letters/annexe.pdf"
+    note.write_bytes(b"%PDF-1.4 annexe")
+    edit_settings(project, "attachments: []", "attachments: [letters/annexe.pdf]")
+    approve(inputs_of(project), by="reviewer")
+    note.write_bytes(b"%PDF-1.4 annexf")
+    assert "attachment changed (letters/annexe.pdf)" in refusal(project)
+
+
+def test_the_subject_is_named(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    edit_settings(project, "Health Data Hub : {{", "Health Data Hub — {{")
+    message = refusal(project)
+    assert "subject changed" in message
+    assert "recipient" not in message
+
+
+def test_the_sender_and_reply_to_are_named(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    edit_settings(project, "reply_to: contact@example.org", "reply_to: autre@example.org")
+    assert "reply-to changed" in refusal(project)
+
+
+def test_added_and_removed_recipients_are_counted(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    path = project / XLSX
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    assert sheet is not None
+    sheet.delete_rows(5)  # row 5 goes; the rows below move up by one
+    sheet.append(
+        [
+            "Madame",
+            "Zoé",
+            "Nouvelle",
+            "Directrice",
+            "Hôpital neuf",
+            "1 rue Neuve",
+            "75001",
+            "PARIS",
+            "zoe.nouvelle@example.org",
+        ]
+    )
+    book.save(path)
+    message = refusal(project)
+    assert "1 recipient added: row 41" in message
+    assert "1 recipient removed (approved as row 5)" in message
+    assert "changed: row" not in message
+
+
+def test_reordering_rows_does_not_invalidate_the_approval(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    first_email = inputs_of(project).recipients.recipients[0].email
+    path = project / XLSX
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    assert sheet is not None
+    rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    sheet.delete_rows(2, len(rows))
+    for row in reversed(rows):
+        sheet.append(row)
+    book.save(path)
+    assert inputs_of(project).recipients.recipients[0].email != first_email
+    assert require_approval(inputs_of(project)).approved
+
+
+def test_resaving_the_spreadsheet_as_csv_does_not_invalidate_the_approval(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    table = read_table(project / XLSX)
+    with (project / "recipients/directeurs.csv").open("w", encoding="cp1252", newline="") as out:
+        writer = csv.writer(out, delimiter=";")
+        writer.writerow(table.headers)
+        writer.writerows(cells for _, cells in table.rows)
+    edit_settings(project, XLSX, "recipients/directeurs.csv")
+    assert require_approval(inputs_of(project)).approved
+
+
+def test_history_survives_a_second_approval(project: Path, run: Run) -> None:
+    first = run("approve", HOSPITALS, "--by", "Alice Relectrice", "--note", "première lecture")
+    assert first.exit_code == 0, first.output
+    set_cell(project, 3, "Nom", "Autre")
+    second = run("approve", HOSPITALS, "--by", "Bernard Juriste")
+    assert second.exit_code == 0, second.output
+    assert "approved by Bernard Juriste" in second.output
+    history = read_history(inputs_of(project).campaign)
+    assert [h.by for h in history] == ["Alice Relectrice", "Bernard Juriste"]
+    assert history[0].note == "première lecture"
+    assert history[0].fingerprint != history[1].fingerprint
+    assert history[0].rows != history[1].rows
+    path = approval_path(inputs_of(project).campaign)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert set(json.loads(path.read_text(encoding="utf-8"))["approvals"][1]) >= {
+        "fingerprint",
+        "by",
+        "at",
+        "note",
+        "components",
+        "rows",
+    }
+
+
+def test_approve_is_refused_while_check_finds_errors(project: Path, run: Run) -> None:
+    set_cell(project, 6, "Courriel", "pas-une-adresse")
+    with pytest.raises(InputError, match="check finds 1 error"):
+        approve(inputs_of(project), by="reviewer")
+    result = run("approve", HOSPITALS, "--by", "reviewer")
+    assert result.exit_code == 1
+    assert "check finds 1 error" in result.output
+    assert not approval_path(inputs_of(project).campaign).exists()
+
+
+def test_a_damaged_history_is_a_clear_error(project: Path, run: Run) -> None:
+    approve(inputs_of(project), by="reviewer")
+    path = approval_path(inputs_of(project).campaign)
+    path.write_text(path.read_text(encoding="utf-8").replace('"by"', '"who"', 1))
+    with pytest.raises(StateError, match="approval history is damaged"):
+        require_approval(inputs_of(project))
+    path.write_text("{ not json")
+    result = run("approve", HOSPITALS, "--by", "reviewer")
+    assert result.exit_code == 2
+    assert "approval history is damaged" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_approval_can_be_turned_off_in_the_settings(project: Path) -> None:
+    edit_settings(
+        project, "    attach_pdf: false", "    attach_pdf: false\n    approval: {required: false}"
+    )
+    state = require_approval(inputs_of(project, THANKS))
+    assert not state.required
+    assert "not required" in state.summary()
+    assert "not approved yet" in refusal(project, HOSPITALS)
+
+
+def test_the_approval_file_holds_no_absolute_path(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    text = approval_path(inputs_of(project).campaign).read_text(encoding="utf-8")
+    assert str(project) not in text
+    assert not re.search(r'"/', text)

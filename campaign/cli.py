@@ -125,5 +125,28 @@ def print_problems(problems: list[Problem]) -> None:
     console.print(table)
 
 
+@main.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option("--by", "by", required=True, help="Who approves the content (name or email).")
+@click.option("--note", default=None, help="A note kept with the approval.")
+@pass_context
+@reports_errors
+def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) -> None:
+    """Record that NAME approved the current content (letter, emails, attachments, recipients)."""
+    from campaign.approval import approval_path
+    from campaign.approval import approve as record_approval
+    from campaign.inputs import load_inputs
+    from campaign.outbox import run_lock
+
+    campaign = ctx.campaign(campaign_name)
+    with run_lock(campaign.outbox, campaign=campaign.name, action="approved"):
+        record = record_approval(load_inputs(campaign), by=by, note=note)
+    console.print(
+        f"[bold]{campaign.name}[/]: [green]approved by {_escape(record.by)}[/] on {record.when}, "
+        f"{record.recipients} recipients, fingerprint {record.fingerprint[:12]}"
+    )
+    console.print(f"recorded in {_escape(str(approval_path(campaign)))}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -33,6 +33,11 @@ _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+_LIGATURES = str.maketrans(
+    {"Œ": "OE", "œ": "oe", "Æ": "AE", "æ": "ae", "ß": "ss", "Ø": "O", "ø": "o", "Ł": "L", "ł": "l"}
+)
+
+
 class Status(StrEnum):
     READY = "ready"
     SUPPRESSED = "suppressed"
@@ -84,8 +89,9 @@ class RecipientList:
 
 def variable_name(header: str) -> str:
     """Turn a column header into a template variable: `Code postal` → `code_postal`."""
+    spelled = header.translate(_LIGATURES)  # NFKD leaves Œ, Æ, ß whole: spell them out first
     ascii_text = (
-        unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode("ascii").lower()
+        unicodedata.normalize("NFKD", spelled).encode("ascii", "ignore").decode("ascii").lower()
     )
     name = re.sub(r"[^a-z0-9]+", "_", ascii_text).strip("_")
     if name and name[0].isdigit():
@@ -494,6 +500,7 @@ def _validate(address: str, allow_special_domains: bool) -> str | EmailNotValidE
             address,
             check_deliverability=False,  # no DNS: nothing leaves the machine
             globally_deliverable=not allow_special_domains,
+            test_environment=allow_special_domains,  # lets *.test through, as SPEC §2 allows
         ).normalized
     except EmailNotValidError as err:
         return err

@@ -127,6 +127,60 @@ def print_problems(problems: list[Problem]) -> None:
 
 @main.command()
 @click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option("--sample", "extra", type=click.IntRange(min=0), default=0, help="Add N random rows.")
+@click.option("--rows", "rows", default=None, help="Proof these spreadsheet rows, e.g. 2,7,19.")
+@click.option("--all", "everyone", is_flag=True, help="Proof every recipient.")
+@pass_context
+@reports_errors
+def proof(
+    ctx: Context, campaign_name: str | None, extra: int, rows: str | None, everyone: bool
+) -> None:
+    """Write the reviewers' proof pack: stamped proofs.pdf and index.html with each email."""
+    from rich.progress import Progress
+
+    from campaign.errors import UsageError
+    from campaign.inputs import load_inputs
+    from campaign.proofs import build_proofs, choose_sample, parse_rows
+
+    if everyone and rows:
+        raise UsageError("--all and --rows do not go together", hint="choose one of them")
+    campaign = ctx.campaign(campaign_name)
+    inputs = load_inputs(campaign)
+    if inputs.errors:
+        print_problems(inputs.errors)
+        raise UsageError(
+            f"campaign {campaign.name} has errors; there is nothing to proof yet",
+            hint=f"run campaign check {campaign.name} and fix what it lists",
+        )
+    sample = choose_sample(
+        inputs, rows=parse_rows(rows) if rows else None, extra=extra, everyone=everyone
+    )
+    with Progress(console=err_console, disable=ctx.quiet, transient=True) as bar:
+        task = bar.add_task("proofs", total=len(sample))
+        pack = build_proofs(
+            inputs, sample, progress=lambda done, total: bar.update(task, completed=done)
+        )
+    if not ctx.quiet:
+        table = Table(header_style="bold")
+        for name in ("row", "recipient", "why this row"):
+            table.add_column(name, overflow="fold")
+        for item in pack.sample:
+            table.add_row(
+                str(item.recipient.row),
+                _escape(item.recipient.email),
+                _escape("; ".join(item.reasons)),
+            )
+        console.print(table)
+    console.print(
+        f"[bold]{campaign.name}[/]: proofs of {len(pack.sample)} recipients, {pack.pages} pages, "
+        f"fingerprint {pack.fingerprint.short}"
+    )
+    console.print(f"  {_escape(str(pack.pdf))}\n  {_escape(str(pack.index))}")
+    console.print(f"next: have them read, then campaign approve {campaign.name} --by NAME")
+
+
+@main.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
 @click.option("--by", "by", required=True, help="Who approves the content (name or email).")
 @click.option("--note", default=None, help="A note kept with the approval.")
 @pass_context
@@ -137,10 +191,16 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
     from campaign.approval import approve as record_approval
     from campaign.inputs import load_inputs
     from campaign.outbox import run_lock
+    from campaign.proofs import proofed_fingerprint
 
     campaign = ctx.campaign(campaign_name)
     with run_lock(campaign.outbox, campaign=campaign.name, action="approved"):
         record = record_approval(load_inputs(campaign), by=by, note=note)
+    if proofed_fingerprint(campaign) != record.fingerprint:
+        err_console.print(
+            "[yellow]warning:[/] the proof pack does not show this content (it is missing or "
+            f"older); run campaign proof {campaign.name} so that reviewers read what is sent"
+        )
     console.print(
         f"[bold]{campaign.name}[/]: [green]approved by {_escape(record.by)}[/] on {record.when}, "
         f"{record.recipients} recipients, fingerprint {record.fingerprint[:12]}"

@@ -1,0 +1,567 @@
+"""The delivery log: one SQLite row per recipient, its state and how it got there.
+
+`outbox/<campaign>/delivery.sqlite` (WAL, `synchronous=FULL`) holds, for every recipient ever queued,
+its state, attempts, last SMTP reply, Message-ID and times. Recipients removed from the spreadsheet
+stay in it. The states and their transitions:
+
+    pending ──begin──▶ sending/envelope ──354 received──▶ sending/body ──250──▶ sent
+       ▲                    │ 4xx, drop, timeout                │ 4xx        ▶ deferred (retry later)
+       │                    ▼                                   │ 5xx        ▶ failed
+       └── due ─────── deferred ◀── interrupted before 354      │ drop, kill ▶ uncertain
+                                                                ▼
+    suppressed: on the suppression list, never sent.
+
+Each step is committed (and fsynced) before the next SMTP step starts, so after a crash at any moment
+`recover` knows which messages never left (safe to send again) and which were on the wire without a
+reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in their own table.
+`LedgerWriter` commits the steps of concurrent connections from one thread, several per transaction.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from campaign.errors import InputError, Place, StateError
+from campaign.outbox import private_dir
+
+SCHEMA_VERSION = 1
+LEDGER_NAME = "delivery.sqlite"
+
+Write = tuple[str, tuple[Any, ...]]
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    SUPPRESSED = "suppressed"
+
+
+class Phase(StrEnum):
+    ENVELOPE = "envelope"  # MAIL, RCPT, DATA: nothing of the message has left yet
+    BODY = "body"  # the server said 354; the message is (being) transmitted
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    email TEXT PRIMARY KEY,          -- lower-cased address: the recipient's identity
+    address TEXT NOT NULL,           -- the address as the spreadsheet writes it
+    row INTEGER,
+    name TEXT,
+    state TEXT NOT NULL,
+    phase TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_code INTEGER,
+    last_text TEXT,
+    message_id TEXT NOT NULL,
+    queued_at REAL NOT NULL,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    sent_at REAL,
+    next_attempt_at REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at);
+CREATE TABLE IF NOT EXISTS test_sends (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL,
+    source_email TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    phase TEXT,
+    last_code INTEGER,
+    last_text TEXT,
+    started_at REAL NOT NULL,
+    sent_at REAL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    sent INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One recipient's row of the delivery log."""
+
+    email: str
+    address: str
+    row: int | None
+    name: str | None
+    state: State
+    phase: str | None
+    attempts: int
+    last_code: int | None
+    last_text: str | None
+    message_id: str
+    queued_at: float
+    first_attempt_at: float | None
+    last_attempt_at: float | None
+    sent_at: float | None
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A recipient to queue: its address, row, display name and Message-ID."""
+
+    address: str
+    row: int | None
+    name: str | None
+    message_id: str
+
+    @property
+    def email(self) -> str:
+        return self.address.lower()
+
+
+class Ledger:
+    """The delivery log of one campaign, opened for reading and for the steps of a run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        private_dir(path.parent)
+        self.conn = connect(path)
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise StateError(
+                f"the delivery log is damaged or not a delivery log: {err}",
+                place=Place(file=str(path)),
+                hint="restore it from a backup; never delete it, it records who was sent what",
+            ) from None
+
+    @classmethod
+    def for_campaign(cls, outbox: Path) -> Ledger:
+        return cls(outbox / LEDGER_NAME)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        self.conn.executescript(_SCHEMA)
+        found = self.conn.execute("SELECT version FROM schema_version").fetchone()
+        if found is None:
+            self.conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif found[0] > SCHEMA_VERSION:
+            raise StateError(
+                f"the delivery log was written by a newer version (schema {found[0]})",
+                place=Place(file=str(self.path)),
+                hint="upgrade campaign before sending this campaign",
+            )
+        if self.path.exists():
+            self.path.chmod(0o600)
+
+    def apply(self, writes: Sequence[Write]) -> None:
+        """Commit `writes` as one durable transaction."""
+        apply_writes(self.conn, writes)
+
+    # Queueing and recovery ------------------------------------------------------------------
+
+    def enqueue(self, ready: Iterable[Entry], suppressed: Iterable[Entry], now: float) -> None:
+        """Add new recipients as pending, refresh row and name, and mark the suppressed ones."""
+        writes: list[Write] = []
+        for entry in ready:
+            writes.append(
+                (
+                    "INSERT INTO deliveries (email, address, row, name, state, message_id, queued_at)"
+                    " VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (email) DO UPDATE SET"
+                    " row = excluded.row, name = excluded.name, address = excluded.address,"
+                    " state = CASE state WHEN 'suppressed' THEN 'pending' ELSE state END",
+                    (entry.email, entry.address, entry.row, entry.name, entry.message_id, now),
+                )
+            )
+        for entry in suppressed:
+            writes.append(
+                (
+                    "INSERT INTO deliveries (email, address, row, name, state, message_id, queued_at)"
+                    " VALUES (?, ?, ?, ?, 'suppressed', ?, ?) ON CONFLICT (email) DO UPDATE SET"
+                    " state = CASE WHEN state IN ('pending', 'deferred', 'failed')"
+                    " THEN 'suppressed' ELSE state END",
+                    (entry.email, entry.address, entry.row, entry.name, entry.message_id, now),
+                )
+            )
+        self.apply(writes)
+
+    def recover(self) -> tuple[int, int]:
+        """Settle what a crashed run left `sending`: (safe to send again, uncertain)."""
+        safe = self.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'sending' AND phase = 'envelope'"
+        ).fetchone()[0]
+        unsure = self.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE state = 'sending' AND phase IS NOT 'envelope'"
+        ).fetchone()[0]
+        self.apply(
+            [
+                (
+                    "UPDATE deliveries SET state = 'pending', phase = NULL, last_text ="
+                    " 'interrupted before the message was transmitted; safe to send again'"
+                    " WHERE state = 'sending' AND phase = 'envelope'",
+                    (),
+                ),
+                (
+                    "UPDATE deliveries SET state = 'uncertain', phase = NULL, last_text ="
+                    " 'interrupted after the message was transmitted, before the server replied'"
+                    " WHERE state = 'sending'",
+                    (),
+                ),
+                (
+                    "UPDATE test_sends SET state = CASE phase WHEN 'envelope' THEN 'deferred'"
+                    " ELSE 'uncertain' END, phase = NULL WHERE state = 'sending'",
+                    (),
+                ),
+            ]
+        )
+        return safe, unsure
+
+    def requeue(self, states: Iterable[State]) -> int:
+        """Make recipients in `states` (failed, uncertain) pending again; return how many."""
+        wanted = [s.value for s in states]
+        if not wanted:
+            return 0
+        marks = ", ".join("?" for _ in wanted)
+        count = self.conn.execute(
+            f"SELECT count(*) FROM deliveries WHERE state IN ({marks})",  # noqa: S608
+            wanted,
+        ).fetchone()[0]
+        self.apply(
+            [
+                (
+                    f"UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL"  # noqa: S608
+                    f" WHERE state IN ({marks})",
+                    tuple(wanted),
+                )
+            ]
+        )
+        return int(count)
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def deliveries(self, where: str = "1", params: Sequence[Any] = ()) -> list[Delivery]:
+        cursor = self.conn.execute(
+            f"SELECT * FROM deliveries WHERE {where} ORDER BY row, email",  # noqa: S608
+            tuple(params),
+        )
+        return [_delivery(row) for row in cursor]
+
+    def get(self, email: str) -> Delivery | None:
+        found = self.deliveries("email = ?", (email.lower(),))
+        return found[0] if found else None
+
+    def due(self, now: float) -> list[Delivery]:
+        """Recipients to try now: pending, and deferred whose retry time has come."""
+        return self.deliveries(
+            "state = 'pending' OR (state = 'deferred' AND next_attempt_at <= ?)", (now,)
+        )
+
+    def next_retry(self) -> float | None:
+        value = self.conn.execute(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'deferred'"
+        ).fetchone()[0]
+        return None if value is None else float(value)
+
+    def counts(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in State}
+        for state, count in self.conn.execute(
+            "SELECT state, count(*) FROM deliveries GROUP BY state"
+        ):
+            counts[state] = count
+        return counts
+
+    def sent_times(self, since: float) -> list[float]:
+        """Times of every message that may count against the provider's cap since `since`."""
+        rows = self.conn.execute(
+            "SELECT coalesce(sent_at, last_attempt_at) FROM deliveries"
+            " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, last_attempt_at) >= ?"
+            " UNION ALL SELECT coalesce(sent_at, started_at) FROM test_sends"
+            " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, started_at) >= ?",
+            (since, since),
+        )
+        return sorted(float(t) for (t,) in rows)
+
+    def test_sends(self) -> list[dict[str, Any]]:
+        cursor = self.conn.execute("SELECT * FROM test_sends ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    def runs(self) -> list[tuple[float, float | None, int]]:
+        rows = self.conn.execute("SELECT started_at, ended_at, sent FROM runs ORDER BY id")
+        return [(float(a), None if b is None else float(b), int(c)) for a, b, c in rows]
+
+    # Runs and test sends --------------------------------------------------------------------
+
+    def start_run(self, now: float) -> int:
+        with self.conn:
+            cursor = self.conn.execute("INSERT INTO runs (started_at) VALUES (?)", (now,))
+        return int(cursor.lastrowid or 0)
+
+    def end_run(self, run: int, now: float, sent: int, outcome: str) -> None:
+        self.apply(
+            [
+                (
+                    "UPDATE runs SET ended_at = ?, sent = ?, outcome = ? WHERE id = ?",
+                    (now, sent, outcome, run),
+                )
+            ]
+        )
+
+    def add_test_send(self, address: str, source: str, message_id: str, now: float) -> int:
+        with self.conn:
+            cursor = self.conn.execute(
+                "INSERT INTO test_sends (address, source_email, message_id, state, started_at)"
+                " VALUES (?, ?, ?, 'pending', ?)",
+                (address, source.lower(), message_id, now),
+            )
+        return int(cursor.lastrowid or 0)
+
+
+# The steps of one SMTP transaction, as writes for `Ledger.apply` or `LedgerWriter.submit`.
+# `key` is the recipient's lower-cased address, or the id of a test send.
+
+
+def begin(key: str | int, now: float) -> Write:
+    if isinstance(key, int):
+        return ("UPDATE test_sends SET state = 'sending', phase = 'envelope' WHERE id = ?", (key,))
+    return (
+        "UPDATE deliveries SET state = 'sending', phase = 'envelope', attempts = attempts + 1,"
+        " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? WHERE email = ?",
+        (now, now, key),
+    )
+
+
+def body_in_flight(key: str | int, now: float) -> Write:
+    table, column = ("test_sends", "id") if isinstance(key, int) else ("deliveries", "email")
+    return (f"UPDATE {table} SET phase = 'body' WHERE {column} = ?", (key,))  # noqa: S608
+
+
+def outcome(
+    key: str | int,
+    state: State,
+    code: int | None,
+    text: str,
+    now: float,
+    *,
+    next_attempt_at: float | None = None,
+) -> Write:
+    """The write that records how a transaction ended."""
+    sent_at = now if state is State.SENT else None
+    if isinstance(key, int):
+        return (
+            "UPDATE test_sends SET state = ?, phase = NULL, last_code = ?, last_text = ?,"
+            " sent_at = coalesce(?, sent_at) WHERE id = ?",
+            (state.value, code, text[:500], sent_at, key),
+        )
+    return (
+        "UPDATE deliveries SET state = ?, phase = NULL, last_code = ?, last_text = ?,"
+        " sent_at = coalesce(?, sent_at), next_attempt_at = ? WHERE email = ?",
+        (state.value, code, text[:500], sent_at, next_attempt_at, key),
+    )
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the log in WAL mode with every commit fsynced; autocommit, explicit transactions."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def apply_writes(conn: sqlite3.Connection, writes: Sequence[Write]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in writes:
+            conn.execute(sql, params)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    values = list(row)
+    values[4] = State(values[4])
+    return Delivery(*values)
+
+
+class Writer(Protocol):
+    def submit(self, writes: Sequence[Write]) -> concurrent.futures.Future[None]: ...
+
+    def close(self) -> None: ...
+
+
+class LedgerWriter:
+    """Commit steps from concurrent connections in a thread, grouping those that arrive together.
+
+    Each `submit` returns a future that completes once its writes are on disk; sqlite releases the
+    GIL while it fsyncs, so the event loop keeps the other connections going meanwhile.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        self._queue: queue.SimpleQueue[
+            tuple[Sequence[Write], concurrent.futures.Future[None]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
+        self.commits = 0
+
+    def submit(self, writes: Sequence[Write]) -> concurrent.futures.Future[None]:
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue.put((writes, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                apply_writes(self._conn, [w for writes, _ in batch for w in writes])
+            except BaseException as err:
+                for _, future in batch:
+                    future.set_exception(err)
+            else:
+                self.commits += 1
+                for _, future in batch:
+                    future.set_result(None)
+
+
+class NullWriter:
+    """A writer that records nothing: what sending costs without a delivery log (benchmarks)."""
+
+    def submit(self, writes: Sequence[Write]) -> concurrent.futures.Future[None]:
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        future.set_result(None)
+        return future
+
+    def close(self) -> None:
+        return None
+
+
+# Status ------------------------------------------------------------------------------------
+
+
+def status_summary(log: Ledger, now: float) -> dict[str, Any]:
+    """Counts per state, the recipients needing attention with their replies, and the timing."""
+    attention = log.deliveries("state IN ('failed', 'uncertain', 'deferred', 'sending')")
+    runs = log.runs()
+    run_seconds = sum((end or start) - start for start, end, _ in runs)
+    run_sent = sum(sent for _, _, sent in runs)
+    times = [d.sent_at for d in log.deliveries("state = 'sent'") if d.sent_at is not None]
+    return {
+        "counts": log.counts(),
+        "attention": [
+            {
+                "row": d.row,
+                "email": d.address,
+                "state": d.state.value,
+                "attempts": d.attempts,
+                "code": d.last_code,
+                "reply": d.last_text,
+                "next_attempt_at": d.next_attempt_at,
+            }
+            for d in attention
+        ],
+        "runs": len(runs),
+        "run_seconds": round(run_seconds, 3),
+        "per_minute": round(run_sent / run_seconds * 60, 1) if run_seconds > 0 else None,
+        "first_sent_at": min(times) if times else None,
+        "last_sent_at": max(times) if times else None,
+        "sent_last_24h": len(log.sent_times(now - 86400.0)),
+        "test_sends": len(log.test_sends()),
+    }
+
+
+# Export ------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase"}]
+_TIME_COLUMNS = {"queued_at", "first_attempt_at", "last_attempt_at", "sent_at", "next_attempt_at"}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """Make a cell safe to open in a spreadsheet: text that could start a formula is quoted."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
+    """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
+    rows: list[list[object]] = []
+    for delivery in deliveries:
+        record = asdict(delivery)
+        row: list[object] = []
+        for column in EXPORT_COLUMNS:
+            value = record[column]
+            if column in _TIME_COLUMNS and value is not None:
+                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+            elif isinstance(value, StrEnum):
+                value = value.value
+            row.append(neutralise(value))
+        rows.append(row)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(EXPORT_COLUMNS)
+            writer.writerows(rows)
+    elif suffix == ".xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.title = "delivery"
+        sheet.append(EXPORT_COLUMNS)
+        for row in rows:
+            sheet.append(row)
+        book.save(path)
+    else:
+        raise InputError(
+            f"cannot export to {path.name}",
+            place=Place(file=str(path)),
+            hint="name a file ending in .csv or .xlsx",
+        )
+    path.chmod(0o600)
+    return path

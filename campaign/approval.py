@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from campaign.errors import ApprovalError, InputError, Place, StateError
-from campaign.inputs import Inputs, check_inputs
+from campaign.errors import ApprovalError, CampaignError, InputError, Place, StateError
+from campaign.inputs import Inputs, check_inputs, load_inputs
 from campaign.outbox import write_private
 from campaign.recipients import Recipient
 from campaign.settings import Campaign
@@ -467,3 +467,11 @@ def _rows(rows: list[int]) -> str:
     listed = ", ".join(map(str, rows[:_ROWS_LISTED]))
     more = f" and {len(rows) - _ROWS_LISTED} more" if len(rows) > _ROWS_LISTED else ""
     return f"row{'s' if len(rows) != 1 else ''} {listed}{more}"
+
+
+def approval_line(campaign: Campaign) -> str:
+    """Where the campaign's approval stands, in one line for `campaign status`; never raises."""
+    try:
+        return approval_state(load_inputs(campaign)).summary()
+    except CampaignError as err:
+        return f"unknown: {err.message}"

@@ -208,5 +208,300 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
     console.print(f"recorded in {_escape(str(approval_path(campaign)))}")
 
 
+@main.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Compose every message into outbox/<campaign>/dry-run/; send nothing.",
+)
+@click.option(
+    "--test-to",
+    metavar="ADDR",
+    help="Send the first letter(s) to ADDR, subject [TEST]; record nobody as sent.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --test-to: how many letters.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Send to at most N recipients in this run."
+)
+@click.option("--retry-failed", is_flag=True, help="Try the failed recipients again.")
+@click.option(
+    "--resend-uncertain", is_flag=True, help="Send again to those whose delivery is uncertain."
+)
+@click.option("--no-wait", is_flag=True, help="Stop instead of waiting for deferred retries.")
+@click.option(
+    "--wait",
+    "wait_day",
+    is_flag=True,
+    help="When the day's cap is reached, wait for the next slot.",
+)
+@click.option("-q", "--quiet", "quiet", is_flag=True, help="No progress bar; print the summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+@reports_errors
+def send(
+    ctx: Context,
+    campaign_name: str | None,
+    dry_run: bool,
+    test_to: str | None,
+    count: int,
+    limit: int | None,
+    retry_failed: bool,
+    resend_uncertain: bool,
+    no_wait: bool,
+    wait_day: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Send the emails, throttled and retried; resumes where the last run stopped."""
+    from campaign.errors import DeliveryError, UsageError
+    from campaign.inputs import check_inputs, load_inputs
+    from campaign.send import SendOptions, send_campaign
+
+    campaign = ctx.campaign(campaign_name)
+    if test_to is not None:
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            test_to = validate_email(test_to, check_deliverability=False).normalized
+        except EmailNotValidError as err:
+            raise UsageError(f"--test-to {test_to!r} is not an email address: {err}") from None
+    inputs = load_inputs(campaign)
+    checked = check_inputs(inputs)
+    if checked.errors:
+        print_problems([p for p in checked.problems if p.severity is Severity.ERROR])
+        raise DeliveryError(
+            f"refusing to send: {checked.summary()}",
+            hint=f"fix the errors above (campaign check {campaign.name}), then send again",
+        )
+    if not dry_run and test_to is None:  # a dry run or a test send needs no approval
+        from campaign.approval import require_approval
+
+        require_approval(inputs)
+    options = SendOptions(
+        dry_run=dry_run,
+        test_to=test_to,
+        count=count,
+        limit=limit,
+        retry_failed=retry_failed,
+        resend_uncertain=resend_uncertain,
+        wait_retries=not no_wait,
+        wait_for_day=wait_day,
+    )
+    with _SendProgress(disable=quiet or ctx.quiet or as_json) as progress:
+        report = send_campaign(inputs, options, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_send_report(report)
+    sys.exit(report.exit_code)
+
+
+class _SendProgress:
+    """A progress bar with rate and estimated finish, and the countdown of waits."""
+
+    def __init__(self, *, disable: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            "{task.fields[rate]}",
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=disable,
+            transient=True,
+        )
+        self.task = self.bar.add_task("sending", total=None, rate="")
+        self.done = 0
+
+    def __enter__(self) -> _SendProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "start":
+            self.bar.update(self.task, total=event.total)
+        elif event.kind == "done":
+            self.done += 1
+            speed = self.bar.tasks[0].speed
+            rate = f"{speed * 60:.0f}/min" if speed else ""
+            self.bar.update(self.task, completed=self.done, description="sending", rate=rate)
+        elif event.kind == "wait":
+            description = f"waiting {event.seconds:.0f} s ({event.text})"
+            self.bar.update(self.task, description=description)
+        elif event.kind == "stopping":
+            self.bar.update(self.task, description="stopping: finishing messages in flight")
+
+
+def _print_send_report(report: Any) -> None:
+    import time
+
+    name = f"[bold]{report.campaign}[/]"
+    if report.mode == "dry-run":
+        console.print(f"{name}: {report.written} messages composed, nothing sent")
+        console.print(f"messages in {_escape(str(report.folder))}")
+        return
+    safe, unsure = report.recovered
+    if safe or unsure:
+        console.print(
+            f"previous run interrupted: {safe} to send again, {unsure} uncertain "
+            "(campaign status lists them)"
+        )
+    tally = report.tally
+    style = "red" if tally.failed or tally.uncertain else "green"
+    what = "test messages" if report.mode == "test" else "this run"
+    console.print(
+        f"{name}, {what}: [{style}]{tally.sent} sent, {tally.deferred} deferred, "
+        f"{tally.failed} failed, {tally.uncertain} uncertain[/] in {report.seconds:.1f} s "
+        f"over {tally.connections} connection{'s' if tally.connections != 1 else ''}"
+    )
+    if report.stopped == "interrupted":
+        console.print("[yellow]interrupted[/]: messages in flight were finished and recorded")
+    elif report.stopped == "retries pending" and report.next_retry:
+        when = time.strftime("%H:%M:%S", time.localtime(report.next_retry))
+        console.print(f"deferred messages wait for a retry at {when}; run send again then")
+    elif report.stopped:
+        console.print(f"[yellow]stopped[/]: {_escape(report.stopped)}")
+    if report.mode == "send":
+        counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
+        console.print(f"delivery log: {counts or 'empty'} ({_escape(str(report.ledger))})")
+        if report.counts.get("failed") or report.counts.get("uncertain"):
+            console.print(
+                "see campaign status for the replies; --retry-failed and --resend-uncertain "
+                "send to them again"
+            )
+
+
+@main.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the delivery log to FILE.csv or FILE.xlsx (safe to open in Excel).",
+)
+@pass_context
+@reports_errors
+def status(
+    ctx: Context, campaign_name: str | None, as_json: bool, export_path: Path | None
+) -> None:
+    """Show the delivery log: counts per state, failures with their SMTP replies, timing."""
+    import time
+
+    from campaign.approval import approval_line
+    from campaign.ledger import LEDGER_NAME, Ledger, export_deliveries, status_summary
+
+    campaign = ctx.campaign(campaign_name)
+    approval = approval_line(campaign)
+    path = campaign.outbox / LEDGER_NAME
+    if not path.exists():
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"campaign": campaign.name, "counts": {}, "approval": approval}, indent=2
+                )
+            )
+        else:
+            console.print(f"[bold]{campaign.name}[/]: nothing sent yet (no {_escape(str(path))})")
+            console.print(f"approval: {_escape(approval)}")
+        return
+    with Ledger(path) as log:
+        summary = status_summary(log, time.time())
+        if export_path is not None:
+            export_deliveries(log.deliveries(), export_path)
+    if as_json:
+        document = {"campaign": campaign.name, "approval": approval, **summary}
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        counts = summary["counts"]
+        table = Table(header_style="bold")
+        for state in counts:
+            table.add_column(state, justify="right")
+        table.add_row(*(str(n) for n in counts.values()))
+        console.print(f"[bold]{campaign.name}[/]: delivery log {_escape(str(path))}")
+        console.print(table)
+        console.print(f"approval: {_escape(approval)}")
+        if summary["attention"]:
+            problems = Table(header_style="bold", title="needing attention")
+            for column in ("row", "email", "state", "attempts", "SMTP reply"):
+                problems.add_column(column, overflow="fold")
+            for item in summary["attention"]:
+                reply = " ".join(str(p) for p in (item["code"], item["reply"]) if p is not None)
+                problems.add_row(
+                    str(item["row"] or ""),
+                    _escape(item["email"]),
+                    item["state"],
+                    str(item["attempts"]),
+                    _escape(reply),
+                )
+            console.print(problems)
+        if summary["per_minute"] is not None:
+            console.print(
+                f"{summary['runs']} runs, {summary['run_seconds']:.1f} s sending, "
+                f"{summary['per_minute']} messages/min; {summary['sent_last_24h']} in the last 24 h"
+            )
+        if summary["test_sends"]:
+            console.print(f"{summary['test_sends']} test messages (recorded apart)")
+    if export_path is not None and not as_json:
+        console.print(f"exported to {_escape(str(export_path))}")
+    sys.exit(1 if summary["counts"].get("failed") or summary["counts"].get("uncertain") else 0)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option(
+    "--maildir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to store messages [outbox/sink next to settings.yaml].",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also append a line per message: receive time, Message-ID, recipients.",
+)
+@pass_context
+@reports_errors
+def sink(ctx: Context, port: int, maildir: Path | None, log_path: Path | None) -> None:
+    """Run a local SMTP server on 127.0.0.1 that stores what it receives as a Maildir."""
+    from campaign.sink import run_sink
+
+    if maildir is None:
+        try:
+            settings = load_settings(ctx.settings_path)
+            maildir = settings.resolve(settings.outbox) / "sink"
+        except CampaignError:
+            maildir = Path("outbox/sink")
+
+    def ready(actual: int) -> None:
+        click.echo(
+            f"sink listening on 127.0.0.1:{actual}, storing messages in {maildir}/new "
+            "(Ctrl-C to stop)"
+        )
+        sys.stdout.flush()
+
+    count = run_sink(maildir, port=port, log=log_path, on_ready=ready)
+    click.echo(f"sink stopped: {count} messages stored in {maildir}/new")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

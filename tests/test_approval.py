@@ -259,3 +259,36 @@ def test_the_approval_file_holds_no_absolute_path(project: Path) -> None:
     text = approval_path(inputs_of(project).campaign).read_text(encoding="utf-8")
     assert str(project) not in text
     assert not re.search(r'"/', text)
+
+
+def test_send_refuses_without_approval_but_dry_run_and_test_do_not_need_it(
+    project: Path, run: Run
+) -> None:
+    refused = run("send", HOSPITALS)
+    assert refused.exit_code == 1
+    assert "not approved yet" in " ".join(refused.output.split())
+    assert "Traceback" not in refused.output
+    assert not (project / "outbox" / HOSPITALS / "delivery.sqlite").exists()
+    dry = run("send", HOSPITALS, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "not approved" not in dry.output
+
+
+def test_send_names_what_changed_since_the_approval(project: Path, run: Run) -> None:
+    assert run("approve", HOSPITALS, "--by", "reviewer").exit_code == 0
+    set_cell(project, 4, "Nom", "Durand")
+    edit_settings(project, "Health Data Hub : {{", "Health Data Hub — {{")
+    refused = run("send", HOSPITALS)
+    assert refused.exit_code == 1
+    text = " ".join(refused.output.split())
+    assert "subject changed" in text
+    assert "1 recipient changed: row 4" in text
+    assert "campaign approve" in text
+
+
+def test_status_shows_the_approval(project: Path, run: Run) -> None:
+    assert "approval: not approved yet" in " ".join(run("status", HOSPITALS).output.split())
+    assert run("approve", HOSPITALS, "--by", "Maître Dupont").exit_code == 0
+    shown = " ".join(run("status", HOSPITALS).output.split())
+    assert "approved by Maître Dupont" in shown
+    assert "content unchanged" in shown

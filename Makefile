@@ -19,6 +19,10 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/campaign check hopitaux-2020-05
 	$(BIN)/campaign check merci-signataires
+	$(BIN)/campaign proof hopitaux-2020-05
+	$(BIN)/campaign approve hopitaux-2020-05 --by demo --note "make demo"
+	$(BIN)/campaign proof merci-signataires
+	$(BIN)/campaign approve merci-signataires --by demo --note "make demo"
 
 lint: setup
 	$(BIN)/ruff check campaign tests bench scripts

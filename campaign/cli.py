@@ -211,6 +211,78 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
 @main.command()
 @click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
 @click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes [all cores]."
+)
+@click.option(
+    "--print",
+    "print_pack",
+    is_flag=True,
+    help="Also write one print-ready PDF of all letters, each starting on a right-hand page.",
+)
+@click.option("-q", "--quiet", "quiet", is_flag=True, help="No progress bar; print the summary.")
+@pass_context
+@reports_errors
+def render(
+    ctx: Context, campaign_name: str | None, jobs: int | None, print_pack: bool, quiet: bool
+) -> None:
+    """Write one PDF letter per ready recipient, skipping letters whose inputs did not change."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from campaign import pdf
+    from campaign.inputs import check_inputs, load_inputs
+    from campaign.outbox import run_lock
+
+    campaign = ctx.campaign(campaign_name)
+    inputs = load_inputs(campaign)
+    checked = check_inputs(inputs)
+    if checked.errors:
+        print_problems([p for p in checked.problems if p.severity is Severity.ERROR])
+        err_console.print(
+            f"[bold]{campaign.name}[/]: [red]{checked.summary()}[/]; "
+            "fix the errors above (campaign check) before rendering"
+        )
+        sys.exit(1)
+    quiet = quiet or ctx.quiet
+    with run_lock(campaign.outbox, campaign=campaign.name, action="rendered"):
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=quiet,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("rendering letters", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = pdf.render_letters(inputs, jobs=jobs, progress=advance)
+        for warning in report.warnings:
+            err_console.print(f"[yellow]warning:[/] {_escape(warning)}")
+        if report.failures:
+            print_problems(report.failures)
+        packed = pdf.print_pack(inputs) if print_pack and not report.failures else None
+    rate = (
+        f", {report.seconds * 1000 / len(report.rendered):.0f} ms/letter" if report.rendered else ""
+    )
+    style = "red" if report.failures else "green"
+    console.print(
+        f"[bold]{campaign.name}[/]: [{style}]{len(report.rendered)} rendered, "
+        f"{report.skipped} unchanged, {len(report.removed)} removed, "
+        f"{len(report.failures)} failed[/] in {report.seconds:.1f} s "
+        f"({report.jobs} job{'s' if report.jobs > 1 else ''}{rate})"
+    )
+    console.print(f"letters in {_escape(str(report.folder))}")
+    if packed is not None:
+        console.print(f"print-ready PDF: {_escape(str(packed))}")
+    sys.exit(1 if report.failures else 0)
+
+
+@main.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Compose every message into outbox/<campaign>/dry-run/; send nothing.",

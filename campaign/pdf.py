@@ -83,6 +83,7 @@ class RenderReport:
 
 def ascii_slug(text: str, *, limit: int = 48) -> str:
     """`Élise d’Aubigné` → `elise-d-aubigne`: lower-case ASCII letters, digits and dashes."""
+    text = text.replace("’", " ").replace("'", " ")
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
     return slug[:limit].rstrip("-") or "lettre"
@@ -198,6 +199,8 @@ class Renderer:
         )
         letter = inputs.letter
         self.base_url = str(letter.path.parent) + os.sep if letter else None
+        # Images (the letterhead logo) are fetched and parsed once, not once per letter.
+        self.image_cache: dict[str, Any] = {}
 
     def render(self, recipient: Recipient) -> bytes:
         """The PDF of one recipient's letter."""
@@ -206,7 +209,7 @@ class Renderer:
             from weasyprint import HTML
 
         document = HTML(string=letter_html(self.inputs, recipient), base_url=self.base_url)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"cache": self.image_cache}
         variant = self.inputs.campaign.config.pdf_variant
         if variant:
             options["pdf_variant"] = variant
@@ -368,8 +371,6 @@ def render_letters(
     campaign = inputs.campaign
     folder = private_dir(campaign.outbox / "letters")
     report = RenderReport(campaign=campaign.name, folder=folder)
-    if not harfbuzz_subset_available():
-        report.warnings.append(HARFBUZZ_WARNING)
     everyone = recipients is None
     chosen = [
         r
@@ -407,6 +408,8 @@ def render_letters(
             leftover.unlink(missing_ok=True)
         manifest = {row: e for row, e in manifest.items() if e.get("file") in keep}
 
+    if todo and not harfbuzz_subset_available():
+        report.warnings.append(HARFBUZZ_WARNING)
     digests = {r.row: d for r, _, d in todo}
     done = 0
     total = len(todo)

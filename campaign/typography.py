@@ -17,9 +17,9 @@ from typing import Any
 NNBSP = "\u202f"  # narrow no-break space: before ; ? ! : and inside « »
 APOSTROPHE = "\u2019"
 
-# A space (or none) before a high punctuation mark that follows a word or a closing mark;
-# "10:30", "http://" and "?!" runs are left alone because they have no space before them.
-_BEFORE_HIGH = re.compile(r"(?<=[\w»)\]\"’.…])[ \u00a0\u202f]+([;:?!])")
+# Spaces before a high punctuation mark that follows a word or a closing mark, or that open a text
+# node (the text after a link or an emphasis); "10:30" and "http://" have no space and stay.
+_BEFORE_HIGH = re.compile(r"(?:^|(?<=[\w»)\]\"’.…]))[ \u00a0\u202f]+([;:?!])")
 _AFTER_OPENING_GUILLEMET = re.compile(r"«[ \u00a0\u202f]*")
 _BEFORE_CLOSING_GUILLEMET = re.compile(r"[ \u00a0\u202f]*»")
 _APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")

@@ -1,0 +1,144 @@
+"""`campaign render` and `render_letters`: files, skipping unchanged letters, failures, print pack."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+
+from campaign.errors import InputError
+from campaign.inputs import Inputs, load_inputs
+from campaign.pdf import MANIFEST, letter_path, print_pack, render_letters
+from campaign.settings import load_settings
+from tests.conftest import FEW_RECIPIENTS, Run, write_few_recipients
+
+CAMPAIGN = "hopitaux-2020-05"
+
+
+def load(project: Path) -> Inputs:
+    return load_inputs(load_settings(project / "settings.yaml").campaign(CAMPAIGN))
+
+
+def short_letter(project: Path) -> None:
+    """Make the hospital letter fit on one page."""
+    (project / "letters" / "lettre-hopitaux.md").write_text(
+        "---\nplace: Paris\ndate: 2020-05-07\nstylesheet: lettre.css\ntitle: Courte\n---\n"
+        "{{ salutation(civilite, fonction) }}\n\nUne lettre courte[^n].\n\n[^n]: Sa note.\n",
+        encoding="utf-8",
+    )
+
+
+def test_render_command_writes_one_private_pdf_per_recipient(few_project: Path, run: Run) -> None:
+    result = run("render", CAMPAIGN, "--jobs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "3 rendered, 0 unchanged" in result.output
+    folder = few_project / "outbox" / CAMPAIGN / "letters"
+    pdfs = sorted(folder.glob("*.pdf"))
+    assert [p.name for p in pdfs] == [
+        "0002-elise-le-goff.pdf",
+        "0003-noel-d-aubigne.pdf",
+        "0004-camille-b-x-y.pdf",
+    ]
+    for pdf in pdfs:
+        assert stat.S_IMODE(pdf.stat().st_mode) == 0o600
+        assert pdf.read_bytes().startswith(b"%PDF-")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    again = run("render", CAMPAIGN, "--quiet")
+    assert "0 rendered, 3 unchanged" in again.output
+
+
+def test_second_render_skips_unchanged_and_renders_a_changed_row(few_project: Path) -> None:
+    first = render_letters(load(few_project), jobs=1)
+    assert (len(first.rendered), first.skipped) == (3, 0)
+    times = {p: p.stat().st_mtime_ns for p in first.rendered}
+
+    rows = [dict(row) for row in FEW_RECIPIENTS]
+    rows[1]["Ville"] = "MONTCLAIR"
+    write_few_recipients(few_project, rows)
+    second = render_letters(load(few_project), jobs=1)
+    assert [p.name for p in second.rendered] == ["0003-noel-d-aubigne.pdf"]
+    assert second.skipped == 2
+    assert (
+        "MONTCLAIR\r\n" in pdfium.PdfDocument(second.rendered[0])[0].get_textpage().get_text_range()
+    )
+    for path, mtime in times.items():
+        if path not in second.rendered:
+            assert path.stat().st_mtime_ns == mtime
+
+
+def test_a_changed_letter_renders_every_letter_again(few_project: Path) -> None:
+    render_letters(load(few_project), jobs=1)
+    letter = few_project / "letters" / "lettre-hopitaux.md"
+    letter.write_text(letter.read_text(encoding="utf-8") + "\nPost-scriptum.\n", encoding="utf-8")
+    again = render_letters(load(few_project), jobs=1)
+    assert (len(again.rendered), again.skipped) == (3, 0)
+
+
+def test_a_removed_row_loses_its_pdf(few_project: Path) -> None:
+    first = render_letters(load(few_project), jobs=1)
+    write_few_recipients(few_project, FEW_RECIPIENTS[:2])
+    second = render_letters(load(few_project), jobs=1)
+    assert [p.name for p in second.removed] == ["0004-camille-b-x-y.pdf"]
+    assert not first.rendered[2].exists()
+    assert second.skipped == 2
+    assert "0004" not in (first.folder / MANIFEST).read_text(encoding="utf-8")
+
+
+def test_a_failing_row_is_reported_and_leaves_no_file(few_project: Path) -> None:
+    rows = [dict(row, Depuis="2019-03-01") for row in FEW_RECIPIENTS]
+    rows[1]["Depuis"] = "un jour"
+    write_few_recipients(few_project, rows)
+    letter = few_project / "letters" / "lettre-hopitaux.md"
+    letter.write_text(
+        letter.read_text(encoding="utf-8") + "\nDepuis le {{ date_fr(depuis) }}.\n",
+        encoding="utf-8",
+    )
+    inputs = load(few_project)
+    report = render_letters(inputs, jobs=1)
+    assert len(report.rendered) == 2
+    [failure] = report.failures
+    assert failure.place.row == 3
+    assert "not a date" in failure.message
+    failing = letter_path(inputs.campaign, inputs.recipients.recipients[1])
+    assert not failing.exists()
+    assert not list(report.folder.glob(".*.tmp"))
+    assert (
+        "1er mars 2019" in pdfium.PdfDocument(report.rendered[0])[1].get_textpage().get_text_range()
+    )
+
+
+def test_worker_processes_render_the_same_letters(few_project: Path) -> None:
+    report = render_letters(load(few_project), jobs=2)
+    assert report.jobs == 2
+    assert len(report.rendered) == 3 and not report.failures
+    for path in report.rendered:
+        assert len(pdfium.PdfDocument(path)) == 2
+
+
+def test_render_refuses_while_check_finds_errors(few_project: Path, run: Run) -> None:
+    letter = few_project / "letters" / "lettre-hopitaux.md"
+    letter.write_text(letter.read_text(encoding="utf-8") + "\n{{ etablisement }}\n", "utf-8")
+    result = run("render", CAMPAIGN, "--quiet")
+    assert result.exit_code == 1
+    assert "etablisement" in result.output
+    assert not list((few_project / "outbox").glob("*/letters/*.pdf"))
+
+
+def test_print_pack_starts_every_letter_on_a_right_hand_page(few_project: Path, run: Run) -> None:
+    short_letter(few_project)
+    result = run("render", CAMPAIGN, "--print", "--quiet", "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    pack = few_project / "outbox" / CAMPAIGN / "print" / f"{CAMPAIGN}-impression.pdf"
+    assert "print-ready PDF" in result.output
+    document = pdfium.PdfDocument(pack)
+    texts = [document[i].get_textpage().get_text_range() for i in range(len(document))]
+    assert len(texts) == 6
+    assert "Élise Le Goff" in texts[0] and "Noël d’Aubigné" in texts[2]
+    assert texts[1].strip() == "" and texts[3].strip() == "" and texts[5].strip() == ""
+
+
+def test_print_pack_refuses_letters_not_rendered(few_project: Path) -> None:
+    with pytest.raises(InputError, match="not been rendered"):
+        print_pack(load(few_project))

@@ -441,6 +441,7 @@ data after that must be approved again before sending.</p>
     stamp = PdfReader(io.BytesIO(_stamp_pdf())).pages[0]
     for page in writer.pages:
         page.merge_page(stamp, over=True)
+    writer.compress_identical_objects()  # one copy of the stamp's font
     writer.add_metadata({"/Title": f"Proofs: {campaign.name}", "/Subject": STAMP})
     buffer = io.BytesIO()
     writer.write(buffer)

@@ -1,0 +1,251 @@
+"""Time PDF rendering: ms per letter for the naive ways and for `campaign render`, in one run.
+
+    .venv/bin/python bench/render.py [--letters 200] [--sample 10] [--subset both|with|without]
+
+Writes a throw-away project (the sample hospital letter and stylesheet, N fictional recipients
+cycled from the sample spreadsheet, addresses at example.org/.com) in a temporary folder, then
+measures, for the same letters:
+
+  (a) the naive baseline: a fresh `weasyprint` command per letter (on a sample of letters);
+  (b) one process calling `HTML(string=…).write_pdf()` per letter (stylesheet parsed each time);
+  (c) `campaign render --jobs 1`: load, check, render in one process (one stylesheet, one
+      FontConfiguration);
+  (d) `campaign render` with all cores (worker processes);
+  (e) a second `campaign render` with nothing changed, in process and as a command.
+
+Ratios are against (a) and (b) measured in the same run. `--subset without` hides
+libharfbuzz-subset from WeasyPrint (fontTools then subsets the fonts) in this process, its
+workers and the `weasyprint` commands, so both figures come from one machine and one run.
+Targets (issue 3): (d) ≤ 60 ms/letter on 2 cores, ≥ 14× (a), ≥ 2.7× (b); (e) under 2 s for
+1,000 letters; worker memory flat in N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CAMPAIGN = "hopitaux-2020-05"
+BIN = Path(sys.executable).parent
+
+# Run the `weasyprint` command, optionally without libharfbuzz-subset (argv[1] is "0" or "1").
+WEASYPRINT_COMMAND = """
+import sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+import weasyprint.pdf.fonts as fonts
+if sys.argv.pop(1) == "0":
+    fonts.harfbuzz_subset = None
+from weasyprint.__main__ import main
+main()
+"""
+
+
+def make_project(root: Path, letters: int) -> Path:
+    """A copy of the sample project whose hospital campaign has `letters` recipients."""
+    from campaign.recipients import read_table
+
+    shutil.copy(REPO / "settings.yaml", root / "settings.yaml")
+    shutil.copytree(REPO / "letters", root / "letters")
+    shutil.copytree(REPO / "recipients", root / "recipients")
+    table = read_table(REPO / "recipients" / "directeurs-hopitaux.xlsx")
+    sample = [
+        dict(zip(table.headers, cells, strict=False))
+        for _, cells in table.rows
+        if all(cells[table.headers.index(c)] for c in ("Civilité", "Nom", "Courriel"))
+    ]
+    with (root / "recipients" / "bench.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=table.headers)
+        writer.writeheader()
+        for n in range(letters):
+            row = dict(sample[n % len(sample)])
+            local, _, domain = row["Courriel"].partition("@")
+            row["Courriel"] = f"{local}.{n}@{domain}"
+            writer.writerow(row)
+    settings = root / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(
+        text.replace("recipients/directeurs-hopitaux.xlsx", "recipients/bench.csv"), "utf-8"
+    )
+    return settings
+
+
+def set_subset(enabled: bool) -> None:
+    """Let WeasyPrint use libharfbuzz-subset (if installed) or hide it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from weasyprint.pdf import fonts
+        from weasyprint.text import ffi
+    fonts.harfbuzz_subset = ffi.harfbuzz_subset if enabled else None
+
+
+def naive_command(settings: Path, sample: int, subset: bool, work: Path) -> float:
+    """(a) ms/letter: one `weasyprint` command per letter."""
+    from campaign.inputs import load_inputs
+    from campaign.pdf import letter_html
+    from campaign.settings import load_settings
+
+    inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
+    css = settings.parent / "letters" / "lettre.css"
+    pages = []
+    for n, recipient in enumerate(inputs.recipients.ready[:sample]):
+        page = settings.parent / "letters" / f"bench-{n}.html"
+        page.write_text(letter_html(inputs, recipient), encoding="utf-8")
+        pages.append(page)
+    started = time.perf_counter()
+    for n, page in enumerate(pages):
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                WEASYPRINT_COMMAND,
+                "1" if subset else "0",
+                str(page),
+                str(work / f"a-{n}.pdf"),
+                "-s",
+                str(css),
+            ],
+            check=True,
+        )
+    return (time.perf_counter() - started) * 1000 / len(pages)
+
+
+def naive_in_process(settings: Path, sample: int, work: Path) -> float:
+    """(b) ms/letter: `HTML(string=…).write_pdf()` per letter, stylesheet parsed each time."""
+    from weasyprint import HTML
+
+    from campaign.inputs import load_inputs
+    from campaign.pdf import letter_html
+    from campaign.settings import load_settings
+
+    inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
+    css = str(settings.parent / "letters" / "lettre.css")
+    base = str(settings.parent / "letters") + os.sep
+    recipients = inputs.recipients.ready[:sample]
+    HTML(string=letter_html(inputs, recipients[0]), base_url=base).write_pdf(stylesheets=[css])
+    started = time.perf_counter()
+    for n, recipient in enumerate(recipients):
+        html = letter_html(inputs, recipient)
+        HTML(string=html, base_url=base).write_pdf(work / f"b-{n}.pdf", stylesheets=[css])
+    return (time.perf_counter() - started) * 1000 / len(recipients)
+
+
+def campaign_render(settings: Path, jobs: int | None) -> tuple[float, int, list[float]]:
+    """What `campaign render` does, timed: load, check, render. Returns s, letters, worker RSS."""
+    from campaign.inputs import check_inputs, load_inputs
+    from campaign.pdf import render_letters
+    from campaign.settings import load_settings
+
+    started = time.perf_counter()
+    inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
+    assert not check_inputs(inputs).errors
+    report = render_letters(inputs, jobs=jobs)
+    assert not report.failures, report.failures
+    return time.perf_counter() - started, len(report.rendered), report.worker_rss_mib
+
+
+def command_seconds(settings: Path) -> float:
+    """Wall time of the real `campaign render` command (Python start-up included)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [str(BIN / "campaign"), "--settings", str(settings), "render", CAMPAIGN, "--quiet"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def run(letters: int, sample: int, subset: bool) -> dict[str, float]:
+    set_subset(subset)
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as folder:
+        root = Path(folder)
+        work = root / "work"
+        work.mkdir()
+        settings = make_project(root, letters)
+        outbox = root / "outbox"
+        figures["a"] = naive_command(settings, sample, subset, work)
+        figures["b"] = naive_in_process(settings, sample * 2, work)
+        seconds, count, _ = campaign_render(settings, jobs=1)
+        figures["c"] = seconds * 1000 / count
+        shutil.rmtree(outbox)
+        seconds, count, rss = campaign_render(settings, jobs=None)
+        figures["d"] = seconds * 1000 / count
+        quarter = max(1, len(rss) // 4)
+        figures["rss_quarter"] = max(rss[:quarter])
+        figures["rss_end"] = max(rss)
+        seconds, rendered, _ = campaign_render(settings, jobs=None)
+        assert rendered == 0
+        figures["e_inprocess"] = seconds
+        figures["e_command"] = command_seconds(settings)
+        figures["letters"] = count
+    return figures
+
+
+def table(results: dict[str, dict[str, float]], letters: int, sample: int) -> str:
+    cores = os.cpu_count() or 1
+    lines = [
+        f"{letters} letters (2 pages, 4 footnotes, SVG logo), {cores} cores, "
+        f"(a) on {sample} letters, (b) on {sample * 2}.",
+        "",
+        "| |" + "".join(f" {name}: ms/letter | × vs (a) | × vs (b) |" for name in results),
+        "|---|" + "---:|---:|---:|" * len(results),
+    ]
+    names = {
+        "a": "(a) a `weasyprint` command per letter",
+        "b": "(b) one process, `HTML().write_pdf()` per letter",
+        "c": "(c) `campaign render --jobs 1`",
+        "d": f"(d) `campaign render` ({cores} workers)",
+    }
+    for key, label in names.items():
+        cells = "".join(
+            f" {f[key]:.0f} | {f['a'] / f[key]:.1f}× | {f['b'] / f[key]:.1f}× |"
+            for f in results.values()
+        )
+        lines.append(f"| {label} |{cells}")
+    for name, figures in results.items():
+        per_thousand = figures["e_inprocess"] * 1000 / figures["letters"]
+        lines.append(
+            f"\n(e) {name}: second render, nothing changed: {figures['e_inprocess']:.2f} s in "
+            f"process ({per_thousand:.2f} s per 1,000 letters), {figures['e_command']:.2f} s "
+            f"as a command with Python start-up. Worker peak RSS: "
+            f"{figures['rss_quarter']:.0f} MiB after the first quarter, "
+            f"{figures['rss_end']:.0f} MiB at the end."
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--letters", type=int, default=200)
+    parser.add_argument("--sample", type=int, default=10, help="letters for (a); (b) uses twice")
+    parser.add_argument("--subset", choices=["both", "with", "without"], default="both")
+    args = parser.parse_args()
+    set_subset(True)
+    from campaign.pdf import harfbuzz_subset_available
+
+    installed = harfbuzz_subset_available()
+    modes = {"with": True, "without": False}
+    if args.subset != "both":
+        modes = {args.subset: modes[args.subset]}
+    if not installed:
+        print("libharfbuzz-subset is not installed: measuring without it only", file=sys.stderr)
+        modes = {"without": False}
+    results: dict[str, dict[str, float]] = {}
+    for enabled in modes.values():
+        label = f"{'with' if enabled else 'without'} hb-subset"
+        print(f"measuring {label}...", file=sys.stderr)
+        results[label] = run(args.letters, args.sample, enabled)
+    print(table(results, args.letters, args.sample))
+
+
+if __name__ == "__main__":
+    main()

@@ -214,31 +214,37 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient]) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[tuple[str, int | None], int] = {}
     shown = inputs.campaign.settings.display(inputs.campaign.config.recipients)
+    per_row, constant = _merge_templates(inputs)
+    for template, where in constant:  # no row variable: once for all rows
+        try:
+            render_template(template, inputs.context(_NOBODY), where)
+        except TemplateError as err:
+            problems.append(Problem.from_error(err))
     for recipient in rows:
         if recipient.status is Status.INVALID:
             continue
         context = inputs.context(recipient)
-        try:
-            for letter in (inputs.letter, inputs.email_body):
-                if letter is not None:
-                    render_template(letter.template, context, letter.display)
-                    for key in ("subject", "place", "signature"):
-                        template = letter.text_template(key)
-                        if template is not None:
-                            render_template(template, context, letter.display)
-            inputs.subject_for(recipient)
-            inputs.to_name_for(recipient)
-        except TemplateError as err:
-            failure = (err.message, err.place.line)
-            seen[failure] = seen.get(failure, 0) + 1
-            if seen[failure] <= _SAME_FAILURE_LISTED:
-                problems.append(
-                    Problem.error(
-                        f"{err.message} (in {err.place})",
-                        Place(file=shown, row=recipient.row),
-                        err.hint,
-                    )
-                )
+        merged: dict[int, dict[str, Any]] = {}  # templates share their globals: merge once a row
+        for template, where, helpers in per_row:
+            try:
+                if id(helpers) not in merged:
+                    merged[id(helpers)] = {**helpers, **context}
+                _render_quick(template, merged[id(helpers)])
+            except Exception:
+                try:  # again the documented way, which names the line and wraps the error
+                    render_template(template, context, where)
+                except TemplateError as err:
+                    failure = (err.message, err.place.line)
+                    seen[failure] = seen.get(failure, 0) + 1
+                    if seen[failure] <= _SAME_FAILURE_LISTED:
+                        problems.append(
+                            Problem.error(
+                                f"{err.message} (in {err.place})",
+                                Place(file=shown, row=recipient.row),
+                                err.hint,
+                            )
+                        )
+                break  # one failure per row is enough to fix it
     for (message, line), count in seen.items():
         if count > _SAME_FAILURE_LISTED:
             problems.append(
@@ -248,3 +254,57 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient]) -> list[Problem]:
                 )
             )
     return problems
+
+
+# A recipient with no cells, to render the templates that read none.
+_NOBODY = Recipient(row=0, email="", values={}, variables={})
+_ROW_NAMES = {"row", "row_number"}
+
+
+def _merge_templates(
+    inputs: Inputs,
+) -> tuple[list[tuple[jinja2.Template, str, dict[str, Any]]], list[tuple[jinja2.Template, str]]]:
+    """The templates a recipient is merged into, split into those that read row values or not."""
+    campaign = inputs.campaign
+    found: list[tuple[jinja2.Template, str, str]] = []
+    for letter in (inputs.letter, inputs.email_body):
+        if letter is not None:
+            found.append((letter.template, letter.display, letter.body))
+            for key in ("subject", "place", "signature"):
+                template = letter.text_template(key)
+                if template is not None:
+                    found.append((template, letter.display, str(letter.front[key])))
+    for key, template, source in (
+        ("subject", inputs.subject, campaign.config.subject),
+        ("to_name", inputs.to_name, campaign.config.to_name),
+    ):
+        if template is not None:
+            where = f"{campaign.settings.path} (campaigns.{campaign.name}.{key})"
+            if source is None:  # the subject came from the letter's front matter
+                front = inputs.letter.front if inputs.letter is not None else {}
+                source = str(front.get(key, ""))
+            found.append((template, where, source))
+    names = set(inputs.recipients.names) | _ROW_NAMES
+    per_row: list[tuple[jinja2.Template, str, dict[str, Any]]] = []
+    constant: list[tuple[jinja2.Template, str]] = []
+    shared: list[dict[str, Any]] = []
+    for template, where, source in found:
+        if not template_variables(source) & names:
+            constant.append((template, where))
+            continue
+        helpers = dict(template.globals)
+        helpers = next((known for known in shared if known == helpers), helpers)
+        if not any(known is helpers for known in shared):
+            shared.append(helpers)
+        per_row.append((template, where, helpers))
+    return per_row, constant
+
+
+def _render_quick(template: jinja2.Template, merged: dict[str, Any]) -> str:
+    """Render with the globals already merged in: Template.render copies them for every call.
+
+    The compiled template is the same, sandbox checks and finalizer included; only the context
+    is built once instead of per call. Any exception makes the caller render again with
+    `render_template`, which reports it properly.
+    """
+    return "".join(template.root_render_func(template.new_context(merged, shared=True)))

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
+from campaign import recipients
 from campaign.cli import main
 from campaign.errors import Severity
 from campaign.inputs import check_inputs, load_inputs
@@ -199,3 +200,46 @@ def test_check_never_crashes_and_reports_every_invalid_row(
     assert result.exit_code == (1 if report.errors else 0), result.output
     assert "Traceback" not in result.output
     assert report.summary() in " ".join(result.output.split())
+
+
+local_parts = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~.]{0,70}", fullmatch=True),
+    st.text(max_size=20),
+)
+domains = st.one_of(
+    st.sampled_from(
+        [
+            "example.org",
+            "EXAMPLE.Com",
+            "ch-bourg.example.org",
+            "site.test",
+            "localhost",
+            "exemple.invalid",
+            "xn--hpital-bva.example.org",
+            "hôpital.example.org",
+            "example",
+            "example.org.",
+            "-bad.example.org",
+            "ab--cd.example.org",
+            "a" * 64 + ".example.org",
+            "example.123",
+            "",
+        ]
+    ),
+    st.from_regex(r"[a-zA-Z0-9.\-]{1,70}", fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(local_parts, domains, st.booleans())
+def test_quick_address_validation_agrees_with_email_validator(
+    local: str, domain: str, allow_special: bool
+) -> None:
+    address = f"{local}@{domain}"
+    quick = recipients._validate(address, allow_special)
+    whole = recipients._validate_whole(address, allow_special)
+    if isinstance(whole, str):
+        assert quick == whole
+    else:
+        assert not isinstance(quick, str), f"{address!r} accepted, email-validator says {whole}"
+        assert str(quick) == str(whole)

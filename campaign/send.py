@@ -337,11 +337,15 @@ class Dispatcher:
             await client.connect()
             if smtp.username:
                 await client.login(smtp.username, self.password or "")
-        except ssl.SSLCertVerificationError as err:
+        except (ssl.SSLCertVerificationError, aiosmtplib.SMTPConnectError) as err:
             client.close()
+            # aiosmtplib wraps the certificate error of implicit TLS in SMTPConnectError
+            cause = err if isinstance(err, ssl.SSLCertVerificationError) else err.__cause__
+            if not isinstance(cause, ssl.SSLCertVerificationError):
+                raise
             raise DeliveryError(
                 f"the TLS certificate of {smtp.host}:{smtp.port} was rejected: "
-                f"{err.verify_message or err.reason}",
+                f"{cause.verify_message or cause.reason}",
                 place=Place(key="smtp.host"),
                 hint="check smtp.host; for a private certificate authority set smtp.cert_bundle",
             ) from None

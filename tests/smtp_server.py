@@ -1,0 +1,342 @@
+"""A real aiosmtpd server for tests, in its own thread on 127.0.0.1, that misbehaves on request.
+
+`FaultyServer(faults=[Fault(...)])` can reply 421/451/452/550/554 at MAIL, RCPT, the DATA command
+or the final dot; drop the connection before the 354, after the 354, or after storing the message
+without replying; delay a reply; cap the messages per connection; require STARTTLS (trustme
+certificate) or implicit TLS; require AUTH. It stores what it accepts in memory, with the time and
+the connection, so tests count copies per Message-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from campaign.sink import message_id_of
+
+
+@dataclass
+class Fault:
+    """Misbehave at `stage` ("mail", "rcpt", "data" = the DATA command, "dot" = the final dot).
+
+    `action`: "reply" (answer `code text`), "drop" (close the connection; at "data" that is before
+    the 354; "after_354" sends the 354 then closes), "store_drop" (at "dot": keep the message, then
+    close without replying), "delay" (wait `seconds`, then carry on). It fires `times` times
+    (0: always), only for `recipient` when given.
+    """
+
+    stage: str
+    action: str = "reply"
+    code: int = 451
+    text: str = "4.3.0 try again later"
+    recipient: str | None = None
+    times: int = 1
+    seconds: float = 0.0
+    fired: int = 0
+
+    def applies(self, stage: str, recipients: list[str]) -> bool:
+        if self.stage != stage or (self.times and self.fired >= self.times):
+            return False
+        if self.recipient is not None and self.recipient.lower() not in (
+            r.lower() for r in recipients
+        ):
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class Stored:
+    message_id: str
+    recipients: list[str]
+    data: bytes
+    at: float
+    connection: int
+
+
+@dataclass
+class _State:
+    faults: list[Fault]
+    per_connection: int | None
+    stored: list[Stored] = field(default_factory=list)
+    connections: int = 0
+    logins: int = 0
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+
+class _Handler:
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        fault = _fault(self.state, "rcpt", [address])
+        if fault is not None:
+            if fault.action == "delay":
+                await asyncio.sleep(fault.seconds)
+            elif fault.action == "drop":
+                server.transport.abort()
+                return ""
+            else:
+                return f"{fault.code} {fault.text}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data: bytes = envelope.original_content or envelope.content
+        fault = _fault(self.state, "dot", envelope.rcpt_tos)
+        record = Stored(
+            message_id_of(data), list(envelope.rcpt_tos), data, time.time(), server.connection_id
+        )
+        if fault is not None:
+            if fault.action == "delay":
+                await asyncio.sleep(fault.seconds)
+            elif fault.action == "drop":
+                server.transport.abort()
+                return "451 not sent"
+            elif fault.action == "store_drop":
+                self.state.stored.append(record)
+                server.transport.abort()
+                return "250 not sent"
+            else:
+                return f"{fault.code} {fault.text}"
+        self.state.stored.append(record)
+        server.messages += 1
+        return "250 2.0.0 OK queued"
+
+
+def _fault(state: _State, stage: str, recipients: list[str]) -> Fault | None:
+    for fault in state.faults:
+        if fault.applies(stage, recipients):
+            return fault
+    return None
+
+
+class _Session(SMTP):  # type: ignore[misc]
+    state: _State
+
+    def __init__(self, handler: _Handler, **kwargs: Any) -> None:
+        super().__init__(handler, hostname="test-server", **kwargs)
+        self.state = handler.state
+        self.connection_id = next(self.state.counter)
+        self.messages = 0
+        self.state.connections += 1
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        cap = self.state.per_connection
+        if cap is not None and self.messages >= cap:
+            await self.push("421 4.7.0 too many messages on this connection, closing")
+            self.transport.close()
+            return
+        fault = _fault(self.state, "mail", [])
+        if fault is not None:
+            if fault.action == "delay":
+                await asyncio.sleep(fault.seconds)
+            elif fault.action == "drop":
+                self.transport.abort()
+                return
+            else:
+                await self.push(f"{fault.code} {fault.text}")
+                if fault.code == 421:
+                    self.transport.close()
+                return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        recipients = list(self.envelope.rcpt_tos) if self.envelope else []
+        fault = _fault(self.state, "data", recipients)
+        if fault is not None:
+            if fault.action == "delay":
+                await asyncio.sleep(fault.seconds)
+            elif fault.action == "drop":
+                self.transport.abort()
+                return
+            elif fault.action == "after_354":
+                await self.push("354 End data with <CR><LF>.<CR><LF>")
+                await asyncio.sleep(0.05)
+                self.transport.abort()
+                return
+            else:
+                await self.push(f"{fault.code} {fault.text}")
+                if fault.code == 421:
+                    self.transport.close()
+                return
+        await super().smtp_DATA(arg)
+
+
+class FaultyServer:
+    """Run the misbehaving server in a thread; use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        faults: list[Fault] | None = None,
+        per_connection: int | None = None,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        self.state = _State(list(faults or []), per_connection)
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.users = users
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def stored(self) -> list[Stored]:
+        return self.state.stored
+
+    @property
+    def connections(self) -> int:
+        return self.state.connections
+
+    @property
+    def logins(self) -> int:
+        return self.state.logins
+
+    def copies(self) -> Counter[str]:
+        """How many copies of each Message-ID the server stored."""
+        return Counter(s.message_id for s in self.state.stored)
+
+    def copies_to(self, address: str) -> int:
+        return sum(1 for s in self.state.stored if address.lower() in map(str.lower, s.recipients))
+
+    def __enter__(self) -> FaultyServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        future.result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        handler = _Handler(self.state)
+        options: dict[str, Any] = {}
+        if self.starttls is not None:
+            options.update(tls_context=self.starttls, require_starttls=True)
+        if self.users is not None:
+            options.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=self.starttls is not None or self.implicit_tls is not None,
+            )
+        self._server = await self._loop.create_server(
+            lambda: _Session(handler, **options),
+            host="127.0.0.1",
+            port=0,
+            ssl=self.implicit_tls,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and self.users is not None
+            and self.users.get(data.login.decode()) == data.password.decode()
+        )
+        if ok:
+            self.state.logins += 1
+        return AuthResult(success=ok, handled=False)
+
+
+def tls_contexts(tmp: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a trustme certificate for 127.0.0.1, and the CA bundle file."""
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    bundle = tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    return server_ctx, bundle
+
+
+LETTER = """---
+subject: "Lettre pour {{ prenom }}"
+---
+Madame, Monsieur {{ nom }},
+
+Voici la lettre[^1] promise, avec « guillemets ».
+
+[^1]: Une note de bas de page.
+"""
+
+
+def make_project(
+    root: Path,
+    *,
+    port: int,
+    recipients: int = 5,
+    smtp: str = "",
+    throttle: str = "per_minute: null\n  per_day: 100000\n  concurrency: 2",
+    retry: str = "max_attempts: 3\n  backoff: [1h]",
+    rows: list[tuple[str, str, str]] | None = None,
+    suppressed: list[str] | None = None,
+    extra: str = "",
+) -> Path:
+    """A small project (text letter, CSV of `recipients` people) sending to 127.0.0.1:`port`.
+
+    Returns the settings.yaml path. No PDF is attached, so a send costs only SMTP.
+    """
+    (root / "letters").mkdir(parents=True, exist_ok=True)
+    (root / "recipients").mkdir(exist_ok=True)
+    (root / "letters" / "mini.md").write_text(LETTER, encoding="utf-8")
+    people = rows or [
+        (f"Prénom{i}", f"Nom{i}", f"personne{i:04d}@example.org") for i in range(1, recipients + 1)
+    ]
+    lines = ["prenom,nom,email"] + [",".join(row) for row in people]
+    (root / "recipients" / "people.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "recipients" / "suppression.csv").write_text(
+        "email\n" + "".join(f"{a}\n" for a in suppressed or []), encoding="utf-8"
+    )
+    settings = root / "settings.yaml"
+    settings.write_text(
+        f"""sender:
+  name: Collectif Données de santé
+  email: collectif@example.org
+  reply_to: contact@example.org
+smtp:
+  host: 127.0.0.1
+  port: {port}
+  timeout: 5s
+  {smtp}
+throttle:
+  {throttle}
+retry:
+  {retry}
+campaigns:
+  mini:
+    letter: letters/mini.md
+    recipients: recipients/people.csv
+    email_column: email
+    to_name: "{{{{ prenom }}}} {{{{ nom }}}}"
+    attach_pdf: false
+    approval: {{required: false}}
+    {extra}
+""",
+        encoding="utf-8",
+    )
+    return settings

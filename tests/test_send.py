@@ -1,0 +1,399 @@
+"""Sending against a real aiosmtpd server on 127.0.0.1 that fails on request.
+
+For each fault: the state in the delivery log, how many copies the server stored (0 or 1, never
+2), and what a second `send` does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from campaign.cli import main
+from campaign.errors import DeliveryError
+from campaign.inputs import load_inputs
+from campaign.ledger import Ledger, State
+from campaign.send import SendOptions, SendReport, send_campaign
+from campaign.settings import load_settings
+from tests.smtp_server import Fault, FaultyServer, make_project, tls_contexts
+
+FIRST = "personne0001@example.org"
+
+
+def send(settings: Path, *, clock: Callable[[], float] = time.time, **options: Any) -> SendReport:
+    campaign = load_settings(settings).campaign("mini")
+    options.setdefault("wait_retries", False)
+    return send_campaign(load_inputs(campaign), SendOptions(**options), clock=clock)
+
+
+def states(settings: Path) -> dict[str, State]:
+    with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
+        return {d.email: d.state for d in log.deliveries()}
+
+
+def delivery(settings: Path, email: str = FIRST) -> Any:
+    with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
+        return log.get(email)
+
+
+def cli(settings: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--settings", str(settings), *args])
+
+
+def later(hours: float) -> Callable[[], float]:
+    return lambda: time.time() + hours * 3600
+
+
+# Each fault hits the first recipient once; the others go through.
+FAULTS = [
+    # (fault, state after the first send, copies stored, state after a second send, copies)
+    (Fault("rcpt", code=451), State.DEFERRED, 0, State.SENT, 1),
+    (Fault("rcpt", code=452, text="4.5.3 too many recipients"), State.DEFERRED, 0, State.SENT, 1),
+    (Fault("rcpt", code=421, text="4.7.0 closing"), State.DEFERRED, 0, State.SENT, 1),
+    (Fault("mail", code=421, text="4.7.0 closing"), State.DEFERRED, 0, State.SENT, 1),
+    (Fault("rcpt", code=550, text="5.1.1 no such user"), State.FAILED, 0, State.FAILED, 0),
+    (Fault("dot", code=554, text="5.7.1 rejected"), State.FAILED, 0, State.FAILED, 0),
+    (Fault("dot", code=451, text="4.3.0 queue full"), State.DEFERRED, 0, State.SENT, 1),
+    (Fault("data", action="drop"), State.DEFERRED, 0, State.SENT, 1),
+    (Fault("data", action="after_354"), State.UNCERTAIN, 0, State.UNCERTAIN, 0),
+    (Fault("dot", action="drop"), State.UNCERTAIN, 0, State.UNCERTAIN, 0),
+    (Fault("dot", action="store_drop"), State.UNCERTAIN, 1, State.UNCERTAIN, 1),
+    (Fault("rcpt", action="delay", seconds=6.0), State.DEFERRED, 0, State.SENT, 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "first", "copies", "second", "copies_after"),
+    FAULTS,
+    ids=[f"{f.stage}-{f.action}-{f.code}" for f, *_ in FAULTS],
+)
+def test_fault_is_recorded_and_never_stored_twice(
+    tmp_path: Path, fault: Fault, first: State, copies: int, second: State, copies_after: int
+) -> None:
+    throttle = "per_minute: null\n  concurrency: 2"
+    if fault.stage == "mail":  # MAIL comes before any recipient: go one at a time, FIRST first
+        throttle = "per_minute: null\n  concurrency: 1"
+    else:
+        fault.recipient = FIRST
+    with FaultyServer(faults=[fault]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3, throttle=throttle)
+        report = send(settings)
+        assert delivery(settings).state is first
+        assert server.copies_to(FIRST) == copies
+        others = {e: s for e, s in states(settings).items() if e != FIRST}
+        assert set(others.values()) == {State.SENT}
+        assert report.tally.sent == 2
+        assert max(server.copies().values()) == 1
+
+        again = send(settings, clock=later(2))  # past any backoff
+        assert delivery(settings).state is second
+        assert server.copies_to(FIRST) == copies_after
+        assert max(server.copies().values()) == 1
+        assert again.tally.messages == (1 if first is State.DEFERRED else 0)
+
+
+def test_deferred_recipient_is_retried_in_the_same_run_after_the_backoff(tmp_path: Path) -> None:
+    with FaultyServer(faults=[Fault("rcpt", code=451, recipient=FIRST, times=2)]) as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=2, retry="max_attempts: 5\n  backoff: [0.3s]"
+        )
+        report = send(settings, wait_retries=True)
+        assert delivery(settings).state is State.SENT
+        assert delivery(settings).attempts == 3
+        assert report.tally.deferred == 2
+        assert server.copies_to(FIRST) == 1
+
+
+def test_transient_failures_give_up_after_max_attempts(tmp_path: Path) -> None:
+    with FaultyServer(faults=[Fault("rcpt", code=451, recipient=FIRST, times=0)]) as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=1, retry="max_attempts: 2\n  backoff: [0s]"
+        )
+        send(settings, wait_retries=True)
+        record = delivery(settings)
+        assert record.state is State.FAILED
+        assert record.attempts == 2
+        assert "gave up after 2 attempts" in record.last_text
+
+
+def test_retry_failed_and_resend_uncertain_send_again(tmp_path: Path) -> None:
+    faults = [
+        Fault("rcpt", code=550, recipient=FIRST),
+        Fault("dot", action="store_drop", recipient="personne0002@example.org"),
+    ]
+    with FaultyServer(faults=faults) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3)
+        send(settings)
+        assert states(settings)[FIRST] is State.FAILED
+        assert states(settings)["personne0002@example.org"] is State.UNCERTAIN
+        send(settings, retry_failed=True)
+        assert states(settings)[FIRST] is State.SENT
+        assert states(settings)["personne0002@example.org"] is State.UNCERTAIN
+        send(settings, resend_uncertain=True)
+        assert set(states(settings).values()) == {State.SENT}
+        # The organiser asked for it: the uncertain one now has its second copy.
+        assert server.copies_to("personne0002@example.org") == 2
+        assert server.copies_to(FIRST) == 1
+
+
+def test_a_connection_carries_many_messages_up_to_the_setting(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=30,
+            throttle="per_minute: null\n  concurrency: 3\n  messages_per_connection: 5",
+        )
+        report = send(settings)
+        assert report.tally.sent == 30
+        # 30 messages, 5 per connection, 3 connections at a time: 6 to 8 connections in all
+        assert 6 <= server.connections == report.tally.connections <= 8
+        per_connection: dict[int, int] = {}
+        for stored in server.stored:
+            per_connection[stored.connection] = per_connection.get(stored.connection, 0) + 1
+        assert max(per_connection.values()) == 5
+        assert set(server.copies().values()) == {1}
+
+
+def test_server_cap_per_connection_reconnects_and_sends_everyone_once(tmp_path: Path) -> None:
+    with FaultyServer(per_connection=4) as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=20,
+            retry="max_attempts: 5\n  backoff: [0s]",
+        )
+        send(settings, wait_retries=True)
+        assert set(states(settings).values()) == {State.SENT}
+        assert len(server.copies()) == 20
+        assert set(server.copies().values()) == {1}
+        assert server.connections >= 5
+
+
+def test_message_id_is_the_same_on_every_attempt(tmp_path: Path) -> None:
+    with FaultyServer(faults=[Fault("dot", code=451, recipient=FIRST)]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=1)
+        send(settings)
+        planned = delivery(settings).message_id
+        send(settings, clock=later(2))
+        assert [s.message_id for s in server.stored] == [planned]
+
+
+def test_limit_sends_to_n_recipients_and_the_next_run_resumes(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=5)
+        first = send(settings, limit=2)
+        assert first.tally.sent == 2
+        assert first.stopped == "limit of 2 reached"
+        assert list(states(settings).values()).count(State.PENDING) == 3
+        second = send(settings)
+        assert second.tally.sent == 3
+        third = send(settings)
+        assert third.tally.messages == 0
+        assert len(server.stored) == 5
+
+
+def test_suppressed_and_removed_recipients_are_kept_in_the_log_and_not_sent(
+    tmp_path: Path,
+) -> None:
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=3, suppressed=["personne0003@example.org"]
+        )
+        send(settings)
+        assert states(settings)["personne0003@example.org"] is State.SUPPRESSED
+        assert server.copies_to("personne0003@example.org") == 0
+        # Remove the first recipient from the spreadsheet: it stays `sent` in the log.
+        make_project(
+            tmp_path,
+            port=server.port,
+            rows=[("Prénom2", "Nom2", "personne0002@example.org")],
+        )
+        send(settings)
+        assert states(settings)[FIRST] is State.SENT
+        assert len(server.stored) == 2
+
+
+def test_day_cap_ends_the_run_and_a_restart_counts_earlier_sends(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=5, throttle="per_minute: null\n  per_day: 3"
+        )
+        report = send(settings)
+        assert report.tally.sent == 3
+        assert report.stopped is not None
+        assert report.stopped.startswith("3 sent today, cap 3 reached; next possible at ")
+        assert report.exit_code == 0
+        again = send(settings)
+        assert again.tally.messages == 0
+        assert again.stopped is not None and "cap 3 reached" in again.stopped
+        tomorrow = send(settings, clock=later(24.1))
+        assert tomorrow.tally.sent == 2
+        assert len(server.stored) == 5
+
+
+def test_throttle_windows_hold_at_the_server_in_real_time(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=12,
+            throttle="per_second: 5\n  per_minute: null\n  concurrency: 3",
+        )
+        started = time.monotonic()
+        send(settings)
+        elapsed = time.monotonic() - started
+        times = sorted(s.at for s in server.stored)
+        assert len(times) == 12
+        # No 1-second window of the server's receive times holds more than 5 messages.
+        assert all(times[i + 5] - times[i] >= 1.0 for i in range(len(times) - 5))
+        assert elapsed >= 2.0
+
+
+def test_test_to_sends_marked_copies_and_records_nobody_as_sent(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=4)
+        result = cli(settings, "send", "--test-to", "relecteur@example.com", "--count", "2")
+        assert result.exit_code == 0, result.output
+        assert len(server.stored) == 2
+        assert all(s.recipients == ["relecteur@example.com"] for s in server.stored)
+        assert all(b"Subject: [TEST] Lettre pour" in s.data for s in server.stored)
+        assert set(states(settings).values()) <= {State.PENDING}
+        with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
+            assert [t["state"] for t in log.test_sends()] == ["sent", "sent"]
+        # The real send still sends to everyone, with Message-IDs the tests did not use.
+        assert cli(settings, "send", "--quiet").exit_code == 0
+        assert len(server.copies()) == 6
+
+
+def test_dry_run_writes_eml_files_and_talks_to_no_server(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3)
+        result = cli(settings, "send", "--dry-run")
+        assert result.exit_code == 0, result.output
+        files = sorted((tmp_path / "outbox" / "mini" / "dry-run").glob("*.eml"))
+        assert files[0].name == "0002-personne0001-example.org.eml"
+        assert len(files) == 3
+        assert (
+            b"To: =?utf-8?q?Pr=C3=A9nom1?= Nom1 <personne0001@example.org>" in files[0].read_bytes()
+        )
+        assert server.connections == 0
+        assert not (tmp_path / "outbox" / "mini" / "delivery.sqlite").exists()
+
+
+def test_send_command_reports_and_exits_1_while_failures_remain(tmp_path: Path) -> None:
+    refusal = Fault("rcpt", code=550, text="5.1.1 no such user", recipient=FIRST)
+    with FaultyServer(faults=[refusal]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=2)
+        result = cli(settings, "send", "--quiet", "--no-wait")
+        assert result.exit_code == 1
+        assert "1 sent, 0 deferred, 1 failed, 0 uncertain" in " ".join(result.output.split())
+        status = cli(settings, "status", "mini", "--json")
+        assert status.exit_code == 1
+        data = json.loads(status.output)
+        assert data["counts"]["failed"] == 1
+        assert data["attention"][0]["code"] == 550
+        assert "no such user" in data["attention"][0]["reply"]
+
+
+def test_send_refuses_while_check_finds_errors(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, rows=[("A", "B", "not-an-address")])
+        result = cli(settings, "send")
+        assert result.exit_code == 1
+        assert "refusing to send" in result.output
+        assert server.connections == 0
+
+
+def test_starttls_with_private_ca_and_auth_delivers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, bundle = tls_contexts(tmp_path)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    with FaultyServer(starttls=context, users={"collectif": "s3cret"}) as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=2,
+            smtp=f"security: starttls\n  cert_bundle: {bundle}\n  username: collectif\n"
+            "  password_env: TEST_SMTP_PASSWORD",
+        )
+        report = send(settings)
+        assert report.tally.sent == 2
+        assert server.logins == report.tally.connections >= 1
+
+
+def test_wrong_password_stops_the_run_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, bundle = tls_contexts(tmp_path)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+    with FaultyServer(starttls=context, users={"collectif": "s3cret"}) as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=2,
+            smtp=f"security: starttls\n  cert_bundle: {bundle}\n  username: collectif\n"
+            "  password_env: TEST_SMTP_PASSWORD",
+        )
+        result = cli(settings, "send", "--quiet")
+        assert result.exit_code == 1
+        assert "refused the login of collectif: 535" in result.output
+        assert set(states(settings).values()) == {State.PENDING}
+        assert server.stored == []
+
+
+def test_untrusted_certificate_stops_the_run_and_names_the_host(tmp_path: Path) -> None:
+    context, _ = tls_contexts(tmp_path)
+    with FaultyServer(implicit_tls=context) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=2, smtp="security: tls")
+        with pytest.raises(
+            DeliveryError, match=r"TLS certificate of 127\.0\.0\.1:\d+ was rejected"
+        ):
+            send(settings)
+        assert set(states(settings).values()) == {State.PENDING}
+
+
+def test_starttls_required_but_not_offered_stops_the_run(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=1, smtp="security: starttls")
+        with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+            send(settings)
+        assert server.stored == []
+
+
+def test_password_is_never_sent_in_clear_to_a_remote_host(tmp_path: Path) -> None:
+    settings = make_project(
+        tmp_path, port=25, recipients=1, smtp="username: collectif\n  password_env: HOME"
+    )
+    text = settings.read_text().replace("host: 127.0.0.1", "host: smtp.example.org")
+    settings.write_text(text)
+    with pytest.raises(DeliveryError, match="refusing to send the password"):
+        send(settings)
+
+
+def test_unreachable_server_defers_everyone(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        port = server.port
+    settings = make_project(tmp_path, port=port, recipients=2)
+    report = send(settings)
+    assert report.tally.deferred == 2
+    assert set(states(settings).values()) == {State.DEFERRED}
+    assert "SMTPConnectError" in delivery(settings).last_text
+
+
+def test_untrusted_certificate_after_starttls_stops_the_run(tmp_path: Path) -> None:
+    context, _ = tls_contexts(tmp_path)
+    with FaultyServer(starttls=context) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=1, smtp="security: starttls")
+        with pytest.raises(
+            DeliveryError, match=r"TLS certificate of 127\.0\.0\.1:\d+ was rejected"
+        ):
+            send(settings)
+        assert server.stored == []

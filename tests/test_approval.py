@@ -269,9 +269,14 @@ def test_send_refuses_without_approval_but_dry_run_and_test_do_not_need_it(
     assert "not approved yet" in " ".join(refused.output.split())
     assert "Traceback" not in refused.output
     assert not (project / "outbox" / HOSPITALS / "delivery.sqlite").exists()
+    book = openpyxl.load_workbook(project / XLSX)
+    assert book.active is not None
+    book.active.delete_rows(5, 40)  # three recipients are enough for a dry run
+    book.save(project / XLSX)
     dry = run("send", HOSPITALS, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "not approved" not in dry.output
+    assert "3 messages composed" in dry.output
 
 
 def test_send_names_what_changed_since_the_approval(project: Path, run: Run) -> None:

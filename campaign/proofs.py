@@ -32,7 +32,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from campaign.approval import Fingerprint, approval_state, compute_fingerprint
-from campaign.errors import InputError, Place, StateError, UsageError
+from campaign.errors import InputError, Place, StateError, TemplateError, UsageError
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status, variable_name
@@ -235,43 +235,17 @@ def build_proofs(
     inputs: Inputs, sample: list[SampleRow], *, progress: Progress | None = None
 ) -> ProofPack:
     """Write the proof pack for `sample` and return where it is."""
-    from campaign.compose import compose_message, load_attachments
-
     campaign = inputs.campaign
     fingerprint = compute_fingerprint(inputs)
-    attachments = load_attachments(inputs)
     final = campaign.outbox / PROOFS_FOLDER
     work = campaign.outbox / f".{PROOFS_FOLDER}-new"
-    shutil.rmtree(work, ignore_errors=True)
-    private_dir(work / "thumbs")
-    proofed: list[_Proofed] = []
-    stems: set[str] = set()
-    for done, item in enumerate(sample):
-        recipient = item.recipient
-        stem = _stem(recipient, inputs.to_name_for(recipient), stems)
-        pdf = _letter_pdf(inputs, recipient) if campaign.config.attach_pdf else None
-        pages = 0
-        if pdf is not None:
-            write_private(work / "letters" / f"{stem}.pdf", pdf)
-            pages = _thumbnails(pdf, work / "thumbs", stem)
-        message = compose_message(inputs, recipient, pdf=pdf, attachments=attachments)
-        proofed.append(_Proofed(item, stem, pdf, pages, _view(message)))
-        if progress:
-            progress(done + 1, len(sample))
-
-    now = datetime.now().astimezone()
-    state = approval_state(inputs)
-    document = _proofs_pdf(inputs, proofed, fingerprint, now, state.summary())
-    write_private(work / "proofs.pdf", document[0])
-    write_private(work / "index.html", _index_html(inputs, proofed, fingerprint, now))
-    manifest = {
-        "campaign": campaign.name,
-        "fingerprint": fingerprint.digest,
-        "created": now.isoformat(timespec="seconds"),
-        "rows": [p.sample.recipient.row for p in proofed],
-    }
-    write_private(work / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     old = campaign.outbox / f".{PROOFS_FOLDER}-old"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        pages = _write_pack(inputs, sample, fingerprint, work, progress)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # a failed run leaves the previous pack as it was
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -283,8 +257,59 @@ def build_proofs(
         index=final / "index.html",
         sample=sample,
         fingerprint=fingerprint,
-        pages=document[1],
+        pages=pages,
     )
+
+
+def _write_pack(
+    inputs: Inputs,
+    sample: list[SampleRow],
+    fingerprint: Fingerprint,
+    work: Path,
+    progress: Progress | None,
+) -> int:
+    """Write every file of the pack into `work`; return the number of pages of proofs.pdf."""
+    from campaign.compose import compose_message, load_attachments
+
+    campaign = inputs.campaign
+    attachments = load_attachments(inputs)
+    private_dir(work / "thumbs")
+    proofed: list[_Proofed] = []
+    stems: set[str] = set()
+    for done, item in enumerate(sample):
+        recipient = item.recipient
+        stem = _stem(recipient, inputs.to_name_for(recipient), stems)
+        try:
+            pdf = _letter_pdf(inputs, recipient) if campaign.config.attach_pdf else None
+            message = compose_message(inputs, recipient, pdf=pdf, attachments=attachments)
+        except TemplateError as err:
+            raise TemplateError(
+                f"{err.message} (merging spreadsheet row {recipient.row})",
+                place=err.place,
+                hint=err.hint,
+            ) from None
+        pages = 0
+        if pdf is not None:
+            write_private(work / "letters" / f"{stem}.pdf", pdf)
+            pages = _thumbnails(pdf, work / "thumbs", stem)
+        proofed.append(_Proofed(item, stem, pdf, pages, _view(message)))
+        if progress:
+            progress(done + 1, len(sample))
+
+    now = datetime.now().astimezone()
+    document, pages = _proofs_pdf(
+        inputs, proofed, fingerprint, now, approval_state(inputs).summary()
+    )
+    write_private(work / "proofs.pdf", document)
+    write_private(work / "index.html", _index_html(inputs, proofed, fingerprint, now))
+    manifest = {
+        "campaign": campaign.name,
+        "fingerprint": fingerprint.digest,
+        "created": now.isoformat(timespec="seconds"),
+        "rows": [p.sample.recipient.row for p in proofed],
+    }
+    write_private(work / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return pages
 
 
 def proofed_fingerprint(campaign: Campaign) -> str | None:

@@ -244,3 +244,21 @@ def test_a_new_pack_replaces_the_old_one_and_approve_warns_when_stale(
     stale = run("approve", HOSPITALS, "--by", "reviewer")
     assert stale.exit_code == 0
     assert "the proof pack does not show this content" in " ".join(stale.output.split())
+
+
+def test_a_row_that_fails_names_its_row_and_keeps_the_previous_pack(
+    run: Run, project: Path
+) -> None:
+    assert run("proof", HOSPITALS, "--rows", "2").exit_code == 0
+    letter = project / "letters/lettre-hopitaux.md"
+    letter.write_text(
+        letter.read_text(encoding="utf-8") + "\n{{ 1 // (row_number - 3) }}\n", encoding="utf-8"
+    )
+    failed = run("proof", HOSPITALS, "--rows", "2,3")
+    assert failed.exit_code == 1
+    text = " ".join(failed.output.split())
+    assert "letters/lettre-hopitaux.md" in text and "spreadsheet row 3" in text
+    assert "Traceback" not in failed.output
+    folder = project / "outbox" / HOSPITALS
+    assert sorted(p.name for p in folder.iterdir() if "proofs" in p.name) == ["proofs"]
+    assert '"rows": [\n    2\n  ]' in (folder / "proofs" / "manifest.json").read_text()

@@ -138,11 +138,13 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         private_dir(path.parent)
-        self.conn = connect(path)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = self.conn = connect(path)
             self._migrate()
         except sqlite3.DatabaseError as err:
-            self.conn.close()
+            if conn is not None:
+                conn.close()
             raise StateError(
                 f"the delivery log is damaged or not a delivery log: {err}",
                 place=Place(file=str(path)),

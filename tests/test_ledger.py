@@ -1,0 +1,172 @@
+"""The delivery log: states and transitions, recovery after a crash, durability, export."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from campaign import ledger
+from campaign.errors import InputError, StateError
+from campaign.ledger import Entry, Ledger, LedgerWriter, State, export_deliveries, neutralise
+
+NOW = 1_800_000_000.0
+
+
+def entry(n: int, name: str | None = None) -> Entry:
+    return Entry(f"Personne{n}@Example.org", n + 1, name or f"Personne {n}", f"<id{n}@example.org>")
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Ledger:
+    opened = Ledger(tmp_path / "outbox" / "c" / "delivery.sqlite")
+    opened.enqueue([entry(1), entry(2), entry(3)], [], NOW)
+    return opened
+
+
+def test_new_recipients_are_pending_and_keyed_by_lower_case_address(log: Ledger) -> None:
+    assert log.counts()["pending"] == 3
+    found = log.get("PERSONNE1@example.org")
+    assert found is not None
+    assert found.address == "Personne1@Example.org"
+    assert found.message_id == "<id1@example.org>"
+
+
+def test_the_log_is_private_and_in_wal_mode(log: Ledger) -> None:
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.path.parent.stat().st_mode) == 0o700
+    assert log.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_full_transaction_is_recorded_step_by_step(log: Ledger) -> None:
+    key = "personne1@example.org"
+    log.apply([ledger.begin(key, NOW)])
+    row = log.get(key)
+    assert row is not None and (row.state, row.phase, row.attempts) == (
+        State.SENDING,
+        "envelope",
+        1,
+    )
+    log.apply([ledger.body_in_flight(key, NOW + 1)])
+    assert log.get(key).phase == "body"  # type: ignore[union-attr]
+    log.apply([ledger.outcome(key, State.SENT, 250, "OK queued", NOW + 2)])
+    row = log.get(key)
+    assert row is not None
+    assert (row.state, row.phase, row.last_code, row.sent_at) == (State.SENT, None, 250, NOW + 2)
+    assert log.sent_times(NOW) == [NOW + 2]
+
+
+def test_recover_tells_messages_that_never_left_from_those_on_the_wire(log: Ledger) -> None:
+    log.apply([ledger.begin("personne1@example.org", NOW)])
+    log.apply(
+        [
+            ledger.begin("personne2@example.org", NOW),
+            ledger.body_in_flight("personne2@example.org", NOW),
+        ]
+    )
+    assert log.recover() == (1, 1)
+    assert log.get("personne1@example.org").state is State.PENDING  # type: ignore[union-attr]
+    unsure = log.get("personne2@example.org")
+    assert unsure is not None and unsure.state is State.UNCERTAIN
+    assert "before the server replied" in (unsure.last_text or "")
+    assert log.recover() == (0, 0)
+
+
+def test_deferred_recipients_are_due_when_their_retry_time_comes(log: Ledger) -> None:
+    key = "personne1@example.org"
+    log.apply(
+        [
+            ledger.begin(key, NOW),
+            ledger.outcome(key, State.DEFERRED, 451, "later", NOW, next_attempt_at=NOW + 60),
+        ]
+    )
+    assert key not in {d.email for d in log.due(NOW + 59)}
+    assert key in {d.email for d in log.due(NOW + 60)}
+    assert log.next_retry() == NOW + 60
+
+
+def test_requeue_makes_failed_and_uncertain_pending_again(log: Ledger) -> None:
+    log.apply([ledger.outcome("personne1@example.org", State.FAILED, 550, "no", NOW)])
+    log.apply([ledger.outcome("personne2@example.org", State.UNCERTAIN, None, "drop", NOW)])
+    assert log.requeue([State.FAILED]) == 1
+    assert log.get("personne1@example.org").state is State.PENDING  # type: ignore[union-attr]
+    assert log.get("personne2@example.org").state is State.UNCERTAIN  # type: ignore[union-attr]
+
+
+def test_suppression_never_overrides_a_sent_recipient(log: Ledger) -> None:
+    log.apply([ledger.outcome("personne1@example.org", State.SENT, 250, "ok", NOW)])
+    log.enqueue([entry(3)], [entry(1), entry(2)], NOW)
+    assert log.get("personne1@example.org").state is State.SENT  # type: ignore[union-attr]
+    assert log.get("personne2@example.org").state is State.SUPPRESSED  # type: ignore[union-attr]
+    log.enqueue([entry(2)], [], NOW)  # taken off the suppression list
+    assert log.get("personne2@example.org").state is State.PENDING  # type: ignore[union-attr]
+
+
+def test_test_sends_are_recorded_apart(log: Ledger) -> None:
+    key = log.add_test_send("relecteur@example.com", "Personne1@Example.org", "<t@x>", NOW)
+    log.apply([ledger.begin(key, NOW), ledger.body_in_flight(key, NOW)])
+    log.apply([ledger.outcome(key, State.SENT, 250, "ok", NOW + 1)])
+    assert log.counts()["sent"] == 0
+    assert log.test_sends()[0]["state"] == "sent"
+    assert log.sent_times(NOW) == [NOW + 1]  # a test still counts against the provider's cap
+
+
+def test_writer_commits_durably_before_its_future_completes(log: Ledger) -> None:
+    writer = LedgerWriter(log.path)
+    futures = [writer.submit([ledger.begin(f"personne{n}@example.org", NOW)]) for n in (1, 2, 3)]
+    for future in futures:
+        future.result(timeout=10)
+    other = sqlite3.connect(log.path)  # another reader sees every step at once
+    states = other.execute("SELECT state FROM deliveries").fetchall()
+    other.close()
+    writer.close()
+    assert states == [("sending",)] * 3
+    assert 1 <= writer.commits <= 3
+
+
+def test_a_damaged_log_is_reported_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError, match="damaged"):
+        Ledger(path)
+    assert path.read_bytes().startswith(b"this is not sqlite")
+
+
+def test_a_log_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    Ledger(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="newer version"):
+        Ledger(path)
+
+
+@pytest.mark.parametrize("value", ["=1+1", "+33 1", "-2", "@SUM(A1)", "\tx", "\rx"])
+def test_cells_that_could_start_a_formula_are_neutralised(value: str) -> None:
+    assert neutralise(value) == "'" + value
+    assert neutralise("Noël") == "Noël"
+    assert neutralise(3) == 3
+
+
+def test_export_to_csv_and_xlsx_is_safe_to_open(tmp_path: Path) -> None:
+    log = Ledger(tmp_path / "delivery.sqlite")
+    log.enqueue([entry(1, name='=HYPERLINK("http://x.example","clic")')], [], NOW)
+    csv_path = export_deliveries(log.deliveries(), tmp_path / "log.csv")
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8-sig")))
+    assert rows[0]["name"] == '\'=HYPERLINK("http://x.example","clic")'
+    assert rows[0]["state"] == "pending"
+    xlsx_path = export_deliveries(log.deliveries(), tmp_path / "log.xlsx")
+    sheet = load_workbook(xlsx_path).active
+    assert sheet is not None
+    header = [c.value for c in sheet[1]]
+    cell = sheet.cell(row=2, column=header.index("name") + 1)
+    assert cell.data_type == "s"
+    assert str(cell.value).startswith("'=")
+    with pytest.raises(InputError, match=r"\.csv or \.xlsx"):
+        export_deliveries(log.deliveries(), tmp_path / "log.txt")

@@ -109,8 +109,8 @@ def write_project(root: Path, count: int) -> None:
     book.save(root / "recipients" / "destinataires.xlsx")
 
 
-def measure(command: list[str], cwd: Path) -> tuple[float, int, int, str]:
-    """Run `command`; return its wall time, peak RSS in bytes, exit code and output."""
+def measure(command: list[str], cwd: Path) -> tuple[float, int, int, str, float]:
+    """Run `command`; return its wall time, peak RSS in bytes, exit code, output and CPU time."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -119,7 +119,8 @@ def measure(command: list[str], cwd: Path) -> tuple[float, int, int, str]:
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    return elapsed, usage.ru_maxrss * 1024, child.returncode, text  # ru_maxrss is in KiB
+    cpu = usage.ru_utime + usage.ru_stime  # unlike wall time, barely moved by other processes
+    return elapsed, usage.ru_maxrss * 1024, child.returncode, text, cpu  # ru_maxrss is in KiB
 
 
 def baseline_command(path: Path) -> list[str]:
@@ -147,7 +148,10 @@ def main() -> None:
         print(
             f"wrote {args.rows:,} recipients (.csv and .xlsx) in {time.perf_counter() - start:.1f} s"
         )
-        print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {load}"
+        )
         missed = False
         for name in ("csv", "xlsx"):
             sheet = folder / "recipients" / f"destinataires.{name}"
@@ -160,7 +164,7 @@ def main() -> None:
                     )
                 )
                 base_runs.append(measure(baseline_command(sheet), folder))
-            for _, _, code, text in check_runs:
+            for _, _, code, text, _ in check_runs:
                 if code != 0:
                     sys.exit(f"campaign check {name} exited {code}:\n{text[-2000:]}")
             report = json.loads(check_runs[-1][3])
@@ -169,12 +173,15 @@ def main() -> None:
             base_s = statistics.median(r[0] for r in base_runs)
             peak = max(r[1] for r in check_runs)
             base_peak = max(r[1] for r in base_runs)
+            check_cpu = statistics.median(r[4] for r in check_runs)
+            base_cpu = statistics.median(r[4] for r in base_runs)
             ok = check_s < TARGET_SECONDS and peak < TARGET_BYTES
             missed |= not ok
             print(
                 f"{name:>4}: check {check_s:5.2f} s, peak {peak / 2**20:5.0f} MiB | "
                 f"pandas alone {base_s:5.2f} s, {base_peak / 2**20:4.0f} MiB | "
                 f"ratio {check_s / base_s:4.1f}x time, {peak / base_peak:3.1f}x memory | "
+                f"CPU {check_cpu:5.2f} s vs {base_cpu:4.2f} s ({check_cpu / base_cpu:4.1f}x) | "
                 f"{args.rows / check_s:,.0f} rows/s | "
                 f"target <{TARGET_SECONDS:.0f} s, <1 GiB: {'met' if ok else 'MISSED'}"
             )

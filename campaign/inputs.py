@@ -307,4 +307,8 @@ def _render_quick(template: jinja2.Template, merged: dict[str, Any]) -> str:
     is built once instead of per call. Any exception makes the caller render again with
     `render_template`, which reports it properly.
     """
-    return "".join(template.root_render_func(template.new_context(merged, shared=True)))
+    environment = template.environment
+    # globals=None: the helpers are in `merged` already, and Jinja would otherwise copy their
+    # names into a set on every call.
+    context = environment.context_class(environment, merged, template.name, template.blocks)
+    return "".join(template.root_render_func(context))

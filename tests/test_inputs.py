@@ -270,3 +270,24 @@ def test_check_on_a_missing_campaign_exits_2(tmp_path: Path) -> None:
     result = run_check(make_project(tmp_path), "autre")
     assert result.exit_code == 2
     assert "no campaign called 'autre'" in result.output
+
+
+def test_the_quick_dry_merge_renders_exactly_what_the_letter_stage_renders(
+    tmp_path: Path,
+) -> None:
+    from campaign.inputs import _merge_templates, _render_quick
+    from campaign.letter import render_template
+
+    letter = LETTER.replace("{{ nom }}", "{{ nom | upper }} {{ row['Code postal'] }}")
+    inputs = load_inputs(load_settings(make_project(tmp_path, letter=letter)).campaign("essai"))
+    per_row, constant = _merge_templates(inputs)
+    assert len(per_row) == 3  # the body, the subject, the display name
+    assert len(constant) == 2  # place and signature read no cell: merged once, not per row
+    for recipient in inputs.recipients.recipients:
+        context = inputs.context(recipient)
+        for template, where, helpers in per_row:
+            quick = _render_quick(template, {**helpers, **context})
+            assert quick == render_template(template, context, where)
+    assert "LEFÈVRE 01000" in _render_quick(
+        per_row[0][0], {**per_row[0][2], **inputs.context(inputs.recipients.recipients[0])}
+    )

@@ -272,8 +272,40 @@ def load_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
         raise SettingsError(
             f"unknown key {key!r}", place=Place(file=str(path), line=lines.get((key,)), key=key)
         )
+    _check_campaigns(settings, lines)
     _check_paths(settings, lines)
     return settings
+
+
+_CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def _check_campaigns(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
+    """At least one campaign, each named so it can be a folder of outbox/, and a real default."""
+    shown = str(settings.path)
+    if not settings.campaigns:
+        raise SettingsError(
+            "no campaign is defined",
+            place=Place(file=shown, line=lines.get(("campaigns",)), key="campaigns"),
+            hint="add one under campaigns: with at least its letter: and recipients:",
+        )
+    for name in settings.campaigns:
+        if not _CAMPAIGN_NAME.match(name):
+            raise SettingsError(
+                f"campaign name {name!r} cannot be used as a folder name",
+                place=Place(
+                    file=shown, line=lines.get(("campaigns", name)), key=f"campaigns.{name}"
+                ),
+                hint="use letters, digits, '-', '_' and '.', starting with a letter or digit, "
+                "e.g. hopitaux-2020-05",
+            )
+    default = settings.default_campaign
+    if default is not None and default not in settings.campaigns:
+        raise SettingsError(
+            f"default_campaign names no campaign: {default!r}",
+            place=Place(file=shown, line=lines.get(("default_campaign",)), key="default_campaign"),
+            hint="the campaigns are: " + ", ".join(settings.campaigns),
+        )
 
 
 def _settings_error(

@@ -319,3 +319,26 @@ def test_cli_bad_duration_exits_2(project: Path, run: Run) -> None:
 
 def test_cli_missing_settings_file_exits_2(tmp_path: Path, run: Run) -> None:
     assert_exit_2(run("check", settings=tmp_path / "none.yaml"), "settings file not found")
+
+
+def test_no_campaign_at_all_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.split("campaigns:")[0] + "campaigns: {}\n"
+    err = fails(make_project(tmp_path, text))
+    assert err.message == "no campaign is defined"
+    assert err.place.line == line_of(text, "campaigns:")
+
+
+def test_a_campaign_name_that_would_escape_the_outbox_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace("  essai:", '  "../../elsewhere":')
+    err = fails(make_project(tmp_path, text))
+    assert err.place.key == "campaigns.../../elsewhere"
+    assert err.place.line == line_of(text, "elsewhere")
+    assert "cannot be used as a folder name" in err.message
+
+
+def test_a_default_campaign_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + "default_campaign: essais\n"
+    err = fails(make_project(tmp_path, text))
+    assert err.place.key == "default_campaign"
+    assert err.place.line == line_of(text, "default_campaign")
+    assert err.hint == "the campaigns are: essai"

@@ -484,6 +484,7 @@ def status(
 
     campaign = ctx.campaign(campaign_name)
     approval = approval_line(campaign)
+    _warn_retention(campaign)
     path = campaign.outbox / LEDGER_NAME
     if not path.exists():
         if as_json:
@@ -536,6 +537,70 @@ def status(
     if export_path is not None and not as_json:
         console.print(f"exported to {_escape(str(export_path))}")
     sys.exit(1 if summary["counts"].get("failed") or summary["counts"].get("uncertain") else 0)
+
+
+def _warn_retention(campaign: Campaign) -> None:
+    """Warn when the outbox keeps personal data longer than `retention_days` allows."""
+    from campaign.outbox import oldest_personal_file
+
+    days = campaign.settings.retention_days
+    oldest = oldest_personal_file(campaign.outbox) if days else None
+    if days and oldest and oldest[1] > days:
+        shown = campaign.settings.display(oldest[0])
+        err_console.print(
+            f"[yellow]warning:[/] personal data older than retention_days ({days}) remains: "
+            f"{_escape(shown)} is {oldest[1]:.0f} days old; delete it with "
+            f"campaign purge {campaign.name}"
+        )
+
+
+@main.command()
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option(
+    "--all", "include_log", is_flag=True, help="Also delete the delivery log and the approvals."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+@reports_errors
+def purge(ctx: Context, campaign_name: str | None, include_log: bool, yes: bool) -> None:
+    """Delete the campaign's personal data: PDFs, proofs, dry runs and the sink's copies."""
+    from campaign.errors import UsageError
+    from campaign.outbox import plan_purge, run_lock
+
+    campaign = ctx.campaign(campaign_name)
+    settings = campaign.settings
+    sink_folder = settings.resolve(settings.outbox) / "sink"
+    with run_lock(campaign.outbox, campaign=campaign.name, action="purged"):
+        plan = plan_purge(campaign.outbox, sink_folder, include_log=include_log)
+        if plan.unmatched:
+            err_console.print(
+                f"[yellow]warning:[/] the sink's copies cannot be found: {_escape(plan.unmatched)}"
+            )
+        if plan.total == 0:
+            console.print(f"[bold]{campaign.name}[/]: no personal data to delete")
+            return
+        what = (
+            f"{len(plan.files)} files under {_escape(settings.display(campaign.outbox))}"
+            + (" (delivery log included)" if include_log else "")
+            + f" and {len(plan.sink_copies)} copies in the local sink"
+        )
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"purge would delete {plan.total} files; it needs a confirmation",
+                    hint=f"run it in a terminal, or confirm with campaign purge {campaign.name} "
+                    "--yes",
+                )
+            if not click.confirm(f"Delete {what}?", default=False, err=True):
+                console.print("nothing deleted")
+                sys.exit(1)
+        deleted = plan.execute()
+    console.print(f"[bold]{campaign.name}[/]: deleted {deleted} files ({what})")
+    if not include_log:
+        console.print(
+            "kept the delivery log and approvals (they record who was sent what); "
+            "--all deletes them too"
+        )
 
 
 @main.command()

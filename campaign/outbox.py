@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaign.errors import Place, StateError
@@ -145,3 +146,44 @@ def oldest_personal_file(folder: Path) -> tuple[Path, float] | None:
         return None
     oldest = min(files, key=lambda p: p.lstat().st_mtime)
     return oldest, (time.time() - oldest.lstat().st_mtime) / 86400
+
+
+@dataclass
+class Purge:
+    """What `campaign purge` deletes: the campaign's personal files and the sink's copies."""
+
+    folder: Path
+    files: list[Path] = field(default_factory=list)
+    sink: Path | None = None
+    sink_copies: list[Path] = field(default_factory=list)
+    include_log: bool = False
+    unmatched: str | None = None  # why the sink's copies could not be found, if they could not
+
+    @property
+    def total(self) -> int:
+        return len(self.files) + len(self.sink_copies)
+
+    def execute(self) -> int:
+        """Delete the files; return how many were deleted."""
+        deleted = delete_files(self.files, root=self.folder)
+        if self.sink is not None:
+            deleted += delete_files(self.sink_copies, root=self.sink)
+        return deleted
+
+
+def plan_purge(folder: Path, sink: Path, *, include_log: bool) -> Purge:
+    """Find a campaign's personal data, and the sink's copies of the messages its log records."""
+    from campaign.ledger import LEDGER_NAME, Ledger  # the log imports this module
+
+    plan = Purge(folder, personal_files(folder, include_log=include_log), sink, [], include_log)
+    log = folder / LEDGER_NAME
+    if log.exists() and sink.is_dir():
+        try:
+            with Ledger(log) as opened:
+                ids = {d.message_id for d in opened.deliveries()}
+                ids |= {str(t["message_id"]) for t in opened.test_sends()}
+        except StateError as err:
+            plan.unmatched = err.message
+        else:
+            plan.sink_copies = sink_files(sink, ids)
+    return plan

@@ -105,3 +105,50 @@ def few_project(project: Path) -> Path:
     """The sample project whose hospital campaign has the three `FEW_RECIPIENTS`."""
     write_few_recipients(project)
     return project
+
+
+# --- reliability and security (issue 6): the real local sink, running in a thread ---
+
+
+class RunningSink:
+    """The project's own sink (`campaign.sink`) on 127.0.0.1, port 0, in a thread."""
+
+    def __init__(self, maildir: Path) -> None:
+        import asyncio
+        import threading
+
+        from campaign.sink import MaildirHandler
+
+        self.maildir = maildir
+        self.port = 0
+        self._handler = MaildirHandler(maildir)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        from campaign.sink import serve
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await serve(self._handler, port=0, on_ready=self._on_ready, stop=self._stop)
+
+        self._loop.run_until_complete(main())
+
+    def _on_ready(self, port: int) -> None:
+        self.port = port
+        self._ready.set()
+
+    def __enter__(self) -> RunningSink:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self._loop.close()

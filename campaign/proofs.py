@@ -41,6 +41,7 @@ from campaign.settings import Campaign
 STAMP = "ÉPREUVE — NE PAS ENVOYER"
 PROOFS_FOLDER = "proofs"
 FIRST_ROWS = 3
+_EMAILS_PER_BATCH = 50
 THUMBNAIL_SCALE = 0.6  # 72 dpi × 0.6: an A4 page becomes 357 × 505 pixels
 
 # Columns recognised by their variable name, for choosing the extremes of the sample.
@@ -273,7 +274,7 @@ def _write_pack(
 
     campaign = inputs.campaign
     attachments = load_attachments(inputs)
-    private_dir(work / "thumbs")
+    private_dir(work)
     proofed: list[_Proofed] = []
     stems: set[str] = set()
     for done, item in enumerate(sample):
@@ -406,7 +407,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 0.3pt solid #999; padding: 1.2mm 1.5mm; text-align: left; vertical-align: top; }
 th { background: #eee; } .sample td:first-child { width: 9mm; } .sample td:nth-child(2) { width: 70mm; } .fp { font-family: "DejaVu Sans Mono", monospace; font-size: 8.5pt; }
 dt { font-weight: bold; float: left; width: 42mm; } dd { margin: 0 0 1mm 44mm; }
-.email { break-before: page; } .headers td:first-child { width: 26mm; font-weight: bold; }
+.email + .email { break-before: page; } .headers td:first-child { width: 26mm; font-weight: bold; }
 .body { border: 0.4pt solid #999; padding: 4mm; margin-top: 3mm; }
 """
 
@@ -426,14 +427,6 @@ def _proofs_pdf(
         f"<td>{p.pages or ''}</td></tr>"
         for p in proofed
     )
-    emails = ""
-    if not campaign.config.attach_pdf:
-        emails = "".join(
-            f'<section class="email"><h2>Row {p.sample.recipient.row}: the email</h2>'
-            f'<table class="headers">{_header_rows(p.email)}</table>'
-            f'<div class="body">{_html_body(p.email.html)}</div></section>'
-            for p in proofed
-        )
     letter = campaign.config.letter.as_posix()
     cover = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Proofs: {_e(campaign.name)}</title><style>{_COVER_CSS}</style></head><body>
@@ -457,12 +450,17 @@ def _proofs_pdf(
 table. To approve exactly this content: <b>campaign approve {_e(campaign.name)} --by NAME</b>.
 Any change to the letter, the stylesheet, the subject, the sender, the attachments or a recipient's
 data after that must be approved again before sending.</p>
-{emails}</body></html>"""
+</body></html>"""
     writer = PdfWriter()
     writer.append(PdfReader(io.BytesIO(bytes(HTML(string=cover).write_pdf()))))
     for p in proofed:
         if p.pdf is not None:
             writer.append(PdfReader(io.BytesIO(p.pdf)))
+    if not campaign.config.attach_pdf:
+        # In batches, so that memory does not grow with --all on a long list.
+        for start in range(0, len(proofed), _EMAILS_PER_BATCH):
+            batch = _emails_html(proofed[start : start + _EMAILS_PER_BATCH])
+            writer.append(PdfReader(io.BytesIO(bytes(HTML(string=batch).write_pdf()))))
     stamp = PdfReader(io.BytesIO(_stamp_pdf())).pages[0]
     for page in writer.pages:
         page.merge_page(stamp, over=True)
@@ -471,6 +469,20 @@ data after that must be approved again before sending.</p>
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue(), len(writer.pages)
+
+
+def _emails_html(proofed: list[_Proofed]) -> str:
+    """The emails of an email-only campaign, one after the other, for proofs.pdf."""
+    sections = "".join(
+        f'<section class="email"><h2>Row {p.sample.recipient.row}: the email</h2>'
+        f'<table class="headers">{_header_rows(p.email)}</table>'
+        f'<div class="body">{_html_body(p.email.html)}</div></section>'
+        for p in proofed
+    )
+    return (
+        f'<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><style>{_COVER_CSS}'
+        f"</style></head><body>{sections}</body></html>"
+    )
 
 
 def _stamp_pdf() -> bytes:

@@ -320,7 +320,6 @@ def read_recipients(
 
     recipients: list[Recipient] = []
     first_row_of: dict[str, int] = {}
-    domains: Counter[str] = Counter()
     pending_bad: list[tuple[int, str]] = []
     headers = table.headers
     name_pairs = list(names.items())
@@ -365,7 +364,6 @@ def read_recipients(
             if isinstance(normalized, str):
                 email = normalized
                 key = normalized.lower()
-                domains[key.rpartition("@")[2]] += 1
                 if key in first_row_of:
                     row_problems.append(
                         Problem.error(
@@ -385,7 +383,7 @@ def read_recipients(
                         Place(file=shown, row=row, column=table.headers[email_index]),
                     )
                 )
-        if any(p.severity is Severity.ERROR for p in row_problems):
+        if row_problems and any(p.severity is Severity.ERROR for p in row_problems):
             status = Status.INVALID
         elif email.lower() in suppressed:
             status = Status.SUPPRESSED
@@ -394,7 +392,9 @@ def read_recipients(
         problems.extend(row_problems)
         variables = {name: values[header] for name, header in name_pairs}
         recipients.append(Recipient(row, email or raw_email, values, variables, status))
-    _add_email_hints(problems, pending_bad, domains, allow_special_domains)
+    if pending_bad:  # the domains most rows use, to complete an address such as 'bob@'
+        domains = Counter(key.rpartition("@")[2] for key in first_row_of)
+        _add_email_hints(problems, pending_bad, domains, allow_special_domains)
     if not recipients and not any(p.severity is Severity.ERROR for p in problems):
         problems.append(
             Problem.warning(

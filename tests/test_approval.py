@@ -297,3 +297,16 @@ def test_status_shows_the_approval(project: Path, run: Run) -> None:
     shown = " ".join(run("status", HOSPITALS).output.split())
     assert "approved by Maître Dupont" in shown
     assert "content unchanged" in shown
+
+
+def test_the_email_body_template_is_named(project: Path) -> None:
+    body = project / "letters/courriel.md"
+    body.write_text("Bonjour {{ prenom }},\n\nVeuillez trouver notre lettre ci-jointe.\n")
+    edit_settings(
+        project, "    attach_pdf: true", "    attach_pdf: true\n    email_body: letters/courriel.md"
+    )
+    approve(inputs_of(project), by="reviewer")
+    body.write_text("Bonjour {{ prenom }},\n\nVeuillez trouver notre courrier ci-joint.\n")
+    message = refusal(project)
+    assert "email body template changed (letters/courriel.md)" in message
+    assert "letter template" not in message

@@ -113,7 +113,7 @@ def few_project(project: Path) -> Path:
 class RunningSink:
     """The project's own sink (`campaign.sink`) on 127.0.0.1, port 0, in a thread."""
 
-    def __init__(self, maildir: Path) -> None:
+    def __init__(self, maildir: Path, *, log: Path | None = None) -> None:
         import asyncio
         import threading
 
@@ -121,7 +121,7 @@ class RunningSink:
 
         self.maildir = maildir
         self.port = 0
-        self._handler = MaildirHandler(maildir)
+        self._handler = MaildirHandler(maildir, log=log)
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()

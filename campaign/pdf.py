@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import re
 import resource
+import signal
 import time
 import unicodedata
 import warnings
@@ -322,6 +323,14 @@ def _init_worker(campaign: Campaign | None) -> None:
     _WORKER["renderer"] = renderer
     # Pool workers leave through os._exit: atexit would not run, multiprocessing finalizers do.
     util.Finalize(None, renderer.close, exitpriority=10)
+    # Ctrl-C is the parent's to handle; when it stops the pool (SIGTERM), clean up first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def stop(signum: int, frame: object) -> None:
+        renderer.close()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 @dataclass(frozen=True)
@@ -461,15 +470,18 @@ def _run(
     context = multiprocessing.get_context(method)
     tasks = [(r.row, str(p), shown) for r, p in todo]
     chunk = max(1, min(8, len(tasks) // (jobs * 4)))
-    with context.Pool(
+    pool = context.Pool(
         jobs, initializer=_init_worker, initargs=(None if method == "fork" else inputs.campaign,)
-    ) as pool:
-        try:
-            yield from pool.imap_unordered(_worker_task, tasks, chunksize=chunk)
-        finally:
-            pool.close()
-            pool.join()
-    _WORKER.clear()
+    )
+    try:
+        yield from pool.imap_unordered(_worker_task, tasks, chunksize=chunk)
+        pool.close()
+    except BaseException:  # Ctrl-C or a failure in the parent: stop the workers now
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+        _WORKER.clear()
 
 
 def print_pack(inputs: Inputs, *, name: str | None = None) -> Path:

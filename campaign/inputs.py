@@ -197,20 +197,26 @@ def check_inputs(inputs: Inputs) -> CheckReport:
             static += template_problems(source, where, known, recipients.headers)
     problems += static
     # A placeholder no column provides would fail every row: report it once, not per row.
+    failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):
-        problems += _dry_merge(inputs, recipients.recipients)
+        problems += _dry_merge(inputs, recipients.recipients, failed)
+    # A row whose letter cannot be merged is not ready, whatever its cells.
+    unmergeable = sum(1 for r in recipients.ready if r.row in failed)
     return CheckReport(
         campaign=campaign.name,
         total=len(recipients.recipients),
-        ready=recipients.count(Status.READY),
+        ready=recipients.count(Status.READY) - unmergeable,
         suppressed=recipients.count(Status.SUPPRESSED),
-        invalid=recipients.count(Status.INVALID),
+        invalid=recipients.count(Status.INVALID) + unmergeable,
         problems=problems,
     )
 
 
-def _dry_merge(inputs: Inputs, rows: Iterable[Recipient]) -> list[Problem]:
-    """Render every template for every row in memory; the same failure is listed a few times."""
+def _dry_merge(inputs: Inputs, rows: Iterable[Recipient], failed: set[int]) -> list[Problem]:
+    """Render every template for every row in memory; add the rows that fail to `failed`.
+
+    The same failure is listed for a few rows, then summed up.
+    """
     problems: list[Problem] = []
     seen: dict[tuple[str, int | None], int] = {}
     shown = inputs.campaign.settings.display(inputs.campaign.config.recipients)
@@ -236,6 +242,7 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient]) -> list[Problem]:
                 except TemplateError as err:
                     failure = (err.message, err.place.line)
                     seen[failure] = seen.get(failure, 0) + 1
+                    failed.add(recipient.row)
                     if seen[failure] <= _SAME_FAILURE_LISTED:
                         problems.append(
                             Problem.error(

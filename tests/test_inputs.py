@@ -147,6 +147,7 @@ def test_a_template_error_for_one_row_names_that_row(tmp_path: Path) -> None:
     assert (problem.place.file, problem.place.row) == ("recipients/same-rows.csv", 4)
     assert "ZeroDivisionError" in problem.message
     assert "letters/lettre.md, line 7" in problem.message
+    assert (report.ready, report.invalid) == (3, 1)  # that row is not ready
     assert run_check(settings).exit_code == 1
 
 
@@ -161,6 +162,7 @@ def test_the_same_row_failure_is_listed_a_few_times_then_summed_up(tmp_path: Pat
     rows = [p.place.row for p in report.problems if p.place.row is not None]
     assert rows == [2, 3, 4, 5, 6]
     assert any(p.message.startswith("7 more rows fail the same way") for p in report.problems)
+    assert (report.total, report.ready, report.invalid) == (12, 0, 12)
 
 
 def test_a_template_syntax_error_is_reported_with_its_line(tmp_path: Path) -> None:

@@ -146,11 +146,19 @@ def proof(
         raise UsageError("--all and --rows do not go together", hint="choose one of them")
     campaign = ctx.campaign(campaign_name)
     inputs = load_inputs(campaign)
-    if inputs.errors:
-        print_problems(inputs.errors)
+    rows_read = {r.row for r in inputs.recipients.recipients}
+    blocking = [p for p in inputs.errors if p.place.row not in rows_read]  # not one row's error
+    if blocking:
+        print_problems(blocking)
         raise UsageError(
             f"campaign {campaign.name} has errors; there is nothing to proof yet",
             hint=f"run campaign check {campaign.name} and fix what it lists",
+        )
+    if inputs.errors:
+        bad = len({p.place.row for p in inputs.errors})
+        err_console.print(
+            f"[yellow]warning:[/] {bad} row{'s have' if bad > 1 else ' has'} errors, left out; "
+            f"campaign check {campaign.name} lists them (approve refuses until they are fixed)"
         )
     sample = choose_sample(
         inputs, rows=parse_rows(rows) if rows else None, extra=extra, everyone=everyone

@@ -262,3 +262,21 @@ def test_a_row_that_fails_names_its_row_and_keeps_the_previous_pack(
     folder = project / "outbox" / HOSPITALS
     assert sorted(p.name for p in folder.iterdir() if "proofs" in p.name) == ["proofs"]
     assert '"rows": [\n    2\n  ]' in (folder / "proofs" / "manifest.json").read_text()
+
+
+def test_a_row_with_errors_is_left_out_of_the_proofs_with_a_warning(
+    run: Run, project: Path
+) -> None:
+    import openpyxl
+
+    path = project / "recipients/directeurs-hopitaux.xlsx"
+    book = openpyxl.load_workbook(path)
+    assert book.active is not None
+    book.active["I6"] = "pas-une-adresse"
+    book.save(path)
+    result = run("proof", HOSPITALS, "--rows", "2")
+    assert result.exit_code == 0, result.output
+    assert "1 row has errors, left out" in " ".join(result.output.split())
+    refused = run("proof", HOSPITALS, "--rows", "6")
+    assert refused.exit_code == 2
+    assert "row 6 is invalid" in " ".join(refused.output.split())

@@ -365,14 +365,15 @@ def approval_state(inputs: Inputs) -> ApprovalState:
     )
 
 
-def require_approval(inputs: Inputs) -> ApprovalState:
+def require_approval(inputs: Inputs) -> ApprovalState | None:
     """Refuse (`ApprovalError`) unless the current content is the content last approved.
 
-    A campaign whose settings say `approval: {required: false}` passes without a sign-off.
+    A campaign whose settings say `approval: {required: false}` passes without a sign-off (and
+    without reading the history): the result is then None.
     """
+    if not inputs.campaign.config.approval.required:
+        return None
     state = approval_state(inputs)
-    if not state.required:
-        return state
     campaign = inputs.campaign
     place = Place(file=_shown(campaign, approval_path(campaign)))
     if state.last is None:

@@ -12,6 +12,7 @@ import pytest
 
 from campaign.approval import (
     approval_path,
+    approval_state,
     approve,
     compute_fingerprint,
     read_history,
@@ -36,6 +37,11 @@ def refusal(project: Path, name: str = HOSPITALS) -> str:
     with pytest.raises(ApprovalError) as caught:
         require_approval(inputs_of(project, name))
     return str(caught.value)
+
+
+def approved(project: Path) -> bool:
+    state = require_approval(inputs_of(project))
+    return state is not None and state.approved
 
 
 def edit_settings(project: Path, old: str, new: str) -> None:
@@ -76,7 +82,7 @@ def test_send_is_refused_before_any_approval(project: Path) -> None:
 def test_approval_passes_while_nothing_changes(project: Path) -> None:
     record = approve(inputs_of(project), by="Maître Dupont", note="footnotes checked")
     state = require_approval(inputs_of(project))
-    assert state.approved
+    assert state is not None and state.approved
     assert state.last is not None and state.last.fingerprint == record.fingerprint
     assert record.recipients == 40
 
@@ -183,7 +189,7 @@ def test_reordering_rows_does_not_invalidate_the_approval(project: Path) -> None
         sheet.append(row)
     book.save(path)
     assert inputs_of(project).recipients.recipients[0].email != first_email
-    assert require_approval(inputs_of(project)).approved
+    assert approved(project)
 
 
 def test_resaving_the_spreadsheet_as_csv_does_not_invalidate_the_approval(project: Path) -> None:
@@ -194,7 +200,7 @@ def test_resaving_the_spreadsheet_as_csv_does_not_invalidate_the_approval(projec
         writer.writerow(table.headers)
         writer.writerows(cells for _, cells in table.rows)
     edit_settings(project, XLSX, "recipients/directeurs.csv")
-    assert require_approval(inputs_of(project)).approved
+    assert approved(project)
 
 
 def test_history_survives_a_second_approval(project: Path, run: Run) -> None:
@@ -248,10 +254,12 @@ def test_approval_can_be_turned_off_in_the_settings(project: Path) -> None:
     edit_settings(
         project, "    attach_pdf: false", "    attach_pdf: false\n    approval: {required: false}"
     )
-    state = require_approval(inputs_of(project, THANKS))
-    assert not state.required
-    assert "not required" in state.summary()
+    assert require_approval(inputs_of(project, THANKS)) is None
+    assert "not required" in approval_state(inputs_of(project, THANKS)).summary()
     assert "not approved yet" in refusal(project, HOSPITALS)
+    approval_path(inputs_of(project, THANKS).campaign).parent.mkdir(parents=True)
+    approval_path(inputs_of(project, THANKS).campaign).write_text("damaged")
+    assert require_approval(inputs_of(project, THANKS)) is None
 
 
 def test_the_approval_file_holds_no_absolute_path(project: Path) -> None:

@@ -26,6 +26,8 @@ from campaign.errors import Place, UsageError
 from campaign.outbox import private_dir
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+_STUFFED_DOT = re.compile(rb"(?m)^\.")
+_END_OF_DATA = b"\r\n.\r\n"
 SINK_HOSTNAME = "campaign-sink"
 
 
@@ -86,6 +88,51 @@ class MaildirHandler:
             self._log.close()
 
 
+class SinkSMTP(SMTP):
+    """aiosmtpd's server, reading the message body in chunks rather than line by line.
+
+    aiosmtpd awaits one `readuntil` per line of DATA: ~600 awaits for a 30 KB PDF in base64. Reading
+    64 KB chunks and searching for the final dot makes the sink several times faster, so that the
+    sink, not the sender, is no longer what a local run measures.
+    """
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        buffer = bytearray(b"\r\n")  # the DATA line's CRLF: an empty message is just ".\r\n"
+        searched = 0
+        while True:
+            chunk = await self._reader.read(65536)
+            if not chunk:
+                return  # the client went away mid-message: store nothing
+            buffer += chunk
+            end = buffer.find(_END_OF_DATA, searched)
+            if end >= 0:
+                break
+            searched = max(0, len(buffer) - len(_END_OF_DATA) + 1)
+        leftover = bytes(buffer[end + len(_END_OF_DATA) :])
+        if leftover:  # a pipelining client's next command: give it back to the reader
+            self._reader._buffer[0:0] = leftover  # type: ignore[attr-defined]
+        content = _STUFFED_DOT.sub(b"", bytes(buffer[2 : end + 2]))
+        if self.data_size_limit and len(content) > self.data_size_limit:
+            await self.push("552 Error: Too much mail data")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        await self.push(status if isinstance(status, str) else "250 OK")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+
+
 async def serve(
     handler: MaildirHandler,
     *,
@@ -99,7 +146,7 @@ async def serve(
     stop = stop or asyncio.Event()
     try:
         server = await loop.create_server(
-            lambda: SMTP(handler, hostname=SINK_HOSTNAME, enable_SMTPUTF8=True),
+            lambda: SinkSMTP(handler, hostname=SINK_HOSTNAME, enable_SMTPUTF8=True),
             host=host,
             port=port,
         )

@@ -32,7 +32,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from campaign.approval import Fingerprint, approval_state, compute_fingerprint
-from campaign.errors import InputError, Place, StateError, TemplateError, UsageError
+from campaign.errors import InputError, Place, TemplateError, UsageError
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status, variable_name
@@ -314,18 +314,12 @@ def _write_pack(
 
 
 def proofed_fingerprint(campaign: Campaign) -> str | None:
-    """The fingerprint the current proof pack was built from, or None when there is none."""
+    """The fingerprint the current proof pack was built from; None when none can be read."""
     path = campaign.outbox / PROOFS_FOLDER / "manifest.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (OSError, ValueError):  # missing or damaged: the pack must be made again anyway
         return None
-    except (OSError, ValueError) as err:
-        raise StateError(
-            f"the proof manifest is unreadable: {err}",
-            place=Place(file=str(path)),
-            hint=f"run campaign proof {campaign.name} again",
-        ) from None
     value = data.get("fingerprint") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
 

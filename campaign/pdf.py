@@ -292,6 +292,15 @@ def recipient_hash(fingerprint: str, recipient: Recipient) -> str:
     return hashlib.sha256(f"{fingerprint}\n{data}".encode()).hexdigest()
 
 
+def _file_digest(path: Path) -> str | None:
+    """The size and SHA-256 of a written PDF, so a damaged or half-written file is made again."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
+
+
 def _read_manifest(folder: Path) -> dict[str, dict[str, str]]:
     try:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -400,7 +409,7 @@ def render_letters(
             entry
             and entry.get("hash") == digest
             and entry.get("file") == path.name
-            and path.exists()
+            and entry.get("pdf") == _file_digest(path)
         ):
             report.skipped += 1
         else:
@@ -433,6 +442,7 @@ def render_letters(
                 manifest[str(outcome.row)] = {
                     "file": outcome.path.name,
                     "hash": digests[outcome.row],
+                    "pdf": _file_digest(outcome.path) or "",
                 }
             else:
                 report.failures.append(outcome.problem)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from campaign.errors import ApprovalError, CampaignError, InputError, Place, StateError
 from campaign.inputs import Inputs, check_inputs, load_inputs
 from campaign.outbox import write_private
+from campaign.pdf import LAYOUT_VERSION
 from campaign.recipients import Recipient
 from campaign.settings import Campaign
 
@@ -120,6 +121,8 @@ def compute_fingerprint(inputs: Inputs) -> Fingerprint:
         "list-unsubscribe": config.list_unsubscribe,
         "attach_pdf": config.attach_pdf,
         "pdf_variant": config.pdf_variant,
+        # The tool's own letter layout: bumped by pdf.py when an upgrade changes how letters look.
+        "letter layout (campaign upgraded)": LAYOUT_VERSION if config.attach_pdf else None,
         "spreadsheet columns": sorted(inputs.recipients.headers),
     }
     for what, value in settings_values.items():
@@ -450,6 +453,7 @@ _ORDER = [
     "list-unsubscribe",
     "attach_pdf",
     "pdf_variant",
+    "letter layout (campaign upgraded)",
     "attachment",
     "spreadsheet columns",
 ]

@@ -6,6 +6,8 @@ exactly what they use.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,32 +228,14 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient], failed: set[int]) -> l
             render_template(template, inputs.context(_NOBODY), where)
         except TemplateError as err:
             problems.append(Problem.from_error(err))
-    for recipient in rows:
-        if recipient.status is Status.INVALID:
-            continue
-        context = inputs.context(recipient)
-        merged: dict[int, dict[str, Any]] = {}  # templates share their globals: merge once a row
-        for template, where, helpers in per_row:
-            try:
-                if id(helpers) not in merged:
-                    merged[id(helpers)] = {**helpers, **context}
-                _render_quick(template, merged[id(helpers)])
-            except Exception:
-                try:  # again the documented way, which names the line and wraps the error
-                    render_template(template, context, where)
-                except TemplateError as err:
-                    failure = (err.message, err.place.line)
-                    seen[failure] = seen.get(failure, 0) + 1
-                    failed.add(recipient.row)
-                    if seen[failure] <= _SAME_FAILURE_LISTED:
-                        problems.append(
-                            Problem.error(
-                                f"{err.message} (in {err.place})",
-                                Place(file=shown, row=recipient.row),
-                                err.hint,
-                            )
-                        )
-                break  # one failure per row is enough to fix it
+    mergeable = [r for r in rows if r.status is not Status.INVALID]
+    for row, message, where, line, hint in _merge_all(inputs, per_row, mergeable):
+        failed.add(row)
+        seen[(message, line)] = seen.get((message, line), 0) + 1
+        if seen[(message, line)] <= _SAME_FAILURE_LISTED:
+            problems.append(
+                Problem.error(f"{message} (in {where})", Place(file=shown, row=row), hint)
+            )
     for (message, line), count in seen.items():
         if count > _SAME_FAILURE_LISTED:
             problems.append(
@@ -263,14 +247,80 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient], failed: set[int]) -> l
     return problems
 
 
+# One row's merge failure: row, message, where in the template, template line, hint. Plain
+# values, so that worker processes can send them back.
+_Failure = tuple[int, str, str, int | None, str | None]
+_PerRow = list[tuple[jinja2.Template, str, dict[str, Any]]]
+# Below this many rows, starting worker processes costs more than it saves.
+_PARALLEL_FROM = 20_000
+# What forked workers merge: set just before the fork, so that nothing needs pickling.
+_JOB: tuple[Inputs, _PerRow, list[Recipient]] | None = None
+
+
+def _merge_rows(inputs: Inputs, per_row: _PerRow, rows: Iterable[Recipient]) -> list[_Failure]:
+    """Merge each row into each template; the first failure of a row is its failure."""
+    failures: list[_Failure] = []
+    for recipient in rows:
+        context = inputs.context(recipient)
+        merged: dict[int, dict[str, Any]] = {}  # templates share their globals: merge once a row
+        for template, where, helpers in per_row:
+            try:
+                if id(helpers) not in merged:
+                    merged[id(helpers)] = {**helpers, **context}
+                _render_quick(template, merged[id(helpers)])
+            except Exception:
+                failure = _explain(recipient.row, template, context, where)
+                if failure is not None:
+                    failures.append(failure)
+                    break  # one failure per row is enough to fix it
+    return failures
+
+
+def _explain(
+    row: int, template: jinja2.Template, context: dict[str, Any], where: str
+) -> _Failure | None:
+    """Render again the documented way, which names the template line and wraps the error."""
+    try:
+        render_template(template, context, where)
+    except TemplateError as err:
+        return (row, err.message, str(err.place), err.place.line, err.hint)
+    except Exception as err:  # e.g. RecursionError from a macro calling itself
+        return (row, f"template error: {type(err).__name__}: {err}", where, None, None)
+    return None
+
+
+def _merge_all(inputs: Inputs, per_row: _PerRow, rows: list[Recipient]) -> list[_Failure]:
+    """Merge every row, on every core for long lists when processes can be forked."""
+    global _JOB
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 8)
+    if len(rows) < _PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
+        return _merge_rows(inputs, per_row, rows)
+    size = -(-len(rows) // (workers * 4))  # a few chunks per worker evens out slow rows
+    chunks = [(start, min(start + size, len(rows))) for start in range(0, len(rows), size)]
+    _JOB = (inputs, per_row, rows)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_merge_chunk, chunks)
+    except OSError:  # no process to spare: merge here
+        return _merge_rows(inputs, per_row, rows)
+    finally:
+        _JOB = None
+    return [failure for part in parts for failure in part]
+
+
+def _merge_chunk(bounds: tuple[int, int]) -> list[_Failure]:
+    """In a forked worker: merge rows[start:end] of the job its parent set up."""
+    assert _JOB is not None
+    inputs, per_row, rows = _JOB
+    return _merge_rows(inputs, per_row, rows[bounds[0] : bounds[1]])
+
+
 # A recipient with no cells, to render the templates that read none.
 _NOBODY = Recipient(row=0, email="", values={}, variables={})
 _ROW_NAMES = {"row", "row_number"}
 
 
-def _merge_templates(
-    inputs: Inputs,
-) -> tuple[list[tuple[jinja2.Template, str, dict[str, Any]]], list[tuple[jinja2.Template, str]]]:
+def _merge_templates(inputs: Inputs) -> tuple[_PerRow, list[tuple[jinja2.Template, str]]]:
     """The templates a recipient is merged into, split into those that read row values or not."""
     campaign = inputs.campaign
     found: list[tuple[jinja2.Template, str, str]] = []

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from campaign.cli import main
@@ -293,3 +294,37 @@ def test_the_quick_dry_merge_renders_exactly_what_the_letter_stage_renders(
     assert "LEFÈVRE 01000" in _render_quick(
         per_row[0][0], {**per_row[0][2], **inputs.context(inputs.recipients.recipients[0])}
     )
+
+
+def test_long_lists_are_merged_on_every_core_with_the_same_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import campaign.inputs
+
+    letter = LETTER.replace(
+        "est concerné", "({{ 1000 // (lits | int) }} patients par lit) est concerné"
+    )
+    rows = "".join(f"P{i},N{i},Établissement {i},{i % 7},n{i}@example.org\n" for i in range(300))
+    settings = make_project(tmp_path, letter=letter)
+    (tmp_path / "recipients" / "same-rows.csv").write_text(
+        "Prénom,Nom,Établissement,Lits,Courriel\n" + rows, encoding="utf-8"
+    )
+    serial = check(settings)
+    monkeypatch.setattr(campaign.inputs, "_PARALLEL_FROM", 10)
+    parallel = check(settings)
+    assert parallel.problems == serial.problems
+    assert (parallel.ready, parallel.invalid) == (serial.ready, serial.invalid) == (257, 43)
+    assert [p.place.row for p in parallel.problems][:5] == [2, 9, 16, 23, 30]
+    assert parallel.problems[-1].message.startswith("38 more rows fail the same way")
+
+
+def test_a_macro_that_calls_itself_is_a_row_problem_not_a_crash(tmp_path: Path) -> None:
+    letter = "{% macro f() %}{{ f() }}{% endmacro %}Bonjour {{ nom }} {{ f() }}\n"
+    settings = make_project(tmp_path, letter=letter, subject="Objet")
+    report = check(settings)
+    assert report.ready == 0
+    assert report.problems[0].place.row == 2
+    assert "RecursionError" in report.problems[0].message
+    result = run_check(settings)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output

@@ -4,7 +4,8 @@
 
 Writes a throw-away project (the sample hospital letter, fictional recipients at example.org) in a
 temporary folder, then runs `campaign check` on it as a subprocess and records its wall time and
-peak memory (the child's own maximum resident set size, from wait4). The baseline, measured in the
+peak memory (the largest process's maximum resident set size, from wait4, and the sampled sum
+over the process and its merge workers). The baseline, measured in the
 same run on the same file, is a subprocess that only imports pandas and reads the spreadsheet as
 text: the ratio check/baseline is the cost of validation (addresses, duplicates, headers) and of the
 dry merge of every letter. Targets (issue 2): under 10 s and under 1 GiB per run.
@@ -13,6 +14,7 @@ dry merge of every letter. Targets (issue 2): under 10 s and under 1 GiB per run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -109,18 +112,63 @@ def write_project(root: Path, count: int) -> None:
     book.save(root / "recipients" / "destinataires.xlsx")
 
 
-def measure(command: list[str], cwd: Path) -> tuple[float, int, int, str, float]:
-    """Run `command`; return its wall time, peak RSS in bytes, exit code, output and CPU time."""
+class TreeMemory(threading.Thread):
+    """Sample the summed RSS of a process and its descendants (the merge workers) until it ends.
+
+    Pages a worker shares copy-on-write with its parent count in both, so the sum is an upper
+    bound; ru_maxrss, the other figure, is the largest single process.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, sum(rss(p) for p in descendants(self.pid)))
+            time.sleep(0.02)
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (Linux /proc)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # the process ended meanwhile
+                pending += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) * 1024
+
+
+def measure(command: list[str], cwd: Path) -> tuple[float, int, int, str, float, int]:
+    """Run `command`: wall time, peak RSS, exit code, output, CPU time, peak RSS of its tree."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        sampler = TreeMemory(child.pid)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         elapsed = time.perf_counter() - start
+        sampler.running = False
+        sampler.join()
         child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    cpu = usage.ru_utime + usage.ru_stime  # unlike wall time, barely moved by other processes
-    return elapsed, usage.ru_maxrss * 1024, child.returncode, text, cpu  # ru_maxrss is in KiB
+    cpu = usage.ru_utime + usage.ru_stime  # workers included; barely moved by other processes
+    peak = usage.ru_maxrss * 1024  # ru_maxrss is in KiB
+    return elapsed, peak, child.returncode, text, cpu, max(sampler.peak, peak)
 
 
 def baseline_command(path: Path) -> list[str]:
@@ -164,7 +212,7 @@ def main() -> None:
                     )
                 )
                 base_runs.append(measure(baseline_command(sheet), folder))
-            for _, _, code, text, _ in check_runs:
+            for _, _, code, text, _, _ in check_runs:
                 if code != 0:
                     sys.exit(f"campaign check {name} exited {code}:\n{text[-2000:]}")
             report = json.loads(check_runs[-1][3])
@@ -172,13 +220,15 @@ def main() -> None:
             check_s = statistics.median(r[0] for r in check_runs)
             base_s = statistics.median(r[0] for r in base_runs)
             peak = max(r[1] for r in check_runs)
+            tree = max(r[5] for r in check_runs)
             base_peak = max(r[1] for r in base_runs)
             check_cpu = statistics.median(r[4] for r in check_runs)
             base_cpu = statistics.median(r[4] for r in base_runs)
-            ok = check_s < TARGET_SECONDS and peak < TARGET_BYTES
+            ok = check_s < TARGET_SECONDS and tree < TARGET_BYTES
             missed |= not ok
             print(
-                f"{name:>4}: check {check_s:5.2f} s, peak {peak / 2**20:5.0f} MiB | "
+                f"{name:>4}: check {check_s:5.2f} s, peak {peak / 2**20:4.0f} MiB "
+                f"(all processes {tree / 2**20:4.0f} MiB) | "
                 f"pandas alone {base_s:5.2f} s, {base_peak / 2**20:4.0f} MiB | "
                 f"ratio {check_s / base_s:4.1f}x time, {peak / base_peak:3.1f}x memory | "
                 f"CPU {check_cpu:5.2f} s vs {base_cpu:4.2f} s ({check_cpu / base_cpu:4.1f}x) | "

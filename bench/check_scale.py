@@ -113,10 +113,10 @@ def write_project(root: Path, count: int) -> None:
 
 
 class TreeMemory(threading.Thread):
-    """Sample the summed RSS of a process and its descendants (the merge workers) until it ends.
+    """Sample the memory of a process and its descendants (the merge workers) until it ends.
 
-    Pages a worker shares copy-on-write with its parent count in both, so the sum is an upper
-    bound; ru_maxrss, the other figure, is the largest single process.
+    Summed as PSS, so that the pages a worker shares copy-on-write with its parent count once;
+    ru_maxrss, the other figure, is the largest single process.
     """
 
     def __init__(self, pid: int) -> None:
@@ -127,8 +127,8 @@ class TreeMemory(threading.Thread):
 
     def run(self) -> None:
         while self.running:
-            self.peak = max(self.peak, sum(rss(p) for p in descendants(self.pid)))
-            time.sleep(0.02)
+            self.peak = max(self.peak, sum(pss(p) for p in descendants(self.pid)))
+            time.sleep(0.1)  # reading smaps_rollup walks page tables: not too often
 
 
 def descendants(pid: int) -> list[int]:
@@ -143,12 +143,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def rss(pid: int) -> int:
+def pss(pid: int) -> int:
+    """The proportional set size: shared pages divided among the processes sharing them."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
         return 0
-    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    line = next((x for x in rollup.splitlines() if x.startswith("Pss:")), "Pss: 0 kB")
     return int(line.split()[1]) * 1024
 
 
@@ -168,7 +169,7 @@ def measure(command: list[str], cwd: Path) -> tuple[float, int, int, str, float,
         text = out.read().decode("utf-8", "replace")
     cpu = usage.ru_utime + usage.ru_stime  # workers included; barely moved by other processes
     peak = usage.ru_maxrss * 1024  # ru_maxrss is in KiB
-    return elapsed, peak, child.returncode, text, cpu, max(sampler.peak, peak)
+    return elapsed, peak, child.returncode, text, cpu, sampler.peak
 
 
 def baseline_command(path: Path) -> list[str]:
@@ -218,17 +219,18 @@ def main() -> None:
             report = json.loads(check_runs[-1][3])
             assert report["recipients"] == report["ready"] == args.rows, report
             check_s = statistics.median(r[0] for r in check_runs)
+            best_s = min(r[0] for r in check_runs)
             base_s = statistics.median(r[0] for r in base_runs)
             peak = max(r[1] for r in check_runs)
             tree = max(r[5] for r in check_runs)
             base_peak = max(r[1] for r in base_runs)
             check_cpu = statistics.median(r[4] for r in check_runs)
             base_cpu = statistics.median(r[4] for r in base_runs)
-            ok = check_s < TARGET_SECONDS and tree < TARGET_BYTES
+            ok = check_s < TARGET_SECONDS and max(peak, tree) < TARGET_BYTES
             missed |= not ok
             print(
-                f"{name:>4}: check {check_s:5.2f} s, peak {peak / 2**20:4.0f} MiB "
-                f"(all processes {tree / 2**20:4.0f} MiB) | "
+                f"{name:>4}: check {check_s:5.2f} s (best {best_s:5.2f} s), peak {peak / 2**20:4.0f} MiB "
+                f"(all processes, PSS: {tree / 2**20:4.0f} MiB) | "
                 f"pandas alone {base_s:5.2f} s, {base_peak / 2**20:4.0f} MiB | "
                 f"ratio {check_s / base_s:4.1f}x time, {peak / base_peak:3.1f}x memory | "
                 f"CPU {check_cpu:5.2f} s vs {base_cpu:4.2f} s ({check_cpu / base_cpu:4.1f}x) | "

@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 
 from campaign.cli import main
+from campaign.errors import DeliveryError
 from campaign.ledger import Ledger, State
 from campaign.settings import Smtp
 from campaign.sink import read_log
@@ -191,6 +192,29 @@ def test_auth_over_plaintext_to_a_remote_host_is_refused_before_connecting(
     assert f"refusing to send the password for {USER} unencrypted to {alias}" in said(result)
     assert "smtp.security" in said(result)
     assert "sent" not in states(tmp_path).values()
+
+
+PREFIX_TEST = pytest.mark.xfail(strict=True, reason="Smtp.is_loopback is a prefix test on '127.'")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("127.0.0.1.example.com", marks=PREFIX_TEST),
+        pytest.param("127.attacker.example", marks=PREFIX_TEST),
+        "localhost.evil",
+        "128.0.0.1",
+    ],
+)
+def test_a_name_that_only_looks_like_loopback_gets_no_password_in_clear(host: str) -> None:
+    from campaign.ledger import NullWriter
+    from campaign.send import Dispatcher
+    from campaign.settings import Retry
+    from campaign.throttle import Throttle
+
+    smtp = Smtp(host=host, username=USER, password_env="SECURITY_TEST_PASSWORD")
+    with pytest.raises(DeliveryError, match="refusing to send the password"):
+        Dispatcher(smtp=smtp, retry=Retry(), throttle=Throttle([]), writer=NullWriter())
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

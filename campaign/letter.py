@@ -1,9 +1,12 @@
-"""Letter template + recipient → Markdown → HTML.
+"""Letter template + recipient → Markdown → HTML for the email, plain text, and HTML for the PDF.
 
 A letter is a Markdown file with YAML front matter and Jinja2 placeholders. The template runs first,
 in a sandbox with `StrictUndefined`; every value it prints is escaped for Markdown, so a cell holding
-`<b>`, `*x*` or `[^1]` shows as typed. Markdown (with footnotes) then turns the merged text into HTML.
-Line numbers in errors are those of the letter file, front matter included.
+`<b>`, `*x*` or `[^1]` shows as typed. Markdown (with footnotes, numbered in the order of their first
+call in this recipient's letter) then gives a `MergedLetter` three renderings: email HTML with
+endnotes, plain text with `[1]` markers, and PDF HTML with each note inline for `float: footnote`.
+French typography applies to text nodes only. Line numbers in errors are those of the letter file,
+front matter included.
 """
 
 from __future__ import annotations

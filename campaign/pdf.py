@@ -24,7 +24,7 @@ import signal
 import time
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ def stylesheet_path(inputs: Inputs) -> Path | None:
     return path
 
 
-def address_lines(recipient: Recipient, fields: dict[str, str] | Any) -> list[str]:
+def address_lines(recipient: Recipient, fields: Mapping[str, str]) -> list[str]:
     """The address block: front matter `address` if given, else built from the usual columns."""
     if fields.get("address"):
         return [line.strip() for line in str(fields["address"]).splitlines() if line.strip()]
@@ -141,7 +141,7 @@ def letter_html(inputs: Inputs, recipient: Recipient) -> str:
     esc = html.escape
     address = "<br>".join(esc(line) for line in address_lines(recipient, fields))
     place = esc(fields["place"] + ", le " if fields.get("place") else "") + esc(fields["date"])
-    contact = " · ".join(esc(a) for a in (sender.email, sender.reply_to) if a and a != "")
+    contact = " · ".join(esc(a) for a in (sender.email, sender.reply_to) if a)
     signature = esc(fields.get("signature", sender.name))
     subject_html = (
         f'<p class="subject"><span class="label">Objet\u202f:</span> {esc(subject)}</p>'

@@ -174,3 +174,20 @@ def test_pdf_a_variant_on_request(inputs: Inputs) -> None:
     root = reader.trailer["/Root"]
     assert "/OutputIntents" in root
     assert b"pdfaid:part" in root["/Metadata"].get_object().get_data()
+
+
+def test_front_matter_address_replaces_the_default_block(inputs: Inputs) -> None:
+    source = inputs.letter.path.parent / "adresse.md"  # type: ignore[union-attr]
+    source.write_text(
+        "---\nstylesheet: lettre.css\naddress: |\n  À l’attention de {{ prenom }} {{ nom }}\n"
+        "  {{ ville }}\n---\nCourte lettre.\n",
+        encoding="utf-8",
+    )
+    custom = dataclasses.replace(inputs, letter=load_letter(source))
+    page = pdfium.PdfDocument(render_pdf(custom, inputs.recipients.recipients[1]))[0]
+    left, top, right, bottom = WINDOW_MM
+    height = page.get_size()[1]
+    window = page.get_textpage().get_text_bounded(
+        left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM
+    )
+    assert " ".join(window.split()) == "À l’attention de Noël d’Aubigné MONTCLAIR-LES-BAINS"

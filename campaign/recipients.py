@@ -1,7 +1,8 @@
-"""Spreadsheet (.csv, .xlsx, .ods) → `Recipient` rows, and the problems found in them.
+"""A spreadsheet's `Table` → `Recipient` rows, and the problems found in them; the suppression list.
 
-Every cell is read as text (a postcode `01000` keeps its zero), every problem carries the row number
-the spreadsheet program shows (the header is row 1), and all problems of a file are collected before
+Headers become template variables, addresses are validated (no DNS) and de-duplicated, cells that
+reach an email header are checked for line breaks. Every problem carries the row number the
+spreadsheet program shows (the header is row 1), and all problems of a file are collected before
 anything is reported, so that the organiser fixes them in one pass.
 """
 
@@ -9,25 +10,25 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from difflib import get_close_matches
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
 from campaign.errors import InputError, Place, Problem, Severity
+from campaign.spreadsheet import SPREADSHEET_SUFFIXES as SPREADSHEET_SUFFIXES
+from campaign.spreadsheet import Table as Table
+from campaign.spreadsheet import column_letter as column_letter
+from campaign.spreadsheet import decode_text, sniff_delimiter
+from campaign.spreadsheet import read_table as read_table
 
-SPREADSHEET_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".ods"}
-_DELIMITERS = [";", ",", "\t", "|"]
 # Characters that must never reach an email header; \t is allowed in ordinary cells only.
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _UNUSUAL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]")  # all of those but \t
@@ -61,16 +62,6 @@ class Recipient:
 
 
 @dataclass
-class Table:
-    """The cells of a spreadsheet as text, with the row number of each record."""
-
-    path: Path
-    headers: list[str]
-    rows: list[tuple[int, list[str]]]
-    header_row: int = 1
-
-
-@dataclass
 class RecipientList:
     """The recipients of a campaign and everything wrong with them."""
 
@@ -98,185 +89,6 @@ def variable_name(header: str) -> str:
     if name and name[0].isdigit():
         name = "c_" + name
     return name
-
-
-def read_table(path: Path, *, display: str | None = None) -> Table:
-    """Read a .csv, .xlsx or .ods file into text cells; an unreadable file is an `InputError`."""
-    shown = display or str(path)
-    suffix = path.suffix.lower()
-    if suffix not in SPREADSHEET_SUFFIXES:
-        raise InputError(
-            f"unsupported file type {suffix or '(none)'}",
-            place=Place(file=shown),
-            hint="save the spreadsheet as .xlsx, .ods or .csv",
-        )
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise InputError(f"cannot read the file: {err.strerror}", place=Place(file=shown)) from None
-    if not raw.strip():
-        raise InputError(
-            "the file is empty", place=Place(file=shown), hint="export the spreadsheet again"
-        )
-    if suffix in {".csv", ".txt", ".tsv"}:
-        grid = _read_csv(raw, shown)
-    else:
-        grid = _read_workbook(path, shown)
-    return _to_table(path, grid, shown)
-
-
-def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
-    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        raise InputError(
-            "this is a workbook (Excel or LibreOffice) saved under a .csv name, not a CSV file",
-            place=Place(file=shown),
-            hint="rename it to .xlsx (or .ods), or open it and export it as CSV",
-        )
-    if b"\x00" in raw[:65536] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(
-            "this is not a text file (it holds binary data)",
-            place=Place(file=shown),
-            hint="if it is an Excel file, give it the .xlsx extension; otherwise export it as CSV",
-        )
-    text = _decode(raw)
-    delimiter = _sniff_delimiter(text)
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            header=None,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            engine="c",
-        )
-    except pd.errors.EmptyDataError:
-        raise InputError("the file is empty", place=Place(file=shown)) from None
-    except (pd.errors.ParserError, ValueError):
-        # Rows of different lengths (pandas wants them all as long as the first): the csv module
-        # reads them as they are, and `_to_table` reports the cells that stick out.
-        return _read_csv_ragged(text, delimiter, shown)
-    grid: list[list[str]] = frame.to_numpy(dtype=object).tolist()  # one C-level conversion
-    return grid
-
-
-def _read_csv_ragged(text: str, delimiter: str, shown: str) -> list[list[str]]:
-    try:
-        return [
-            row or [""] for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        ]
-    except csv.Error as err:
-        raise InputError(
-            f"cannot read the CSV file: {err}",
-            place=Place(file=shown),
-            hint="check the quotes and the separator, or export the spreadsheet again",
-        ) from None
-
-
-def _decode(raw: bytes) -> str:
-    """UTF-8 (with or without BOM) or UTF-16 when it decodes cleanly; otherwise Windows-1252."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8", errors="replace")
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return raw.decode("cp1252")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # every byte decodes; cp1252 leaves five undefined
-
-
-def _sniff_delimiter(text: str) -> str:
-    """The delimiter that splits the header into most fields and the next records alike.
-
-    Quotes are respected. Spreadsheet programs write every record with as many fields as the
-    header, so the right delimiter is the one whose records agree with the header's count; a
-    one-column file has none, and gets the comma.
-    """
-    sample = text[:65536]
-    if len(sample) < len(text):
-        sample = sample[: sample.rfind("\n") + 1] or sample  # whole lines only
-    best, best_score = ",", (0.0, 1)
-    for delimiter in _DELIMITERS:
-        try:
-            records = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)]
-        except csv.Error:
-            continue
-        records = [r for r in records if any(c.strip() for c in r)][:100]
-        if not records or len(records[0]) < 2:
-            continue
-        width = len(records[0])
-        agree = sum(1 for r in records[1:] if len(r) == width) / max(1, len(records) - 1)
-        score = (agree, width)
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _read_workbook(path: Path, shown: str) -> list[list[str]]:
-    try:
-        frame = pd.read_excel(path, engine="calamine", header=None, dtype=object, sheet_name=0)
-    except Exception as err:  # calamine raises its own types for every kind of damage
-        raise InputError(
-            f"cannot read the spreadsheet: {err}".rstrip(),
-            place=Place(file=shown),
-            hint="open it in Excel or LibreOffice and save it again as .xlsx or .ods",
-        ) from None
-    grid: list[list[object]] = frame.to_numpy(dtype=object).tolist()
-    return [[v if type(v) is str else _cell_text(v) for v in record] for record in grid]
-
-
-def _cell_text(value: object) -> str:
-    """The text a spreadsheet cell shows: 75001.0 → '75001', a date → '2020-05-07'."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, bool):
-        return "VRAI" if value else "FAUX"
-    if isinstance(value, datetime):
-        return value.date().isoformat() if value.time() == time() else value.isoformat(" ")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, pd.Timestamp):
-        return str(value.date()) if value == value.normalize() else str(value)
-    return str(value)
-
-
-def _to_table(path: Path, grid: list[list[str]], shown: str) -> Table:
-    numbered = [(index + 1, cells) for index, cells in enumerate(grid)]
-    while numbered and not any(c.strip() for c in numbered[0][1]):
-        numbered.pop(0)  # leading empty rows: the header is the first row with text
-    if not numbered:
-        raise InputError("the file has no header row", place=Place(file=shown))
-    header_row, header_cells = numbered[0]
-    # A record longer than the header (a ragged CSV) widens the table: its extra cells then show
-    # as a column with values but no header, reported with the first row that has one.
-    width = max(len(cells) for _, cells in numbered)
-    headers = [h.strip() for h in header_cells] + [""] * (width - len(header_cells))
-    rows = [
-        (n, cells if len(cells) == width else (cells + [""] * width)[:width])
-        for n, cells in numbered[1:]
-    ]
-    while rows and not any(c.strip() for c in rows[-1][1]):
-        rows.pop()  # trailing empty rows are an artefact of the export, not a mistake
-    return Table(path=path, headers=headers, rows=rows, header_row=header_row)
-
-
-def column_letter(index: int) -> str:
-    """0 → A, 25 → Z, 26 → AA: the column as the spreadsheet program names it."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
 
 
 def read_recipients(
@@ -527,6 +339,28 @@ _PLAIN_LOCAL = re.compile(
 )
 
 
+# RFC 2142 role mailboxes: case-insensitive, so email-validator writes them in lower case.
+_RFC2142_MAILBOXES = frozenset(
+    [
+        "info",
+        "marketing",
+        "sales",
+        "support",
+        "abuse",
+        "noc",
+        "security",
+        "postmaster",
+        "hostmaster",
+        "usenet",
+        "news",
+        "webmaster",
+        "www",
+        "uucp",
+        "ftp",
+    ]
+)
+
+
 def _validate(address: str, allow_special_domains: bool) -> str | EmailNotValidError:
     """The normalised address, or the validator's reason.
 
@@ -543,6 +377,7 @@ def _validate(address: str, allow_special_domains: bool) -> str | EmailNotValidE
         and "xn--" not in domain.lower()  # IDNA domains change length when normalised
         and len(local) <= 64
         and _PLAIN_LOCAL.match(local)
+        and local.lower() not in _RFC2142_MAILBOXES  # email-validator lower-cases those
     ):
         checked = _validate_domain(domain, allow_special_domains)
         if checked is not None:
@@ -627,14 +462,14 @@ def read_suppression(
     if not path.exists():
         return frozenset(), []
     try:
-        text = _decode(path.read_bytes())
+        text = decode_text(path.read_bytes())
     except OSError as err:
         return frozenset(), [
             Problem.error(f"cannot read the file: {err.strerror}", Place(file=shown))
         ]
     addresses: set[str] = set()
     problems: list[Problem] = []
-    rows = list(csv.reader(io.StringIO(text), delimiter=_sniff_delimiter(text)))
+    rows = list(csv.reader(io.StringIO(text), delimiter=sniff_delimiter(text)))
     column = 0
     start = 0
     if rows and rows[0] and "@" not in "".join(rows[0]):

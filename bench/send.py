@@ -9,7 +9,8 @@ Messages are composed once beforehand (composition is the same work for every va
 SMTP part is timed. Prints messages/s, the ratio to the baseline, connections per message and the
 delivery log's share of the run time.
 
-    .venv/bin/python bench/send.py [--messages 1000] [--concurrency 4] [--repeat 3]
+    .venv/bin/python bench/send.py [--messages 1000] [--concurrency 8] [--repeat 3]
+                                   [--dot-latency MS]
 """
 
 from __future__ import annotations
@@ -82,9 +83,30 @@ def thirty_kb_pdf() -> bytes:
     return pdf
 
 
-def start_sink(folder: Path) -> tuple[subprocess.Popen[str], int]:
+SINK = """
+import asyncio, sys
+from pathlib import Path
+from campaign.sink import MaildirHandler, serve
+
+delay = float(sys.argv[2])
+
+class Handler(MaildirHandler):
+    async def handle_DATA(self, server, session, envelope):
+        if delay:
+            await asyncio.sleep(delay)  # a server that takes time to queue each message
+        return await super().handle_DATA(server, session, envelope)
+
+def ready(port):
+    print(f"sink listening on 127.0.0.1:{port},", flush=True)
+
+asyncio.run(serve(Handler(Path(sys.argv[1])), port=0, on_ready=ready))
+"""
+
+
+def start_sink(folder: Path, delay: float) -> tuple[subprocess.Popen[str], int]:
+    """`campaign.sink` in its own process; `delay` seconds before each reply to the final dot."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "campaign.cli", "sink", "--port", "0", "--maildir", str(folder)],
+        [sys.executable, "-c", SINK, str(folder), str(delay)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -144,17 +166,43 @@ def campaign_run(
     return seconds, dispatcher.tally.connections
 
 
+def fsync_latency(folder: Path, count: int = 200) -> float:
+    """The median time of one fsynced SQLite commit in `folder`, in ms (what the log waits for)."""
+    import sqlite3
+    import statistics
+
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        conn = sqlite3.connect(Path(tmp) / "fsync.sqlite", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE t (n INTEGER)")
+        times = []
+        for n in range(count):
+            started = time.perf_counter()
+            conn.execute("INSERT INTO t VALUES (?)", (n,))
+            times.append(time.perf_counter() - started)
+        conn.close()
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--dot-latency",
+        type=float,
+        default=0.0,
+        help="ms the sink waits before answering the final dot (0: loopback at full speed)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each variant; the best counts"
     )
     args = parser.parse_args()
 
+    root_for_fsync = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         settings = make_project(root / "project", args.messages)
@@ -169,7 +217,7 @@ def main() -> None:
         size = sum(len(m[2]) for m in messages) / len(messages)
         print(f"{len(messages)} messages of {size / 1024:.1f} KB (PDF {len(pdf) / 1024:.1f} KB)")
 
-        sink, port = start_sink(root / "sink")
+        sink, port = start_sink(root / "sink", args.dot_latency / 1000)
         try:
             results: dict[str, list[float]] = {"baseline": [], "campaign": [], "no log": []}
             connections = 0
@@ -188,10 +236,13 @@ def main() -> None:
             sink.wait(timeout=30)
 
     n = len(messages)
+    fsync_ms = fsync_latency(root_for_fsync)
     best = {name: min(times) for name, times in results.items()}
     rate = {name: n / seconds for name, seconds in best.items()}
     print(
-        f"concurrency {args.concurrency}, best of {args.repeat} runs each, sink in its own process"
+        f"concurrency {args.concurrency}, best of {args.repeat} runs each, sink in its own process,"
+        f" {args.dot_latency:g} ms before the reply to the final dot;"
+        f" fsync of the log takes {fsync_ms:.2f} ms (median) on this disk now"
     )
     for name in ("baseline", "campaign", "no log"):
         print(f"  {name:9} {best[name]:6.2f} s  {rate[name]:7.0f} msgs/s")

@@ -11,10 +11,14 @@ stay in it. The states and their transitions:
                                                                 ▼
     suppressed: on the suppression list, never sent.
 
-Each step is committed (and fsynced) before the next SMTP step starts, so after a crash at any moment
-`recover` knows which messages never left (safe to send again) and which were on the wire without a
-reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in their own table.
-`LedgerWriter` commits the steps of concurrent connections from one thread, several per transaction.
+Each step is committed before the SMTP step that depends on it: the mark that the body is about
+to go out is committed *and fsynced* before its first byte is sent; the start of a transaction
+and the server's 250 are committed in order right after they happen, without holding the
+connection up (lost in a crash, the first leaves the recipient pending, the second leaves the
+message uncertain: it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
+knows which messages never left (safe to send again) and which were on the wire without a
+recorded reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in
+their own table. `LedgerWriter` commits the steps of concurrent connections from one thread, several per transaction.
 """
 
 from __future__ import annotations
@@ -410,7 +414,9 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 
 
 class Writer(Protocol):
-    def submit(self, writes: Sequence[Write]) -> concurrent.futures.Future[None]: ...
+    def submit(
+        self, writes: Sequence[Write], *, fsync: bool = True
+    ) -> concurrent.futures.Future[None]: ...
 
     def close(self) -> None: ...
 
@@ -418,22 +424,29 @@ class Writer(Protocol):
 class LedgerWriter:
     """Commit steps from concurrent connections in a thread, grouping those that arrive together.
 
-    Each `submit` returns a future that completes once its writes are on disk; sqlite releases the
-    GIL while it fsyncs, so the event loop keeps the other connections going meanwhile.
+    Each `submit` returns a future that completes once its writes are committed, in the order they
+    were submitted. With `fsync` (the default) the commit is also flushed to the disk, which makes
+    every commit before it durable too; without, it survives the process being killed but a power
+    cut may lose it until the next fsynced commit. sqlite releases the GIL while it fsyncs, so the
+    event loop keeps the other connections going meanwhile.
     """
 
     def __init__(self, path: Path) -> None:
         self._conn = connect(path)
         self._queue: queue.SimpleQueue[
-            tuple[Sequence[Write], concurrent.futures.Future[None]] | None
+            tuple[Sequence[Write], bool, concurrent.futures.Future[None]] | None
         ] = queue.SimpleQueue()
+        self._synchronous = "FULL"
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
         self.commits = 0
+        self.fsyncs = 0
 
-    def submit(self, writes: Sequence[Write]) -> concurrent.futures.Future[None]:
+    def submit(
+        self, writes: Sequence[Write], *, fsync: bool = True
+    ) -> concurrent.futures.Future[None]:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put((writes, future))
+        self._queue.put((writes, fsync, future))
         return future
 
     def close(self) -> None:
@@ -457,21 +470,28 @@ class LedgerWriter:
                     stop = True
                     break
                 batch.append(more)
+            synchronous = "FULL" if any(fsync for _, fsync, _ in batch) else "NORMAL"
             try:
-                apply_writes(self._conn, [w for writes, _ in batch for w in writes])
+                if synchronous != self._synchronous:
+                    self._conn.execute(f"PRAGMA synchronous = {synchronous}")
+                    self._synchronous = synchronous
+                apply_writes(self._conn, [w for writes, _, _ in batch for w in writes])
             except BaseException as err:
-                for _, future in batch:
+                for _, _, future in batch:
                     future.set_exception(err)
             else:
                 self.commits += 1
-                for _, future in batch:
+                self.fsyncs += synchronous == "FULL"
+                for _, _, future in batch:
                     future.set_result(None)
 
 
 class NullWriter:
     """A writer that records nothing: what sending costs without a delivery log (benchmarks)."""
 
-    def submit(self, writes: Sequence[Write]) -> concurrent.futures.Future[None]:
+    def submit(
+        self, writes: Sequence[Write], *, fsync: bool = True
+    ) -> concurrent.futures.Future[None]:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         future.set_result(None)
         return future

@@ -16,6 +16,7 @@ at once (the log then says `uncertain` for any message whose body was on the wir
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
 import ssl
@@ -126,6 +127,7 @@ class Dispatcher:
     stopping: bool = False
     _pool: list[_Connection | None] = field(default_factory=list)
     _freed: asyncio.Event | None = None
+    _unconfirmed: list[concurrent.futures.Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.smtp.username and self.smtp.security == "none" and not self.smtp.is_loopback:
@@ -152,6 +154,7 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
+        await self.confirm()
         for result in done:
             if isinstance(result, BaseException) and not isinstance(result, Stopped):
                 raise result
@@ -225,7 +228,7 @@ class Dispatcher:
             await self._write(unsent)
             return self._done(job, state, None, _describe(err))
         client = conn.client
-        await self._write([ledger.begin(job.key, now)])
+        self._record([ledger.begin(job.key, now)])
         in_body = False
         try:
             await client.mail(job.sender)
@@ -233,7 +236,7 @@ class Dispatcher:
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
-            await self._write([ledger.body_in_flight(job.key, self.clock())])
+            await self._write([ledger.body_in_flight(job.key, self.clock())], fsync=True)
             in_body = True
             reply = await self._transmit(client, data)
             conn.messages += 1
@@ -265,7 +268,7 @@ class Dispatcher:
             await self._write(retry_writes)
             return self._done(job, state, None, text)
         text = reply.message
-        await self._write([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
+        self._record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
         return self._done(job, State.SENT, reply.code, text)
 
     def _settle(
@@ -388,8 +391,27 @@ class Dispatcher:
         if conn is not None:
             conn.client.close()
 
-    async def _write(self, writes: Sequence[Write]) -> None:
-        await asyncio.wrap_future(self.writer.submit(writes))
+    def _record(self, writes: Sequence[Write]) -> None:
+        """Queue `writes` without waiting: they are committed in order, before any later write.
+
+        For the steps whose loss is harmless: the start of a transaction (lost, the recipient is
+        still pending, which is what a transaction that never reached the body recovers to) and
+        a 250 reply (lost, the message was in flight at the crash and shows as uncertain).
+        """
+        self._unconfirmed.append(self.writer.submit(writes, fsync=False))
+
+    async def _write(self, writes: Sequence[Write], *, fsync: bool = False) -> None:
+        """Commit `writes` (and every write queued before) before going on; `fsync` them too."""
+        earlier, self._unconfirmed = self._unconfirmed, []
+        await asyncio.wrap_future(self.writer.submit(writes, fsync=fsync))
+        for future in earlier:
+            future.result()  # committed in order, so done: raise if that commit failed
+
+    async def confirm(self) -> None:
+        """Wait until every queued write is committed."""
+        earlier, self._unconfirmed = self._unconfirmed, []
+        for future in earlier:
+            await asyncio.wrap_future(future)
 
     def _done(self, job: Job, state: State, code: int | None, text: str) -> State:
         self.tally.add(state)

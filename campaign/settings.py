@@ -6,6 +6,7 @@ and its line in settings.yaml (`SettingsError`, exit 2), never with a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -96,7 +97,17 @@ class Smtp(_Section):
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in {"localhost", "::1"} or self.host.startswith("127.")
+        """Whether the host is this machine: `localhost` or a loopback address (127.0.0.0/8, ::1).
+
+        A name such as 127.0.0.1.example.com only looks like one: it is parsed, not prefix-tested.
+        """
+        host = self.host.strip().rstrip(".").lower()
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+        except ValueError:
+            return False
 
     def password(self) -> str | None:
         """Return the SMTP password from the environment variable or command the settings name."""

@@ -342,3 +342,25 @@ def test_a_default_campaign_that_does_not_exist_is_refused(tmp_path: Path) -> No
     assert err.place.key == "default_campaign"
     assert err.place.line == line_of(text, "default_campaign")
     assert err.hint == "the campaigns are: essai"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.0.0.1.example.com", False),
+        ("127.attacker.example", False),
+        ("localhost.evil", False),
+        ("128.0.0.1", False),
+        ("smtp.example.org", False),
+    ],
+)
+def test_only_real_loopback_hosts_count_as_loopback(host: str, loopback: bool) -> None:
+    from campaign.settings import Smtp
+
+    assert Smtp(host=host).is_loopback is loopback

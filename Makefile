@@ -35,6 +35,15 @@ demo: setup
 	$(BIN)/campaign approve hopitaux-2020-05 --by demo --note "make demo"
 	$(BIN)/campaign proof merci-signataires
 	$(BIN)/campaign approve merci-signataires --by demo --note "make demo"
+	@# Send both campaigns to the local sink (nothing leaves this machine), then stop the sink.
+	@mkdir -p outbox
+	@$(BIN)/campaign sink --port 8025 > outbox/sink.out 2>&1 & pid=$$!; trap "kill $$pid" EXIT; \
+	  sleep 2; cat outbox/sink.out; \
+	  $(BIN)/campaign send hopitaux-2020-05 && \
+	  $(BIN)/campaign send merci-signataires && \
+	  $(BIN)/campaign status hopitaux-2020-05 && \
+	  $(BIN)/campaign status merci-signataires
+	@echo "received messages: outbox/sink/new/ (one file per message; open them with any mail client)"
 
 lint: setup
 	$(BIN)/ruff check campaign tests bench scripts

@@ -1,8 +1,7 @@
 """The delivery log: one SQLite row per recipient, its state and how it got there.
 
-`outbox/<campaign>/delivery.sqlite` (WAL, `synchronous=FULL`) holds, for every recipient ever queued,
-its state, attempts, last SMTP reply, Message-ID and times. Recipients removed from the spreadsheet
-stay in it. The states and their transitions:
+`outbox/<campaign>/delivery.sqlite` (WAL) holds, for every recipient ever queued, its state,
+attempts, last SMTP reply, Message-ID and times. Recipients removed from the spreadsheet stay in it. The states and their transitions:
 
     pending ──begin──▶ sending/envelope ──354 received──▶ sending/body ──250──▶ sent
        ▲                    │ 4xx, drop, timeout                │ 4xx        ▶ deferred (retry later)
@@ -18,7 +17,8 @@ connection up (lost in a crash, the first leaves the recipient pending, the seco
 message uncertain: it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
 knows which messages never left (safe to send again) and which were on the wire without a
 recorded reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in
-their own table. `LedgerWriter` commits the steps of concurrent connections from one thread, several per transaction.
+their own table. `LedgerWriter` commits the steps of concurrent connections from one thread,
+several per transaction.
 """
 
 from __future__ import annotations

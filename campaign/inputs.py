@@ -234,7 +234,11 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient], failed: set[int]) -> l
         seen[(message, line)] = seen.get((message, line), 0) + 1
         if seen[(message, line)] <= _SAME_FAILURE_LISTED:
             problems.append(
-                Problem.error(f"{message} (in {where})", Place(file=shown, row=row), hint)
+                Problem.error(
+                    f"{message} (in {where})",
+                    Place(file=shown, row=row),
+                    hint or "fix this row's cells, or the template at that line",
+                )
             )
     for (message, line), count in seen.items():
         if count > _SAME_FAILURE_LISTED:
@@ -242,6 +246,7 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient], failed: set[int]) -> l
                 Problem.error(
                     f"{count - _SAME_FAILURE_LISTED} more rows fail the same way: {message}",
                     Place(file=shown, line=line),
+                    "fix the rows listed above (or the template line); these follow",
                 )
             )
     return problems

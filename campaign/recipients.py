@@ -140,7 +140,13 @@ def read_recipients(
     for row, cells in table.rows:
         joined = "\t".join(cells)  # one scan of the row instead of one per cell
         if not joined.strip():
-            problems.append(Problem.warning("empty row, skipped", Place(file=shown, row=row)))
+            problems.append(
+                Problem.warning(
+                    "empty row, skipped",
+                    Place(file=shown, row=row),
+                    "delete the row, or leave it: it is not a recipient",
+                )
+            )
             continue
         row_problems: list[Problem] = []
         # Most rows hold no line break, control character or tab: their cells are taken as they
@@ -212,6 +218,7 @@ def read_recipients(
             Problem.warning(
                 "the spreadsheet has a header but no recipients",
                 Place(file=shown, row=table.header_row),
+                "add the recipients below the header, or check which file settings.yaml names",
             )
         )
     return RecipientList(path, table.headers, names, recipients, problems)

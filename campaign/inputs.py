@@ -14,17 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 
 from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
     Letter,
     compile_text,
     load_letter,
+    make_environment,
     render_template,
     template_problems,
     template_variables,
 )
-from campaign.recipients import Recipient, RecipientList, Status, read_recipients, read_suppression
+from campaign.recipients import (
+    Recipient,
+    RecipientList,
+    Status,
+    read_recipients,
+    read_suppression,
+    variable_name,
+)
 from campaign.settings import Campaign
 
 # How many rows of the same template failure are listed before the rest are summed up.
@@ -97,9 +106,7 @@ def load_inputs(campaign: Campaign) -> Inputs:
         config.to_name, f"{settings.path} (campaigns.{campaign.name}.to_name)", problems
     )
 
-    header_vars = template_variables(subject_source or "") | template_variables(
-        config.to_name or ""
-    )
+    header_vars = _header_variables(subject_source or "") | _header_variables(config.to_name or "")
     suppressed, suppression_problems = read_suppression(
         campaign.path(config.suppression), display=shown(config.suppression)
     )
@@ -115,6 +122,27 @@ def load_inputs(campaign: Campaign) -> Inputs:
     )
     problems += recipients.problems
     return Inputs(campaign, letter, email_body, subject, to_name, recipients, problems)
+
+
+def _header_variables(source: str) -> set[str]:
+    """The variables a header template reads, `row["Prénom"]` counted as `prenom`."""
+    names = template_variables(source)
+    try:
+        parsed = _PARSER.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return names  # reported where the template is compiled
+    for item in parsed.find_all(nodes.Getitem):
+        if (
+            isinstance(item.node, nodes.Name)
+            and item.node.name == "row"
+            and isinstance(item.arg, nodes.Const)
+            and isinstance(item.arg.value, str)
+        ):
+            names.add(variable_name(item.arg.value))
+    return names
+
+
+_PARSER = make_environment(markdown=False)
 
 
 def _load(campaign: Campaign, path: Path | None, problems: list[Problem]) -> Letter | None:

@@ -328,3 +328,17 @@ def test_a_macro_that_calls_itself_is_a_row_problem_not_a_crash(tmp_path: Path) 
     result = run_check(settings)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
+
+
+def test_a_header_reading_a_cell_by_its_original_name_is_guarded_too(tmp_path: Path) -> None:
+    letter = "Bonjour {{ nom }},\n"
+    settings = make_project(
+        tmp_path, letter=letter, sheet="hostile.csv", subject="Pour {{ row['Prénom'] }}"
+    )
+    text = settings.read_text().replace('to_name: "{{ prenom }} {{ nom }}"', 'to_name: "{{ nom }}"')
+    settings.write_text(text)
+    report = check(settings)
+    assert any(
+        p.place.row == 9 and p.place.column == "Prénom" and "line break" in p.message
+        for p in report.problems
+    )

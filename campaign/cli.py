@@ -497,7 +497,9 @@ def status(
     import time
 
     from campaign.approval import approval_line
+    from campaign.errors import StateError
     from campaign.ledger import LEDGER_NAME, Ledger, export_deliveries, status_summary
+    from campaign.outbox import run_lock
 
     campaign = ctx.campaign(campaign_name)
     approval = approval_line(campaign)
@@ -515,6 +517,11 @@ def status(
             console.print(f"approval: {_escape(approval)}")
         return
     with Ledger(path) as log:
+        try:  # settle what a killed run left `sending`, unless a send is running now
+            with run_lock(campaign.outbox, campaign=campaign.name, action="inspected"):
+                log.recover()
+        except StateError:
+            pass
         summary = status_summary(log, time.time())
         if export_path is not None:
             export_deliveries(log.deliveries(), export_path)

@@ -397,3 +397,44 @@ def test_untrusted_certificate_after_starttls_stops_the_run(tmp_path: Path) -> N
         ):
             send(settings)
         assert server.stored == []
+
+
+def test_status_settles_what_a_killed_run_left_sending(tmp_path: Path) -> None:
+    from campaign import ledger
+
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3)
+        send(settings, limit=1)
+    path = tmp_path / "outbox" / "mini" / "delivery.sqlite"
+    with Ledger(path) as log:  # as a SIGKILL would leave them: one before 354, one after
+        second, third = "personne0002@example.org", "personne0003@example.org"
+        log.apply([ledger.begin(second, time.time())])
+        log.apply([ledger.begin(third, time.time()), ledger.body_in_flight(third, time.time())])
+    result = cli(settings, "status", "--json")
+    data = json.loads(result.output)
+    assert data["counts"]["sending"] == 0
+    assert data["counts"]["pending"] == 1
+    assert data["counts"]["uncertain"] == 1
+    assert result.exit_code == 1
+    assert [a["email"] for a in data["attention"]] == [third]
+
+
+def test_status_export_and_send_json(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            rows=[("=1+2", "@Nom", "personne0001@example.org"), ("Zoé", "Noël", "z@example.org")],
+        )
+        result = cli(settings, "send", "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert (report["sent"], report["failed"], report["exit_code"]) == (2, 0, 0)
+        assert report["log"]["sent"] == 2
+    export = tmp_path / "envoi.csv"
+    result = cli(settings, "status", "--export", str(export))
+    assert result.exit_code == 0, result.output
+    text = export.read_text(encoding="utf-8-sig")
+    assert "'=1+2 @Nom" in text
+    assert "Zoé Noël" in text
+    assert "sent" in result.output and "2" in result.output

@@ -79,8 +79,11 @@ def write_xlsx(path: Path, headers: list[str], rows: list[list[str]]) -> None:
     book = Workbook()
     sheet = book.active
     assert sheet is not None
-    for row in [headers, *rows]:
-        sheet.append([cell if cell != "" else None for cell in row])
+    for number, row in enumerate([headers, *rows], start=1):
+        for column, text in enumerate(row, start=1):
+            if text != "":
+                cell = sheet.cell(row=number, column=column, value=text)
+                cell.data_type = "s"  # text as typed: openpyxl would make "=0" a formula
     book.save(path)
 
 

@@ -479,7 +479,7 @@ def _run(
     _WORKER["inputs"] = inputs
     context = multiprocessing.get_context(method)
     tasks = [(r.row, str(p), shown) for r, p in todo]
-    chunk = max(1, min(8, len(tasks) // (jobs * 4)))
+    chunk = max(1, min(4, len(tasks) // (jobs * 8)))  # small: even tails, a lively progress bar
     pool = context.Pool(
         jobs, initializer=_init_worker, initargs=(None if method == "fork" else inputs.campaign,)
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -140,8 +140,14 @@ def compose_message(
         if target.startswith("https:"):
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
-    message.set_content(merged.text, subtype="plain", charset="utf-8")
-    message.add_alternative(_html_document(merged.html, subject), subtype="html", charset="utf-8")
+    # quoted-printable keeps the message 7-bit: no server needs 8BITMIME to carry it
+    message.set_content(merged.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(
+        _html_document(merged.html, subject),
+        subtype="html",
+        charset="utf-8",
+        cte="quoted-printable",
+    )
     if pdf is not None:
         message.add_attachment(
             pdf, maintype="application", subtype="pdf", filename=attachment_name(inputs, recipient)
@@ -169,9 +175,33 @@ def envelope(message: EmailMessage) -> tuple[str, str]:
     return sender, recipient
 
 
+def needs_smtputf8(address: str) -> bool:
+    """Whether an address can only travel with SMTPUTF8 (RFC 6531): a non-ASCII local part."""
+    return not address.rpartition("@")[0].isascii()
+
+
+def envelope_address(address: str) -> str:
+    """The address for MAIL FROM / RCPT TO: an international domain written in ASCII (IDNA)."""
+    local, _, domain = address.rpartition("@")
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}"
+
+
+def message_bytes(message: EmailMessage) -> bytes:
+    """The message as a file: UTF-8 headers (RFC 6532) only when an address needs them."""
+    utf8 = any(
+        needs_smtputf8(a.addr_spec)
+        for key in ("From", "To")
+        if message[key] is not None
+        for a in message[key].addresses
+    )
+    return message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP)
+
+
 def wire_bytes(message: EmailMessage) -> bytes:
     """The message as sent after DATA: CRLF lines, dot-stuffed, ending with the final dot."""
-    raw = message.as_bytes(policy=SMTP)
+    raw = message_bytes(message)
     if not raw.endswith(b"\r\n"):
         raw += b"\r\n"
     return _DOT_AT_LINE_START.sub(b"..", raw) + b".\r\n"

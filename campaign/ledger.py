@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import os
 import queue
 import sqlite3
 import threading
@@ -142,18 +143,26 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         private_dir(path.parent)
+        if not path.exists():
+            _create(path)
+        elif path.stat().st_size == 0:
+            raise StateError(
+                "the delivery log is empty (truncated?): it no longer says who was sent what",
+                place=Place(file=str(path)),
+                hint="restore it from a backup; never delete it, it records who was sent what",
+            )
         conn: sqlite3.Connection | None = None
         try:
             conn = self.conn = connect(path)
-            self._migrate()
+            self._check()
         except sqlite3.DatabaseError as err:
             if conn is not None:
                 conn.close()
-            raise StateError(
-                f"the delivery log is damaged or not a delivery log: {err}",
-                place=Place(file=str(path)),
-                hint="restore it from a backup; never delete it, it records who was sent what",
-            ) from None
+            raise state_error(err, path) from None
+        except StateError:
+            if conn is not None:
+                conn.close()
+            raise
 
     @classmethod
     def for_campaign(cls, outbox: Path) -> Ledger:
@@ -168,23 +177,45 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
-        self.conn.executescript(_SCHEMA)
-        found = self.conn.execute("SELECT version FROM schema_version").fetchone()
-        if found is None:
-            self.conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-        elif found[0] > SCHEMA_VERSION:
+    def _check(self) -> None:
+        """Refuse a file that is not a delivery log of this version: never adopt or rewrite it."""
+        tables = {
+            name
+            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        hint = "restore it from a backup; never delete it, it records who was sent what"
+        if not tables:
+            raise StateError(
+                "the delivery log is empty (truncated?): it no longer says who was sent what",
+                place=Place(file=str(self.path)),
+                hint=hint,
+            )
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(deliveries)")}
+        wanted = {f.name for f in fields(Delivery)}
+        if not {"schema_version", "deliveries", "test_sends", "runs"} <= tables or not (
+            wanted <= columns
+        ):
+            raise StateError(
+                "this file is not a delivery log of campaign",
+                place=Place(file=str(self.path)),
+                hint="move it away if it is yours; the delivery log is made on the first send",
+            )
+        found = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        if found[0] is None or found[0] > SCHEMA_VERSION:
             raise StateError(
                 f"the delivery log was written by a newer version (schema {found[0]})",
                 place=Place(file=str(self.path)),
                 hint="upgrade campaign before sending this campaign",
             )
-        if self.path.exists():
+        if self.path.stat().st_mode & 0o777 != 0o600:
             self.path.chmod(0o600)
 
     def apply(self, writes: Sequence[Write]) -> None:
         """Commit `writes` as one durable transaction."""
-        apply_writes(self.conn, writes)
+        try:
+            apply_writes(self.conn, writes)
+        except sqlite3.DatabaseError as err:
+            raise state_error(err, self.path) from None
 
     # Queueing and recovery ------------------------------------------------------------------
 
@@ -388,10 +419,39 @@ def outcome(
     )
 
 
+def _create(path: Path) -> None:
+    """Make a new, empty delivery log atomically: an empty file is never one of ours."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    conn = sqlite3.connect(str(temporary), isolation_level=None)
+    try:
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+def state_error(err: sqlite3.DatabaseError, path: Path) -> StateError:
+    """A SQLite failure on the log, said for the organiser."""
+    if "locked" in str(err) or "busy" in str(err):
+        return StateError(
+            "the delivery log is locked by another program",
+            place=Place(file=str(path)),
+            hint="close whatever has it open (a SQLite browser?), then run the command again",
+        )
+    return StateError(
+        f"the delivery log is damaged or not a delivery log: {err}",
+        place=Place(file=str(path)),
+        hint="restore it from a backup; never delete it, it records who was sent what",
+    )
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open the log in WAL mode with every commit fsynced; autocommit, explicit transactions."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode = WAL")
+    """Open the log (WAL since `_create`), fsyncing every commit; explicit transactions."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5)
     conn.execute("PRAGMA synchronous = FULL")
     return conn
 
@@ -432,6 +492,7 @@ class LedgerWriter:
     """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._conn = connect(path)
         self._queue: queue.SimpleQueue[
             tuple[Sequence[Write], bool, concurrent.futures.Future[None]] | None
@@ -477,8 +538,11 @@ class LedgerWriter:
                     self._synchronous = synchronous
                 apply_writes(self._conn, [w for writes, _, _ in batch for w in writes])
             except BaseException as err:
+                failure = (
+                    state_error(err, self._path) if isinstance(err, sqlite3.DatabaseError) else err
+                )
                 for _, _, future in batch:
-                    future.set_exception(err)
+                    future.set_exception(failure)
             else:
                 self.commits += 1
                 self.fsyncs += synchronous == "FULL"

@@ -31,7 +31,16 @@ from typing import Any
 import aiosmtplib
 
 from campaign import ledger
-from campaign.compose import compose_message, eml_name, load_attachments, message_id, wire_bytes
+from campaign.compose import (
+    compose_message,
+    eml_name,
+    envelope_address,
+    load_attachments,
+    message_bytes,
+    message_id,
+    needs_smtputf8,
+    wire_bytes,
+)
 from campaign.errors import DeliveryError, Place
 from campaign.inputs import Inputs
 from campaign.ledger import Ledger, LedgerWriter, State, Write, Writer
@@ -56,6 +65,7 @@ class Job:
     recipient: str
     message: Callable[[], bytes]  # the body after DATA, dot-stuffed, ending with the final dot
     attempts: int = 0  # attempts made before this one
+    utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
 
 
 @dataclass(frozen=True)
@@ -228,11 +238,23 @@ class Dispatcher:
             await self._write(unsent)
             return self._done(job, state, None, _describe(err))
         client = conn.client
+        options, encoding = [], "ascii"
+        if job.utf8:
+            if not client.supports_extension("smtputf8"):
+                text = (
+                    f"{self.smtp.host} does not offer SMTPUTF8, which the address "
+                    f"{job.recipient} needs (RFC 6531)"
+                )
+                unsent = [ledger.begin(job.key, now)]
+                state = self._settle(job, None, text, unsent, transient=False)
+                await self._write(unsent)
+                return self._done(job, state, None, text)
+            options, encoding = ["SMTPUTF8"], "utf-8"
         self._record([ledger.begin(job.key, now)])
         in_body = False
         try:
-            await client.mail(job.sender)
-            await client.rcpt(job.recipient)
+            await client.mail(job.sender, options=options, encoding=encoding)
+            await client.rcpt(job.recipient, encoding=encoding)
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -338,6 +360,8 @@ class Dispatcher:
         )
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
             if smtp.username:
                 await client.login(smtp.username, self.password or "")
         except (ssl.SSLCertVerificationError, aiosmtplib.SMTPConnectError) as err:
@@ -711,7 +735,15 @@ class _Plan:
             )
             return wire_bytes(composed)
 
-        return Job(recipient.email.lower(), self.sender, recipient.email, message, attempts)
+        address = envelope_address(recipient.email)
+        return Job(
+            recipient.email.lower(),
+            self.sender,
+            address,
+            message,
+            attempts,
+            utf8=needs_smtputf8(address),
+        )
 
     def _test_job(self, recipient: Recipient, address: str) -> Job:
         composed = compose_message(
@@ -723,7 +755,8 @@ class _Plan:
         )
         key = self.log.add_test_send(address, recipient.email, composed["Message-ID"], self.clock())
         data = wire_bytes(composed)
-        return Job(key, self.sender, address, lambda: data)
+        target = envelope_address(address)
+        return Job(key, self.sender, target, lambda: data, utf8=needs_smtputf8(target))
 
 
 def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> Callable[[Recipient], bytes | None]:
@@ -758,8 +791,7 @@ def _dry_run(inputs: Inputs, progress: Progress | None) -> SendReport:
     attachments = load_attachments(inputs)
     for recipient in ready:
         message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=attachments)
-        data = message.as_bytes()
-        write_private(folder / eml_name(recipient), data)
+        write_private(folder / eml_name(recipient), message_bytes(message))
         report.written += 1
         if progress is not None:
             progress(Event("done", key=recipient.email, state=State.PENDING))

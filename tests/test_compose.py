@@ -166,3 +166,21 @@ def test_wire_bytes_dot_stuff_and_end_with_the_final_dot() -> None:
 def test_eml_names_are_stable_and_safe(tmp_path: Path) -> None:
     inputs = inputs_for(tmp_path)
     assert eml_name(inputs.recipients.ready[0]) == "0002-personne0001-example.org.eml"
+
+
+def test_an_international_mailbox_gets_utf8_headers_and_an_ascii_domain_in_the_envelope(
+    tmp_path: Path,
+) -> None:
+    from campaign.compose import envelope_address, message_bytes, needs_smtputf8
+
+    inputs = inputs_for(
+        tmp_path,
+        rows=[("José", "Pérez", "josé@example.org")],
+        extra="allow_special_domains: true",
+    )
+    message = compose_message(inputs, inputs.recipients.ready[0])
+    assert "To: José Pérez <josé@example.org>".encode() in message_bytes(message)
+    assert needs_smtputf8("josé@example.org")
+    assert not needs_smtputf8("user@bücher.example")
+    assert envelope_address("user@bücher.example") == "user@xn--bcher-kva.example"
+    assert envelope_address("anne@example.org") == "anne@example.org"

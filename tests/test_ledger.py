@@ -170,3 +170,33 @@ def test_export_to_csv_and_xlsx_is_safe_to_open(tmp_path: Path) -> None:
     assert str(cell.value).startswith("'=")
     with pytest.raises(InputError, match=r"\.csv or \.xlsx"):
         export_deliveries(log.deliveries(), tmp_path / "log.txt")
+
+
+def test_an_empty_log_file_is_refused_rather_than_started_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    path.write_bytes(b"")
+    with pytest.raises(StateError, match="empty"):
+        Ledger(path)
+    assert path.read_bytes() == b""
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE contacts (name TEXT)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="not a delivery log"):
+        Ledger(path)
+    assert path.read_bytes() == before
+    conn = sqlite3.connect(path)
+    assert [n for (n,) in conn.execute("SELECT name FROM sqlite_master")] == ["contacts"]
+    conn.close()
+
+
+def test_a_new_log_is_made_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "outbox" / "delivery.sqlite"
+    Ledger(path).close()
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    assert Ledger(path).counts()["pending"] == 0

@@ -185,8 +185,10 @@ class FaultyServer:
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.state = _State(list(faults or []), per_connection)
+        self.idle_timeout = idle_timeout
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.users = users
@@ -229,6 +231,8 @@ class FaultyServer:
     async def _start(self) -> None:
         handler = _Handler(self.state)
         options: dict[str, Any] = {}
+        if self.idle_timeout is not None:
+            options["timeout"] = self.idle_timeout  # aiosmtpd closes a connection idle this long
         if self.starttls is not None:
             options.update(tls_context=self.starttls, require_starttls=True)
         if self.users is not None:

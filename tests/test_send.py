@@ -438,3 +438,45 @@ def test_status_export_and_send_json(tmp_path: Path) -> None:
     assert "'=1+2 @Nom" in text
     assert "Zoé Noël" in text
     assert "sent" in result.output and "2" in result.output
+
+
+def test_authentication_required_at_mail_stops_the_run(tmp_path: Path) -> None:
+    fault = Fault("mail", code=530, text="5.7.0 Authentication required", times=0)
+    with FaultyServer(faults=[fault]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3)
+        result = cli(settings, "send", "--quiet")
+        assert result.exit_code == 1
+        assert "refused the login" in result.output and "530" in result.output
+        assert server.stored == []
+        assert State.SENT not in set(states(settings).values())
+
+
+def test_no_reply_to_the_final_dot_within_data_timeout_is_uncertain(tmp_path: Path) -> None:
+    fault = Fault("dot", action="delay", seconds=2.5, recipient=FIRST)
+    with FaultyServer(faults=[fault]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=2, smtp="data_timeout: 1s")
+        send(settings)
+        assert delivery(settings).state is State.UNCERTAIN
+        assert "SMTPReadTimeoutError" in delivery(settings).last_text
+        time.sleep(2)
+        assert server.copies_to(FIRST) == 0  # this server drops a message whose client left
+        send(settings, clock=later(2))
+        assert server.copies_to(FIRST) == 0  # never resent by itself: the client cannot know
+        assert delivery(settings).state is State.UNCERTAIN
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(tmp_path: Path) -> None:
+    with FaultyServer(
+        faults=[Fault("rcpt", code=451, recipient=FIRST)], idle_timeout=0.3
+    ) as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=2,
+            throttle="per_minute: null\n  concurrency: 1",
+            retry="max_attempts: 3\n  backoff: [1s]",
+        )
+        report = send(settings, wait_retries=True)  # waits 1 s: the server drops the idle link
+        assert set(states(settings).values()) == {State.SENT}
+        assert report.tally.connections == 2
+        assert report.tally.deferred == 1

@@ -596,8 +596,7 @@ def send_campaign(
     """Send the campaign (or a dry run, or test sends) and record every step in the delivery log."""
     campaign = inputs.campaign
     if options.dry_run:
-        with run_lock(campaign.outbox, campaign=campaign.name, action="composed (dry run)"):
-            return _dry_run(inputs, progress)
+        return _dry_run(inputs, progress)  # the command holds the run lock for it
     mode = "test" if options.test_to else "send"
     report = SendReport(campaign.name, mode)
     started = time.perf_counter()

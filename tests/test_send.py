@@ -480,3 +480,26 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(tmp_path: Path) -
         assert set(states(settings).values()) == {State.SENT}
         assert report.tally.connections == 2
         assert report.tally.deferred == 1
+
+
+def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> None:
+    import email as email_parser
+    import io
+    from email import policy
+
+    import pypdf
+
+    settings = few_project / "settings.yaml"
+    with FaultyServer() as server:
+        settings.write_text(settings.read_text().replace("port: 8025", f"port: {server.port}"))
+        assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+        result = cli(settings, "send", "--quiet")
+        assert result.exit_code == 0, result.output
+        assert len(server.stored) == 3
+        first = next(s for s in server.stored if s.recipients == ["elise.le-goff@example.org"])
+    message = email_parser.message_from_bytes(first.data, policy=policy.default)
+    pdfs = [a for a in message.iter_attachments() if a.get_content_type() == "application/pdf"]
+    assert len(pdfs) == 1
+    assert pdfs[0].get_filename() == "lettre-hopitaux – Élise Le Goff.pdf"
+    text = pypdf.PdfReader(io.BytesIO(pdfs[0].get_content())).pages[0].extract_text()
+    assert "Valbrune" in text or "VALBRUNE" in text

@@ -112,12 +112,6 @@ def test_damaged_delivery_log_is_a_clear_error_and_nothing_is_resent(
         assert len(server.stored) == 4
 
 
-LEDGER_FIXED = pytest.mark.xfail(
-    strict=True, reason="ledger.py adopts an empty or foreign SQLite file (see issue 6 report)"
-)
-
-
-@LEDGER_FIXED
 def test_delivery_log_truncated_to_nothing_is_refused_rather_than_started_afresh(
     tmp_path: Path,
 ) -> None:
@@ -130,7 +124,6 @@ def test_delivery_log_truncated_to_nothing_is_refused_rather_than_started_afresh
     assert "delivery log" in said(result)
 
 
-@LEDGER_FIXED
 def test_foreign_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
     with FaultyServer() as server:
         settings = make_project(tmp_path, port=server.port, recipients=2)
@@ -186,7 +179,6 @@ time.sleep(120)
 """
 
 
-@LEDGER_FIXED
 @pytest.mark.slow
 def test_log_locked_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
     with FaultyServer() as server:

@@ -241,12 +241,6 @@ def render(
     from campaign.outbox import run_lock
 
     campaign = ctx.campaign(campaign_name)
-    if not campaign.config.attach_pdf and not print_pack:
-        console.print(
-            f"[bold]{campaign.name}[/]: sends no PDF (attach_pdf: false), nothing to render; "
-            "--print renders the letters for the post"
-        )
-        return
     inputs = load_inputs(campaign)
     checked = check_inputs(inputs)
     if checked.errors:

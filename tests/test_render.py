@@ -142,10 +142,3 @@ def test_print_pack_starts_every_letter_on_a_right_hand_page(few_project: Path, 
 def test_print_pack_refuses_letters_not_rendered(few_project: Path) -> None:
     with pytest.raises(InputError, match="not been rendered"):
         print_pack(load(few_project))
-
-
-def test_an_email_only_campaign_has_nothing_to_render(project: Path, run: Run) -> None:
-    result = run("render", "merci-signataires", "--quiet")
-    assert result.exit_code == 0, result.output
-    assert "nothing to render" in result.output
-    assert not (project / "outbox" / "merci-signataires" / "letters").exists()

@@ -142,3 +142,27 @@ def test_print_pack_starts_every_letter_on_a_right_hand_page(few_project: Path, 
 def test_print_pack_refuses_letters_not_rendered(few_project: Path) -> None:
     with pytest.raises(InputError, match="not been rendered"):
         print_pack(load(few_project))
+
+
+def test_workers_remove_the_font_files_of_font_face_rules(few_project: Path) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not shutil.which("fc-match"):
+        pytest.skip("fontconfig's fc-match is not installed")
+    font = subprocess.run(
+        ["fc-match", "-f", "%{file}", "DejaVu Sans"], capture_output=True, text=True, check=True
+    ).stdout
+    css = few_project / "letters" / "lettre.css"
+    css.write_text(
+        f'@font-face {{ font-family: "Lettre"; src: url("file://{font}"); }}\n'
+        'html {{ font-family: "Lettre", serif; }}\n'.replace("{{", "{").replace("}}", "}")
+        + css.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("weasyprint-*"))
+    report = render_letters(load(few_project), jobs=2)
+    assert len(report.rendered) == 3 and not report.failures
+    assert set(temp.glob("weasyprint-*")) <= before

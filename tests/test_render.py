@@ -166,3 +166,15 @@ def test_workers_remove_the_font_files_of_font_face_rules(few_project: Path) -> 
     report = render_letters(load(few_project), jobs=2)
     assert len(report.rendered) == 3 and not report.failures
     assert set(temp.glob("weasyprint-*")) <= before
+
+
+def test_the_harfbuzz_subset_warning_matches_the_system(few_project: Path) -> None:
+    import ctypes.util
+
+    from campaign.pdf import HARFBUZZ_WARNING, harfbuzz_subset_available
+
+    installed = ctypes.util.find_library("harfbuzz-subset") is not None
+    assert harfbuzz_subset_available() == installed
+    first = render_letters(load(few_project), jobs=1)
+    assert first.warnings == ([] if installed else [HARFBUZZ_WARNING])
+    assert render_letters(load(few_project), jobs=1).warnings == []  # nothing rendered: no warning

@@ -72,7 +72,7 @@ class MaildirHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content or envelope.content
-        await asyncio.to_thread(self.deliver, data)  # other connections go on meanwhile
+        self.deliver(data)
         received = Received(time.time(), message_id_of(data), tuple(envelope.rcpt_tos), len(data))
         self.count += 1
         if self._log is not None:

@@ -178,3 +178,51 @@ def test_the_harfbuzz_subset_warning_matches_the_system(few_project: Path) -> No
     first = render_letters(load(few_project), jobs=1)
     assert first.warnings == ([] if installed else [HARFBUZZ_WARNING])
     assert render_letters(load(few_project), jobs=1).warnings == []  # nothing rendered: no warning
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_render_at_once_and_the_next_run_finishes(project: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = str(project / "settings.yaml")
+    command = [str(Path(sys.executable).parent / "campaign"), "--settings", settings]
+    child = subprocess.Popen(
+        [*command, "render", CAMPAIGN, "--quiet", "--jobs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # a shell without job control starts background commands with Ctrl-C ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    folder = project / "outbox" / CAMPAIGN / "letters"
+    deadline = time.monotonic() + 60
+    while len(list(folder.glob("*.pdf"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    output = child.communicate(timeout=20)[0]
+    assert child.returncode == 130, output
+    assert "Traceback" not in output
+    assert not _processes_mentioning(settings)  # no worker left behind
+    assert not list(folder.glob(".*.tmp"))
+    assert len(list(folder.glob("*.pdf"))) < 40
+    done = subprocess.run(
+        [*command, "render", CAMPAIGN, "--quiet"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(list(folder.glob("*.pdf"))) == len(load(project).recipients.ready)

@@ -488,12 +488,9 @@ def letter_date(letter: Letter, context: Mapping[str, Any]) -> str:
     value = letter.front.get("date")
     if value is None:
         return date_fr(date.today())
-    if not isinstance(value, date):
-        value = render_template(
-            _compile(_TEXT_ENV, str(value), f"{letter.display} (front matter date)"),
-            context,
-            letter.display,
-        )
+    template = letter.text_template("date")  # None when YAML read a date such as 2020-05-07
+    if template is not None:
+        value = render_template(template, context, letter.display)
     try:
         return date_fr(value)
     except ValueError as err:

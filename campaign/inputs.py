@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,10 @@ from jinja2 import nodes
 
 from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
+    FRONT_TEMPLATES,
     Letter,
     compile_text,
+    front_matter_line,
     load_letter,
     make_environment,
     render_template,
@@ -215,11 +217,15 @@ def check_inputs(inputs: Inputs) -> CheckReport:
     for letter in (inputs.letter, inputs.email_body):
         if letter is not None:
             static += template_problems(letter.body, letter.display, known, recipients.headers)
-            for key in ("subject", "place", "signature"):
+            for key in FRONT_TEMPLATES:
                 value = letter.front.get(key)
                 if isinstance(value, str):
-                    where = f"{letter.display} (front matter {key})"
-                    static += template_problems(value, where, known, recipients.headers)
+                    # Name the key and its line in the letter file, not a line of the value.
+                    place = Place(file=letter.display, line=front_matter_line(letter, key), key=key)
+                    static += [
+                        replace(p, place=place)
+                        for p in template_problems(value, letter.display, known, recipients.headers)
+                    ]
     campaign = inputs.campaign
     for key, source in (("subject", campaign.config.subject), ("to_name", campaign.config.to_name)):
         if source:
@@ -360,7 +366,7 @@ def _merge_templates(inputs: Inputs) -> tuple[_PerRow, list[tuple[jinja2.Templat
     for letter in (inputs.letter, inputs.email_body):
         if letter is not None:
             found.append((letter.template, letter.display, letter.body))
-            for key in ("subject", "place", "signature"):
+            for key in FRONT_TEMPLATES:
                 template = letter.text_template(key)
                 if template is not None:
                     found.append((template, letter.display, str(letter.front[key])))

@@ -47,6 +47,8 @@ FRONT_MATTER_KEYS = {
 }
 # Front matter values that are templates, merged for each recipient into `MergedLetter.fields`.
 TEXT_FIELDS = ("subject", "place", "signature", "title", "address")
+# The front matter values that are templates, checked and dry-merged by `check`.
+FRONT_TEMPLATES = (*TEXT_FIELDS, "date")
 _MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
 _TEXT_WIDTH = 72  # columns of the plain-text email body
 _FOOTNOTE_CALL = re.compile(r"\[\^([^\]\s]+)\](?!:)")
@@ -496,12 +498,13 @@ def letter_date(letter: Letter, context: Mapping[str, Any]) -> str:
     except ValueError as err:
         raise TemplateError(
             f"front matter date: {err}",
-            place=Place(file=letter.display, line=_line_of_key_in(letter, "date")),
+            place=Place(file=letter.display, line=front_matter_line(letter, "date")),
             hint="write the date as 2020-05-07",
         ) from None
 
 
-def _line_of_key_in(letter: Letter, key: str) -> int:
+def front_matter_line(letter: Letter, key: str) -> int:
+    """The file line of a front matter key."""
     try:  # the front matter is blanked in the body: read the file again
         front = letter.path.read_text(encoding="utf-8-sig")
     except OSError:

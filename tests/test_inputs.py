@@ -120,6 +120,20 @@ def test_an_unknown_placeholder_in_the_subject_names_the_settings_key(tmp_path: 
     assert problem.hint == "did you mean {{ ville }}?"
 
 
+def test_an_unknown_placeholder_in_the_front_matter_names_the_key_and_its_file_line(
+    tmp_path: Path,
+) -> None:
+    letter = LETTER.replace("signature: Le collectif", "signature: Le collectif de {{ vile }}")
+    report = check(make_project(tmp_path, letter=letter))
+    [problem] = [p for p in report.problems if "vile" in p.message]
+    assert (problem.place.file, problem.place.line, problem.place.key) == (
+        "letters/lettre.md",
+        3,
+        "signature",
+    )
+    assert problem.hint == "did you mean {{ ville }}?"
+
+
 def test_a_footnote_called_without_text_is_reported_with_its_line(tmp_path: Path) -> None:
     letter = LETTER.replace("concerné[^arrete].", "concerné[^arrete][^senat].")
     report = check(make_project(tmp_path, letter=letter))

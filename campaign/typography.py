@@ -23,10 +23,13 @@ _BEFORE_HIGH = re.compile(r"(?:^|(?<=[\w»)\]\"’.…]))[ \u00a0\u202f]+([;:?!]
 _AFTER_OPENING_GUILLEMET = re.compile(r"«[ \u00a0\u202f]*")
 _BEFORE_CLOSING_GUILLEMET = re.compile(r"[ \u00a0\u202f]*»")
 _APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
+# An incise between dashes keeps its dashes: "acteurs —\u00a0Commission … hôpitaux\u00a0—, le".
+_OPENING_DASH = re.compile(r"—[ ]+(?=\w)")
+_CLOSING_DASH = re.compile(r"(?<=\w)[ ]+—(?=[,.;:!?)]|$)")
 
 
 def french(text: str) -> str:
-    """Give one run of text French spacing: no-break spaces before ; : ? ! and inside « »."""
+    """Give one run of text French spacing: no-break spaces before ; : ? !, inside « » and incises."""
     if not text:
         return text
     if "'" in text:
@@ -35,6 +38,8 @@ def french(text: str) -> str:
         text = _BEFORE_HIGH.sub(NNBSP + r"\1", text)
     if "n° " in text:
         text = text.replace("n° ", "n°\u00a0")
+    if "—" in text:
+        text = _OPENING_DASH.sub("—\u00a0", _CLOSING_DASH.sub("\u00a0—", text))
     if "«" in text:
         text = _AFTER_OPENING_GUILLEMET.sub("«" + NNBSP, text)
     if "»" in text:

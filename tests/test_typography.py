@@ -72,3 +72,10 @@ def test_salutation_agrees_with_civility_and_function(
     civility: object, function: object, expected: str
 ) -> None:
     assert salutation(civility, function) == expected
+
+
+def test_incise_dashes_stay_with_the_words_they_enclose() -> None:
+    text = french("acteurs — Commission nationale, hôpitaux —, le gouvernement")
+    assert text == "acteurs —\u00a0Commission nationale, hôpitaux\u00a0—, le gouvernement"
+    # A dash inside a compound word or without spaces is not an incise.
+    assert french("Haute-Garonne—SOCR") == "Haute-Garonne—SOCR"

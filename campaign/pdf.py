@@ -37,8 +37,9 @@ from campaign.recipients import Recipient, Status
 from campaign.settings import Campaign
 from campaign.typography import french
 
-# Bump when the HTML this module builds changes, so that every letter is rendered again.
-LAYOUT_VERSION = "1"
+# Bump when the HTML this module builds (or the typography it applies) changes, so that every
+# letter is rendered again and approvals name the change.
+LAYOUT_VERSION = "2"
 MANIFEST = ".manifest.json"
 
 # The window of a French DL envelope, in mm from the sheet's top-left corner; `lettre.css` puts

@@ -258,7 +258,7 @@ class Dispatcher:
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
-            await self._write([ledger.body_in_flight(job.key, self.clock())], fsync=True)
+            await self._write([ledger.body_in_flight(job.key, self.clock())])
             in_body = True
             reply = await self._transmit(client, data)
             conn.messages += 1
@@ -424,10 +424,10 @@ class Dispatcher:
         """
         self._unconfirmed.append(self.writer.submit(writes, fsync=False))
 
-    async def _write(self, writes: Sequence[Write], *, fsync: bool = False) -> None:
-        """Commit `writes` (and every write queued before) before going on; `fsync` them too."""
+    async def _write(self, writes: Sequence[Write]) -> None:
+        """Commit and fsync `writes` (and every write queued before) before going on."""
         earlier, self._unconfirmed = self._unconfirmed, []
-        await asyncio.wrap_future(self.writer.submit(writes, fsync=fsync))
+        await asyncio.wrap_future(self.writer.submit(writes, fsync=True))
         for future in earlier:
             future.result()  # committed in order, so done: raise if that commit failed
 

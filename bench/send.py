@@ -160,6 +160,10 @@ def campaign_run(
 
     seconds = asyncio.run(main())
     writer.close()
+    if isinstance(writer, LedgerWriter):
+        print(
+            f"    (log: {writer.commits} commits, {writer.fsyncs} fsynced, for {len(messages)} messages)"
+        )
     if with_log:
         assert log.counts()["sent"] == len(messages), log.counts()
     log.close()

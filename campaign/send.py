@@ -596,7 +596,7 @@ def send_campaign(
     """Send the campaign (or a dry run, or test sends) and record every step in the delivery log."""
     campaign = inputs.campaign
     if options.dry_run:
-        return _dry_run(inputs, progress)  # the command holds the run lock for it
+        return _dry_run(inputs, progress, limit=options.limit)  # the command holds the lock
     mode = "test" if options.test_to else "send"
     report = SendReport(campaign.name, mode)
     started = time.perf_counter()
@@ -776,15 +776,15 @@ def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> Callable[[Recipi
     return lambda recipient: pdf.letter_path(inputs.campaign, recipient).read_bytes()
 
 
-def _dry_run(inputs: Inputs, progress: Progress | None) -> SendReport:
-    """Compose and validate every message, write each as .eml; talk to no server."""
+def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) -> SendReport:
+    """Compose and validate every message (the first `limit`), write each as .eml; no server."""
     campaign = inputs.campaign
     report = SendReport(campaign.name, "dry-run")
     started = time.perf_counter()
     folder = private_dir(campaign.outbox / "dry-run")
     for old in folder.glob("*.eml"):
         old.unlink()
-    ready = inputs.recipients.ready
+    ready = inputs.recipients.ready[:limit]
     if progress is not None:
         progress(Event("start", total=len(ready)))
     pdfs = _pdf_source(inputs, ready)

@@ -287,6 +287,14 @@ def test_dry_run_writes_eml_files_and_talks_to_no_server(tmp_path: Path) -> None
         assert not (tmp_path / "outbox" / "mini" / "delivery.sqlite").exists()
 
 
+def test_dry_run_with_a_limit_composes_only_the_first_rows(tmp_path: Path) -> None:
+    settings = make_project(tmp_path, port=9, recipients=3)  # no server: nothing may connect
+    result = cli(settings, "send", "--dry-run", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "outbox" / "mini" / "dry-run").glob("*.eml"))
+    assert [f.name[:4] for f in files] == ["0002", "0003"]
+
+
 def test_send_command_reports_and_exits_1_while_failures_remain(tmp_path: Path) -> None:
     refusal = Fault("rcpt", code=550, text="5.1.1 no such user", recipient=FIRST)
     with FaultyServer(faults=[refusal]) as server:

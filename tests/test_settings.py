@@ -282,7 +282,7 @@ def test_cli_unknown_key_exits_2(project: Path, run: Run) -> None:
 
 
 def test_cli_wrong_type_exits_2(project: Path, run: Run) -> None:
-    text = edit(project, "per_minute: 600", "per_minute: beaucoup")
+    text = edit(project, "per_minute: 3000", "per_minute: beaucoup")
     assert_exit_2(run("check"), f"line {line_of(text, 'per_minute')}", "throttle.per_minute")
 
 

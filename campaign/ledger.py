@@ -30,7 +30,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from campaign.errors import InputError, Place, StateError
 from campaign.outbox import private_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEDGER_NAME = "delivery.sqlite"
 
 Write = tuple[str, tuple[Any, ...]]
@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
 CREATE TABLE IF NOT EXISTS test_sends (
     id INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
@@ -201,6 +202,9 @@ class Ledger:
                 hint="move it away if it is yours; the delivery log is made on the first send",
             )
         found = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        if found[0] is not None and found[0] < SCHEMA_VERSION:
+            upgrade(self.conn, self.path, int(found[0]))
+            found = (SCHEMA_VERSION,)
         if found[0] is None or found[0] > SCHEMA_VERSION:
             raise StateError(
                 f"the delivery log was written by a newer version (schema {found[0]})",
@@ -417,6 +421,55 @@ def outcome(
         " sent_at = coalesce(?, sent_at), next_attempt_at = ? WHERE email = ?",
         (state.value, code, text[:500], sent_at, next_attempt_at, key),
     )
+
+
+def _add_state_index(conn: sqlite3.Connection) -> None:
+    """Version 1 → 2: index the state, which every run and `status` select on."""
+    conn.execute("CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state)")
+
+
+# The upgrades of the delivery log: MIGRATIONS[n] turns a version-n log into version n + 1 and
+# keeps every row. Add one each time SCHEMA_VERSION goes up.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_state_index}
+
+
+def upgrade(
+    conn: sqlite3.Connection,
+    path: Path,
+    version: int,
+    *,
+    migrations: dict[int, Callable[[sqlite3.Connection], None]] = MIGRATIONS,
+    target: int = SCHEMA_VERSION,
+) -> Path:
+    """Bring a log of an earlier `version` up to `target`, after keeping a copy of it.
+
+    The copy (`delivery.sqlite.v1.bak`, owner-only) is made with SQLite's backup API, so it is
+    consistent even in WAL mode; each step runs in its own transaction with its version stamp.
+    """
+    missing = [v for v in range(version, target) if v not in migrations]
+    if missing:
+        raise StateError(
+            f"the delivery log has schema {version}, which this version cannot upgrade",
+            place=Place(file=str(path)),
+            hint="upgrade it with the campaign version that wrote it first, or restore a backup",
+        )
+    backup = path.with_name(f"{path.name}.v{version}.bak")
+    copy = sqlite3.connect(str(backup))
+    try:
+        conn.backup(copy)
+    finally:
+        copy.close()
+    os.chmod(backup, 0o600)
+    for step in range(version, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations[step](conn)
+            conn.execute("INSERT INTO schema_version VALUES (?)", (step + 1,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return backup
 
 
 def _create(path: Path) -> None:

@@ -101,6 +101,7 @@ def personal_files(folder: Path, *, include_log: bool = False) -> list[Path]:
             found += sorted(p for p in target.rglob("*") if p.is_file() or p.is_symlink())
     if include_log:
         found += [folder / name for name in DELIVERY_FILES if (folder / name).exists()]
+        found += sorted(folder.glob("delivery.sqlite.v*.bak"))  # copies kept by log upgrades
     return found
 
 

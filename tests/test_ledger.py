@@ -147,6 +147,50 @@ def test_a_log_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         Ledger(path)
 
 
+def _downgrade_to_version_1(path: Path) -> None:
+    """Make `path` look like a log written by version 1 (before the state index)."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX deliveries_state")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.commit()
+    conn.close()
+
+
+def test_a_log_of_an_earlier_version_is_upgraded_keeping_every_row_and_a_copy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "delivery.sqlite"
+    with Ledger(path) as opened:
+        opened.enqueue([entry(1), entry(2)], [], NOW)
+        opened.apply([ledger.outcome("personne1@example.org", State.SENT, 250, "ok", NOW)])
+    _downgrade_to_version_1(path)
+    with Ledger(path) as upgraded:
+        assert upgraded.counts()["sent"] == 1
+        assert upgraded.counts()["pending"] == 1
+        versions = [v for (v,) in upgraded.conn.execute("SELECT version FROM schema_version")]
+        assert max(versions) == ledger.SCHEMA_VERSION
+        indexes = {n for (n,) in upgraded.conn.execute("SELECT name FROM sqlite_master")}
+        assert "deliveries_state" in indexes
+    backup = path.with_name("delivery.sqlite.v1.bak")
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    old = sqlite3.connect(backup)
+    assert old.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+    assert old.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone() == (1,)
+    old.close()
+
+
+def test_a_log_of_a_version_with_no_upgrade_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    Ledger(path).close()
+    _downgrade_to_version_1(path)
+    conn = sqlite3.connect(path)
+    with pytest.raises(StateError, match="schema 1, which this version cannot upgrade"):
+        ledger.upgrade(conn, path, 1, migrations={})
+    assert conn.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+    conn.close()
+
+
 @pytest.mark.parametrize("value", ["=1+1", "+33 1", "-2", "@SUM(A1)", "\tx", "\rx"])
 def test_cells_that_could_start_a_formula_are_neutralised(value: str) -> None:
     assert neutralise(value) == "'" + value

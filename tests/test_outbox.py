@@ -88,6 +88,7 @@ def test_personal_files_and_deletion_stay_inside_the_outbox(tmp_path: Path) -> N
     write_private(outbox / "letters" / "2-dupont.pdf", b"x")
     write_private(outbox / "proofs" / "index.html", b"x")
     write_private(outbox / "delivery.sqlite", b"x")
+    write_private(outbox / "delivery.sqlite.v1.bak", b"x")
     outside = tmp_path / "keep.txt"
     outside.write_text("not ours")
     files = personal_files(outbox)
@@ -96,6 +97,7 @@ def test_personal_files_and_deletion_stay_inside_the_outbox(tmp_path: Path) -> N
         "2-dupont.pdf",
         "index.html",
         "delivery.sqlite",
+        "delivery.sqlite.v1.bak",
     }
     assert delete_files([*files, outside], root=outbox) == 2
     assert outside.exists()

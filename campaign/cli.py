@@ -140,6 +140,7 @@ def proof(
 
     from campaign.errors import UsageError
     from campaign.inputs import load_inputs
+    from campaign.outbox import run_lock
     from campaign.proofs import build_proofs, choose_sample, parse_rows
 
     if everyone and rows:
@@ -163,7 +164,10 @@ def proof(
     sample = choose_sample(
         inputs, rows=parse_rows(rows) if rows else None, extra=extra, everyone=everyone
     )
-    with Progress(console=err_console, disable=ctx.quiet, transient=True) as bar:
+    with (
+        run_lock(campaign.outbox, campaign=campaign.name, action="proofed"),
+        Progress(console=err_console, disable=ctx.quiet, transient=True) as bar,
+    ):
         task = bar.add_task("proofs", total=len(sample))
         pack = build_proofs(
             inputs, sample, progress=lambda done, total: bar.update(task, completed=done)

@@ -61,7 +61,13 @@ def test_second_send_render_or_dry_run_refuses_at_once_and_a_killed_run_never_bl
             while server.connections == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert server.connections > 0
-            for command in (["send"], ["render"], ["send", "--dry-run"], ["purge", "--yes"]):
+            for command in (
+                ["send"],
+                ["render"],
+                ["proof"],
+                ["send", "--dry-run"],
+                ["purge", "--yes"],
+            ):
                 started = time.monotonic()
                 result = cli(settings, *command)
                 clean_exit(result, 2)

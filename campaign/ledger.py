@@ -11,10 +11,11 @@ attempts, last SMTP reply, Message-ID and times. Recipients removed from the spr
     suppressed: on the suppression list, never sent.
 
 Each step is committed before the SMTP step that depends on it: the mark that the body is about
-to go out is committed *and fsynced* before its first byte is sent; the start of a transaction
-and the server's 250 are committed in order right after they happen, without holding the
-connection up (lost in a crash, the first leaves the recipient pending, the second leaves the
-message uncertain: it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
+to go out is committed *and fsynced*, in one statement with the start of the transaction, before
+its first byte is sent (a crash before it leaves the recipient pending or deferred: nothing was
+transmitted); the server's 250 is committed without holding the connection up, within a few
+milliseconds, usually in the next fsynced commit (lost in a crash, the message shows as uncertain:
+it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
 knows which messages never left (safe to send again) and which were on the wire without a
 recorded reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in
 their own table. `LedgerWriter` commits the steps of concurrent connections from one thread,
@@ -40,6 +41,7 @@ from campaign.errors import InputError, Place, StateError
 from campaign.outbox import private_dir
 
 SCHEMA_VERSION = 2
+LINGER = 0.005  # seconds a step without fsync may wait for the next fsynced commit to join
 LEDGER_NAME = "delivery.sqlite"
 
 Write = tuple[str, tuple[Any, ...]]
@@ -384,13 +386,17 @@ class Ledger:
 # `key` is the recipient's lower-cased address, or the id of a test send.
 
 
-def begin(key: str | int, now: float) -> Write:
+def begin(key: str | int, now: float, phase: Phase = Phase.ENVELOPE) -> Write:
+    """The start of a transaction at `now`; with `phase=Phase.BODY`, its body mark as well."""
     if isinstance(key, int):
-        return ("UPDATE test_sends SET state = 'sending', phase = 'envelope' WHERE id = ?", (key,))
+        return (
+            "UPDATE test_sends SET state = 'sending', phase = ? WHERE id = ?",
+            (phase.value, key),
+        )
     return (
-        "UPDATE deliveries SET state = 'sending', phase = 'envelope', attempts = attempts + 1,"
+        "UPDATE deliveries SET state = 'sending', phase = ?, attempts = attempts + 1,"
         " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? WHERE email = ?",
-        (now, now, key),
+        (phase.value, now, now, key),
     )
 
 
@@ -526,6 +532,9 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     return Delivery(*values)
 
 
+_Item = tuple[Sequence[Write], bool, concurrent.futures.Future[None]]
+
+
 class Writer(Protocol):
     def submit(
         self, writes: Sequence[Write], *, fsync: bool = True
@@ -547,9 +556,7 @@ class LedgerWriter:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn = connect(path)
-        self._queue: queue.SimpleQueue[
-            tuple[Sequence[Write], bool, concurrent.futures.Future[None]] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._synchronous = "FULL"
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
@@ -575,15 +582,7 @@ class LedgerWriter:
             if item is None:
                 break
             batch = [item]
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
+            stop = self._gather(batch)
             synchronous = "FULL" if any(fsync for _, fsync, _ in batch) else "NORMAL"
             try:
                 if synchronous != self._synchronous:
@@ -601,6 +600,26 @@ class LedgerWriter:
                 self.fsyncs += synchronous == "FULL"
                 for _, _, future in batch:
                     future.set_result(None)
+
+    def _gather(self, batch: list[_Item]) -> bool:
+        """Add what else is queued to `batch`; return True if the writer is asked to stop.
+
+        A batch of steps that need no fsync (starts, 250 replies) waits up to `LINGER` seconds
+        for one that does, to share its commit rather than make its own: while messages flow,
+        one comes every millisecond or so, and the 250s are then fsynced too.
+        """
+        deadline = None if batch[0][1] else time.monotonic() + LINGER
+        while True:
+            try:
+                left = 0.0 if deadline is None else deadline - time.monotonic()
+                more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if more is None:
+                return True
+            batch.append(more)
+            if more[1]:
+                deadline = None
 
 
 class NullWriter:

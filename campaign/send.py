@@ -43,7 +43,7 @@ from campaign.compose import (
 )
 from campaign.errors import DeliveryError, Place
 from campaign.inputs import Inputs
-from campaign.ledger import Ledger, LedgerWriter, State, Write, Writer
+from campaign.ledger import Ledger, LedgerWriter, Phase, State, Write, Writer
 from campaign.outbox import private_dir, run_lock, write_private
 from campaign.recipients import Recipient
 from campaign.settings import Retry, Smtp
@@ -250,7 +250,10 @@ class Dispatcher:
                 await self._write(unsent)
                 return self._done(job, state, None, text)
             options, encoding = ["SMTPUTF8"], "utf-8"
-        self._record([ledger.begin(job.key, now)])
+        # The start is committed with the step that follows it (the body mark, or how the
+        # transaction ended): lost in a crash before then, the recipient stays pending or
+        # deferred, which is what a transaction that never reached the body recovers to.
+        unwritten: list[Write] = [ledger.begin(job.key, now)]
         in_body = False
         try:
             await client.mail(job.sender, options=options, encoding=encoding)
@@ -258,8 +261,8 @@ class Dispatcher:
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
-            await self._write([ledger.body_in_flight(job.key, self.clock())])
-            in_body = True
+            await self._write([ledger.begin(job.key, now, Phase.BODY)])
+            unwritten, in_body = [], True
             reply = await self._transmit(client, data)
             conn.messages += 1
             conn.last_used = self.clock()
@@ -269,11 +272,11 @@ class Dispatcher:
             code, text = err.code, err.message
             if code in (530, 535):
                 await self._write(
-                    [ledger.outcome(job.key, State.PENDING, code, text, self.clock())]
+                    [*unwritten, ledger.outcome(job.key, State.PENDING, code, text, self.clock())]
                 )
                 raise _auth_error(self.smtp, code, text) from None
             await self._reset(slot, conn, code)
-            writes: list[Write] = []
+            writes = unwritten
             state = self._settle(job, code, text, writes, transient=400 <= code < 500)
             await self._write(writes)
             return self._done(job, state, code, text)
@@ -285,9 +288,8 @@ class Dispatcher:
                     [ledger.outcome(job.key, State.UNCERTAIN, None, text, self.clock())]
                 )
                 return self._done(job, State.UNCERTAIN, None, text)
-            retry_writes: list[Write] = []
-            state = self._settle(job, None, text, retry_writes, transient=True)
-            await self._write(retry_writes)
+            state = self._settle(job, None, text, unwritten, transient=True)
+            await self._write(unwritten)
             return self._done(job, state, None, text)
         text = reply.message
         self._record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
@@ -418,9 +420,9 @@ class Dispatcher:
     def _record(self, writes: Sequence[Write]) -> None:
         """Queue `writes` without waiting: they are committed in order, before any later write.
 
-        For the steps whose loss is harmless: the start of a transaction (lost, the recipient is
-        still pending, which is what a transaction that never reached the body recovers to) and
-        a 250 reply (lost, the message was in flight at the crash and shows as uncertain).
+        For the step whose loss is harmless: a 250 reply (lost, the message was in flight at the
+        crash and shows as uncertain). It is committed within `ledger.LINGER`, and always before
+        the next body mark of the same connection.
         """
         self._unconfirmed.append(self.writer.submit(writes, fsync=False))
 
@@ -432,10 +434,9 @@ class Dispatcher:
             future.result()  # committed in order, so done: raise if that commit failed
 
     async def confirm(self) -> None:
-        """Wait until every queued write is committed."""
-        earlier, self._unconfirmed = self._unconfirmed, []
-        for future in earlier:
-            await asyncio.wrap_future(future)
+        """Commit and fsync every queued write now, and wait for it."""
+        if self._unconfirmed:
+            await self._write([])
 
     def _done(self, job: Job, state: State, code: int | None, text: str) -> State:
         self.tally.add(state)

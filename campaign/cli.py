@@ -130,10 +130,16 @@ def print_problems(problems: list[Problem]) -> None:
 @click.option("--sample", "extra", type=click.IntRange(min=0), default=0, help="Add N random rows.")
 @click.option("--rows", "rows", default=None, help="Proof these spreadsheet rows, e.g. 2,7,19.")
 @click.option("--all", "everyone", is_flag=True, help="Proof every recipient.")
+@click.option("-q", "--quiet", "quiet", is_flag=True, help="No progress bar; print the summary.")
 @pass_context
 @reports_errors
 def proof(
-    ctx: Context, campaign_name: str | None, extra: int, rows: str | None, everyone: bool
+    ctx: Context,
+    campaign_name: str | None,
+    extra: int,
+    rows: str | None,
+    everyone: bool,
+    quiet: bool,
 ) -> None:
     """Write the reviewers' proof pack: stamped proofs.pdf and index.html with each email."""
     from rich.progress import Progress
@@ -145,6 +151,7 @@ def proof(
 
     if everyone and rows:
         raise UsageError("--all and --rows do not go together", hint="choose one of them")
+    quiet = quiet or ctx.quiet
     campaign = ctx.campaign(campaign_name)
     inputs = load_inputs(campaign)
     rows_read = {r.row for r in inputs.recipients.recipients}
@@ -166,13 +173,13 @@ def proof(
     )
     with (
         run_lock(campaign.outbox, campaign=campaign.name, action="proofed"),
-        Progress(console=err_console, disable=ctx.quiet, transient=True) as bar,
+        Progress(console=err_console, disable=quiet, transient=True) as bar,
     ):
         task = bar.add_task("proofs", total=len(sample))
         pack = build_proofs(
             inputs, sample, progress=lambda done, total: bar.update(task, completed=done)
         )
-    if not ctx.quiet:
+    if not quiet:
         table = Table(header_style="bold")
         for name in ("row", "recipient", "why this row"):
             table.add_column(name, overflow="fold")

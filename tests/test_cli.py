@@ -52,3 +52,15 @@ def test_unknown_campaign_is_a_usage_error(run: Run) -> None:
     assert result.exit_code == 2
     assert "no campaign called 'no-such-campaign'" in result.output
     assert "hopitaux-2020-05" in result.output
+
+
+def test_quiet_works_before_or_after_the_command_and_keeps_the_summary(run: Run) -> None:
+    after = run("proof", "hopitaux-2020-05", "--quiet")
+    assert after.exit_code == 0, after.output
+    assert "proofs of 7 recipients" in after.output
+    assert "why this row" not in after.output  # the sample table is left out
+    loud = run("proof", "hopitaux-2020-05")
+    assert "why this row" in loud.output
+    group_level = run("-q", "proof", "hopitaux-2020-05")
+    assert group_level.exit_code == 0, group_level.output
+    assert "why this row" not in group_level.output

@@ -138,40 +138,34 @@ class _Session(SMTP):  # type: ignore[misc]
             await self.push("421 4.7.0 too many messages on this connection, closing")
             self.transport.close()
             return
-        fault = _fault(self.state, "mail", [])
-        if fault is not None:
-            if fault.action == "delay":
-                await asyncio.sleep(fault.seconds)
-            elif fault.action == "drop":
-                self.transport.abort()
-                return
-            else:
-                await self.push(f"{fault.code} {fault.text}")
-                if fault.code == 421:
-                    self.transport.close()
-                return
+        if await self._misbehave(_fault(self.state, "mail", [])):
+            return
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         recipients = list(self.envelope.rcpt_tos) if self.envelope else []
-        fault = _fault(self.state, "data", recipients)
-        if fault is not None:
-            if fault.action == "delay":
-                await asyncio.sleep(fault.seconds)
-            elif fault.action == "drop":
-                self.transport.abort()
-                return
-            elif fault.action == "after_354":
-                await self.push("354 End data with <CR><LF>.<CR><LF>")
-                await asyncio.sleep(0.05)
-                self.transport.abort()
-                return
-            else:
-                await self.push(f"{fault.code} {fault.text}")
-                if fault.code == 421:
-                    self.transport.close()
-                return
+        if await self._misbehave(_fault(self.state, "data", recipients)):
+            return
         await super().smtp_DATA(arg)
+
+    async def _misbehave(self, fault: Fault | None) -> bool:
+        """Act out a command's fault; True when the command must not go on as usual."""
+        if fault is None:
+            return False
+        if fault.action == "delay":
+            await asyncio.sleep(fault.seconds)
+            return False
+        if fault.action == "after_354":
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await asyncio.sleep(0.05)
+            self.transport.abort()
+        elif fault.action == "drop":
+            self.transport.abort()
+        else:
+            await self.push(f"{fault.code} {fault.text}")
+            if fault.code == 421:
+                self.transport.close()
+        return True
 
 
 class FaultyServer:

@@ -351,11 +351,8 @@ def send(
     as_json: bool,
 ) -> None:
     """Send the emails, throttled and retried; resumes where the last run stopped."""
-    import contextlib
-
     from campaign.errors import DeliveryError, UsageError
     from campaign.inputs import check_inputs, load_inputs
-    from campaign.outbox import run_lock
     from campaign.send import SendOptions, send_campaign
 
     campaign = ctx.campaign(campaign_name)
@@ -388,13 +385,7 @@ def send(
         wait_retries=not no_wait,
         wait_for_day=wait_day,
     )
-    # send_campaign takes the run lock itself; a dry run (which renders letters) takes it here.
-    lock = (
-        run_lock(campaign.outbox, campaign=campaign.name, action="sent (dry run)")
-        if dry_run
-        else contextlib.nullcontext()
-    )
-    with lock, _SendProgress(disable=quiet or ctx.quiet or as_json) as progress:
+    with _SendProgress(disable=quiet or ctx.quiet or as_json) as progress:
         report = send_campaign(inputs, options, progress=progress)
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))

@@ -597,7 +597,8 @@ def send_campaign(
     """Send the campaign (or a dry run, or test sends) and record every step in the delivery log."""
     campaign = inputs.campaign
     if options.dry_run:
-        return _dry_run(inputs, progress, limit=options.limit)  # the command holds the lock
+        with run_lock(campaign.outbox, campaign=campaign.name, action="sent (dry run)"):
+            return _dry_run(inputs, progress, limit=options.limit)
     mode = "test" if options.test_to else "send"
     report = SendReport(campaign.name, mode)
     started = time.perf_counter()

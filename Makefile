@@ -16,16 +16,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: system-libs $(VENV)/.installed
 
-# WeasyPrint subsets fonts 7x faster with libharfbuzz-subset (Debian: libharfbuzz-subset0). Install
-# it where apt-get is available and we are root; elsewhere do nothing (see README, "Performance").
+# Debian packages the tool and its tests use (scripts/apt-packages.txt: faster font subsetting, the
+# real mail servers of the tests): installed where apt-get is available and we are root.
 system-libs:
-	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
-	    && ! ldconfig -p 2>/dev/null | grep -q 'libharfbuzz-subset\.so\.0'; then \
-	  echo "installing libharfbuzz-subset0 (faster PDF font subsetting)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends libharfbuzz-subset0 >/dev/null; } \
-	    || echo "warning: could not install libharfbuzz-subset0; PDFs will render more slowly"; \
-	fi
+	@bash scripts/system-packages.sh
 
 demo: setup
 	$(BIN)/campaign check hopitaux-2020-05

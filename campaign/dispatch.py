@@ -1,0 +1,508 @@
+"""Jobs → SMTP transactions, recorded step by step in the delivery log: the async engine.
+
+`Dispatcher` sends jobs over `concurrency` connections, each carrying up to
+`messages_per_connection` messages, within the throttle windows. It needs only the delivery log's
+writer, the throttle and the SMTP settings: what a job holds (its envelope and its bytes) is the
+campaign run's business (`campaign.send`). Every transaction is driven command by command (MAIL,
+RCPT, DATA, then the body once the server said 354) so that the log can tell a message that never
+left (safe to send again) from one that was on the wire when the connection dropped (`uncertain`,
+never resent automatically).
+
+Replies: 4xx, timeouts and drops are transient (`deferred`, retried with the configured backoff; 421
+also reconnects); 5xx is `failed`; 530/535 and a rejected TLS certificate stop the run. SIGINT or
+SIGTERM: no new transaction starts, those in flight finish and are recorded; a second signal stops
+at once (the log then says `uncertain` for any message whose body was on the wire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import signal
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosmtplib
+
+from campaign import ledger
+from campaign.errors import DeliveryError, Place
+from campaign.ledger import Phase, State, Write, Writer
+from campaign.settings import Retry, Smtp
+from campaign.throttle import DayCapReached, Throttle
+
+IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
+NOOP_TIMEOUT = 5.0
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Job:
+    """One message to send: the log key (address, or test-send id), envelope and wire bytes."""
+
+    key: str | int
+    sender: str
+    recipient: str
+    message: Callable[[], bytes]  # the body after DATA, dot-stuffed, ending with the final dot
+    attempts: int = 0  # attempts made before this one
+    utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of a run, for the progress bar: a message ended, or the run waits."""
+
+    kind: str  # "start", "done", "wait", "stopping"
+    key: str | int | None = None
+    state: State | None = None
+    code: int | None = None
+    text: str = ""
+    seconds: float = 0.0
+    total: int = 0
+
+
+Progress = Callable[[Event], None]
+
+
+@dataclass
+class Tally:
+    """What one run did."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    connections: int = 0
+    messages: int = 0
+
+    def add(self, state: State) -> None:
+        self.messages += 1
+        if state is State.SENT:
+            self.sent += 1
+        elif state is State.DEFERRED:
+            self.deferred += 1
+        elif state is State.FAILED:
+            self.failed += 1
+        elif state is State.UNCERTAIN:
+            self.uncertain += 1
+
+
+class Stopped(Exception):
+    """The run was asked to stop (signal) before a new transaction could start."""
+
+
+@dataclass
+class _Connection:
+    client: aiosmtplib.SMTP
+    last_used: float
+    messages: int = 0
+
+
+@dataclass
+class Dispatcher:
+    """Sends jobs over a pool of SMTP connections, within the throttle, recording every step."""
+
+    smtp: Smtp
+    retry: Retry
+    throttle: Throttle
+    writer: Writer
+    concurrency: int = 2
+    per_connection: int = 100
+    password: str | None = None
+    clock: Clock = time.time
+    sleep: Sleep = asyncio.sleep
+    progress: Progress | None = None
+    wait_for_day: bool = False
+    tally: Tally = field(default_factory=Tally)
+    stopping: bool = False
+    _pool: list[_Connection | None] = field(default_factory=list)
+    _freed: asyncio.Event | None = None
+    _unconfirmed: list[concurrent.futures.Future[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.smtp.username and self.smtp.security == "none" and not self.smtp.is_loopback:
+            raise DeliveryError(
+                f"refusing to send the password for {self.smtp.username} unencrypted to "
+                f"{self.smtp.host}",
+                place=Place(key="smtp.security"),
+                hint="set smtp.security to starttls or tls",
+            )
+        self._pool = [None] * self.concurrency
+
+    async def run(self, jobs: Sequence[Job]) -> None:
+        """Send `jobs`; return when each is recorded, or the run stops (signal, day cap, fatal)."""
+        queue = deque(jobs)
+        self._freed = asyncio.Event()
+        workers = [
+            asyncio.create_task(self._worker(slot, queue))
+            for slot in range(min(self.concurrency, len(queue)))
+        ]
+        try:
+            done = await asyncio.gather(*workers, return_exceptions=True)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        await self.confirm()
+        for result in done:
+            if isinstance(result, BaseException) and not isinstance(result, Stopped):
+                raise result
+
+    async def close(self) -> None:
+        """Say QUIT on every open connection."""
+        for slot, conn in enumerate(self._pool):
+            self._pool[slot] = None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.client.quit(), NOOP_TIMEOUT)
+                conn.client.close()
+
+    async def _worker(self, slot: int, queue: deque[Job]) -> None:
+        while queue:
+            if self.stopping:
+                raise Stopped
+            job = queue.popleft()
+            try:
+                await self._acquire()
+            except BaseException:
+                queue.appendleft(job)
+                raise
+            counted = False
+            try:
+                state = await self._send_one(slot, job)
+                counted = state in (State.SENT, State.UNCERTAIN)
+            except BaseException as err:
+                # A fatal error or a hard stop: the message may have been on the wire.
+                counted = isinstance(err, asyncio.CancelledError)
+                self.stopping = True
+                raise
+            finally:
+                self.throttle.finish(counted=counted)
+                if self._freed is not None:
+                    self._freed.set()
+
+    async def _acquire(self) -> None:
+        """Wait until every throttle window lets a new message start."""
+        while True:
+            if self.stopping:
+                raise Stopped
+            wait = self.throttle.wait()
+            if wait.ready:
+                self.throttle.start()
+                return
+            stop = self.throttle.day_cap(wait)
+            if stop is not None and not self.wait_for_day:
+                self.stopping = True
+                raise stop
+            if wait.seconds == float("inf"):
+                assert self._freed is not None
+                self._freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._freed.wait(), 1.0)
+            else:
+                if wait.seconds >= 1.0:
+                    self._emit(Event("wait", seconds=wait.seconds, text=_why(wait.window)))
+                await self.sleep(min(wait.seconds, 1.0))
+
+    async def _send_one(self, slot: int, job: Job) -> State:
+        data = job.message()  # composed before anything is recorded: a failure here sends nothing
+        now = self.clock()
+        try:
+            conn = await self._connection(slot)
+        except DeliveryError:
+            raise
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+            unsent = [ledger.begin(job.key, now)]
+            state = self._settle(job, None, _describe(err), unsent, transient=True)
+            await self._write(unsent)
+            return self._done(job, state, None, _describe(err))
+        client = conn.client
+        options, encoding = [], "ascii"
+        if job.utf8:
+            if not client.supports_extension("smtputf8"):
+                text = (
+                    f"{self.smtp.host} does not offer SMTPUTF8, which the address "
+                    f"{job.recipient} needs (RFC 6531)"
+                )
+                unsent = [ledger.begin(job.key, now)]
+                state = self._settle(job, None, text, unsent, transient=False)
+                await self._write(unsent)
+                return self._done(job, state, None, text)
+            options, encoding = ["SMTPUTF8"], "utf-8"
+        # The start is committed with the step that follows it (the body mark, or how the
+        # transaction ended): lost in a crash before then, the recipient stays pending or
+        # deferred, which is what a transaction that never reached the body recovers to.
+        unwritten: list[Write] = [ledger.begin(job.key, now)]
+        in_body = False
+        try:
+            await client.mail(job.sender, options=options, encoding=encoding)
+            await client.rcpt(job.recipient, encoding=encoding)
+            start = await client.execute_command(b"DATA")
+            if start.code != 354:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            await self._write([ledger.begin(job.key, now, Phase.BODY)])
+            unwritten, in_body = [], True
+            reply = await self._transmit(client, data)
+            conn.messages += 1
+            conn.last_used = self.clock()
+            if reply.code != 250:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        except aiosmtplib.SMTPResponseException as err:
+            code, text = err.code, err.message
+            if code in (530, 535):
+                await self._write(
+                    [*unwritten, ledger.outcome(job.key, State.PENDING, code, text, self.clock())]
+                )
+                raise _auth_error(self.smtp, code, text) from None
+            await self._reset(slot, conn, code)
+            writes = unwritten
+            state = self._settle(job, code, text, writes, transient=400 <= code < 500)
+            await self._write(writes)
+            return self._done(job, state, code, text)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+            self._drop(slot)
+            text = _describe(err)
+            if in_body:
+                await self._write(
+                    [ledger.outcome(job.key, State.UNCERTAIN, None, text, self.clock())]
+                )
+                return self._done(job, State.UNCERTAIN, None, text)
+            state = self._settle(job, None, text, unwritten, transient=True)
+            await self._write(unwritten)
+            return self._done(job, state, None, text)
+        text = reply.message
+        self._record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
+        return self._done(job, State.SENT, reply.code, text)
+
+    def _settle(
+        self, job: Job, code: int | None, text: str, writes: list[Write], *, transient: bool
+    ) -> State:
+        """Append the write that ends a transaction that did not deliver; return the new state."""
+        now = self.clock()
+        attempts = job.attempts + 1
+        if not transient:
+            writes.append(ledger.outcome(job.key, State.FAILED, code, text, now))
+            return State.FAILED
+        if attempts >= self.retry.max_attempts:
+            text = f"gave up after {attempts} attempts: {text}"
+            writes.append(ledger.outcome(job.key, State.FAILED, code, text, now))
+            return State.FAILED
+        backoff = self.retry.backoff or [0.0]
+        delay = backoff[min(attempts - 1, len(backoff) - 1)]
+        writes.append(
+            ledger.outcome(job.key, State.DEFERRED, code, text, now, next_attempt_at=now + delay)
+        )
+        return State.DEFERRED
+
+    async def _transmit(self, client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
+        """Send the body and wait for the reply to the final dot (RFC 5321: up to 10 minutes)."""
+        protocol = client.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("connection lost before the message body")
+        protocol.write(data)
+        return await protocol.read_response(timeout=self.smtp.data_timeout)
+
+    async def _connection(self, slot: int) -> _Connection:
+        """The slot's connection: reused while fresh and alive, else a new one."""
+        conn = self._pool[slot]
+        if conn is not None and conn.messages >= self.per_connection:
+            await self._quit(slot)
+            conn = None
+        if conn is not None and not conn.client.is_connected:
+            self._drop(slot)
+            conn = None
+        if conn is not None and self.clock() - conn.last_used > IDLE_CHECK_AFTER:
+            try:
+                await conn.client.noop(timeout=NOOP_TIMEOUT)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                self._drop(slot)
+                conn = None
+        if conn is None:
+            conn = _Connection(await self._open(), self.clock())
+            self._pool[slot] = conn
+            self.tally.connections += 1
+        return conn
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        smtp = self.smtp
+        context = None
+        if smtp.security != "none":
+            cafile = str(smtp.cert_bundle) if smtp.cert_bundle else None
+            context = ssl.create_default_context(cafile=cafile)
+        client = aiosmtplib.SMTP(
+            hostname=smtp.host,
+            port=smtp.port,
+            timeout=smtp.timeout,
+            use_tls=smtp.security == "tls",
+            start_tls=smtp.security == "starttls",
+            validate_certs=True,
+            tls_context=context,
+            local_hostname=smtp.helo_name,
+        )
+        try:
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            if smtp.username:
+                await client.login(smtp.username, self.password or "")
+        except (ssl.SSLCertVerificationError, aiosmtplib.SMTPConnectError) as err:
+            client.close()
+            # aiosmtplib wraps the certificate error of implicit TLS in SMTPConnectError
+            cause = err if isinstance(err, ssl.SSLCertVerificationError) else err.__cause__
+            if not isinstance(cause, ssl.SSLCertVerificationError):
+                raise
+            raise DeliveryError(
+                f"the TLS certificate of {smtp.host}:{smtp.port} was rejected: "
+                f"{cause.verify_message or cause.reason}",
+                place=Place(key="smtp.host"),
+                hint="check smtp.host; for a private certificate authority set smtp.cert_bundle",
+            ) from None
+        except aiosmtplib.SMTPAuthenticationError as err:
+            client.close()
+            raise _auth_error(smtp, err.code, err.message) from None
+        except aiosmtplib.SMTPException as err:
+            client.close()
+            if "STARTTLS" in str(err):
+                raise DeliveryError(
+                    f"{smtp.host}:{smtp.port} does not offer STARTTLS",
+                    place=Place(key="smtp.security"),
+                    hint="use security: tls (usually port 465) or ask the provider",
+                ) from None
+            raise
+        return client
+
+    async def _reset(self, slot: int, conn: _Connection, code: int) -> None:
+        """After a refusal: RSET to reuse the connection, or drop it (421, or RSET fails)."""
+        if code == 421 or not conn.client.is_connected:
+            self._drop(slot)
+            return
+        try:
+            await conn.client.rset()
+            conn.last_used = self.clock()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            self._drop(slot)
+
+    async def _quit(self, slot: int) -> None:
+        conn = self._pool[slot]
+        self._pool[slot] = None
+        if conn is not None:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await conn.client.quit(timeout=NOOP_TIMEOUT)
+            conn.client.close()
+
+    def _drop(self, slot: int) -> None:
+        conn = self._pool[slot]
+        self._pool[slot] = None
+        if conn is not None:
+            conn.client.close()
+
+    def _record(self, writes: Sequence[Write]) -> None:
+        """Queue `writes` without waiting: they are committed in order, before any later write.
+
+        For the step whose loss is harmless: a 250 reply (lost, the message was in flight at the
+        crash and shows as uncertain). It is committed within `ledger.LINGER`, and always before
+        the next body mark of the same connection.
+        """
+        self._unconfirmed.append(self.writer.submit(writes, fsync=False))
+
+    async def _write(self, writes: Sequence[Write]) -> None:
+        """Commit and fsync `writes` (and every write queued before) before going on."""
+        earlier, self._unconfirmed = self._unconfirmed, []
+        await asyncio.wrap_future(self.writer.submit(writes, fsync=True))
+        for future in earlier:
+            future.result()  # committed in order, so done: raise if that commit failed
+
+    async def confirm(self) -> None:
+        """Commit and fsync every queued write now, and wait for it."""
+        if self._unconfirmed:
+            await self._write([])
+
+    def _done(self, job: Job, state: State, code: int | None, text: str) -> State:
+        self.tally.add(state)
+        self._emit(Event("done", key=job.key, state=state, code=code, text=text))
+        return state
+
+    def _emit(self, event: Event) -> None:
+        if self.progress is not None:
+            self.progress(event)
+
+
+def _why(window: Any) -> str:
+    return f"per-{window.name} limit ({window.cap})" if window is not None else "throttle"
+
+
+def _describe(err: BaseException) -> str:
+    name = type(err).__name__
+    text = str(err).strip()
+    return f"{name}: {text}" if text else name
+
+
+def _auth_error(smtp: Smtp, code: int, text: str) -> DeliveryError:
+    return DeliveryError(
+        f"{smtp.host} refused the login of {smtp.username or '(no user)'}: {code} {text}",
+        place=Place(key="smtp.username"),
+        hint=f"check smtp.username and the password in ${smtp.password_env or 'the environment'}",
+    )
+
+
+async def run_dispatcher(
+    dispatcher: Dispatcher,
+    rounds: Callable[[], Sequence[Job] | float | None],
+    *,
+    wait_retries: bool,
+) -> str | None:
+    """Send round after round: `rounds()` gives jobs, the time of the next retry, or None (done).
+
+    Returns why the run stopped early, or None when everything due was sent.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    handled: list[signal.Signals] = []
+
+    def on_signal() -> None:
+        if dispatcher.stopping and main is not None:
+            main.cancel()  # a second Ctrl-C: stop now
+        dispatcher.stopping = True
+        dispatcher._emit(Event("stopping"))
+
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, on_signal)
+            handled.append(number)
+    try:
+        while True:
+            if dispatcher.stopping:
+                return "interrupted"
+            plan = rounds()
+            if plan is None:
+                return None
+            if isinstance(plan, float):
+                if not wait_retries:
+                    return "retries pending"
+                while (left := plan - dispatcher.clock()) > 0:
+                    if dispatcher.stopping:
+                        return "interrupted"
+                    dispatcher._emit(Event("wait", seconds=left, text="next retry"))
+                    await dispatcher.sleep(min(left, 1.0))
+                continue
+            try:
+                await dispatcher.run(plan)
+            except Stopped:
+                return "interrupted"
+    except asyncio.CancelledError:
+        return "interrupted"
+    except DayCapReached as stop:
+        return str(stop)
+    finally:
+        for number in handled:
+            loop.remove_signal_handler(number)
+        with contextlib.suppress(BaseException):
+            await dispatcher.close()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from campaign.inputs import Inputs, load_inputs
 from campaign.letter import load_letter
-from campaign.pdf import WINDOW_MM, letter_path, render_pdf
+from campaign.pdf import letter_path, render_pdf
 from campaign.settings import Campaign, load_settings
 from tests.conftest import FEW_RECIPIENTS, REPO, write_few_recipients
 
@@ -88,9 +88,15 @@ def test_every_font_is_embedded(first_pdf: bytes) -> None:
     assert all("DejaVu" in name for name in names), names
 
 
-def test_address_block_lies_inside_the_envelope_window(first_pdf: bytes) -> None:
+def window_mm(inputs: Inputs) -> tuple[float, float, float, float]:
+    """The envelope's window (`layout.window`): left, top, right, bottom in mm."""
+    w = inputs.campaign.settings.layout.window
+    return w.left, w.top, w.left + w.width, w.top + w.height
+
+
+def test_address_block_lies_inside_the_envelope_window(inputs: Inputs, first_pdf: bytes) -> None:
     page = pdfium.PdfDocument(first_pdf)[0]
-    left, top, right, bottom = WINDOW_MM
+    left, top, right, bottom = window_mm(inputs)
     height = page.get_size()[1]
     window = page.get_textpage().get_text_bounded(
         left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM
@@ -185,7 +191,7 @@ def test_front_matter_address_replaces_the_default_block(inputs: Inputs) -> None
     )
     custom = dataclasses.replace(inputs, letter=load_letter(source))
     page = pdfium.PdfDocument(render_pdf(custom, inputs.recipients.recipients[1]))[0]
-    left, top, right, bottom = WINDOW_MM
+    left, top, right, bottom = window_mm(inputs)
     height = page.get_size()[1]
     window = page.get_textpage().get_text_bounded(
         left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM

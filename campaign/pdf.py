@@ -264,7 +264,29 @@ HARFBUZZ_WARNING = (
 MM_PER_PX = 25.4 / 96  # WeasyPrint lays out in CSS pixels
 ADDRESS_PT = 10.0  # the address's size in lettre.css; shrunk in steps of 0.5 pt when needed
 MIN_ADDRESS_PT = 8.0  # La Poste's machines read 8 pt and up
-MAX_LAYOUTS = 6
+MAX_LAYOUTS = 12
+# NF Z10-011's abbreviations, used only for an address line too wide for the window at the
+# smallest size (the norm: abbreviate only when a line would not fit otherwise).
+ABBREVIATIONS = (
+    ("Centre hospitalier universitaire", "CHU"),
+    ("Centre hospitalier régional", "CHR"),
+    ("Centre hospitalier intercommunal", "CHI"),
+    ("Centre hospitalier", "CH"),
+    ("boulevard", "BD"),
+    ("avenue", "AV"),
+    ("Saint-", "ST-"),
+    ("Sainte-", "STE-"),
+    ("Bâtiment", "BAT"),
+)
+
+
+def abbreviate(line: str) -> str:
+    """An address line with the norm's abbreviations (`boulevard` → `BD`, `Saint-` → `ST-`)."""
+    for long, short in ABBREVIATIONS:
+        line = re.sub(rf"(?<!\w){re.escape(long)}", short, line, flags=re.IGNORECASE)
+    return line
+
+
 # Tag every letter (PDF structure tree): it costs little (docs/letters.md, bench/render.py).
 TAG_BY_DEFAULT = True
 # lettre.css's page margins: the window's position is measured from the sheet, the flow from them.
@@ -288,6 +310,7 @@ class LayoutFaults:
 
     hyphenated_blocks: set[str] = field(default_factory=set)
     address: list[str] = field(default_factory=list)
+    wide_lines: list[str] = field(default_factory=list)
 
 
 def _boxes(box: Any, ancestors: tuple[Any, ...] = ()) -> Iterator[tuple[Any, tuple[Any, ...]]]:
@@ -313,7 +336,10 @@ def layout_faults(document: Any, window: Window) -> LayoutFaults:
                 last_line = (box, ancestors)
                 element = ancestors[-1].element if ancestors else None
                 if element is not None and element.get("class") == "line" and number == 1:
-                    faults.address += _outside(box, element, window)
+                    outside = _outside(box, element, window)
+                    faults.address += outside
+                    if any("wide" in fault for fault in outside):
+                        faults.wide_lines.append(element.text or "")
         if last_line is None or number == len(pages):
             continue
         line, ancestors = last_line
@@ -339,7 +365,9 @@ def _outside(line: Any, element: Any, window: Window) -> list[str]:
     shown = "".join(b.text for b in texts)
     faults = []
     if right > window.left + window.width + 0.01 or left < window.left - 0.01:
-        faults.append(f"{shown!r} is {right - left:.0f} mm wide (window {window.width:g} mm)")
+        faults.append(
+            f"{shown!r} is {right - left:.1f} mm wide, to {right:.1f} mm (window {window.width:g} mm)"
+        )
     if bottom > window.top + window.height + 0.01 or top < window.top - 0.01:
         faults.append(f"{shown!r} falls below the window ({window.height:g} mm high)")
     return faults
@@ -404,6 +432,14 @@ class Renderer:
             faults = layout_faults(document, self.window)
             if faults.address and address_pt > MIN_ADDRESS_PT:
                 address_pt = max(MIN_ADDRESS_PT, address_pt - 0.5)
+                continue
+            shorter = {line: abbreviate(line) for line in faults.wide_lines}
+            shorter = {line: short for line, short in shorter.items() if short != line}
+            if shorter:  # still too wide at the smallest size: the norm's abbreviations
+                for line, short in shorter.items():
+                    source = source.replace(
+                        f">{html.escape(line)}</p>", f">{html.escape(short)}</p>"
+                    )
                 continue
             if faults.address:
                 raise InputError(

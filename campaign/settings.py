@@ -140,11 +140,11 @@ class Smtp(_Section):
 
 
 class Window(_Section):
-    """An envelope's window, in mm from the sheet's top-left corner (DL: 110, 45, 85 × 40)."""
+    """An envelope's window, in mm from the sheet's top-left corner (DL: 110, 45, 90 × 40)."""
 
     left: float = Field(default=110.0, ge=0, le=210)
     top: float = Field(default=45.0, ge=0, le=297)
-    width: float = Field(default=85.0, gt=10, le=210)
+    width: float = Field(default=90.0, gt=10, le=210)
     height: float = Field(default=40.0, gt=10, le=297)
 
 

@@ -16,6 +16,7 @@ import hashlib
 import html
 import io
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -311,6 +312,7 @@ class LayoutFaults:
     hyphenated_blocks: set[str] = field(default_factory=set)
     address: list[str] = field(default_factory=list)
     wide_lines: list[str] = field(default_factory=list)
+    address_scale: float = 1.0  # the size that would fit, as a share of today's (< 1: shrink)
 
 
 def _boxes(box: Any, ancestors: tuple[Any, ...] = ()) -> Iterator[tuple[Any, tuple[Any, ...]]]:
@@ -336,7 +338,8 @@ def layout_faults(document: Any, window: Window) -> LayoutFaults:
                 last_line = (box, ancestors)
                 element = ancestors[-1].element if ancestors else None
                 if element is not None and element.get("class") == "line" and number == 1:
-                    outside = _outside(box, element, window)
+                    outside, scale = _outside(box, element, window)
+                    faults.address_scale = min(faults.address_scale, scale)
                     faults.address += outside
                     if any("wide" in fault for fault in outside):
                         faults.wide_lines.append(element.text or "")
@@ -353,11 +356,12 @@ def layout_faults(document: Any, window: Window) -> LayoutFaults:
     return faults
 
 
-def _outside(line: Any, element: Any, window: Window) -> list[str]:
-    """Where an address line lies outside the window, or [] when it is inside."""
+def _outside(line: Any, element: Any, window: Window) -> tuple[list[str], float]:
+    """Where an address line lies outside the window ([] when inside), and the share of its
+    size at which it would fit its width."""
     texts = [b for b, _ in _boxes(line) if hasattr(b, "text")]
     if not texts:
-        return []
+        return [], 1.0
     left = min(b.position_x for b in texts) * MM_PER_PX
     right = max(b.position_x + b.width for b in texts) * MM_PER_PX
     top = line.position_y * MM_PER_PX
@@ -370,7 +374,8 @@ def _outside(line: Any, element: Any, window: Window) -> list[str]:
         )
     if bottom > window.top + window.height + 0.01 or top < window.top - 0.01:
         faults.append(f"{shown!r} falls below the window ({window.height:g} mm high)")
-    return faults
+    room = window.left + window.width - left
+    return faults, min(1.0, room / (right - left)) if right > left else 1.0
 
 
 class Renderer:
@@ -399,6 +404,7 @@ class Renderer:
         self.base_url = str(letter.path.parent) + os.sep if letter else None
         # Images (the letterhead logo) are fetched and parsed once, not once per letter.
         self.image_cache: dict[str, Any] = {}
+        self.layouts = 0  # layouts the last letter took (one, or more when a check asked)
 
     def render(self, recipient: Recipient) -> bytes:
         """The PDF of one recipient's letter, laid out again until its pages read cleanly.
@@ -418,6 +424,7 @@ class Renderer:
         if variant:
             options["pdf_variant"] = variant
         held: set[str] = set()
+        self.layouts = 0
         address_pt = ADDRESS_PT
         for _attempt in range(MAX_LAYOUTS):
             extra = "".join(f'[data-block="{b}"] {{ hyphens: manual }}' for b in sorted(held))
@@ -429,9 +436,13 @@ class Renderer:
             document = HTML(string=source, base_url=self.base_url).render(
                 stylesheets=sheets, font_config=self.fonts, **options
             )
+            self.layouts += 1
             faults = layout_faults(document, self.window)
             if faults.address and address_pt > MIN_ADDRESS_PT:
-                address_pt = max(MIN_ADDRESS_PT, address_pt - 0.5)
+                # Straight to the size that fits the widest line (by half points), then down
+                # in half points if it still does not (a taller block, rounding).
+                wanted = math.floor(address_pt * faults.address_scale * 2) / 2
+                address_pt = max(MIN_ADDRESS_PT, min(address_pt - 0.5, wanted))
                 continue
             shorter = {line: abbreviate(line) for line in faults.wide_lines}
             shorter = {line: short for line, short in shorter.items() if short != line}

@@ -213,15 +213,10 @@ def test_the_window_is_a_setting(project: Path, tmp_path: Path) -> None:
     shutil.copytree(project, other)
     settings = other / "settings.yaml"
     text = settings.read_text(encoding="utf-8")
+    assert "window: DL" in text and "12 rue des Exemples" in text
     settings.write_text(
-        text.replace(
-            "smtp:",
-            "layout:\n  window: {left: 100, top: 55, width: 95, height: 40}\n  \nsmtp:",
-            1,
-        ).replace(
-            "  reply_to: contact@example.org",
-            "  reply_to: contact@example.org\n"
-            "  address: |\n    12 rue des Fictions\n    75011 PARIS",
+        text.replace("window: DL", "window: {left: 100, top: 55, width: 95, height: 40}").replace(
+            "12 rue des Exemples", "12 rue des Fictions"
         ),
         encoding="utf-8",
     )

@@ -197,3 +197,17 @@ def test_front_matter_address_replaces_the_default_block(inputs: Inputs) -> None
         left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM
     )
     assert " ".join(window.split()) == "À l’attention de Noël d’Aubigné MONTCLAIR-LES-BAINS"
+
+
+def test_a_hard_break_in_a_note_stays_a_break(inputs: Inputs) -> None:
+    source = inputs.letter.path.parent / "note.md"  # type: ignore[union-attr]
+    source.write_text(
+        "---\nstylesheet: lettre.css\n---\nTexte[^n].\n\n"
+        "[^n]: Première ligne de la note,\\\n    seconde ligne de la note,\n    suite sur la même.\n",
+        encoding="utf-8",
+    )
+    custom = dataclasses.replace(inputs, letter=load_letter(source))
+    text = page_texts(render_pdf(custom, inputs.recipients.recipients[0]))[0]
+    lines = [line.strip() for line in text.splitlines()]
+    assert "1. Première ligne de la note," in lines
+    assert "seconde ligne de la note, suite sur la même." in lines

@@ -6,8 +6,10 @@ exactly what they use.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 
+from campaign import postal
 from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
     FRONT_TEMPLATES,
@@ -24,6 +27,7 @@ from campaign.letter import (
     front_matter_line,
     load_letter,
     make_environment,
+    merge_letter,
     render_template,
     template_problems,
     template_variables,
@@ -37,6 +41,7 @@ from campaign.recipients import (
     variable_name,
 )
 from campaign.settings import Campaign
+from campaign.typography import french, use_colon
 
 # How many rows of the same template failure are listed before the rest are summed up.
 _SAME_FAILURE_LISTED = 5
@@ -70,7 +75,8 @@ class Inputs:
     def subject_for(self, recipient: Recipient) -> str:
         if self.subject is None:
             return ""
-        return " ".join(render_template(self.subject, self.context(recipient), "subject").split())
+        text = render_template(self.subject, self.context(recipient), "subject")
+        return french(" ".join(text.split()))  # the subject is typeset like the body
 
     def to_name_for(self, recipient: Recipient) -> str:
         if self.to_name is None:
@@ -84,6 +90,7 @@ def load_inputs(campaign: Campaign) -> Inputs:
     config = campaign.config
     problems: list[Problem] = []
     shown = settings.display
+    use_colon(settings.typography.colon)  # before anything is merged, workers included
 
     letter = _load(campaign, config.letter, problems)
     email_body = _load(campaign, config.email_body, problems) if config.email_body else None
@@ -236,6 +243,9 @@ def check_inputs(inputs: Inputs) -> CheckReport:
     failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):
         problems += _dry_merge(inputs, recipients.recipients, failed)
+    if not failed:
+        problems += postal_problems(inputs)
+        problems += title_problems(inputs)
     # A row whose letter cannot be merged is not ready, whatever its cells.
     unmergeable = sum(1 for r in recipients.ready if r.row in failed)
     return CheckReport(
@@ -408,3 +418,162 @@ def _render_quick(template: jinja2.Template, merged: dict[str, Any]) -> str:
     # names into a set on every call.
     context = environment.context_class(environment, merged, template.name, template.blocks)
     return "".join(template.root_render_func(context))
+
+
+# How many rows of the same postal or title warning are listed before the rest are counted.
+_SAME_WARNING_LISTED = 20
+# The columns a line of the address block may come from, in the order `address_lines` uses them.
+_ADDRESS_VARIABLES = ("civilite", "prenom", "nom", "fonction", "etablissement", "adresse")
+
+
+def postal_problems(inputs: Inputs) -> list[Problem]:
+    """The NF Z10-011 warnings of every printed address (campaigns with a PDF letter only).
+
+    The address block is the one the letter prints (`pdf.address_lines`), so the check and the
+    page cannot disagree about which cells form the address.
+    """
+    from campaign.pdf import address_lines  # pdf imports this module; WeasyPrint loads lazily
+
+    campaign = inputs.campaign
+    shown = campaign.settings.display(campaign.config.recipients)
+    letter = inputs.letter
+    names = inputs.recipients.names
+    listed = _Listing(shown)
+    postcode = names.get("code_postal")
+    for recipient in inputs.recipients.recipients:
+        if recipient.status is Status.INVALID:
+            continue
+        if postcode is not None:
+            message = postal.postcode_issue(recipient.values.get(postcode, ""))
+            if message is not None:
+                listed.add("postcode", recipient.row, postcode, message, "the norm wants 5 digits")
+        if not campaign.config.attach_pdf or letter is None:
+            continue  # an email-only campaign prints no address
+        fields: dict[str, str] = {}
+        if letter.text_template("address") is not None:
+            fields = dict(merge_letter(letter, inputs.context(recipient)).fields)
+        lines = address_lines(recipient, fields)
+        for issue in postal.address_issues(lines):
+            line = lines[issue.line - 1] if issue.line <= len(lines) else ""
+            column = _column_of(line, issue.line == len(lines), recipient, names)
+            kind = issue.message.split(" ", 3)[:3]
+            listed.add(" ".join(kind), recipient.row, column, issue.message, issue.hint)
+    return listed.problems()
+
+
+def _column_of(line: str, last: bool, recipient: Recipient, names: dict[str, str]) -> str | None:
+    """The header of the cell a line of the address block comes from (the town for the last)."""
+    if last:
+        for name in ("ville", "code_postal"):
+            if name in names:
+                return names[name]
+    for name in _ADDRESS_VARIABLES:
+        value = recipient.variables.get(name, "")
+        if value and (line in value.splitlines() or value.strip() in line):
+            return names.get(name)
+    return None
+
+
+class _Listing:
+    """Warnings listed for the first rows of each kind, the rest counted in one line."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.listed: list[Problem] = []
+        self.more: dict[str, int] = {}
+
+    def add(self, kind: str, row: int, column: str | None, message: str, hint: str) -> None:
+        count = self.more.get(kind, 0) + 1
+        self.more[kind] = count
+        if count <= _SAME_WARNING_LISTED:
+            place = Place(file=self.shown, row=row, column=column)
+            self.listed.append(Problem.warning(message, place, hint))
+
+    def problems(self) -> list[Problem]:
+        extra = [
+            Problem.warning(
+                f"{count - _SAME_WARNING_LISTED} more rows have the same warning ({kind}…)",
+                Place(file=self.shown),
+                "fix the rows listed above the same way",
+            )
+            for kind, count in self.more.items()
+            if count > _SAME_WARNING_LISTED
+        ]
+        return self.listed + extra
+
+
+# A title abbreviated before an article or a name, where a person is addressed: "Mme la
+# directrice,". The address block may abbreviate; a salutation or a closing line may not.
+_ABBREVIATED_TITLE = re.compile(r"(?<![\w.])(Mmes|Mme|Mlles|Mlle|MM\.|M\.|Mr|Dr|Pr)(?=\s)")
+_IN_FULL = {
+    "Mme": "Madame",
+    "Mmes": "Mesdames",
+    "Mlle": "Mademoiselle",
+    "Mlles": "Mesdemoiselles",
+    "M.": "Monsieur",
+    "MM.": "Messieurs",
+    "Mr": "Monsieur",
+    "Dr": "Docteur",
+    "Pr": "Professeur",
+}
+_CLOSING = re.compile(
+    r"agréer|prions|prie |recevoir|salutations|sentiments|cordialement|bien à vous", re.I
+)
+
+
+def title_problems(inputs: Inputs) -> list[Problem]:
+    """A salutation or closing line that abbreviates a title ("Mme la directrice,")."""
+    listed = _Listing(inputs.campaign.settings.display(inputs.campaign.config.recipients))
+    for letter in (inputs.letter, inputs.email_body):
+        if letter is None:
+            continue
+        paragraphs = _addressing_paragraphs(letter)
+        if not paragraphs:
+            continue
+        for recipient in inputs.recipients.recipients:
+            if recipient.status is Status.INVALID:
+                continue
+            context = inputs.context(recipient)
+            for line, template in paragraphs:
+                try:
+                    text = render_template(template, context, letter.display)
+                except TemplateError:
+                    continue  # the dry merge reported it
+                match = _ABBREVIATED_TITLE.search(text)
+                if match is None:
+                    continue
+                short = match.group(1)
+                fixed = " ".join([*text[: match.start()].split(), _IN_FULL[short]])
+                rest = " ".join(text[match.end() :].split())
+                listed.add(
+                    f"title {short}",
+                    recipient.row,
+                    _column_holding(short, recipient, inputs.recipients.names),
+                    f"{letter.display}, line {line}: the title is abbreviated where the person "
+                    f"is addressed ({' '.join(text.split())!r})",
+                    f"write {(fixed + ' ' + rest).strip()!r}: a person addressed is written in "
+                    "full (the address block may keep M. / Mme); "
+                    "{{ salutation(civilite, fonction) }} writes it so",
+                )
+                break
+    return listed.problems()
+
+
+def _column_holding(short: str, recipient: Recipient, names: dict[str, str]) -> str | None:
+    return next((h for h, v in recipient.values.items() if v.strip() == short), None)
+
+
+def _addressing_paragraphs(letter: Letter) -> list[tuple[int, jinja2.Template]]:
+    """The salutation (first paragraph) and the closing paragraphs, compiled on their own."""
+    found: list[tuple[int, jinja2.Template]] = []
+    line = 1
+    first = True
+    for block in re.split(r"(\n\s*\n)", letter.body):
+        if block.strip() and not block.lstrip().startswith("[^"):
+            start = line + len(block) - len(block.lstrip("\n"))
+            if first or _CLOSING.search(block):
+                with contextlib.suppress(TemplateError):  # reported where the letter compiles
+                    found.append((start, compile_text(block.strip(), letter.display)))
+            first = False
+        line += block.count("\n")
+    return found

@@ -445,7 +445,7 @@ def postal_problems(inputs: Inputs) -> list[Problem]:
             continue
         if postcode is not None:
             message = postal.postcode_issue(recipient.values.get(postcode, ""))
-            if message is not None:
+            if message is not None and listed.count("postcode"):
                 listed.add("postcode", recipient.row, postcode, message, "the norm wants 5 digits")
         if not campaign.config.attach_pdf or letter is None:
             continue  # an email-only campaign prints no address
@@ -454,10 +454,11 @@ def postal_problems(inputs: Inputs) -> list[Problem]:
             fields = dict(merge_letter(letter, inputs.context(recipient)).fields)
         lines = address_lines(recipient, fields)
         for issue in postal.address_issues(lines):
-            line = lines[issue.line - 1] if issue.line <= len(lines) else ""
-            column = _column_of(line, issue.line == len(lines), recipient, names)
-            kind = issue.message.split(" ", 3)[:3]
-            listed.add(" ".join(kind), recipient.row, column, issue.message, issue.hint)
+            kind = " ".join(issue.message.split(" ", 3)[:3])
+            if listed.count(kind):  # the cell is looked for only for the rows listed
+                line = lines[issue.line - 1] if issue.line <= len(lines) else ""
+                column = _column_of(line, issue.line == len(lines), recipient, names)
+                listed.add(kind, recipient.row, column, issue.message, issue.hint)
     return listed.problems()
 
 
@@ -482,12 +483,16 @@ class _Listing:
         self.listed: list[Problem] = []
         self.more: dict[str, int] = {}
 
+    def count(self, kind: str) -> bool:
+        """Count one more row of `kind`; True while such rows are still listed one by one."""
+        self.more[kind] = self.more.get(kind, 0) + 1
+        return self.more[kind] <= _SAME_WARNING_LISTED
+
     def add(self, kind: str, row: int, column: str | None, message: str, hint: str) -> None:
-        count = self.more.get(kind, 0) + 1
-        self.more[kind] = count
-        if count <= _SAME_WARNING_LISTED:
-            place = Place(file=self.shown, row=row, column=column)
-            self.listed.append(Problem.warning(message, place, hint))
+        """List a warning (after `count` said it is still listed)."""
+        self.listed.append(
+            Problem.warning(message, Place(file=self.shown, row=row, column=column), hint)
+        )
 
     def problems(self) -> list[Problem]:
         extra = [
@@ -530,11 +535,16 @@ def title_problems(inputs: Inputs) -> list[Problem]:
         paragraphs = _addressing_paragraphs(letter)
         if not paragraphs:
             continue
+        literal = any(_ABBREVIATED_TITLE.search(source) for _, _, source in paragraphs)
         for recipient in inputs.recipients.recipients:
             if recipient.status is Status.INVALID:
                 continue
+            # Only a cell holding "Mme" (or the letter's own text) can put one there: the
+            # other rows need no merge, which keeps `check` fast on long lists.
+            if not literal and not any(v.strip() in _IN_FULL for v in recipient.values.values()):
+                continue
             context = inputs.context(recipient)
-            for line, template in paragraphs:
+            for line, template, _ in paragraphs:
                 try:
                     text = render_template(template, context, letter.display)
                 except TemplateError:
@@ -543,6 +553,8 @@ def title_problems(inputs: Inputs) -> list[Problem]:
                 if match is None:
                     continue
                 short = match.group(1)
+                if not listed.count(f"title {short}"):
+                    break
                 fixed = " ".join([*text[: match.start()].split(), _IN_FULL[short]])
                 rest = " ".join(text[match.end() :].split())
                 listed.add(
@@ -563,9 +575,12 @@ def _column_holding(short: str, recipient: Recipient, names: dict[str, str]) -> 
     return next((h for h, v in recipient.values.items() if v.strip() == short), None)
 
 
-def _addressing_paragraphs(letter: Letter) -> list[tuple[int, jinja2.Template]]:
-    """The salutation (first paragraph) and the closing paragraphs, compiled on their own."""
-    found: list[tuple[int, jinja2.Template]] = []
+def _addressing_paragraphs(letter: Letter) -> list[tuple[int, jinja2.Template, str]]:
+    """The salutation (first paragraph) and the closing paragraphs: line, template, source.
+
+    Jinja expressions are blanked in the source kept, so that only the letter's own words count.
+    """
+    found: list[tuple[int, jinja2.Template, str]] = []
     line = 1
     first = True
     for block in re.split(r"(\n\s*\n)", letter.body):
@@ -573,7 +588,8 @@ def _addressing_paragraphs(letter: Letter) -> list[tuple[int, jinja2.Template]]:
             start = line + len(block) - len(block.lstrip("\n"))
             if first or _CLOSING.search(block):
                 with contextlib.suppress(TemplateError):  # reported where the letter compiles
-                    found.append((start, compile_text(block.strip(), letter.display)))
+                    template = compile_text(block.strip(), letter.display)
+                    found.append((start, template, re.sub(r"{[{%#].*?[}%#]}", " ", block)))
             first = False
         line += block.count("\n")
     return found

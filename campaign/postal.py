@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_LINES = 6
 MAX_WIDTH = 38
@@ -120,6 +121,18 @@ def delivery_start(lines: Sequence[str]) -> int:
     return count - 2
 
 
+def _index(table: dict[str, str]) -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """An abbreviation table by the first word of each key, longest keys first."""
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for key, short in sorted(table.items(), key=lambda item: -len(item[0])):
+        words = tuple(key.split())
+        index.setdefault(words[0], []).append((words, short))
+    return index
+
+
+_INDEXES = [_index(table) for table in ABBREVIATIONS]
+
+
 def abbreviate(line: str, width: int = MAX_WIDTH) -> str | None:
     """Shorten `line` with the norm's abbreviations, one at a time, until it fits in `width`.
 
@@ -128,16 +141,18 @@ def abbreviate(line: str, width: int = MAX_WIDTH) -> str | None:
     if len(line) <= width:
         return None
     words = line.split()
-    for table in ABBREVIATIONS:
-        for key, short in sorted(table.items(), key=lambda item: -len(item[0])):
-            size = key.count(" ") + 1
-            index = 0
-            while index + size <= len(words):
-                if plain(" ".join(words[index : index + size])) == key:
-                    words[index : index + size] = [short]
+    keys = [plain(word) for word in words]
+    for index in _INDEXES:
+        position = 0
+        while position < len(words):
+            for key, short in index.get(keys[position], ()):
+                if tuple(keys[position : position + len(key)]) == key:
+                    words[position : position + len(key)] = [short]
+                    keys[position : position + len(key)] = [short]
                     if len(" ".join(words)) <= width:
                         return " ".join(words)
-                index += 1
+                    break
+            position += 1
     return None
 
 
@@ -176,41 +191,58 @@ def address_issues(lines: Sequence[str]) -> list[AddressIssue]:
         )
     start = delivery_start(lines)
     for index, line in enumerate(lines):
-        last = index == count - 1
-        delivery = index >= start
-        fixed = last_line_fix(line) if last else strip_punctuation(line) if delivery else line
-        shorter = abbreviate(fixed)
-        proposal = shorter or fixed
-        if delivery and not last and fixed != line:
-            issues.append(
-                AddressIssue(
-                    index + 1,
-                    f"punctuation in line {index + 1} of the address ({line!r}): "
-                    "the norm allows none from the street down",
-                    f"write {proposal!r}",
-                )
-            )
-        if last and not _LAST_LINE.fullmatch(line):
-            issues.append(
-                AddressIssue(
-                    index + 1,
-                    f"the last line {line!r} is not a 5-digit postcode and the town in capitals",
-                    f"write {proposal!r}"
-                    if _LAST_LINE.fullmatch(fixed)
-                    else "write the postcode (5 digits), a space and the town in capitals, "
-                    "e.g. '75013 PARIS' or '38043 GRENOBLE CEDEX 9'",
-                )
-            )
-        if len(fixed) > MAX_WIDTH:
-            issues.append(
-                AddressIssue(
-                    index + 1,
-                    f"line {index + 1} of the address has {len(fixed)} characters; "
-                    f"the norm allows {MAX_WIDTH}",
-                    f"write {shorter!r} (the norm's abbreviations)"
-                    if shorter
-                    else f"shorten it to {MAX_WIDTH} characters: the norm's abbreviations "
-                    "(BD, AV, ST, CHU…) are not enough",
-                )
-            )
+        role = _LAST if index == count - 1 else _DELIVERY if index >= start else _IDENTITY
+        issues += _line_issues(line, index + 1, role)
     return issues
+
+
+_IDENTITY, _DELIVERY, _LAST = "identity", "delivery", "last"
+
+
+@lru_cache(maxsize=1 << 16)
+def _line_issues(line: str, number: int, role: str) -> tuple[AddressIssue, ...]:
+    """The issues of one line; cached, since streets, towns and functions repeat down a list."""
+    if role == _IDENTITY and len(line) <= MAX_WIDTH:
+        return ()  # the common case, without building anything
+    fixed = (
+        last_line_fix(line)
+        if role == _LAST
+        else strip_punctuation(line)
+        if role == _DELIVERY
+        else line
+    )
+    proposal = abbreviate(fixed) or fixed
+    issues: list[AddressIssue] = []
+    if role == _DELIVERY and fixed != line:
+        issues.append(
+            AddressIssue(
+                number,
+                f"punctuation in line {number} of the address ({line!r}): "
+                "the norm allows none from the street down",
+                f"write {proposal!r}",
+            )
+        )
+    if role == _LAST and not _LAST_LINE.fullmatch(line):
+        issues.append(
+            AddressIssue(
+                number,
+                f"the last line {line!r} is not a 5-digit postcode and the town in capitals",
+                f"write {proposal!r}"
+                if _LAST_LINE.fullmatch(fixed)
+                else "write the postcode (5 digits), a space and the town in capitals, "
+                "e.g. '75013 PARIS' or '38043 GRENOBLE CEDEX 9'",
+            )
+        )
+    if len(fixed) > MAX_WIDTH:
+        issues.append(
+            AddressIssue(
+                number,
+                f"line {number} of the address has {len(fixed)} characters; "
+                f"the norm allows {MAX_WIDTH}",
+                f"write {proposal!r} (the norm's abbreviations)"
+                if proposal != fixed
+                else f"shorten it to {MAX_WIDTH} characters: the norm's abbreviations "
+                "(BD, AV, ST, CHU…) are not enough",
+            )
+        )
+    return tuple(issues)

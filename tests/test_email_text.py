@@ -112,3 +112,15 @@ def test_the_subject_header_keeps_its_no_break_spaces() -> None:
     inputs = load_inputs(load_settings(REPO / "settings.yaml").campaign("hopitaux-2020-05"))
     recipient = inputs.recipients.ready[0]
     assert compose_message(inputs, recipient)["Subject"] == inputs.subject_for(recipient)
+
+
+def test_the_proof_reasons_keep_french_spacing_inside_guillemets() -> None:
+    from campaign.proofs import choose_sample
+
+    inputs = load_inputs(load_settings(REPO / "settings.yaml").campaign("hopitaux-2020-05"))
+    reasons = [reason for row in choose_sample(inputs) for reason in row.reasons]
+    quoted = [reason for reason in reasons if "«" in reason]
+    assert quoted, reasons
+    for reason in quoted:
+        assert f"\u00a0«{NNBSP}" in reason and reason.endswith(f"{NNBSP}»")
+        assert " «" not in reason and " »" not in reason

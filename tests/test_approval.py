@@ -22,6 +22,7 @@ from campaign.errors import ApprovalError, InputError, StateError
 from campaign.inputs import Inputs, load_inputs
 from campaign.recipients import read_table
 from campaign.settings import load_settings
+from campaign.typography import use_colon
 from tests.conftest import Run
 
 HOSPITALS = "hopitaux-2020-05"
@@ -147,6 +148,15 @@ def test_the_sender_and_reply_to_are_named(project: Path) -> None:
     approve(inputs_of(project), by="reviewer")
     edit_settings(project, "reply_to: contact@example.org", "reply_to: autre@example.org")
     assert "reply-to changed" in refusal(project)
+
+
+def test_the_space_before_a_colon_is_part_of_the_approved_content(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    edit_settings(project, "default_campaign:", "typography: {colon: word}\ndefault_campaign:")
+    try:
+        assert "typography changed" in refusal(project)
+    finally:
+        use_colon("fine")  # loading the campaign set it for this process
 
 
 def test_added_and_removed_recipients_are_counted(project: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from openpyxl import Workbook
@@ -211,3 +212,27 @@ def test_check_warns_when_the_salutation_abbreviates_a_title(tmp_path: Path) -> 
     titles = [p for p in report.problems if "abbreviated" in p.message]
     assert [(p.place.row, p.place.column) for p in titles] == [(3, "Civilité")]
     assert titles[0].hint is not None and "'Madame la directrice,'" in titles[0].hint
+
+
+def test_long_lists_are_checked_on_every_core_with_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign import addressing
+
+    (tmp_path / "letters").mkdir()
+    (tmp_path / "recipients").mkdir()
+    (tmp_path / "letters" / "lettre.md").write_text("Bonjour.\n", encoding="utf-8")
+    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
+    lines = ["Nom;Adresse;Code postal;Ville;Courriel"]
+    lines += [
+        f"N{i};{i}, rue de l'Hôpital;1000;Bourg-en-Bresse;r{i}@example.org" for i in range(90)
+    ]
+    (tmp_path / "recipients" / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    inputs = load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai"))
+    alone = addressing.postal_problems(inputs)
+    monkeypatch.setattr(addressing, "_PARALLEL_FROM", 10)
+    shared = addressing.postal_problems(inputs)
+    assert shared == alone
+    rows = [p.place.row for p in alone if p.place.column == "Adresse"]
+    assert rows == list(range(2, 22))  # the first 20 rows listed, in order
+    assert any(p.message.startswith("70 more rows have the same warning") for p in alone)

@@ -281,3 +281,11 @@ def test_a_row_with_errors_is_left_out_of_the_proofs_with_a_warning(
     refused = run("proof", HOSPITALS, "--rows", "6")
     assert refused.exit_code == 2
     assert "row 6 is invalid" in " ".join(refused.output.split())
+
+
+def test_the_cover_never_splits_a_command_or_a_quoted_civility(hospitals: Path) -> None:
+    document = pypdfium2.PdfDocument(pack(hospitals) / "proofs.pdf")
+    lines = document[0].get_textpage().get_text_range().splitlines()
+    assert any(f"campaign approve {HOSPITALS} --by NAME" in line for line in lines), lines
+    quoted = [line for line in lines if "civilité\u00a0«" in line or "«\u202fM" in line]
+    assert len(quoted) == 3 and all("«" in line and "»" in line for line in quoted), lines

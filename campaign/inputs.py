@@ -10,12 +10,14 @@ import multiprocessing as mp
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
 
+from campaign.depends import Dependency, dependencies
 from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
     FRONT_TEMPLATES,
@@ -53,6 +55,11 @@ class Inputs:
     to_name: jinja2.Template | None
     recipients: RecipientList
     problems: list[Problem] = field(default_factory=list)
+
+    @cached_property
+    def dependencies(self) -> list[Dependency]:
+        """Every file the letters and emails depend on (`campaign.depends`), read once."""
+        return dependencies(self)
 
     @property
     def errors(self) -> list[Problem]:

@@ -33,7 +33,8 @@ import aiosmtplib
 
 from campaign import ledger
 from campaign.errors import DeliveryError, Place
-from campaign.ledger import Phase, State, Write, Writer
+from campaign.ledger import Phase, State, Write
+from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
 from campaign.throttle import DayCapReached, Throttle
 
@@ -417,7 +418,7 @@ class Dispatcher:
         """Queue `writes` without waiting: they are committed in order, before any later write.
 
         For the step whose loss is harmless: a 250 reply (lost, the message was in flight at the
-        crash and shows as uncertain). It is committed within `ledger.LINGER`, and always before
+        crash and shows as uncertain). It is committed within `logwriter.LINGER`, and always before
         the next body mark of the same connection.
         """
         self._unconfirmed.append(self.writer.submit(writes, fsync=False))

@@ -39,7 +39,8 @@ from campaign.dispatch import (
     run_dispatcher,
 )
 from campaign.inputs import Inputs
-from campaign.ledger import Ledger, LedgerWriter, State
+from campaign.ledger import Ledger, State
+from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
 from campaign.throttle import DAY, Throttle, windows_from

@@ -205,7 +205,7 @@ def test_auth_over_plaintext_to_a_remote_host_is_refused_before_connecting(
 )
 def test_a_name_that_only_looks_like_loopback_gets_no_password_in_clear(host: str) -> None:
     from campaign.dispatch import Dispatcher
-    from campaign.ledger import NullWriter
+    from campaign.logwriter import NullWriter
     from campaign.settings import Retry
     from campaign.throttle import Throttle
 

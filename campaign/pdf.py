@@ -31,7 +31,6 @@ from typing import Any
 
 from campaign.errors import CampaignError, InputError, Place, Problem
 from campaign.inputs import Inputs
-from campaign.letter import merge_letter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status
 from campaign.settings import Campaign
@@ -131,9 +130,9 @@ def address_lines(recipient: Recipient, fields: Mapping[str, str]) -> list[str]:
 def letter_html(inputs: Inputs, recipient: Recipient) -> str:
     """The whole HTML document of one recipient's letter (raises `TemplateError`)."""
     letter = inputs.letter
-    if letter is None:
+    merged = inputs.merged(recipient).letter
+    if letter is None or merged is None:
         raise InputError("the campaign has no letter", place=Place(key="letter"))
-    merged = merge_letter(letter, inputs.context(recipient))
     fields = merged.fields
     sender = inputs.campaign.settings.sender
     subject = french(inputs.subject_for(recipient))

@@ -18,8 +18,10 @@ from click.testing import CliRunner, Result
 from campaign import commands
 from campaign.cli import main
 from campaign.errors import ApprovalError, CheckFailed, StateError, UsageError
+from campaign.inputs import load_inputs
 from campaign.ledger import State
 from campaign.outbox import run_lock
+from campaign.recipients import Recipient
 from campaign.send import SendMode, SendOptions
 from campaign.settings import Campaign, load_settings
 from tests.conftest import REPO
@@ -266,3 +268,23 @@ def _small_sheets(root: Path) -> None:
             target.write_bytes(b"".join(raw[:4]))
         else:
             target.write_bytes(item.read_bytes())
+
+
+def test_a_run_merges_each_recipient_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from campaign.inputs import Inputs
+
+    settings = make_project(tmp_path, port=free_port(), recipients=4)
+    calls: list[int] = []
+    original = Inputs.context
+
+    def counted(self: Inputs, recipient: Recipient) -> dict[str, object]:
+        calls.append(recipient.row)
+        return original(self, recipient)
+
+    monkeypatch.setattr(Inputs, "context", counted)
+    inputs = load_inputs(campaign_of(settings))
+    from campaign.send import send_campaign
+
+    report = send_campaign(inputs, SendOptions(dry_run=True))
+    assert report.written == 4
+    assert sorted(calls) == [2, 3, 4, 5]  # subject, display name, body and log entry share one

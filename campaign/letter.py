@@ -433,26 +433,21 @@ def template_problems(
     for name in sorted(undeclared, key=lambda n: first_line.get(n, 0)):
         if name in called:  # {{ salutaton(...) }}: a misspelt helper, not a missing column
             close = get_close_matches(name, helpers, n=1, cutoff=0.6)
-            problems.append(
-                Problem.error(
-                    f"{name}(...) is not a helper of the letters",
-                    Place(file=shown, line=first_line.get(name)),
-                    f"did you mean {close[0]}(...)?"
-                    if close
-                    else "the helpers are: " + ", ".join(f"{h}(...)" for h in helpers),
-                )
+            message = f"{name}(...) is not a helper of the letters"
+            hint = (
+                f"did you mean {close[0]}(...)?"
+                if close
+                else "the helpers are: " + ", ".join(f"{h}(...)" for h in helpers)
             )
-            continue
-        close = get_close_matches(name, candidates, n=1, cutoff=0.6)
-        problems.append(
-            Problem.error(
-                f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet",
-                Place(file=shown, line=first_line.get(name)),
+        else:
+            close = get_close_matches(name, candidates, n=1, cutoff=0.6)
+            message = f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet"
+            hint = (
                 f"did you mean {{{{ {close[0]} }}}}?"
                 if close
-                else "add a column of that name to the spreadsheet",
+                else "add a column of that name to the spreadsheet"
             )
-        )
+        problems.append(Problem.error(message, Place(file=shown, line=first_line.get(name)), hint))
     problems += footnote_problems(source, shown)
     return problems
 

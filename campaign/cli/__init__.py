@@ -11,10 +11,9 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.table import Table
 
 from campaign.cli.output import (
     console,
@@ -25,7 +24,9 @@ from campaign.cli.output import (
 )
 from campaign.cli.output import escape as _escape
 from campaign.errors import CampaignError, CheckFailed
-from campaign.settings import DEFAULT_SETTINGS, Campaign, load_settings
+
+if TYPE_CHECKING:
+    from campaign.settings import Campaign, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,12 +53,18 @@ def reports_errors(command: F) -> F:
 class Context:
     """What every command receives: where the settings are, and how to print."""
 
-    def __init__(self, settings_path: Path, *, quiet: bool) -> None:
+    def __init__(self, settings_path: Path | None, *, quiet: bool) -> None:
         self.settings_path = settings_path
         self.quiet = quiet
 
+    def settings(self) -> Settings:
+        # Imported here: `campaign --help` need not pay for pydantic and email-validator.
+        from campaign.settings import DEFAULT_SETTINGS, load_settings
+
+        return load_settings(self.settings_path or DEFAULT_SETTINGS)
+
     def campaign(self, name: str | None) -> Campaign:
-        return load_settings(self.settings_path).campaign(name)
+        return self.settings().campaign(name)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -75,19 +82,31 @@ class _InOrder(click.Group):
     "--settings",
     "settings_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_SETTINGS,
-    show_default=True,
-    help="The settings file; relative paths in it are relative to its folder.",
+    default=None,
+    help="The settings file; relative paths in it are relative to its folder "
+    "[default: settings.yaml].",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems and the summary.")
 @click.version_option(package_name="campaign")
 @click.pass_context
-def main(ctx: click.Context, settings_path: Path, quiet: bool) -> None:
+def main(ctx: click.Context, settings_path: Path | None, quiet: bool) -> None:
     """Mail-merge letter campaigns: spreadsheet + letter → PDF letters and emails, sent safely."""
     ctx.obj = Context(settings_path, quiet=quiet)
 
 
-@main.command()
+CAMPAIGN_HELP = (
+    "CAMPAIGN is a key of campaigns: in settings.yaml; without it, the command takes "
+    "default_campaign, or the only campaign there is."
+)
+CAMPAIGN_ARG = click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+QUIET = click.option(
+    "-q", "--quiet", "quiet", is_flag=True, help="No progress bar; print the summary."
+)
+
+
+@main.command(
+    short_help="Validate settings, letter and recipients; merge every row.", epilog=CAMPAIGN_HELP
+)
 @click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_context
@@ -108,12 +127,6 @@ def check(ctx: Context, campaign_name: str | None, as_json: bool) -> None:
     sys.exit(1 if report.errors else 0)
 
 
-CAMPAIGN_ARG = click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
-QUIET = click.option(
-    "-q", "--quiet", "quiet", is_flag=True, help="No progress bar; print the summary."
-)
-
-
 def _bar(*, disable: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -122,13 +135,15 @@ def _bar(*, disable: bool) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=err_console.rich(),
         disable=disable,
         transient=True,
     )
 
 
-@main.command()
+@main.command(
+    short_help="Write one PDF letter per recipient (only what changed).", epilog=CAMPAIGN_HELP
+)
 @CAMPAIGN_ARG
 @click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=None, help="Worker processes [all cores]."
@@ -182,7 +197,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-@main.command()
+@main.command(
+    short_help="Write the reviewers' proof pack (proofs.pdf, index.html).", epilog=CAMPAIGN_HELP
+)
 @CAMPAIGN_ARG
 @click.option("--sample", "extra", type=click.IntRange(min=0), default=0, help="Add N random rows.")
 @click.option("--rows", "rows", default=None, help="Proof these spreadsheet rows, e.g. 2,7,19.")
@@ -213,6 +230,8 @@ def proof(
             progress=lambda n, total: bar.update(task, completed=n, total=total),
         )
     if not quiet:
+        from rich.table import Table
+
         table = Table(header_style="bold")
         for name in ("row", "recipient", "why this row"):
             table.add_column(name, overflow="fold")
@@ -228,7 +247,9 @@ def proof(
     console.print(f"next: have them read, then campaign approve {campaign.name} --by NAME")
 
 
-@main.command()
+@main.command(
+    short_help="Record a reviewer's sign-off of the proofed content.", epilog=CAMPAIGN_HELP
+)
 @CAMPAIGN_ARG
 @click.option("--by", "by", required=True, help="Who approves the content (name or email).")
 @click.option("--note", default=None, help="A note kept with the approval.")
@@ -247,7 +268,9 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
     console.print(f"recorded in {_escape(str(campaign.layout.approval))}")
 
 
-@main.command()
+@main.command(
+    short_help="Send the emails: throttled, retried, logged, resumable.", epilog=CAMPAIGN_HELP
+)
 @CAMPAIGN_ARG
 @click.option(
     "--dry-run",
@@ -341,7 +364,7 @@ class _SendProgress:
             TaskProgressColumn(),
             "{task.fields[rate]}",
             TimeRemainingColumn(),
-            console=err_console,
+            console=err_console.rich(),
             disable=disable,
             transient=True,
         )
@@ -371,7 +394,7 @@ class _SendProgress:
             self.bar.update(self.task, description="stopping: finishing messages in flight")
 
 
-@main.command()
+@main.command(short_help="Show what became of each recipient.", epilog=CAMPAIGN_HELP)
 @CAMPAIGN_ARG
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
@@ -401,7 +424,7 @@ def status(
     sys.exit(report.exit_code)
 
 
-@main.command()
+@main.command(short_help="Run a local SMTP server that keeps what it receives.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
 @click.option(
     "--maildir",
@@ -423,7 +446,7 @@ def sink(ctx: Context, port: int, maildir: Path | None, log_path: Path | None) -
 
     if maildir is None:
         try:
-            settings = load_settings(ctx.settings_path)
+            settings = ctx.settings()
             maildir = sink_folder(settings.resolve(settings.outbox))
         except CampaignError:
             maildir = sink_folder(Path("outbox"))
@@ -439,7 +462,9 @@ def sink(ctx: Context, port: int, maildir: Path | None, log_path: Path | None) -
     click.echo(f"sink stopped: {count} messages stored in {maildir}/new")
 
 
-@main.command()
+@main.command(
+    short_help="Delete the campaign's personal data from the outbox.", epilog=CAMPAIGN_HELP
+)
 @CAMPAIGN_ARG
 @click.option(
     "--all", "include_log", is_flag=True, help="Also delete the delivery log and the approvals."

@@ -8,23 +8,52 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from campaign.errors import Problem, Severity
 
 if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet library to start
+    from rich.console import Console
+
     from campaign.send import SendReport
     from campaign.status import StatusReport
 
-# In a pipe, lines are not wrapped at the console's width: a sentence stays whole for grep and logs.
-console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
-err_console = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
+
+class _Console:
+    """A rich `Console` made on first use: `campaign --help` need not import rich."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich(), name)
+
+    def rich(self) -> Console:
+        """The console itself (a progress bar needs the real object)."""
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            # In a pipe, lines are not wrapped at the console's width: sentences stay whole.
+            self._console = Console(
+                stderr=self._stderr, highlight=False, soft_wrap=not stream.isatty()
+            )
+        return self._console
+
+
+console = _Console(stderr=False)
+err_console = _Console(stderr=True)
 # How many row numbers a grouped line lists before it sums up the rest.
 _ROWS_SHOWN = 12
+
+
+def escape(text: str) -> str:
+    """Text printed as it is, never read as rich markup (a cell may hold `[bold]`)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 __all__ = [
     "console",
@@ -38,6 +67,8 @@ __all__ = [
 
 def print_problems(problems: list[Problem]) -> None:
     """A table of problems: severity, file, row (or line), column, message, hint."""
+    from rich.table import Table
+
     table = Table(show_lines=False, header_style="bold")
     for name in ("severity", "file", "row/line", "column", "message", "hint"):
         table.add_column(name, overflow="fold")
@@ -114,6 +145,8 @@ def print_send_report(report: SendReport) -> None:
 
 def print_status(report: StatusReport) -> None:
     """`campaign status`: counts, the spreadsheet rows not sent yet, grouped replies, timing."""
+    from rich.table import Table
+
     name = f"[bold]{escape(report.campaign)}[/]"
     if not report.started:
         console.print(f"{name}: nothing sent yet (no {escape(str(report.log))})")

@@ -100,6 +100,8 @@ def compute_fingerprint(inputs: Inputs) -> Fingerprint:
         "list-unsubscribe": config.list_unsubscribe,
         "attach_pdf": config.attach_pdf,
         "pdf_variant": config.pdf_variant,
+        # The space before ":" changes every letter and email (typography.colon).
+        "typography": settings.typography.model_dump(),
         # The tool's own letter layout: bumped by pdf.py when an upgrade changes how letters look.
         "letter layout (campaign upgraded)": LAYOUT_VERSION if config.attach_pdf else None,
         "spreadsheet columns": sorted(inputs.recipients.headers),

@@ -42,6 +42,7 @@ from campaign.recipients import (
     variable_name,
 )
 from campaign.settings import Campaign
+from campaign.typography import french, use_colon
 
 # How many merged recipients `Inputs.merged` keeps (a run asks for each a few times in a row).
 _MERGED_KEPT = 256
@@ -118,7 +119,7 @@ class Merged:
         if self.inputs.subject is None:
             return ""
         text = render_template(self.inputs.subject, self.context, "subject")
-        return " ".join(text.split())
+        return french(" ".join(text.split()))  # the subject is typeset like the body
 
     @cached_property
     def to_name(self) -> str:
@@ -146,6 +147,7 @@ def load_inputs(campaign: Campaign) -> Inputs:
     config = campaign.config
     problems: list[Problem] = []
     shown = settings.display
+    use_colon(settings.typography.colon)  # before anything is merged, workers included
 
     letter = _load(campaign, config.letter, problems)
     email_body = _load(campaign, config.email_body, problems) if config.email_body else None
@@ -298,6 +300,11 @@ def check_inputs(inputs: Inputs) -> CheckReport:
     failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):
         problems += _dry_merge(inputs, recipients.recipients, failed)
+    if not failed:
+        from campaign.addressing import postal_problems, title_problems  # they import this
+
+        problems += postal_problems(inputs)
+        problems += title_problems(inputs)
     # A row whose letter cannot be merged is not ready, whatever its cells.
     unmergeable = sum(1 for r in recipients.ready if r.row in failed)
     return CheckReport(

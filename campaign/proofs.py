@@ -205,7 +205,13 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
         header = names[civility]
         for value, r in list(first_of.items())[:_CIVILITIES_LISTED]:
             found.append(
-                (r, f"{header.lower()} « {value} »" if value else f"{header.lower()} empty")
+                # No-break spaces: "civilité «" and "Madame »" never part at a line's end.
+                (
+                    r,
+                    f"{header.lower()}\u00a0«\u202f{value}\u202f»"
+                    if value
+                    else f"{header.lower()} empty",
+                )
             )
     return found
 
@@ -404,6 +410,7 @@ th { background: #eee; } .sample td:first-child { width: 9mm; } .sample td:nth-c
 dt { font-weight: bold; float: left; width: 42mm; } dd { margin: 0 0 1mm 44mm; }
 .email + .email { break-before: page; } .headers td:first-child { width: 26mm; font-weight: bold; }
 .body { border: 0.4pt solid #999; padding: 4mm; margin-top: 3mm; }
+.command { font-family: "DejaVu Sans Mono", monospace; white-space: nowrap; }
 """
 
 
@@ -441,8 +448,9 @@ def _proofs_pdf(
 <table class="sample"><tr><th>Row</th><th>Recipient</th><th>Why this row</th><th>Pages</th></tr>{
         rows
     }</table>
-<p>Every page of this file is stamped «&nbsp;{STAMP}&nbsp;». The letters follow in the order of the
-table. To approve exactly this content: <b>campaign approve {_e(campaign.name)} --by NAME</b>.
+<p>Every page of this file is stamped «\u202f{STAMP}\u202f». The letters follow in the order of the
+table. To approve exactly this content:
+<b class="command">campaign approve {_e(campaign.name)} --by NAME</b>.
 Any change to the letter, the stylesheet, the subject, the sender, the attachments or a recipient's
 data after that must be approved again before sending.</p>
 </body></html>"""
@@ -513,6 +521,7 @@ def _html_body(document: str) -> str:
 _INDEX_CSS = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1rem 2rem;
   color: #111; background: #fafafa; }
+.command { white-space: nowrap; }
 header { border-bottom: 2px solid #c0392b; margin-bottom: 1rem; } .stamp { color: #c0392b; font-weight: bold; }
 code { font-size: .85em; word-break: break-all; }
 section.recipient { background: #fff; border: 1px solid #ccc; border-radius: 6px; padding: 1rem;
@@ -584,7 +593,8 @@ def _index_html(
 <p>Made on {now:%Y-%m-%d %H:%M}. {len(inputs.recipients.ready)} recipients ready to send;
 {len(proofed)} shown here. Every letter of the sample, stamped, is in
 <a href="proofs.pdf">proofs.pdf</a>. Fingerprint of this content: <code>{fingerprint.digest}</code></p>
-<p>To approve exactly this content: <code>campaign approve {_e(campaign.name)} --by NAME</code></p>
+<p>To approve exactly this content:
+<code class="command">campaign approve {_e(campaign.name)} --by NAME</code></p>
 <ul>{toc}</ul></header>
 {"".join(sections)}
 </body></html>

@@ -174,11 +174,18 @@ class CampaignSettings(_Section):
     approval: Approval = Field(default_factory=Approval)
 
 
+class Typography(_Section):
+    # The space before ":" — fine: narrow no-break space (Le Robert); word: a full no-break
+    # space (Imprimerie nationale). docs/typography.md says why "fine" is the default.
+    colon: Literal["fine", "word"] = "fine"
+
+
 class Settings(_Section):
     sender: Sender
     smtp: Smtp = Field(default_factory=Smtp)
     throttle: Throttle = Field(default_factory=Throttle)
     retry: Retry = Field(default_factory=Retry)
+    typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
     retention_days: int | None = Field(default=None, gt=0)
     default_campaign: str | None = None

@@ -23,6 +23,7 @@ from campaign.errors import ApprovalError, CheckFailed, StateError
 from campaign.inputs import Inputs, load_inputs
 from campaign.recipients import read_table
 from campaign.settings import load_settings
+from campaign.typography import use_colon
 from tests.conftest import Run, approve_proofed
 
 HOSPITALS = "hopitaux-2020-05"
@@ -107,7 +108,7 @@ def test_one_character_of_the_letter_is_named(project: Path) -> None:
     approve(inputs_of(project), by="reviewer")
     letter = project / "letters/lettre-hopitaux.md"
     letter.write_text(
-        letter.read_text(encoding="utf-8").replace("Chers collègues", "Chers collègue"),
+        letter.read_text(encoding="utf-8").replace("Un arrêté[^arrete]", "Un arrête[^arrete]"),
         encoding="utf-8",
     )
     message = refusal(project)
@@ -150,6 +151,15 @@ def test_the_sender_and_reply_to_are_named(project: Path) -> None:
     assert "reply-to changed" in refusal(project)
 
 
+def test_the_space_before_a_colon_is_part_of_the_approved_content(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    edit_settings(project, "default_campaign:", "typography: {colon: word}\ndefault_campaign:")
+    try:
+        assert "typography changed" in refusal(project)
+    finally:
+        use_colon("fine")  # loading the campaign set it for this process
+
+
 def test_added_and_removed_recipients_are_counted(project: Path) -> None:
     approve(inputs_of(project), by="reviewer")
     path = project / XLSX
@@ -184,10 +194,12 @@ def test_reordering_rows_does_not_invalidate_the_approval(project: Path) -> None
     book = openpyxl.load_workbook(path)
     sheet = book.active
     assert sheet is not None
-    rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    rows = [[(c.value, c.number_format) for c in row] for row in sheet.iter_rows(min_row=2)]
     sheet.delete_rows(2, len(rows))
     for row in reversed(rows):
-        sheet.append(row)
+        sheet.append([value for value, _ in row])
+        for cell, (_, number_format) in zip(sheet[sheet.max_row], row, strict=True):
+            cell.number_format = number_format  # moving a row moves its formats (00000)
     book.save(path)
     assert inputs_of(project).recipients.recipients[0].email != first_email
     assert approved(project)

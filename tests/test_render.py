@@ -137,6 +137,14 @@ def test_print_pack_starts_every_letter_on_a_right_hand_page(few_project: Path, 
     assert len(texts) == 6
     assert "Élise Le Goff" in texts[0] and "Noël d’Aubigné" in texts[2]
     assert texts[1].strip() == "" and texts[3].strip() == "" and texts[5].strip() == ""
+    from pypdf import PdfReader
+
+    reader = PdfReader(pack)
+    assert reader.metadata is not None and reader.metadata.title
+    assert CAMPAIGN in reader.metadata.title and "impression" in reader.metadata.title
+    outline = [item.title for item in reader.outline if not isinstance(item, list)]
+    assert len(outline) == 3 and "Élise Le Goff" in outline[0]
+    assert [reader.get_destination_page_number(i) for i in reader.outline] == [0, 2, 4]
 
 
 def test_print_pack_refuses_letters_not_rendered(few_project: Path) -> None:

@@ -489,17 +489,30 @@ def template_problems(
         if name_node.name in undeclared and name_node.ctx == "load":
             first_line.setdefault(name_node.name, name_node.lineno)
     candidates = sorted(set(known) | set(headers))
+    called = {
+        call.node.name
+        for call in parsed.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name) and call.node.name in undeclared
+    }
+    helpers = sorted(n for n, v in _TEXT_ENV.globals.items() if callable(v))
     for name in sorted(undeclared, key=lambda n: first_line.get(n, 0)):
-        close = get_close_matches(name, candidates, n=1, cutoff=0.6)
-        problems.append(
-            Problem.error(
-                f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet",
-                Place(file=shown, line=first_line.get(name)),
+        if name in called:  # {{ salutaton(...) }}: a misspelt helper, not a missing column
+            close = get_close_matches(name, helpers, n=1, cutoff=0.6)
+            message = f"{name}(...) is not a helper of the letters"
+            hint = (
+                f"did you mean {close[0]}(...)?"
+                if close
+                else "the helpers are: " + ", ".join(f"{h}(...)" for h in helpers)
+            )
+        else:
+            close = get_close_matches(name, candidates, n=1, cutoff=0.6)
+            message = f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet"
+            hint = (
                 f"did you mean {{{{ {close[0]} }}}}?"
                 if close
-                else "add a column of that name to the spreadsheet",
+                else "add a column of that name to the spreadsheet"
             )
-        )
+        problems.append(Problem.error(message, Place(file=shown, line=first_line.get(name)), hint))
     problems += footnote_problems(source, shown)
     return problems
 

@@ -39,7 +39,6 @@ from campaign.recipients import Recipient, Status, variable_name
 from campaign.settings import Campaign
 
 STAMP = "ÉPREUVE — NE PAS ENVOYER"
-PROOFS_FOLDER = "proofs"
 FIRST_ROWS = 3
 _EMAILS_PER_BATCH = 50
 THUMBNAIL_SCALE = 0.6  # 72 dpi × 0.6: an A4 page becomes 357 × 505 pixels
@@ -244,9 +243,9 @@ def build_proofs(
     """Write the proof pack for `sample` and return where it is."""
     campaign = inputs.campaign
     fingerprint = compute_fingerprint(inputs)
-    final = campaign.outbox / PROOFS_FOLDER
-    work = campaign.outbox / f".{PROOFS_FOLDER}-new"
-    old = campaign.outbox / f".{PROOFS_FOLDER}-old"
+    final = campaign.layout.proofs
+    work = final.with_name(f".{final.name}-new")
+    old = final.with_name(f".{final.name}-old")
     shutil.rmtree(work, ignore_errors=True)
     try:
         pages = _write_pack(inputs, sample, fingerprint, work, progress)
@@ -315,13 +314,15 @@ def _write_pack(
         "created": now.isoformat(timespec="seconds"),
         "rows": [p.sample.recipient.row for p in proofed],
     }
-    write_private(work / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_private(
+        work / campaign.layout.proofs_manifest.name, json.dumps(manifest, indent=2) + "\n"
+    )
     return pages
 
 
 def proofed_fingerprint(campaign: Campaign) -> str | None:
     """The fingerprint the current proof pack was built from; None when none can be read."""
-    path = campaign.outbox / PROOFS_FOLDER / "manifest.json"
+    path = campaign.layout.proofs_manifest
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # missing or damaged: the pack must be made again anyway

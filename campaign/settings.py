@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
+from campaign.outbox import Layout
 
 DEFAULT_SETTINGS = Path("settings.yaml")
 DEFAULT_SUPPRESSION = Path("recipients/suppression.csv")
@@ -240,6 +241,11 @@ class Campaign:
     @property
     def outbox(self) -> Path:
         return self.settings.resolve(self.settings.outbox) / self.name
+
+    @property
+    def layout(self) -> Layout:
+        """Where this campaign's files are under the outbox."""
+        return Layout(self.outbox)
 
     def path(self, path: Path) -> Path:
         return self.settings.resolve(path)

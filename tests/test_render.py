@@ -10,7 +10,7 @@ import pytest
 
 from campaign.errors import InputError
 from campaign.inputs import Inputs, load_inputs
-from campaign.pdf import MANIFEST, letter_path, print_pack, render_letters
+from campaign.pdf import letter_path, print_pack, render_letters
 from campaign.settings import load_settings
 from tests.conftest import FEW_RECIPIENTS, Run, write_few_recipients
 
@@ -83,7 +83,7 @@ def test_a_removed_row_loses_its_pdf(few_project: Path) -> None:
     assert [p.name for p in second.removed] == ["0004-camille-b-x-y.pdf"]
     assert not first.rendered[2].exists()
     assert second.skipped == 2
-    assert "0004" not in (first.folder / MANIFEST).read_text(encoding="utf-8")
+    assert "0004" not in (first.folder / ".manifest.json").read_text(encoding="utf-8")
 
 
 def test_a_failing_row_is_reported_and_leaves_no_file(few_project: Path) -> None:

@@ -32,6 +32,7 @@ from campaign.ledger import Ledger, LedgerWriter, State
 from campaign.outbox import private_dir, run_lock, write_private
 from campaign.recipients import Recipient
 from campaign.throttle import DAY, Throttle, windows_from
+from campaign.window import Forecast, WindowedThrottle, forecast, window_of
 
 
 @dataclass
@@ -64,6 +65,8 @@ class SendReport:
     folder: Path | None = None  # the dry-run .eml files
     ledger: Path | None = None
     written: int = 0
+    forecast: Forecast | None = None  # when the messages left at the start should be sent
+    next_window: float | None = None  # when the send window next opens, if it is closed now
 
     @property
     def exit_code(self) -> int:
@@ -92,6 +95,8 @@ class SendReport:
             "next_retry": self.next_retry,
             "dry_run_folder": str(self.folder) if self.folder else None,
             "written": self.written,
+            "forecast": self.forecast.as_dict() if self.forecast else None,
+            "next_window": self.next_window,
             "exit_code": self.exit_code,
         }
 
@@ -134,11 +139,20 @@ def send_campaign(
             )
             report.requeued = log.requeue(states)
         settings = campaign.settings
-        throttle = Throttle(
-            windows_from(settings.throttle),
-            history=log.sent_times(clock() - DAY),
-            clock=clock,
-        )
+        history = log.sent_times(clock() - DAY)
+        window = window_of(settings.throttle)
+        throttle: Throttle
+        if window is None:
+            throttle = Throttle(windows_from(settings.throttle), history=history, clock=clock)
+        else:
+            # The send window wraps the throttle: the dispatcher asks it before every message.
+            throttle = WindowedThrottle(
+                windows_from(settings.throttle),
+                window=window,
+                wait_for_window=options.wait_retries,
+                history=history,
+                clock=clock,
+            )
         writer = LedgerWriter(log.path)
         dispatcher = Dispatcher(
             smtp=settings.smtp,
@@ -155,8 +169,13 @@ def send_campaign(
             tally=report.tally,
         )
         plan = _Plan(inputs, log, options, clock)
+        if not options.test_to:
+            report.forecast = forecast(
+                plan.total, settings.throttle, window, clock(), sent_last_day=len(history)
+            )
         if progress is not None:
-            progress(Event("start", total=plan.total))
+            summary = report.forecast.summary() if report.forecast else ""
+            progress(Event("start", total=plan.total, text=summary))
         run = log.start_run(clock())
         try:
             report.stopped = asyncio.run(
@@ -170,6 +189,12 @@ def send_campaign(
             report.stopped = f"limit of {options.limit} reached"
         report.counts = log.counts()
         report.next_retry = log.next_retry()
+        if (
+            window is not None
+            and not window.is_open(clock())
+            and (report.counts.get("pending") or report.counts.get("deferred"))
+        ):
+            report.next_window = window.next_opening(clock())
     report.seconds = time.perf_counter() - started
     return report
 

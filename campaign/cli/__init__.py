@@ -104,6 +104,22 @@ QUIET = click.option(
 )
 
 
+@main.command(short_help="Create a new campaign project in DIR, ready to fill in.")
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path, file_okay=True))
+@reports_errors
+def init(folder: Path) -> None:
+    """Create a new campaign project in DIR: settings, a letter, a recipient sheet, a suppression list."""
+    from campaign.init import init_project
+
+    created = init_project(folder)
+    for path in created.files:
+        console.print(f"  {_escape(str(folder / path))}")
+    console.print(
+        f"[green]Created a campaign project in {_escape(str(folder))}[/]; "
+        f"next: cd {_escape(str(folder))} && campaign check"
+    )
+
+
 @main.command(
     short_help="Validate settings, letter and recipients; merge every row.", epilog=CAMPAIGN_HELP
 )

@@ -86,8 +86,7 @@ def init_project(folder: Path, *, today: date | None = None) -> Created:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         values = {"today": (today or date.today()).isoformat()}
-        written = [_copy(item, folder, Path(), values) for item in _templates()]
-        written = [path for group in written for path in group]
+        written = [path for item in _templates() for path in _copy(item, folder, Path(), values)]
         _write_sheet(folder / SHEET)
     except OSError as err:
         raise UsageError(

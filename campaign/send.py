@@ -26,6 +26,7 @@ from campaign.compose import (
     message_id,
     needs_smtputf8,
     wire_bytes,
+    with_recipient_attachments,
 )
 from campaign.dispatch import (
     Clock,
@@ -316,8 +317,9 @@ class _Plan:
 
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
+            own = with_recipient_attachments(self.inputs, recipient, self.attachments)
             composed = compose_message(
-                self.inputs, recipient, pdf=self.pdf(recipient), attachments=self.attachments
+                self.inputs, recipient, pdf=self.pdf(recipient), attachments=own
             )
             return wire_bytes(composed)
 
@@ -336,7 +338,7 @@ class _Plan:
             self.inputs,
             recipient,
             pdf=self.pdf(recipient),
-            attachments=self.attachments,
+            attachments=with_recipient_attachments(self.inputs, recipient, self.attachments),
             test_to=address,
         )
         key = self.log.add_test_send(address, recipient.email, composed["Message-ID"], self.clock())
@@ -368,7 +370,8 @@ def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) ->
     pdfs = _pdf_source(inputs, ready)
     attachments = load_attachments(inputs)
     for recipient in ready:
-        message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=attachments)
+        own = with_recipient_attachments(inputs, recipient, attachments)
+        message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=own)
         write_private(folder / eml_name(recipient), message_bytes(message))
         report.written += 1
         if progress is not None:

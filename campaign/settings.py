@@ -260,6 +260,9 @@ class CampaignSettings(_Section):
     email_body: Path | None = None
     attach_pdf: bool = True
     attachments: list[Path] = Field(default_factory=list)
+    # Files per recipient: the column whose cells list them (`;`-separated), relative to the folder.
+    attachments_column: str | None = None
+    attachments_folder: Path = Path()
     required_columns: list[str] = Field(default_factory=list)
     suppression: Path = DEFAULT_SUPPRESSION
     list_unsubscribe: str | None = None
@@ -500,6 +503,22 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
         if config.email_body is not None:
             named.append(("email_body", config.email_body))
         named += [(f"attachments.{i}", p) for i, p in enumerate(config.attachments)]
+        if config.attachments_column is not None:
+            folder_loc = ("campaigns", name, "attachments_folder")
+            folder = settings.resolve(config.attachments_folder)
+            if not _inside(folder, settings.root) or not folder.is_dir():
+                problems.append(
+                    SettingsError(
+                        f"{config.attachments_folder} is not a folder of the project",
+                        place=Place(
+                            file=str(settings.path),
+                            line=_nearest_line(folder_loc, lines),
+                            key=".".join(folder_loc),
+                        ),
+                        hint="name a folder inside the project that holds the files, "
+                        "e.g. letters/annexes",
+                    )
+                )
         for key, value in named:
             loc = ("campaigns", name, *key.split("."))
             place = Place(

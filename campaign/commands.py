@@ -178,7 +178,11 @@ def _test_address(address: str) -> str:
 
 
 def status(
-    campaign: Campaign, *, export: Path | None = None, now: float | None = None
+    campaign: Campaign,
+    *,
+    export: Path | None = None,
+    with_sheet: bool = False,
+    now: float | None = None,
 ) -> StatusReport:
     """The delivery log against the spreadsheet as it is now, and where the approval stands."""
     from campaign.approval import approval_state
@@ -212,7 +216,11 @@ def status(
         ):
             log.recover()
         read_status(report, log, ready, now)
-        if export is not None:
+        if export is not None and with_sheet:
+            from campaign.export import export_with_sheet
+
+            export_with_sheet(campaign, log.deliveries(), export)
+        elif export is not None:
             export_deliveries(log.deliveries(), export)
     return report
 

@@ -419,16 +419,32 @@ class _SendProgress:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the delivery log to FILE.csv or FILE.xlsx (safe to open in Excel).",
 )
+@click.option(
+    "--with-sheet",
+    is_flag=True,
+    help="With --export: write the recipient spreadsheet itself, every cell unchanged, plus "
+    "state, date sent, bounce reason and replied columns (.xlsx, .ods or .csv).",
+)
 @pass_context
 @reports_errors
 def status(
-    ctx: Context, campaign_name: str | None, as_json: bool, export_path: Path | None
+    ctx: Context,
+    campaign_name: str | None,
+    as_json: bool,
+    export_path: Path | None,
+    with_sheet: bool,
 ) -> None:
     """Show the delivery log against the spreadsheet: counts, failures with their replies, timing."""
     from campaign import commands
 
     campaign = ctx.campaign(campaign_name)
-    report = commands.status(campaign, export=export_path)
+    if with_sheet and export_path is None:
+        from campaign.errors import UsageError
+
+        raise UsageError(
+            "--with-sheet needs --export FILE", hint="e.g. status --export suivi.xlsx --with-sheet"
+        )
+    report = commands.status(campaign, export=export_path, with_sheet=with_sheet)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}")
     if as_json:

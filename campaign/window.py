@@ -279,7 +279,7 @@ def forecast(
         start = window.next_opening(t) if window is not None else t
         end = window.closing(start) if window is not None else start + DAY
         room = (end - start) * rate
-        carried = int(min(remaining, room, max(budget, 0)))
+        carried = int(min(remaining, room + 1e-9, max(budget, 0)))  # 120 s × 1/60 s is 2, not 1.99
         if carried > 0:
             if days == 0:
                 starts_at = start

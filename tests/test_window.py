@@ -235,3 +235,20 @@ def test_send_waits_for_the_opening_then_sends(tmp_path: Path) -> None:
         sent = [d.sent_at for d in log.deliveries() if d.state is State.SENT]
     assert len(sent) == 3
     assert all(t is not None and t >= paris(2026, 5, 4, 8, 30) for t in sent)
+
+
+def test_status_forecasts_the_finish_from_the_window_and_the_caps(tmp_path: Path) -> None:
+    from campaign import commands
+
+    throttle = WINDOW.replace("per_minute: null", "per_minute: 1")
+    settings = make_project(tmp_path, port=2525, recipients=3, throttle=throttle)
+    campaign = load_settings(settings).campaign("mini")
+    thursday = paris(2026, 5, 7, 17, 58)  # two minutes left, then Victory Day and a weekend
+    found = commands.status(campaign, now=thursday).forecast
+    assert found is not None
+    assert found.summary() == "3 to send: about 2 days (1000/day, weekdays 08:30–18:00)"
+    assert found.finishes_at == paris(2026, 5, 11, 8, 31)
+    monday = commands.status(campaign, now=paris(2026, 5, 11, 9, 0)).forecast
+    assert monday is not None and monday.as_dict()["summary"] == (
+        "3 to send: about 3 minutes (1000/day, weekdays 08:30–18:00)"
+    )

@@ -385,6 +385,7 @@ class _SendProgress:
             transient=True,
         )
         self.task = self.bar.add_task("sending", total=None, rate="")
+        self.disabled = disable
         self.done = 0
 
     def __enter__(self) -> _SendProgress:
@@ -398,6 +399,8 @@ class _SendProgress:
         kind = str(event.kind)
         if kind == "start":
             self.bar.update(self.task, total=event.total)
+            if event.text and not self.disabled:  # the forecast: "711 to send: about 2 days (…)"
+                self.bar.console.print(_escape(event.text))
         elif kind == "done":
             self.done += 1
             speed = self.bar.tasks[0].speed
@@ -451,6 +454,8 @@ def status(
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
         print_status(report)
+        if report.forecast is not None:
+            console.print(_escape(report.forecast.summary()))
         if export_path is not None:
             console.print(f"exported to {_escape(str(export_path))}")
     sys.exit(report.exit_code)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from campaign.proofs import ProofPack
     from campaign.send import SendOptions, SendReport
     from campaign.status import StatusReport
+    from campaign.window import Forecast
 
 
 @contextlib.contextmanager
@@ -178,7 +179,11 @@ def _test_address(address: str) -> str:
 
 
 def status(
-    campaign: Campaign, *, export: Path | None = None, now: float | None = None
+    campaign: Campaign,
+    *,
+    export: Path | None = None,
+    with_sheet: bool = False,
+    now: float | None = None,
 ) -> StatusReport:
     """The delivery log against the spreadsheet as it is now, and where the approval stands."""
     from campaign.approval import approval_state
@@ -198,6 +203,7 @@ def status(
     report.warnings = retention_warnings(campaign)
     if not layout.log.exists():
         report.not_sent_yet = [r.row for r in ready]
+        report.forecast = _forecast(campaign, report, now)
         if export is not None:
             raise UsageError(
                 f"nothing to export: campaign {campaign.name} has no delivery log yet",
@@ -212,9 +218,26 @@ def status(
         ):
             log.recover()
         read_status(report, log, ready, now)
-        if export is not None:
+        report.forecast = _forecast(campaign, report, now)
+        if export is not None and with_sheet:
+            from campaign.export import export_with_sheet
+
+            export_with_sheet(campaign, log.deliveries(), export)
+        elif export is not None:
             export_deliveries(log.deliveries(), export)
     return report
+
+
+def _forecast(campaign: Campaign, report: StatusReport, now: float) -> Forecast | None:
+    """When the recipients still to send should be sent, within the caps and the send window."""
+    from campaign.window import forecast, window_of
+
+    left = report.counts.get("pending", 0) + report.counts.get("deferred", 0)
+    left += len(report.not_sent_yet)
+    if not left:
+        return None
+    throttle = campaign.settings.throttle
+    return forecast(left, throttle, window_of(throttle), now, sent_last_day=report.sent_last_24h)
 
 
 def retention_warnings(campaign: Campaign) -> list[str]:

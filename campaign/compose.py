@@ -84,20 +84,33 @@ def attachment_name(inputs: Inputs, recipient: Recipient) -> str:
 def load_attachments(inputs: Inputs) -> list[Attachment]:
     """Read the campaign's shared attachments once, for every message."""
     campaign = inputs.campaign
-    found: list[Attachment] = []
-    for path in campaign.config.attachments:
-        target = campaign.path(path)
-        try:
-            data = target.read_bytes()
-        except OSError as err:
-            raise InputError(
-                f"cannot read the attachment: {err.strerror}",
-                place=Place(file=campaign.settings.display(path)),
-            ) from None
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        maintype, _, subtype = kind.partition("/")
-        found.append(Attachment(header_text(Path(path).name), data, maintype, subtype))
-    return found
+    return [
+        _read_attachment(campaign.path(path), campaign.settings.display(path))
+        for path in campaign.config.attachments
+    ]
+
+
+def with_recipient_attachments(
+    inputs: Inputs, recipient: Recipient, shared: list[Attachment]
+) -> list[Attachment]:
+    """The shared attachments, then the files of the recipient's `attachments_column` cell."""
+    own = inputs.attachments_for(recipient)
+    if not own:
+        return shared
+    settings = inputs.campaign.settings
+    return [*shared, *(_read_attachment(path, settings.display(path)) for path in own)]
+
+
+def _read_attachment(target: Path, shown: str) -> Attachment:
+    try:
+        data = target.read_bytes()
+    except OSError as err:
+        raise InputError(
+            f"cannot read the attachment: {err.strerror}", place=Place(file=shown)
+        ) from None
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    maintype, _, subtype = kind.partition("/")
+    return Attachment(header_text(target.name), data, maintype, subtype)
 
 
 def compose_message(

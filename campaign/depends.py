@@ -11,6 +11,7 @@ refused elsewhere); a `{{ templated }}` path is data, covered by the recipient's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from campaign.errors import CampaignError
 
 if TYPE_CHECKING:
     from campaign.inputs import Inputs
@@ -76,6 +79,13 @@ def dependencies(inputs: Inputs) -> list[Dependency]:
             add(kind, path, letter=is_letter)
     for attachment in campaign.config.attachments:
         add("attachment", attachment, letter=False)
+    if campaign.config.attachments_column is not None:
+        # Per-recipient files: which row lists which is in the row's hash; their bytes are here.
+        for recipient in inputs.recipients.ready:
+            with contextlib.suppress(CampaignError):  # a path out of the folder: check says so
+                for path in inputs.attachments_for(recipient):
+                    if path.is_file():
+                        add("attachment", path, letter=False)
     return found
 
 

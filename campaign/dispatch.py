@@ -446,6 +446,8 @@ class Dispatcher:
 
 
 def _why(window: Any) -> str:
+    if window is not None and window.cap == 0:
+        return str(window.name)  # the send window (campaign.window): closed, not a count
     return f"per-{window.name} limit ({window.cap})" if window is not None else "throttle"
 
 

@@ -19,7 +19,7 @@ import jinja2
 from jinja2 import nodes
 
 from campaign.depends import Dependency, dependencies
-from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
+from campaign.errors import CampaignError, InputError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
     FRONT_TEMPLATES,
     Letter,
@@ -94,6 +94,33 @@ class Inputs:
 
     def subject_for(self, recipient: Recipient) -> str:
         return self.merged(recipient).subject
+
+    def attachments_for(self, recipient: Recipient) -> list[Path]:
+        """The files of the recipient's `attachments_column` cell, resolved in the folder.
+
+        The names are `;`-separated; an empty cell attaches nothing. Only what `check` accepts
+        reaches a send (`attachment_problems`); a path leaving the folder is refused here too.
+        """
+        config = self.campaign.config
+        if config.attachments_column is None:
+            return []
+        cell = recipient.values.get(config.attachments_column, "")
+        folder = self.campaign.path(config.attachments_folder).resolve()
+        found: list[Path] = []
+        for name in attachment_names(cell):
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder):
+                raise InputError(
+                    f"the attachment {name!r} is outside {config.attachments_folder}",
+                    place=Place(
+                        file=self.campaign.settings.display(config.recipients),
+                        row=recipient.row,
+                        column=config.attachments_column,
+                    ),
+                    hint="name files inside the attachments folder, without '..'",
+                )
+            found.append(target)
+        return found
 
     def to_name_for(self, recipient: Recipient) -> str:
         return self.merged(recipient).to_name
@@ -188,6 +215,63 @@ def load_inputs(campaign: Campaign) -> Inputs:
     )
     problems += recipients.problems
     return Inputs(campaign, letter, email_body, subject, to_name, recipients, problems)
+
+
+def attachment_names(cell: str) -> list[str]:
+    """`annexe 1.pdf; tarifs.pdf` → the file names, blanks dropped."""
+    return [part.strip() for part in cell.split(";") if part.strip()]
+
+
+def attachment_problems(inputs: Inputs) -> list[Problem]:
+    """Each ready row's listed files: missing, unreadable or outside the folder, with its row."""
+    campaign = inputs.campaign
+    config = campaign.config
+    column = config.attachments_column
+    if column is None:
+        return []
+    shown = campaign.settings.display(config.recipients)
+    if inputs.recipients.headers and column not in inputs.recipients.headers:
+        return [
+            Problem.error(
+                f"the attachments column {column!r} is not in the spreadsheet",
+                Place(file=shown, column=column),
+                f"add the column, or correct campaigns.{campaign.name}.attachments_column",
+            )
+        ]
+    problems: list[Problem] = []
+    folder = config.attachments_folder
+    for recipient in inputs.recipients.recipients:
+        if recipient.status is Status.INVALID:
+            continue
+        place = Place(file=shown, row=recipient.row, column=column)
+        try:
+            paths = inputs.attachments_for(recipient)
+        except InputError as err:
+            problems.append(Problem.from_error(err))
+            continue
+        for path, name in zip(
+            paths, attachment_names(recipient.values.get(column, "")), strict=True
+        ):
+            if not path.is_file():
+                problems.append(
+                    Problem.error(
+                        f"attachment not found: {name} (in {folder})",
+                        place,
+                        f"put the file in {folder}/ or correct the name in this cell",
+                    )
+                )
+            else:
+                try:
+                    path.open("rb").close()
+                except OSError as err:
+                    problems.append(
+                        Problem.error(
+                            f"the attachment {name} cannot be read: {err.strerror}",
+                            place,
+                            "check the file's permissions",
+                        )
+                    )
+    return problems
 
 
 def _header_variables(source: str) -> set[str]:
@@ -296,6 +380,7 @@ def check_inputs(inputs: Inputs) -> CheckReport:
             where = f"{campaign.settings.path} (campaigns.{campaign.name}.{key})"
             static += template_problems(source, where, known, recipients.headers)
     problems += static
+    problems += attachment_problems(inputs)
     # A placeholder no column provides would fail every row: report it once, not per row.
     failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):

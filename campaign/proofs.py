@@ -275,7 +275,7 @@ def _write_pack(
     progress: Progress | None,
 ) -> int:
     """Write every file of the pack into `work`; return the number of pages of proofs.pdf."""
-    from campaign.compose import compose_message, load_attachments
+    from campaign.compose import compose_message, load_attachments, with_recipient_attachments
 
     campaign = inputs.campaign
     attachments = load_attachments(inputs)
@@ -287,7 +287,8 @@ def _write_pack(
         stem = _stem(recipient, inputs.to_name_for(recipient), stems)
         try:
             pdf = _letter_pdf(inputs, recipient) if campaign.config.attach_pdf else None
-            message = compose_message(inputs, recipient, pdf=pdf, attachments=attachments)
+            own = with_recipient_attachments(inputs, recipient, attachments)
+            message = compose_message(inputs, recipient, pdf=pdf, attachments=own)
         except TemplateError as err:
             raise TemplateError(
                 f"{err.message} (merging spreadsheet row {recipient.row})",

@@ -26,6 +26,7 @@ from campaign.compose import (
     message_id,
     needs_smtputf8,
     wire_bytes,
+    with_recipient_attachments,
 )
 from campaign.dispatch import (
     Clock,
@@ -44,6 +45,7 @@ from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
 from campaign.throttle import DAY, Throttle, windows_from
+from campaign.window import Forecast, WindowedThrottle, forecast, window_of
 
 
 class SendMode(StrEnum):
@@ -91,6 +93,8 @@ class SendReport:
     folder: Path | None = None  # the dry-run .eml files
     ledger: Path | None = None
     written: int = 0
+    forecast: Forecast | None = None  # when the messages left at the start should be sent
+    next_window: float | None = None  # when the send window next opens, if it is closed now
     reasons: list[Reason] = field(default_factory=list)  # this run's non-sent outcomes, grouped
 
     @property
@@ -123,6 +127,8 @@ class SendReport:
             "next_retry": self.next_retry,
             "dry_run_folder": str(self.folder) if self.folder else None,
             "written": self.written,
+            "forecast": self.forecast.as_dict() if self.forecast else None,
+            "next_window": self.next_window,
             "reasons": [
                 {"state": r.state.value, "reply": r.text, "count": r.count} for r in self.reasons
             ],
@@ -169,11 +175,20 @@ def send_campaign(
             )
             report.requeued = log.requeue(states)
         settings = campaign.settings
-        throttle = Throttle(
-            windows_from(settings.throttle),
-            history=log.sent_times(clock() - DAY),
-            clock=clock,
-        )
+        history = log.sent_times(clock() - DAY)
+        window = window_of(settings.throttle)
+        throttle: Throttle
+        if window is None:
+            throttle = Throttle(windows_from(settings.throttle), history=history, clock=clock)
+        else:
+            # The send window wraps the throttle: the dispatcher asks it before every message.
+            throttle = WindowedThrottle(
+                windows_from(settings.throttle),
+                window=window,
+                wait_for_window=options.wait_retries,
+                history=history,
+                clock=clock,
+            )
         writer = LedgerWriter(log.path)
         dispatcher = Dispatcher(
             smtp=settings.smtp,
@@ -190,8 +205,13 @@ def send_campaign(
             tally=report.tally,
         )
         plan = _Plan(inputs, log, options, clock)
+        if not options.test_to:
+            report.forecast = forecast(
+                plan.total, settings.throttle, window, clock(), sent_last_day=len(history)
+            )
         if progress is not None:
-            progress(Event(EventKind.START, total=plan.total))
+            summary = report.forecast.summary() if report.forecast else ""
+            progress(Event(EventKind.START, total=plan.total, text=summary))
         run = log.start_run(clock())
         try:
             report.stopped = asyncio.run(
@@ -205,6 +225,12 @@ def send_campaign(
             report.stopped = f"limit of {options.limit} reached"
         report.counts = log.counts()
         report.next_retry = log.next_retry()
+        if (
+            window is not None
+            and not window.is_open(clock())
+            and (report.counts.get("pending") or report.counts.get("deferred"))
+        ):
+            report.next_window = window.next_opening(clock())
     report.seconds = time.perf_counter() - started
     report.reasons = [Reason(state, text, n) for (state, text), n in reasons.most_common()]
     return report
@@ -291,8 +317,9 @@ class _Plan:
 
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
+            own = with_recipient_attachments(self.inputs, recipient, self.attachments)
             composed = compose_message(
-                self.inputs, recipient, pdf=self.pdf(recipient), attachments=self.attachments
+                self.inputs, recipient, pdf=self.pdf(recipient), attachments=own
             )
             return wire_bytes(composed)
 
@@ -311,7 +338,7 @@ class _Plan:
             self.inputs,
             recipient,
             pdf=self.pdf(recipient),
-            attachments=self.attachments,
+            attachments=with_recipient_attachments(self.inputs, recipient, self.attachments),
             test_to=address,
         )
         key = self.log.add_test_send(address, recipient.email, composed["Message-ID"], self.clock())
@@ -343,7 +370,8 @@ def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) ->
     pdfs = _pdf_source(inputs, ready)
     attachments = load_attachments(inputs)
     for recipient in ready:
-        message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=attachments)
+        own = with_recipient_attachments(inputs, recipient, attachments)
+        message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=own)
         write_private(folder / eml_name(recipient), message_bytes(message))
         report.written += 1
         if progress is not None:

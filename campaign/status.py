@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from campaign.errors import InputError, Place
 from campaign.ledger import Delivery, Ledger, State
 from campaign.recipients import Recipient
+
+if TYPE_CHECKING:
+    from campaign.window import Forecast
 
 DAY = 86400.0
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
@@ -74,6 +77,7 @@ class StatusReport:
     sent_last_24h: int = 0
     test_sends: int = 0
     warnings: list[str] = field(default_factory=list)
+    forecast: Forecast | None = None  # when what is left should be sent (`campaign.window`)
 
     @property
     def started(self) -> bool:
@@ -106,6 +110,7 @@ class StatusReport:
             "counts": self.counts,
             "not_sent_yet": self.not_sent_yet,
             "not_in_sheet": self.not_in_sheet,
+            "forecast": self.forecast.as_dict() if self.forecast else None,
             "attention": [{**asdict(item), "state": item.state.value} for item in self.attention],
             "groups": [
                 {

@@ -104,6 +104,22 @@ QUIET = click.option(
 )
 
 
+@main.command(short_help="Create a new campaign project in DIR, ready to fill in.")
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path, file_okay=True))
+@reports_errors
+def init(folder: Path) -> None:
+    """Create a new campaign project in DIR: settings, a letter, a recipient sheet, a suppression list."""
+    from campaign.init import init_project
+
+    created = init_project(folder)
+    for path in created.files:
+        console.print(f"  {_escape(str(folder / path))}")
+    console.print(
+        f"[green]Created a campaign project in {_escape(str(folder))}[/]; "
+        f"next: cd {_escape(str(folder))} && campaign check"
+    )
+
+
 @main.command(
     short_help="Validate settings, letter and recipients; merge every row.", epilog=CAMPAIGN_HELP
 )
@@ -369,6 +385,7 @@ class _SendProgress:
             transient=True,
         )
         self.task = self.bar.add_task("sending", total=None, rate="")
+        self.disabled = disable
         self.done = 0
 
     def __enter__(self) -> _SendProgress:
@@ -382,6 +399,8 @@ class _SendProgress:
         kind = str(event.kind)
         if kind == "start":
             self.bar.update(self.task, total=event.total)
+            if event.text and not self.disabled:  # the forecast: "711 to send: about 2 days (…)"
+                self.bar.console.print(_escape(event.text))
         elif kind == "done":
             self.done += 1
             speed = self.bar.tasks[0].speed
@@ -403,22 +422,40 @@ class _SendProgress:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the delivery log to FILE.csv or FILE.xlsx (safe to open in Excel).",
 )
+@click.option(
+    "--with-sheet",
+    is_flag=True,
+    help="With --export: write the recipient spreadsheet itself, every cell unchanged, plus "
+    "state, date sent, bounce reason and replied columns (.xlsx, .ods or .csv).",
+)
 @pass_context
 @reports_errors
 def status(
-    ctx: Context, campaign_name: str | None, as_json: bool, export_path: Path | None
+    ctx: Context,
+    campaign_name: str | None,
+    as_json: bool,
+    export_path: Path | None,
+    with_sheet: bool,
 ) -> None:
     """Show the delivery log against the spreadsheet: counts, failures with their replies, timing."""
     from campaign import commands
 
     campaign = ctx.campaign(campaign_name)
-    report = commands.status(campaign, export=export_path)
+    if with_sheet and export_path is None:
+        from campaign.errors import UsageError
+
+        raise UsageError(
+            "--with-sheet needs --export FILE", hint="e.g. status --export suivi.xlsx --with-sheet"
+        )
+    report = commands.status(campaign, export=export_path, with_sheet=with_sheet)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}")
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
         print_status(report)
+        if report.forecast is not None:
+            console.print(_escape(report.forecast.summary()))
         if export_path is not None:
             console.print(f"exported to {_escape(str(export_path))}")
     sys.exit(report.exit_code)

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from campaign.errors import InputError, Place
 from campaign.inputs import Inputs
-from campaign.letter import merge_letter
 from campaign.recipients import Recipient
 
 # C0 and C1 controls, DEL and the Unicode line separators: none may reach a header.
@@ -85,20 +84,33 @@ def attachment_name(inputs: Inputs, recipient: Recipient) -> str:
 def load_attachments(inputs: Inputs) -> list[Attachment]:
     """Read the campaign's shared attachments once, for every message."""
     campaign = inputs.campaign
-    found: list[Attachment] = []
-    for path in campaign.config.attachments:
-        target = campaign.path(path)
-        try:
-            data = target.read_bytes()
-        except OSError as err:
-            raise InputError(
-                f"cannot read the attachment: {err.strerror}",
-                place=Place(file=campaign.settings.display(path)),
-            ) from None
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        maintype, _, subtype = kind.partition("/")
-        found.append(Attachment(header_text(Path(path).name), data, maintype, subtype))
-    return found
+    return [
+        _read_attachment(campaign.path(path), campaign.settings.display(path))
+        for path in campaign.config.attachments
+    ]
+
+
+def with_recipient_attachments(
+    inputs: Inputs, recipient: Recipient, shared: list[Attachment]
+) -> list[Attachment]:
+    """The shared attachments, then the files of the recipient's `attachments_column` cell."""
+    own = inputs.attachments_for(recipient)
+    if not own:
+        return shared
+    settings = inputs.campaign.settings
+    return [*shared, *(_read_attachment(path, settings.display(path)) for path in own)]
+
+
+def _read_attachment(target: Path, shown: str) -> Attachment:
+    try:
+        data = target.read_bytes()
+    except OSError as err:
+        raise InputError(
+            f"cannot read the attachment: {err.strerror}", place=Place(file=shown)
+        ) from None
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    maintype, _, subtype = kind.partition("/")
+    return Attachment(header_text(target.name), data, maintype, subtype)
 
 
 def compose_message(
@@ -113,11 +125,11 @@ def compose_message(
     """Compose one recipient's email: text + HTML, their PDF letter, the shared attachments."""
     campaign = inputs.campaign
     sender = campaign.settings.sender
-    letter = inputs.email_body or inputs.letter
-    if letter is None:
+    merged_recipient = inputs.merged(recipient)
+    merged = merged_recipient.email
+    if merged is None:
         raise InputError("the campaign has no letter to send", place=Place(key="letter"))
-    merged = merge_letter(letter, inputs.context(recipient))
-    subject = header_text(inputs.subject_for(recipient))
+    subject = header_text(merged_recipient.subject)
     domain = sender.email.rpartition("@")[2]
 
     message = EmailMessage(policy=SMTP)
@@ -127,7 +139,7 @@ def compose_message(
         message["Subject"] = TEST_PREFIX + subject
         message["Message-ID"] = test_message_id(domain)
     else:
-        message["To"] = make_address(inputs.to_name_for(recipient), recipient.email)
+        message["To"] = make_address(merged_recipient.to_name, recipient.email)
         message["Subject"] = subject
         message["Message-ID"] = message_id(campaign.name, recipient.email, domain)
     if sender.reply_to:

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
+from campaign.outbox import Layout
 
 DEFAULT_SETTINGS = Path("settings.yaml")
 DEFAULT_SUPPRESSION = Path("recipients/suppression.csv")
@@ -163,8 +164,103 @@ def _window(value: Any) -> Any:
     return value
 
 
-class Layout(_Section):
+class PageLayout(_Section):
+    """The letter's page: where the envelope's window is (`layout.window`)."""
+
     window: Annotated[Window, BeforeValidator(_window)] = Field(default_factory=Window)
+
+
+_DAY_NAMES = {
+    **{name: i for i, name in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])},
+    # French organisers may write the days the way they say them.
+    **{name: i for i, name in enumerate(["lun", "mar", "mer", "jeu", "ven", "sam", "dim"])},
+}
+_HOURS = re.compile(r"^\s*(\d{1,2})[:h](\d{2})?\s*[-–]\s*(\d{1,2})[:h](\d{2})?\s*$")
+
+
+def parse_hours(value: str) -> tuple[int, int]:
+    """Turn `08:30-18:00` (or `8h30-18h`) into minutes after midnight: (510, 1080)."""
+    match = _HOURS.match(value)
+    if not match:
+        raise ValueError(f'{value!r} is not a range of hours such as "08:30-18:00"')
+    start_h, start_m, end_h, end_m = (int(part or 0) for part in match.groups())
+    for hour, minute in ((start_h, start_m), (end_h, end_m)):
+        if hour > 24 or minute > 59 or (hour == 24 and minute):
+            raise ValueError(f"{value!r} names an hour that does not exist")
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    if start >= end:
+        raise ValueError(
+            f"{value!r} ends before it starts; a window must open and close on the same day"
+        )
+    return start, end
+
+
+class SendWindow(_Section):
+    """When messages may start: days of the week, hours of the day, public holidays off."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    hours: str = "08:30-18:00"
+    timezone: str = "Europe/Paris"
+    holidays: str | None = None
+
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("no day is given: name at least one, e.g. [mon, tue, wed, thu, fri]")
+        for day in value:
+            if str(day).strip().lower()[:3] not in _DAY_NAMES:
+                raise ValueError(
+                    f"{day!r} is not a day of the week; write mon, tue, wed, thu, fri, sat or sun"
+                )
+        return [str(day).strip().lower()[:3] for day in value]
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            close = get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+            also = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"unknown time zone {value!r}{also}; write one such as Europe/Paris"
+            ) from None
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import holidays
+
+        country, _, region = value.strip().upper().partition("-")
+        supported = holidays.list_supported_countries()
+        if country not in supported:
+            raise ValueError(
+                f"no public holidays are known for {value!r}; write a country code such as FR"
+            )
+        regions = {str(r).upper(): str(r) for r in supported[country]}
+        if region and region not in regions:
+            raise ValueError(
+                f"{country} has no region {region!r}; the regions are: "
+                + ", ".join(supported[country])
+            )
+        return f"{country}-{regions[region]}" if region else country
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        """The days as numbers, Monday = 0."""
+        return frozenset(_DAY_NAMES[day] for day in self.days)
 
 
 class Throttle(_Section):
@@ -174,6 +270,7 @@ class Throttle(_Section):
     per_day: int | None = Field(default=500, gt=0)
     concurrency: int = Field(default=2, ge=1, le=64)
     messages_per_connection: int = Field(default=100, ge=1)
+    window: SendWindow | None = None  # no window: send at any hour
 
 
 class Retry(_Section):
@@ -194,6 +291,9 @@ class CampaignSettings(_Section):
     email_body: Path | None = None
     attach_pdf: bool = True
     attachments: list[Path] = Field(default_factory=list)
+    # Files per recipient: the column whose cells list them (`;`-separated), relative to the folder.
+    attachments_column: str | None = None
+    attachments_folder: Path = Path()
     required_columns: list[str] = Field(default_factory=list)
     suppression: Path = DEFAULT_SUPPRESSION
     list_unsubscribe: str | None = None
@@ -202,12 +302,19 @@ class CampaignSettings(_Section):
     approval: Approval = Field(default_factory=Approval)
 
 
+class Typography(_Section):
+    # The space before ":" — fine: narrow no-break space (Le Robert); word: a full no-break
+    # space (Imprimerie nationale). docs/typography.md says why "fine" is the default.
+    colon: Literal["fine", "word"] = "fine"
+
+
 class Settings(_Section):
     sender: Sender
     smtp: Smtp = Field(default_factory=Smtp)
     throttle: Throttle = Field(default_factory=Throttle)
     retry: Retry = Field(default_factory=Retry)
-    layout: Layout = Field(default_factory=Layout)
+    layout: PageLayout = Field(default_factory=PageLayout)
+    typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
     retention_days: int | None = Field(default=None, gt=0)
     default_campaign: str | None = None
@@ -263,6 +370,11 @@ class Campaign:
     @property
     def outbox(self) -> Path:
         return self.settings.resolve(self.settings.outbox) / self.name
+
+    @property
+    def layout(self) -> Layout:
+        """Where this campaign's files are under the outbox."""
+        return Layout(self.outbox)
 
     def path(self, path: Path) -> Path:
         return self.settings.resolve(path)
@@ -400,6 +512,11 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
             continue
         field_info = model.model_fields.get(part)
         annotation = field_info.annotation if field_info else None
+        # An optional section (`window: SendWindow | None`): its keys are the section's.
+        annotation = next(
+            (a for a in get_args(annotation) if isinstance(a, type) and a is not type(None)),
+            annotation,
+        )
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
@@ -418,6 +535,22 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
         if config.email_body is not None:
             named.append(("email_body", config.email_body))
         named += [(f"attachments.{i}", p) for i, p in enumerate(config.attachments)]
+        if config.attachments_column is not None:
+            folder_loc = ("campaigns", name, "attachments_folder")
+            folder = settings.resolve(config.attachments_folder)
+            if not _inside(folder, settings.root) or not folder.is_dir():
+                problems.append(
+                    SettingsError(
+                        f"{config.attachments_folder} is not a folder of the project",
+                        place=Place(
+                            file=str(settings.path),
+                            line=_nearest_line(folder_loc, lines),
+                            key=".".join(folder_loc),
+                        ),
+                        hint="name a folder inside the project that holds the files, "
+                        "e.g. letters/annexes",
+                    )
+                )
         for key, value in named:
             loc = ("campaigns", name, *key.split("."))
             place = Place(

@@ -122,6 +122,10 @@ _PARSER = markdown_parser()
 _EMAIL = markdown_parser()
 _PDF = markdown_parser()
 _PDF.add_render_rule("footnote_ref", _render_inline_footnote)
+# A source line break is a space in the PDF: WeasyPrint keeps a newline inside a footnote as a
+# line break (the notes came out ragged, broken where the Markdown source was). A hard break
+# (two spaces or a backslash at the end of the line) still gives <br>.
+_PDF.add_render_rule("softbreak", lambda self, tokens, idx, options, env: " ")
 _PDF_RENDERER = cast(RendererHTML, _PDF.renderer)
 
 

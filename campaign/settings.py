@@ -62,6 +62,7 @@ class Sender(_Section):
     name: str
     email: str
     reply_to: str | None = None
+    address: str | None = None  # the postal address printed in a formal letter's letterhead
 
     @field_validator("email", "reply_to")
     @classmethod
@@ -137,6 +138,36 @@ class Smtp(_Section):
                 ) from None
             return done.stdout.rstrip("\n")
         return None
+
+
+class Window(_Section):
+    """An envelope's window, in mm from the sheet's top-left corner (DL: 110, 45, 90 × 40)."""
+
+    left: float = Field(default=110.0, ge=0, le=210)
+    top: float = Field(default=45.0, ge=0, le=297)
+    width: float = Field(default=90.0, gt=10, le=210)
+    height: float = Field(default=40.0, gt=10, le=297)
+
+
+WINDOW_PRESETS = {"DL": Window()}
+
+
+def _window(value: Any) -> Any:
+    """`window: DL` names a preset; otherwise left, top, width and height in mm."""
+    if isinstance(value, str):
+        if value.strip().upper() not in WINDOW_PRESETS:
+            raise ValueError(
+                f"unknown window {value!r}: name a preset ({', '.join(WINDOW_PRESETS)}) "
+                "or give left, top, width and height in mm"
+            )
+        return WINDOW_PRESETS[value.strip().upper()]
+    return value
+
+
+class PageLayout(_Section):
+    """The letter's page: where the envelope's window is (`layout.window`)."""
+
+    window: Annotated[Window, BeforeValidator(_window)] = Field(default_factory=Window)
 
 
 _DAY_NAMES = {
@@ -266,7 +297,7 @@ class CampaignSettings(_Section):
     required_columns: list[str] = Field(default_factory=list)
     suppression: Path = DEFAULT_SUPPRESSION
     list_unsubscribe: str | None = None
-    pdf_variant: Literal["pdf/a-3b"] | None = None
+    pdf_variant: Literal["pdf/a-3b", "pdf/a-3a", "pdf/ua-1"] | None = None
     allow_special_domains: bool = False
     approval: Approval = Field(default_factory=Approval)
 
@@ -282,6 +313,7 @@ class Settings(_Section):
     smtp: Smtp = Field(default_factory=Smtp)
     throttle: Throttle = Field(default_factory=Throttle)
     retry: Retry = Field(default_factory=Retry)
+    layout: PageLayout = Field(default_factory=PageLayout)
     typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
     retention_days: int | None = Field(default=None, gt=0)

@@ -92,8 +92,8 @@ def set_subset(enabled: bool) -> None:
 def naive_command(settings: Path, sample: int, subset: bool, work: Path) -> float:
     """(a) ms/letter: one `weasyprint` command per letter."""
     from campaign.inputs import load_inputs
-    from campaign.pdf import letter_html
     from campaign.settings import load_settings
+    from campaign.typeset import letter_html
 
     inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
     css = settings.parent / "letters" / "lettre.css"
@@ -125,8 +125,8 @@ def naive_in_process(settings: Path, sample: int, work: Path) -> float:
     from weasyprint import HTML
 
     from campaign.inputs import load_inputs
-    from campaign.pdf import letter_html
     from campaign.settings import load_settings
+    from campaign.typeset import letter_html
 
     inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
     css = str(settings.parent / "letters" / "lettre.css")
@@ -147,8 +147,8 @@ def tagging_cost(settings: Path, sample: int) -> tuple[float, float]:
     """
     from campaign import tagging
     from campaign.inputs import load_inputs
-    from campaign.pdf import Renderer
     from campaign.settings import load_settings
+    from campaign.typeset import Renderer
 
     inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
     renderer = Renderer(inputs)
@@ -271,7 +271,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="keep the best of N runs of each")
     args = parser.parse_args()
     set_subset(True)
-    from campaign.pdf import harfbuzz_subset_available
+    from campaign.typeset import harfbuzz_subset_available
 
     installed = harfbuzz_subset_available()
     modes = {"with": True, "without": False}

@@ -38,7 +38,7 @@ def postal_problems(inputs: Inputs) -> list[Problem]:
     The address block is the one the letter prints (`pdf.address_lines`), so the check and the
     page cannot disagree about which cells form the address.
     """
-    import campaign.pdf  # noqa: F401  (imported before the workers fork; WeasyPrint loads lazily)
+    import campaign.typeset  # noqa: F401  (imported before the workers fork; WeasyPrint loads lazily)
 
     rows = [r for r in inputs.recipients.recipients if r.status is not Status.INVALID]
     listing = _Listing(_shown(inputs))
@@ -53,7 +53,7 @@ def _shown(inputs: Inputs) -> str:
 
 def _postal_part(inputs: Inputs, rows: list[Recipient]) -> _Listing:
     """The postal warnings of some rows, listed and counted."""
-    from campaign.pdf import address_lines
+    from campaign.typeset import address_lines
 
     campaign = inputs.campaign
     letter = inputs.letter

@@ -28,9 +28,9 @@ from campaign.depends import shown_path
 from campaign.errors import ApprovalError, Place, StateError, UsageError
 from campaign.inputs import Inputs
 from campaign.outbox import write_private
-from campaign.pdf import LAYOUT_VERSION
 from campaign.recipients import Recipient
 from campaign.settings import Campaign
+from campaign.typeset import LAYOUT_VERSION
 
 FORMAT = 1
 # How many row numbers a change message lists before it sums up the rest.

@@ -333,7 +333,7 @@ def proofed_fingerprint(campaign: Campaign) -> str | None:
 
 
 def _letter_pdf(inputs: Inputs, recipient: Recipient) -> bytes:
-    from campaign.pdf import render_pdf
+    from campaign.typeset import render_pdf
 
     return render_pdf(inputs, recipient)
 

@@ -73,7 +73,18 @@ def test_help_lists_the_commands_in_the_order_they_are_used_with_whole_summaries
         for line in result.output.split("Commands:")[1].splitlines()
         if line.startswith("  ") and line.split()
     ]
-    order = ["init", "check", "render", "proof", "approve", "send", "inbox", "status", "sink", "purge"]
+    order = [
+        "init",
+        "check",
+        "render",
+        "proof",
+        "approve",
+        "send",
+        "inbox",
+        "status",
+        "sink",
+        "purge",
+    ]
     assert listed == [name for name in order if name in main.commands]
     assert {"init", "check", "send", "status", "purge"} <= set(listed)
     assert "..." not in result.output.split("Commands:")[1]

@@ -21,9 +21,9 @@ from pdfua import validate
 
 from campaign.errors import InputError
 from campaign.inputs import Inputs, load_inputs
-from campaign.pdf import abbreviate, address_lines, render_pdf
 from campaign.recipients import Recipient
 from campaign.settings import load_settings
+from campaign.typeset import abbreviate, address_lines, render_pdf
 from tests.conftest import REPO
 
 MM = 72 / 25.4

@@ -15,8 +15,9 @@ from PIL import Image
 
 from campaign.inputs import Inputs, load_inputs
 from campaign.letter import load_letter
-from campaign.pdf import letter_path, render_pdf
+from campaign.pdf import letter_path
 from campaign.settings import Campaign, load_settings
+from campaign.typeset import render_pdf
 from tests.conftest import FEW_RECIPIENTS, REPO, write_few_recipients
 
 MM = 72 / 25.4

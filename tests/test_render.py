@@ -179,7 +179,7 @@ def test_workers_remove_the_font_files_of_font_face_rules(few_project: Path) -> 
 def test_the_harfbuzz_subset_warning_matches_the_system(few_project: Path) -> None:
     import ctypes.util
 
-    from campaign.pdf import HARFBUZZ_WARNING, harfbuzz_subset_available
+    from campaign.typeset import HARFBUZZ_WARNING, harfbuzz_subset_available
 
     installed = ctypes.util.find_library("harfbuzz-subset") is not None
     assert harfbuzz_subset_available() == installed

@@ -594,8 +594,7 @@ def _index_html(
 <p>Made on {now:%Y-%m-%d %H:%M}. {len(inputs.recipients.ready)} recipients ready to send;
 {len(proofed)} shown here. Every letter of the sample, stamped, is in
 <a href="proofs.pdf">proofs.pdf</a>. Fingerprint of this content: <code>{fingerprint.digest}</code></p>
-<p>To approve exactly this content:
-<code class="command">campaign approve {_e(campaign.name)} --by NAME</code></p>
+<p>To approve exactly this content: <code class="command">campaign approve {_e(campaign.name)} --by NAME</code></p>
 <ul>{toc}</ul></header>
 {"".join(sections)}
 </body></html>

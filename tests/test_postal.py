@@ -236,3 +236,24 @@ def test_long_lists_are_checked_on_every_core_with_the_same_report(
     rows = [p.place.row for p in alone if p.place.column == "Adresse"]
     assert rows == list(range(2, 22))  # the first 20 rows listed, in order
     assert any(p.message.startswith("70 more rows have the same warning") for p in alone)
+
+
+def test_a_front_matter_address_is_the_one_checked(tmp_path: Path) -> None:
+    (tmp_path / "letters").mkdir()
+    (tmp_path / "recipients").mkdir()
+    (tmp_path / "letters" / "lettre.md").write_text(
+        "---\naddress: |\n  {{ nom }}\n  {{ rue }}\n  {{ cp }} {{ ville }}\n---\nBonjour.\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
+    (tmp_path / "recipients" / "d.csv").write_text(
+        "Nom;Rue;CP;Ville;Courriel\n"
+        "Noël;3 rue de la Paix;75013;PARIS;a@example.org\n"
+        "Roux;3, rue de la Paix;75013;Paris;b@example.org\n",
+        encoding="utf-8",
+    )
+    report = check_inputs(load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai")))
+    assert {(p.place.row, p.hint) for p in report.problems} == {
+        (3, "write '3 rue de la Paix'"),
+        (3, "write '75013 PARIS'"),
+    }

@@ -284,3 +284,11 @@ def test_proof_refuses_while_check_finds_errors_like_every_command(run: Run, pro
         assert "cannot be proofed: 40 recipients, 39 ready" in refused.output
         assert "│ 6 " in refused.output  # the row, in check's table of problems
     assert not (project / "outbox" / HOSPITALS / "proofs").exists()
+
+
+def test_the_cover_never_splits_a_command_or_a_quoted_civility(hospitals: Path) -> None:
+    document = pypdfium2.PdfDocument(pack(hospitals) / "proofs.pdf")
+    lines = document[0].get_textpage().get_text_range().splitlines()
+    assert any(f"campaign approve {HOSPITALS} --by NAME" in line for line in lines), lines
+    quoted = [line for line in lines if "civilité\u00a0«" in line or "«\u202fM" in line]
+    assert len(quoted) == 3 and all("«" in line and "»" in line for line in quoted), lines

@@ -91,3 +91,34 @@ def test_an_ods_number_style_of_5_digits_on_the_cells_is_shown_padded(tmp_path: 
 def test_an_ods_number_style_on_the_whole_column_is_shown_padded(tmp_path: Path) -> None:
     libreoffice_ods(tmp_path / "d.ods", on_column=True)
     assert read_table(tmp_path / "d.ods").rows == [(3, ["Noël", "01000"]), (4, ["Roux", "25000"])]
+
+
+def test_an_ods_header_row_group_and_repeated_rows_keep_the_row_numbers(tmp_path: Path) -> None:
+    from odf.table import TableHeaderRows
+
+    doc = OpenDocumentSpreadsheet()
+    five = NumberStyle(name="N5")
+    five.addElement(Number(decimalplaces="0", minintegerdigits="5"))
+    doc.automaticstyles.addElement(five)
+    doc.automaticstyles.addElement(Style(name="ce1", family="table-cell", datastylename="N5"))
+    table = Table(name="Destinataires")
+    table.addElement(TableColumn(numbercolumnsrepeated="2"))
+    header = TableHeaderRows()
+    row = TableRow()
+    for text in ("Nom", "Code postal"):
+        cell = TableCell(valuetype="string")
+        cell.addElement(P(text=text))
+        row.addElement(cell)
+    header.addElement(row)
+    table.addElement(header)
+    table.addElement(TableRow(numberrowsrepeated="2"))  # two empty rows in one element
+    row = TableRow()
+    row.addElement(TableCell(numbercolumnsrepeated="1"))
+    cell = TableCell(valuetype="float", value="6000", stylename="ce1")
+    cell.addElement(P(text="06000"))
+    row.addElement(cell)
+    table.addElement(row)
+    doc.spreadsheet.addElement(table)
+    doc.save(str(tmp_path / "d.ods"))
+    assert padded_cells(tmp_path / "d.ods") == {(3, 1): 5}
+    assert read_table(tmp_path / "d.ods").rows[-1] == (4, ["", "06000"])

@@ -79,3 +79,14 @@ def test_a_file_in_place_of_the_folder_is_refused(tmp_path: Path) -> None:
     code, output = invoke("init", str(target))
     assert code == 2
     assert "is a file, not a folder" in output
+
+
+def test_the_commented_window_is_valid_once_uncommented(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    assert invoke("init", str(folder))[0] == 0
+    settings = folder / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "  # window: {" in text
+    settings.write_text(text.replace("  # window: {", "  window: {"), encoding="utf-8")
+    code, output = invoke("--settings", str(settings), "check")
+    assert code == 0, output

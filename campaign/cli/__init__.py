@@ -312,7 +312,11 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
 @click.option(
     "--resend-uncertain", is_flag=True, help="Send again to those whose delivery is uncertain."
 )
-@click.option("--no-wait", is_flag=True, help="Stop instead of waiting for deferred retries.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Stop instead of waiting for deferred retries or for the send window to open.",
+)
 @click.option(
     "--wait",
     "wait_day",

@@ -464,6 +464,8 @@ def _print_send_report(report: Any) -> None:
         f"{tally.failed} failed, {tally.uncertain} uncertain[/] in {report.seconds:.1f} s "
         f"over {tally.connections} connection{'s' if tally.connections != 1 else ''}"
     )
+    if tally.pace is not None and tally.pace.describe():
+        console.print(f"[yellow]server[/]: {tally.pace.describe()}")
     if report.stopped == "interrupted":
         console.print("[yellow]interrupted[/]: messages in flight were finished and recorded")
     elif report.stopped == "retries pending" and report.next_retry:

@@ -31,7 +31,7 @@ from campaign.inputs import Inputs
 from campaign.ledger import Ledger, LedgerWriter, State
 from campaign.outbox import private_dir, run_lock, write_private
 from campaign.recipients import Recipient
-from campaign.throttle import DAY, Throttle, windows_from
+from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
 
 
 @dataclass
@@ -139,6 +139,11 @@ def send_campaign(
             history=log.sent_times(clock() - DAY),
             clock=clock,
         )
+        pace = Pace(
+            configured=configured_rate(throttle.windows),
+            learnt=log.learnt_rate(),
+            max_probe_gap=settings.smtp.probe_interval,
+        )
         writer = LedgerWriter(log.path)
         dispatcher = Dispatcher(
             smtp=settings.smtp,
@@ -153,6 +158,7 @@ def send_campaign(
             progress=progress,
             wait_for_day=options.wait_for_day,
             tally=report.tally,
+            pace=pace,
         )
         plan = _Plan(inputs, log, options, clock)
         if progress is not None:
@@ -166,6 +172,8 @@ def send_campaign(
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
             log.end_run(run, clock(), report.tally.sent, report.stopped or "done")
+            if pace.report.server is not None and pace.rate is not None:
+                log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:
             report.stopped = f"limit of {options.limit} reached"
         report.counts = log.counts()

@@ -58,6 +58,7 @@ class Job:
     message: Callable[[], bytes]  # the body after DATA, dot-stuffed, ending with the final dot
     attempts: int = 0  # attempts made before this one
     utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
+    put_back: int = 0  # times a reply about the sender sent it back to the queue in this run
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,17 @@ _ABOUT_SENDER = re.compile(
 )
 
 
+MAX_PUT_BACK = 5  # then a reply about the sender counts as an attempt: a server that never relents
+
+
 def about_sender(code: int, text: str) -> bool:
     """Whether a reply limits the sender (slow the run) rather than refuses this recipient."""
     return code == 421 or (code in (450, 451, 452) and _ABOUT_SENDER.search(text) is not None)
+
+
+def about_rate(text: str) -> bool:
+    """Whether a reply about the sender says it sends too much (slow down), not just 'closing'."""
+    return _ABOUT_SENDER.search(text) is not None
 
 
 @dataclass
@@ -310,8 +319,12 @@ class Dispatcher:
                 )
                 raise _auth_error(self.smtp, code, text) from None
             await self._reset(slot, conn, code)
-            if about_sender(code, text):
-                self.pace.refused(self.clock())
+            if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
+                job.put_back += 1
+                if about_rate(text):
+                    self.pace.refused(self.clock())
+                else:
+                    self.pace.report.refusals += 1  # a bare 421 closing: reconnect, no slow-down
                 if in_body:  # the body mark counted an attempt: give it back
                     await self._write([ledger.put_back(job.key, code, text)])
                 return None

@@ -8,8 +8,12 @@ RCPT, DATA, then the body once the server said 354) so that the log can tell a m
 left (safe to send again) from one that was on the wire when the connection dropped (`uncertain`,
 never resent automatically).
 
-Replies: 4xx, timeouts and drops are transient (`deferred`, retried with the configured backoff; 421
-also reconnects); 5xx is `failed`; 530/535 and a rejected TLS certificate stop the run. SIGINT or
+Replies about a recipient: 4xx, timeouts and drops are transient (`deferred`, retried with the
+configured backoff); 5xx is `failed`; 530/535 and a rejected TLS certificate stop the run. Replies
+about the sender (421, or 45x with 4.7.x/4.3.x about rate, connections or too much mail) and a
+server that cannot be reached at all are the run's business, not the recipient's: the recipient
+goes back in the queue with its attempts untouched and `throttle.Pace` slows every connection to the
+rate the server was measured to allow (or pauses and probes until the server answers again). SIGINT or
 SIGTERM: no new transaction starts, those in flight finish and are recorded; a second signal stops
 at once (the log then says `uncertain` for any message whose body was on the wire).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import signal
 import ssl
 import threading
@@ -36,7 +41,7 @@ from campaign.errors import DeliveryError, Place
 from campaign.ledger import Phase, State, Write
 from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
-from campaign.throttle import DayCapReached, Throttle
+from campaign.throttle import DayCapReached, Pace, PaceReport, Throttle
 
 IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
 NOOP_TIMEOUT = 5.0
@@ -55,6 +60,7 @@ class Job:
     message: Callable[[], bytes]  # the body after DATA, dot-stuffed, ending with the final dot
     attempts: int = 0  # attempts made before this one
     utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
+    put_back: int = 0  # times a reply about the sender sent it back to the queue in this run
 
 
 class EventKind(StrEnum):
@@ -90,6 +96,7 @@ class Tally:
     uncertain: int = 0
     connections: int = 0
     messages: int = 0
+    pace: PaceReport | None = None  # the server's limits and outages met, when any
 
     def add(self, state: State) -> None:
         self.messages += 1
@@ -105,6 +112,30 @@ class Tally:
 
 class Stopped(Exception):
     """The run was asked to stop (signal) before a new transaction could start."""
+
+
+class ServerDown(Exception):
+    """The server stayed unreachable longer than smtp.outage_limit: the run ends, nobody failed."""
+
+
+# A temporary reply about the sender rather than the recipient: a rate or connection limit.
+_ABOUT_SENDER = re.compile(
+    r"\b4\.[37]\.\d{1,3}\b.*(rate|too (much|many)|connection|limit|throttl|exceed|slow down)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+MAX_PUT_BACK = 5  # then a reply about the sender counts as an attempt: a server that never relents
+
+
+def about_sender(code: int, text: str) -> bool:
+    """Whether a reply limits the sender (slow the run) rather than refuses this recipient."""
+    return code == 421 or (code in (450, 451, 452) and _ABOUT_SENDER.search(text) is not None)
+
+
+def about_rate(text: str) -> bool:
+    """Whether a reply about the sender says it sends too much (slow down), not just 'closing'."""
+    return _ABOUT_SENDER.search(text) is not None
 
 
 @dataclass
@@ -129,8 +160,14 @@ class Dispatcher:
     sleep: Sleep = asyncio.sleep
     progress: Progress | None = None
     wait_for_day: bool = False
+    # How long the server may stay unreachable before the run ends (None: smtp.outage_limit;
+    # `send --no-wait` gives 0: it stops at the second failed probe instead of waiting).
+    outage_limit: float | None = None
+    server_down: bool = False  # the run ended because the server stayed unreachable
     tally: Tally = field(default_factory=Tally)
+    pace: Pace = field(default_factory=lambda: Pace(configured=None))
     stopping: bool = False
+    _probing: bool = False
     _pool: list[_Connection | None] = field(default_factory=list)
     _freed: asyncio.Event | None = None
     _unconfirmed: list[concurrent.futures.Future[None]] = field(default_factory=list)
@@ -144,6 +181,7 @@ class Dispatcher:
                 hint="set smtp.security to starttls or tls",
             )
         self._pool = [None] * self.concurrency
+        self.tally.pace = self.pace.report
 
     async def run(self, jobs: Sequence[Job]) -> None:
         """Send `jobs`; return when each is recorded, or the run stops (signal, day cap, fatal)."""
@@ -188,12 +226,15 @@ class Dispatcher:
             try:
                 state = await self._send_one(slot, job)
                 counted = state in (State.SENT, State.UNCERTAIN)
+                if state is None:
+                    queue.appendleft(job)  # refused because of the sender: try it again later
             except BaseException as err:
                 # A fatal error or a hard stop: the message may have been on the wire.
                 counted = isinstance(err, asyncio.CancelledError)
                 self.stopping = True
                 raise
             finally:
+                self._probing = False
                 self.throttle.finish(counted=counted)
                 if self._freed is not None:
                     self._freed.set()
@@ -203,9 +244,21 @@ class Dispatcher:
         while True:
             if self.stopping:
                 raise Stopped
+            delay = self.pace.delay(self.clock())
+            if delay > 0:
+                if delay >= 1.0:
+                    why = "server unreachable" if self.pace.down_since else "server's limit"
+                    self._emit(Event(EventKind.WAIT, seconds=delay, text=why))
+                await self.sleep(min(delay, 1.0))
+                continue
+            if self.pace.holding and self._probing:
+                await self.sleep(0.05)  # one probe at a time while the server limits or is down
+                continue
             wait = self.throttle.wait()
             if wait.ready:
                 self.throttle.start()
+                self.pace.started(self.clock())
+                self._probing = self.pace.holding
                 return
             stop = self.throttle.day_cap(wait)
             if stop is not None and not self.wait_for_day:
@@ -221,7 +274,8 @@ class Dispatcher:
                     self._emit(Event(EventKind.WAIT, seconds=wait.seconds, text=_why(wait.window)))
                 await self.sleep(min(wait.seconds, 1.0))
 
-    async def _send_one(self, slot: int, job: Job) -> State:
+    async def _send_one(self, slot: int, job: Job) -> State | None:
+        """Send one job; its new state, or None when it goes back in the queue untouched."""
         data = job.message()  # composed before anything is recorded: a failure here sends nothing
         now = self.clock()
         try:
@@ -229,11 +283,18 @@ class Dispatcher:
         except DeliveryError:
             raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
-            unsent = [ledger.begin(job.key, now)]
-            text = _describe(err, self.smtp)
-            state = self._settle(job, None, text, unsent, transient=True)
-            await self._write(unsent)
-            return self._done(job, state, None, text)
+            # No connection at all: the server is down (or refuses us) for everyone. Pause and
+            # probe; the recipient's attempts are untouched.
+            self.pace.unreachable(self.clock())
+            down = self.pace.down_since
+            limit = self.smtp.outage_limit if self.outage_limit is None else self.outage_limit
+            if down is not None and self.clock() - down > limit:
+                self.server_down = True
+                raise ServerDown(
+                    f"{self.smtp.host}:{self.smtp.port} unreachable for "
+                    f"{self.clock() - down:.0f} s: {_describe(err, self.smtp)}"
+                ) from None
+            return None
         client = conn.client
         options, encoding = [], "ascii"
         if job.utf8:
@@ -273,6 +334,15 @@ class Dispatcher:
                 )
                 raise _auth_error(self.smtp, code, text) from None
             await self._reset(slot, conn, code)
+            if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
+                job.put_back += 1
+                if about_rate(text):
+                    self.pace.refused(self.clock())
+                else:
+                    self.pace.report.refusals += 1  # a bare 421 closing: reconnect, no slow-down
+                if in_body:  # the body mark counted an attempt: give it back
+                    await self._write([ledger.put_back(job.key, code, text)])
+                return None
             writes = unwritten
             state = self._settle(job, code, text, writes, transient=400 <= code < 500)
             await self._write(writes)
@@ -289,6 +359,7 @@ class Dispatcher:
             await self._write(unwritten)
             return self._done(job, state, None, text)
         text = reply.message
+        self.pace.accepted(self.clock())
         self._record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
         return self._done(job, State.SENT, reply.code, text)
 
@@ -517,7 +588,7 @@ async def run_dispatcher(
                 return "interrupted"
     except asyncio.CancelledError:
         return "interrupted"
-    except DayCapReached as stop:
+    except (DayCapReached, ServerDown) as stop:
         return str(stop)
     finally:
         for number in handled:

@@ -365,6 +365,21 @@ class Ledger:
             ]
         )
 
+    # The rate the server was measured to allow, kept for the next run (a table made on first use,
+    # so older logs need no migration).
+    def learnt_rate(self) -> float | None:
+        """Messages per second the server allowed when last limited, or None."""
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'learnt_rate'").fetchone()
+        return float(row[0]) if row else None
+
+    def keep_learnt_rate(self, rate: float) -> None:
+        with self.conn:
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('learnt_rate', ?)", (repr(float(rate)),)
+            )
+
     def add_test_send(self, address: str, source: str, message_id: str, now: float) -> int:
         with self.conn:
             cursor = self.conn.execute(
@@ -390,6 +405,20 @@ def begin(key: str | int, now: float, phase: Phase = Phase.ENVELOPE) -> Write:
         "UPDATE deliveries SET state = 'sending', phase = ?, attempts = attempts + 1,"
         " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? WHERE email = ?",
         (phase.value, now, now, key),
+    )
+
+
+def put_back(key: str | int, code: int | None, text: str) -> Write:
+    """Undo a transaction's attempt: the server refused it because of the sender, not this
+    recipient (a rate limit), so the recipient goes back to the queue with its attempts untouched.
+    """
+    if isinstance(key, int):
+        return ("UPDATE test_sends SET state = 'pending', phase = NULL WHERE id = ?", (key,))
+    return (
+        "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'pending' END,"
+        " phase = NULL, attempts = max(attempts - 1, 0), last_code = ?, last_text = ?"
+        " WHERE email = ?",
+        (code, text[:500], key),
     )
 
 

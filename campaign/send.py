@@ -44,7 +44,7 @@ from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
-from campaign.throttle import DAY, Throttle, windows_from
+from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
 from campaign.window import Forecast, WindowedThrottle, forecast, window_of
 
 
@@ -96,12 +96,15 @@ class SendReport:
     forecast: Forecast | None = None  # when the messages left at the start should be sent
     next_window: float | None = None  # when the send window next opens, if it is closed now
     reasons: list[Reason] = field(default_factory=list)  # this run's non-sent outcomes, grouped
+    server_down: bool = False  # stopped because the SMTP server stayed unreachable
 
     @property
     def exit_code(self) -> int:
         """0 when everything due was sent (or waits for a cap the settings or --limit set)."""
         if self.stopped == "interrupted":
             return 130
+        if self.server_down:
+            return 1  # nobody failed, but nobody due was sent either
         if self.mode is SendMode.TEST:
             return 1 if self.tally.failed or self.tally.uncertain or self.tally.deferred else 0
         if self.counts.get("failed") or self.counts.get("uncertain"):
@@ -189,6 +192,11 @@ def send_campaign(
                 history=history,
                 clock=clock,
             )
+        pace = Pace(
+            configured=configured_rate(throttle.windows),
+            learnt=log.learnt_rate(),
+            max_probe_gap=settings.smtp.probe_interval,
+        )
         writer = LedgerWriter(log.path)
         dispatcher = Dispatcher(
             smtp=settings.smtp,
@@ -202,7 +210,9 @@ def send_campaign(
             sleep=sleep,
             progress=progress,
             wait_for_day=options.wait_for_day,
+            outage_limit=None if options.wait_retries else 0.0,
             tally=report.tally,
+            pace=pace,
         )
         plan = _Plan(inputs, log, options, clock)
         if not options.test_to:
@@ -218,9 +228,12 @@ def send_campaign(
                 run_dispatcher(dispatcher, plan.next_round, wait_retries=options.wait_retries)
             )
         finally:
+            report.server_down = dispatcher.server_down
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
             log.end_run(run, clock(), report.tally.sent, report.stopped or "done")
+            if pace.report.server is not None and pace.rate is not None:
+                log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:
             report.stopped = f"limit of {options.limit} reached"
         report.counts = log.counts()

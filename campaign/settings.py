@@ -86,6 +86,9 @@ class Smtp(_Section):
     data_timeout: Duration = 600.0  # RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot
     cert_bundle: Path | None = None
     helo_name: str | None = None
+    # A server that cannot be reached is a pause: probe at most this far apart, give up after that.
+    probe_interval: Duration = 30.0
+    outage_limit: Duration = 600.0
 
     @model_validator(mode="before")
     @classmethod

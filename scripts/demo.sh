@@ -19,7 +19,7 @@ run approve merci-signataires --by demo --note "make demo"
 
 # Send both campaigns to the local sink (nothing leaves this machine), then stop the sink.
 mkdir -p "$outbox"
-run sink --port "$port" > "$outbox/sink.out" 2>&1 &
+$campaign --settings "$settings" sink --port "$port" > "$outbox/sink.out" 2>&1 &  # not via run(): $! must be the sink itself
 sink=$!
 trap 'kill $sink 2>/dev/null || true; wait $sink 2>/dev/null || true' EXIT
 for _ in $(seq 100); do

@@ -126,6 +126,8 @@ def print_send_report(report: SendReport) -> None:
     )
     for reason in report.reasons:
         console.print(f"  {reason.count} {reason.state.value}: {escape(reason.text)}")
+    if tally.pace is not None and tally.pace.describe():
+        console.print(f"[yellow]server[/]: {escape(tally.pace.describe())}")
     if report.stopped == "interrupted":
         console.print("[yellow]interrupted[/]: messages in flight were finished and recorded")
     elif report.stopped == "retries pending" and report.next_retry:

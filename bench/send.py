@@ -30,7 +30,8 @@ from pathlib import Path
 from campaign.compose import compose_message, wire_bytes
 from campaign.dispatch import Dispatcher, Job
 from campaign.inputs import load_inputs
-from campaign.ledger import Entry, Ledger, LedgerWriter, NullWriter, Writer
+from campaign.ledger import Entry, Ledger
+from campaign.logwriter import LedgerWriter, NullWriter, Writer
 from campaign.settings import Retry, Smtp, load_settings
 from campaign.throttle import Throttle
 

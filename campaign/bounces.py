@@ -200,6 +200,15 @@ def bounce_sign(message: Message) -> str | None:
     return None
 
 
+def _strong_bounce_sign(message: Message) -> bool:
+    """A report's format, an MTA's header or a mail daemon's address: no person writes these."""
+    return (
+        message.get_content_type() == "multipart/report"
+        or message.get("X-Failed-Recipients") is not None
+        or bool(_DAEMON.match(sender_of(message)))
+    )
+
+
 def triage(headers: Message) -> Kind | None:
     """From the headers alone: BOUNCE if the whole message must be read to know, else the kind
     the headers already tell (AUTO_REPLY, REPLY), or None when it answers nothing (no reference).
@@ -207,8 +216,8 @@ def triage(headers: Message) -> Kind | None:
     An auto-reply is recognised before a bounce: some out-of-office replies come from a null
     sender, and one counted as a bounce would put a present director on the suppression list.
     """
-    if headers.get_content_type() == "multipart/report":
-        return Kind.BOUNCE  # Postfix marks its bounces Auto-Submitted: auto-replied too
+    if _strong_bounce_sign(headers):
+        return Kind.BOUNCE  # Postfix and Exim mark their bounces Auto-Submitted: auto-replied too
     if auto_reply_sign(headers) is not None:
         return Kind.AUTO_REPLY
     if bounce_sign(headers) is not None:
@@ -222,13 +231,17 @@ def classify(message: Message) -> Verdict:
     """Classify a whole message."""
     sender, date = sender_of(message), date_of(message)
     refs = references(message)
-    auto = auto_reply_sign(message)
-    if auto is not None and message.get_content_type() != "multipart/report":
-        return Verdict(Kind.AUTO_REPLY, auto, sender, date, tuple(_unique(refs)))
     if message.get_content_type() == "multipart/report":
         verdict = _dsn(message, sender, date, refs)
         if verdict is not None:
             return verdict
+    if _strong_bounce_sign(message):
+        verdict = _nonstandard(message, sender, date, refs)
+        if verdict is not None:
+            return verdict
+    auto = auto_reply_sign(message)
+    if auto is not None:
+        return Verdict(Kind.AUTO_REPLY, auto, sender, date, tuple(_unique(refs)))
     if bounce_sign(message) is not None:
         verdict = _nonstandard(message, sender, date, refs)
         if verdict is not None:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from campaign.errors import InputError, Place
 from campaign.inputs import Inputs
-from campaign.letter import merge_letter
 from campaign.recipients import Recipient
 
 # C0 and C1 controls, DEL and the Unicode line separators: none may reach a header.
@@ -113,11 +112,11 @@ def compose_message(
     """Compose one recipient's email: text + HTML, their PDF letter, the shared attachments."""
     campaign = inputs.campaign
     sender = campaign.settings.sender
-    letter = inputs.email_body or inputs.letter
-    if letter is None:
+    merged_recipient = inputs.merged(recipient)
+    merged = merged_recipient.email
+    if merged is None:
         raise InputError("the campaign has no letter to send", place=Place(key="letter"))
-    merged = merge_letter(letter, inputs.context(recipient))
-    subject = header_text(inputs.subject_for(recipient))
+    subject = header_text(merged_recipient.subject)
     domain = sender.email.rpartition("@")[2]
 
     message = EmailMessage(policy=SMTP)
@@ -127,7 +126,7 @@ def compose_message(
         message["Subject"] = TEST_PREFIX + subject
         message["Message-ID"] = test_message_id(domain)
     else:
-        message["To"] = make_address(inputs.to_name_for(recipient), recipient.email)
+        message["To"] = make_address(merged_recipient.to_name, recipient.email)
         message["Subject"] = subject
         message["Message-ID"] = message_id(campaign.name, recipient.email, domain)
     if sender.reply_to:

@@ -26,13 +26,15 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import aiosmtplib
 
 from campaign import ledger
 from campaign.errors import DeliveryError, Place
-from campaign.ledger import Phase, State, Write, Writer
+from campaign.ledger import Phase, State, Write
+from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
 from campaign.throttle import DayCapReached, Throttle
 
@@ -55,11 +57,18 @@ class Job:
     utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
 
 
+class EventKind(StrEnum):
+    START = "start"  # the run knows how many messages it will send (`total`)
+    DONE = "done"  # a message's transaction ended (`state`, `code`, `text`)
+    WAIT = "wait"  # the run waits (`seconds`, and why in `text`)
+    STOPPING = "stopping"  # asked to stop: finishing the messages in flight
+
+
 @dataclass(frozen=True)
 class Event:
     """Progress of a run, for the progress bar: a message ended, or the run waits."""
 
-    kind: str  # "start", "done", "wait", "stopping"
+    kind: EventKind
     key: str | int | None = None
     state: State | None = None
     code: int | None = None
@@ -209,7 +218,7 @@ class Dispatcher:
                     await asyncio.wait_for(self._freed.wait(), 1.0)
             else:
                 if wait.seconds >= 1.0:
-                    self._emit(Event("wait", seconds=wait.seconds, text=_why(wait.window)))
+                    self._emit(Event(EventKind.WAIT, seconds=wait.seconds, text=_why(wait.window)))
                 await self.sleep(min(wait.seconds, 1.0))
 
     async def _send_one(self, slot: int, job: Job) -> State:
@@ -221,9 +230,10 @@ class Dispatcher:
             raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             unsent = [ledger.begin(job.key, now)]
-            state = self._settle(job, None, _describe(err), unsent, transient=True)
+            text = _describe(err, self.smtp)
+            state = self._settle(job, None, text, unsent, transient=True)
             await self._write(unsent)
-            return self._done(job, state, None, _describe(err))
+            return self._done(job, state, None, text)
         client = conn.client
         options, encoding = [], "ascii"
         if job.utf8:
@@ -408,7 +418,7 @@ class Dispatcher:
         """Queue `writes` without waiting: they are committed in order, before any later write.
 
         For the step whose loss is harmless: a 250 reply (lost, the message was in flight at the
-        crash and shows as uncertain). It is committed within `ledger.LINGER`, and always before
+        crash and shows as uncertain). It is committed within `logwriter.LINGER`, and always before
         the next body mark of the same connection.
         """
         self._unconfirmed.append(self.writer.submit(writes, fsync=False))
@@ -427,7 +437,7 @@ class Dispatcher:
 
     def _done(self, job: Job, state: State, code: int | None, text: str) -> State:
         self.tally.add(state)
-        self._emit(Event("done", key=job.key, state=state, code=code, text=text))
+        self._emit(Event(EventKind.DONE, key=job.key, state=state, code=code, text=text))
         return state
 
     def _emit(self, event: Event) -> None:
@@ -439,7 +449,13 @@ def _why(window: Any) -> str:
     return f"per-{window.name} limit ({window.cap})" if window is not None else "throttle"
 
 
-def _describe(err: BaseException) -> str:
+def _describe(err: BaseException, smtp: Smtp | None = None) -> str:
+    """The error in the organiser's words where we know them, else its type and text."""
+    refused = isinstance(err, ConnectionRefusedError) or isinstance(
+        err.__cause__, ConnectionRefusedError
+    )
+    if smtp is not None and (refused or "Connect call failed" in str(err)):
+        return f"connection refused by {smtp.host}:{smtp.port} (is the SMTP server running?)"
     name = type(err).__name__
     text = str(err).strip()
     return f"{name}: {text}" if text else name
@@ -471,7 +487,7 @@ async def run_dispatcher(
         if dispatcher.stopping and main is not None:
             main.cancel()  # a second Ctrl-C: stop now
         dispatcher.stopping = True
-        dispatcher._emit(Event("stopping"))
+        dispatcher._emit(Event(EventKind.STOPPING))
 
     if threading.current_thread() is threading.main_thread():
         for number in (signal.SIGINT, signal.SIGTERM):
@@ -490,7 +506,7 @@ async def run_dispatcher(
                 while (left := plan - dispatcher.clock()) > 0:
                     if dispatcher.stopping:
                         return "interrupted"
-                    dispatcher._emit(Event("wait", seconds=left, text="next retry"))
+                    dispatcher._emit(Event(EventKind.WAIT, seconds=left, text="next retry"))
                     await dispatcher.sleep(min(left, 1.0))
                 continue
             try:

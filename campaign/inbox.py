@@ -137,8 +137,8 @@ def scan_inbox(
     opened = box or open_mailbox(settings)
     try:
         with (
-            run_lock(campaign.outbox, campaign=campaign.name, action="scanned (inbox)"),
-            Ledger.for_campaign(campaign.outbox) as log,
+            run_lock(campaign.layout, campaign=campaign.name, action="scanned (inbox)"),
+            Ledger.for_campaign(campaign.layout) as log,
         ):
             report = InboxReport(campaign.name, opened.kind)
             writes = _read_inbox(campaign, opened, log, report, clock)

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
 
+from campaign.depends import Dependency, dependencies
 from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
     FRONT_TEMPLATES,
     Letter,
+    MergedLetter,
     compile_text,
     front_matter_line,
     load_letter,
     make_environment,
+    merge_letter,
     render_template,
     template_problems,
     template_variables,
@@ -37,7 +42,10 @@ from campaign.recipients import (
     variable_name,
 )
 from campaign.settings import Campaign
+from campaign.typography import french, use_colon
 
+# How many merged recipients `Inputs.merged` keeps (a run asks for each a few times in a row).
+_MERGED_KEPT = 256
 # How many rows of the same template failure are listed before the rest are summed up.
 _SAME_FAILURE_LISTED = 5
 
@@ -53,6 +61,14 @@ class Inputs:
     to_name: jinja2.Template | None
     recipients: RecipientList
     problems: list[Problem] = field(default_factory=list)
+    _merged: OrderedDict[int, Merged] = field(
+        default_factory=OrderedDict, init=False, repr=False, compare=False
+    )
+
+    @cached_property
+    def dependencies(self) -> list[Dependency]:
+        """Every file the letters and emails depend on (`campaign.depends`), read once."""
+        return dependencies(self)
 
     @property
     def errors(self) -> list[Problem]:
@@ -67,15 +83,62 @@ class Inputs:
             **recipient.context(),
         }
 
+    def merged(self, recipient: Recipient) -> Merged:
+        """The recipient merged into every template, once (kept for the last few hundred rows)."""
+        found = self._merged.get(recipient.row)
+        if found is None or found.recipient is not recipient:
+            found = self._merged[recipient.row] = Merged(self, recipient)
+            if len(self._merged) > _MERGED_KEPT:
+                self._merged.popitem(last=False)
+        return found
+
     def subject_for(self, recipient: Recipient) -> str:
-        if self.subject is None:
-            return ""
-        return " ".join(render_template(self.subject, self.context(recipient), "subject").split())
+        return self.merged(recipient).subject
 
     def to_name_for(self, recipient: Recipient) -> str:
-        if self.to_name is None:
+        return self.merged(recipient).to_name
+
+
+class Merged:
+    """One recipient merged once: what compose, the PDF, the proofs and the delivery log take.
+
+    Each value is made on first use: the subject and display name cost one Jinja render each, the
+    letter and email bodies one Jinja render and, when a rendering is asked for, one Markdown parse.
+    """
+
+    def __init__(self, inputs: Inputs, recipient: Recipient) -> None:
+        self.inputs = inputs
+        self.recipient = recipient
+
+    @cached_property
+    def context(self) -> dict[str, Any]:
+        return self.inputs.context(self.recipient)
+
+    @cached_property
+    def subject(self) -> str:
+        if self.inputs.subject is None:
             return ""
-        return " ".join(render_template(self.to_name, self.context(recipient), "to_name").split())
+        text = render_template(self.inputs.subject, self.context, "subject")
+        return french(" ".join(text.split()))  # the subject is typeset like the body
+
+    @cached_property
+    def to_name(self) -> str:
+        """The display name of the To header ("" without a `to_name` template)."""
+        if self.inputs.to_name is None:
+            return ""
+        return " ".join(render_template(self.inputs.to_name, self.context, "to_name").split())
+
+    @cached_property
+    def letter(self) -> MergedLetter | None:
+        """The letter (the PDF's text), merged."""
+        letter = self.inputs.letter
+        return None if letter is None else merge_letter(letter, self.context)
+
+    @cached_property
+    def email(self) -> MergedLetter | None:
+        """The email body: its own template when the campaign has one, else the letter."""
+        body = self.inputs.email_body
+        return self.letter if body is None else merge_letter(body, self.context)
 
 
 def load_inputs(campaign: Campaign) -> Inputs:
@@ -84,6 +147,7 @@ def load_inputs(campaign: Campaign) -> Inputs:
     config = campaign.config
     problems: list[Problem] = []
     shown = settings.display
+    use_colon(settings.typography.colon)  # before anything is merged, workers included
 
     letter = _load(campaign, config.letter, problems)
     email_body = _load(campaign, config.email_body, problems) if config.email_body else None
@@ -236,6 +300,11 @@ def check_inputs(inputs: Inputs) -> CheckReport:
     failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):
         problems += _dry_merge(inputs, recipients.recipients, failed)
+    if not failed:
+        from campaign.addressing import postal_problems, title_problems  # they import this
+
+        problems += postal_problems(inputs)
+        problems += title_problems(inputs)
     # A row whose letter cannot be merged is not ready, whatever its cells.
     unmergeable = sum(1 for r in recipients.ready if r.row in failed)
     return CheckReport(

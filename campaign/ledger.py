@@ -32,25 +32,18 @@ several per transaction.
 
 from __future__ import annotations
 
-import concurrent.futures
-import csv
 import os
-import queue
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from campaign.errors import InputError, Place, StateError
-from campaign.outbox import private_dir
+from campaign.errors import Place, StateError
+from campaign.outbox import Layout, private_dir
 
 SCHEMA_VERSION = 3
-LINGER = 0.005  # seconds a step without fsync may wait for the next fsynced commit to join
-LEDGER_NAME = "delivery.sqlite"
 
 Write = tuple[str, tuple[Any, ...]]
 
@@ -211,8 +204,8 @@ class Ledger:
             raise
 
     @classmethod
-    def for_campaign(cls, outbox: Path) -> Ledger:
-        return cls(outbox / LEDGER_NAME)
+    def for_campaign(cls, layout: Layout) -> Ledger:
+        return cls(layout.log)
 
     def close(self) -> None:
         self.conn.close()
@@ -237,7 +230,8 @@ class Ledger:
                 hint=hint,
             )
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(deliveries)")}
-        wanted = {f.name for f in fields(Delivery)}
+        # The columns every version has; those of later versions are added by `upgrade`.
+        wanted = {f.name for f in fields(Delivery)} - {c.split()[0] for c in _MAILBOX_COLUMNS}
         if not {"schema_version", "deliveries", "test_sends", "runs"} <= tables or not (
             wanted <= columns
         ):
@@ -523,7 +517,7 @@ def scan_position(folder: str, position: ScanPosition, now: float) -> Write:
 def bounced(email: str, at: float, reason: str, evidence: str) -> Write:
     """A permanent failure report: `bounced`, with the remote server's diagnostic."""
     return (
-        f"UPDATE deliveries SET {_PROVEN}, state = 'bounced',"
+        f"UPDATE deliveries SET {_PROVEN}, state = 'bounced',"  # noqa: S608
         " bounced_at = coalesce(bounced_at, ?), bounce_reason = ?"
         " WHERE email = ? AND state IN ('sent', 'uncertain', 'delivered', 'bounced')",
         (evidence, at, reason[:500], email.lower()),
@@ -533,7 +527,7 @@ def bounced(email: str, at: float, reason: str, evidence: str) -> Write:
 def delivered(email: str, at: float, evidence: str) -> Write:
     """A delivery report (`delivered` or `relayed`): the message reached the recipient's server."""
     return (
-        f"UPDATE deliveries SET {_PROVEN}, state = 'delivered',"
+        f"UPDATE deliveries SET {_PROVEN}, state = 'delivered',"  # noqa: S608
         " delivered_at = coalesce(delivered_at, ?)"
         " WHERE email = ? AND state IN ('sent', 'uncertain')",
         (evidence, at, email.lower()),
@@ -711,196 +705,3 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     values = list(row)
     values[4] = State(values[4])
     return Delivery(*values)
-
-
-_Item = tuple[Sequence[Write], bool, concurrent.futures.Future[None]]
-
-
-class Writer(Protocol):
-    def submit(
-        self, writes: Sequence[Write], *, fsync: bool = True
-    ) -> concurrent.futures.Future[None]: ...
-
-    def close(self) -> None: ...
-
-
-class LedgerWriter:
-    """Commit steps from concurrent connections in a thread, grouping those that arrive together.
-
-    Each `submit` returns a future that completes once its writes are committed, in the order they
-    were submitted. With `fsync` (the default) the commit is also flushed to the disk, which makes
-    every commit before it durable too; without, it survives the process being killed but a power
-    cut may lose it until the next fsynced commit. sqlite releases the GIL while it fsyncs, so the
-    event loop keeps the other connections going meanwhile.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._conn = connect(path)
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._synchronous = "FULL"
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
-        self.commits = 0
-        self.fsyncs = 0
-
-    def submit(
-        self, writes: Sequence[Write], *, fsync: bool = True
-    ) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put((writes, fsync, future))
-        return future
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._conn.close()
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            stop = self._gather(batch)
-            synchronous = "FULL" if any(fsync for _, fsync, _ in batch) else "NORMAL"
-            try:
-                if synchronous != self._synchronous:
-                    self._conn.execute(f"PRAGMA synchronous = {synchronous}")
-                    self._synchronous = synchronous
-                apply_writes(self._conn, [w for writes, _, _ in batch for w in writes])
-            except BaseException as err:
-                failure = (
-                    state_error(err, self._path) if isinstance(err, sqlite3.DatabaseError) else err
-                )
-                for _, _, future in batch:
-                    future.set_exception(failure)
-            else:
-                self.commits += 1
-                self.fsyncs += synchronous == "FULL"
-                for _, _, future in batch:
-                    future.set_result(None)
-
-    def _gather(self, batch: list[_Item]) -> bool:
-        """Add what else is queued to `batch`; return True if the writer is asked to stop.
-
-        A batch of steps that need no fsync (starts, 250 replies) waits up to `LINGER` seconds
-        for one that does, to share its commit rather than make its own: while messages flow,
-        one comes every millisecond or so, and the 250s are then fsynced too.
-        """
-        deadline = None if batch[0][1] else time.monotonic() + LINGER
-        while True:
-            try:
-                left = 0.0 if deadline is None else deadline - time.monotonic()
-                more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if more is None:
-                return True
-            batch.append(more)
-            if more[1]:
-                deadline = None
-
-
-class NullWriter:
-    """A writer that records nothing: what sending costs without a delivery log (benchmarks)."""
-
-    def submit(
-        self, writes: Sequence[Write], *, fsync: bool = True
-    ) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        future.set_result(None)
-        return future
-
-    def close(self) -> None:
-        return None
-
-
-# Status ------------------------------------------------------------------------------------
-
-
-def status_summary(log: Ledger, now: float) -> dict[str, Any]:
-    """Counts per state, the recipients needing attention with their replies, and the timing."""
-    attention = log.deliveries("state IN ('failed', 'uncertain', 'deferred', 'sending')")
-    runs = log.runs()
-    run_seconds = sum((end or start) - start for start, end, _ in runs)
-    run_sent = sum(sent for _, _, sent in runs)
-    times = [d.sent_at for d in log.deliveries("state = 'sent'") if d.sent_at is not None]
-    return {
-        "counts": log.counts(),
-        "attention": [
-            {
-                "row": d.row,
-                "email": d.address,
-                "state": d.state.value,
-                "attempts": d.attempts,
-                "code": d.last_code,
-                "reply": d.last_text,
-                "next_attempt_at": d.next_attempt_at,
-            }
-            for d in attention
-        ],
-        "runs": len(runs),
-        "run_seconds": round(run_seconds, 3),
-        "per_minute": round(run_sent / run_seconds * 60, 1) if run_seconds > 0 else None,
-        "first_sent_at": min(times) if times else None,
-        "last_sent_at": max(times) if times else None,
-        "sent_last_24h": len(log.sent_times(now - 86400.0)),
-        "test_sends": len(log.test_sends()),
-    }
-
-
-# Export ------------------------------------------------------------------------------------
-
-EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase"}]
-_TIME_COLUMNS = {"queued_at", "first_attempt_at", "last_attempt_at", "sent_at", "next_attempt_at"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: object) -> object:
-    """Make a cell safe to open in a spreadsheet: text that could start a formula is quoted."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
-    """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
-    rows: list[list[object]] = []
-    for delivery in deliveries:
-        record = asdict(delivery)
-        row: list[object] = []
-        for column in EXPORT_COLUMNS:
-            value = record[column]
-            if column in _TIME_COLUMNS and value is not None:
-                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-            elif isinstance(value, StrEnum):
-                value = value.value
-            row.append(neutralise(value))
-        rows.append(row)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(EXPORT_COLUMNS)
-            writer.writerows(rows)
-    elif suffix == ".xlsx":
-        from openpyxl import Workbook
-
-        book = Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.title = "delivery"
-        sheet.append(EXPORT_COLUMNS)
-        for row in rows:
-            sheet.append(row)
-        book.save(path)
-    else:
-        raise InputError(
-            f"cannot export to {path.name}",
-            place=Place(file=str(path)),
-            hint="name a file ending in .csv or .xlsx",
-        )
-    path.chmod(0o600)
-    return path

@@ -154,45 +154,78 @@ def _footnote_bodies(tokens: list[Token]) -> dict[int, list[Token]]:
 
 
 def _plain_text(tokens: Sequence[Token], *, wrap: bool = True) -> str:
-    """Plain text of a token stream: paragraphs apart, `[1]` for footnote calls, URLs kept."""
+    """Plain text of a token stream: paragraphs apart, `[1]` for footnote calls, URLs kept.
+
+    A blockquote keeps its `> ` marks and a list its bullets or numbers, with the lines of an
+    item indented under its first, the way a mail client shows quoted plain text.
+    """
+    text, _ = _plain_blocks(tokens, 0, wrap=wrap, width=_TEXT_WIDTH)
+    return _squeeze(text)
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _plain_blocks(
+    tokens: Sequence[Token], index: int, *, wrap: bool, width: int, stop: str | None = None
+) -> tuple[str, int]:
+    """The text of the blocks from `index` up to the `stop` token; gives it and where it stopped."""
     out: list[str] = []
-    lists: list[list[int]] = []  # per open list, [next number] or [] for bullets
-    for token in tokens:
+    while index < len(tokens):
+        token = tokens[index]
         kind = token.type
+        if kind == stop:
+            return "".join(out), index
         if kind == "inline":
             line = _plain_inline(token.children or [])
-            out.append(_wrap(line) if wrap else line)
+            out.append(_wrap(line, width=width) if wrap else line)
         elif kind in {"paragraph_close", "heading_close"}:
             out.append("\n" if token.hidden or not wrap else "\n\n")
-        elif kind == "bullet_list_open":
-            lists.append([])
-        elif kind == "ordered_list_open":
-            lists.append([int(token.attrGet("start") or 1)])
-        elif kind in {"bullet_list_close", "ordered_list_close"}:
-            lists.pop()
+        elif kind == "blockquote_open":
+            inner, index = _plain_blocks(
+                tokens, index + 1, wrap=wrap, width=width - 2, stop="blockquote_close"
+            )
+            lines = _squeeze(inner).split("\n")
+            out.append("\n".join(f"> {line}" if line else ">" for line in lines) + "\n\n")
+        elif kind in {"bullet_list_open", "ordered_list_open"}:
+            number = int(token.attrGet("start") or 1) if kind == "ordered_list_open" else None
+            close = kind.replace("_open", "_close")
+            index += 1
+            while index < len(tokens) and tokens[index].type != close:
+                if tokens[index].type == "list_item_open":
+                    marker = "- " if number is None else f"{number}. "
+                    number = None if number is None else number + 1
+                    inner, index = _plain_blocks(
+                        tokens,
+                        index + 1,
+                        wrap=wrap,
+                        width=width - len(marker),
+                        stop="list_item_close",
+                    )
+                    lines = _squeeze(inner).split("\n")
+                    pad = " " * len(marker)
+                    out.append(
+                        marker
+                        + "\n".join(lines[:1] + [pad + line if line else "" for line in lines[1:]])
+                        + "\n"
+                    )
+                index += 1
             out.append("\n")
-        elif kind == "list_item_open" and lists:
-            indent = "  " * (len(lists) - 1)
-            counter = lists[-1]
-            if counter:
-                out.append(f"{indent}{counter[0]}. ")
-                counter[0] += 1
-            else:
-                out.append(f"{indent}- ")
         elif kind in {"fence", "code_block", "html_block"}:
             out.append(token.content + "\n")
         elif kind == "hr":
             out.append("----\n\n")
-    text = "".join(out)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+        index += 1
+    return "".join(out), index
 
 
-def _wrap(text: str, *, indent: str = "") -> str:
+def _wrap(text: str, *, indent: str = "", width: int = _TEXT_WIDTH) -> str:
     """Fill each line of a paragraph to 72 columns; no-break spaces hold, hard breaks stay."""
     return "\n".join(
         textwrap.fill(
             line,
-            width=_TEXT_WIDTH,
+            width=width,
             subsequent_indent=indent,
             break_long_words=False,
             break_on_hyphens=False,
@@ -271,6 +304,20 @@ class MergedLetter:
 
     markdown: str
     fields: Mapping[str, str] = field(default_factory=dict)
+    dated: bool = False  # the front matter gives a date: the email shows it with the place
+
+    @cached_property
+    def sign_off(self) -> tuple[str, list[str]]:
+        """What an email ends with, as the letter does: "Paris, le 7 mai 2020" and the signature.
+
+        The PDF prints them from `fields` in its own blocks; the email parts add them after the
+        body (before the notes), so that an email-only campaign is signed too.
+        """
+        place = self.fields.get("place", "")
+        when = self.fields.get("date", "") if self.dated else ""
+        dateline = f"{place}, le {when}" if place and when else place or when
+        signature = [line.strip() for line in self.fields.get("signature", "").splitlines()]
+        return dateline, [line for line in signature if line]
 
     @cached_property
     def _parsed(self) -> tuple[list[Token], dict[str, Any]]:
@@ -287,7 +334,21 @@ class MergedLetter:
     @cached_property
     def html(self) -> str:
         tokens, env = self._parsed
-        return str(_EMAIL.renderer.render(tokens, _EMAIL.options, dict(env)))
+        env = dict(env)
+        notes = next((i for i, t in enumerate(tokens) if t.type == "footnote_block_open"), None)
+        cut = len(tokens) if notes is None else notes
+        body = str(_EMAIL.renderer.render(tokens[:cut], _EMAIL.options, env))
+        rest = (
+            str(_EMAIL.renderer.render(tokens[cut:], _EMAIL.options, env))
+            if notes is not None
+            else ""
+        )
+        dateline, signature = self.sign_off
+        if dateline:
+            body += f'<p class="place-date">{escapeHtml(dateline)}</p>\n'
+        if signature:
+            body += f'<p class="signature">{"<br>".join(map(escapeHtml, signature))}</p>\n'
+        return body + rest
 
     @cached_property
     def pdf_html(self) -> str:
@@ -307,6 +368,10 @@ class MergedLetter:
     def text(self) -> str:
         tokens, _ = self._parsed
         text = _plain_text(_body_tokens(tokens)).strip()
+        dateline, signature = self.sign_off
+        for block in ([dateline] if dateline else [], signature):
+            if block:
+                text += "\n\n" + "\n".join(block)
         notes = self.footnotes
         if notes:
             text += "\n\n" + "\n".join(
@@ -424,17 +489,30 @@ def template_problems(
         if name_node.name in undeclared and name_node.ctx == "load":
             first_line.setdefault(name_node.name, name_node.lineno)
     candidates = sorted(set(known) | set(headers))
+    called = {
+        call.node.name
+        for call in parsed.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name) and call.node.name in undeclared
+    }
+    helpers = sorted(n for n, v in _TEXT_ENV.globals.items() if callable(v))
     for name in sorted(undeclared, key=lambda n: first_line.get(n, 0)):
-        close = get_close_matches(name, candidates, n=1, cutoff=0.6)
-        problems.append(
-            Problem.error(
-                f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet",
-                Place(file=shown, line=first_line.get(name)),
+        if name in called:  # {{ salutaton(...) }}: a misspelt helper, not a missing column
+            close = get_close_matches(name, helpers, n=1, cutoff=0.6)
+            message = f"{name}(...) is not a helper of the letters"
+            hint = (
+                f"did you mean {close[0]}(...)?"
+                if close
+                else "the helpers are: " + ", ".join(f"{h}(...)" for h in helpers)
+            )
+        else:
+            close = get_close_matches(name, candidates, n=1, cutoff=0.6)
+            message = f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet"
+            hint = (
                 f"did you mean {{{{ {close[0]} }}}}?"
                 if close
-                else "add a column of that name to the spreadsheet",
+                else "add a column of that name to the spreadsheet"
             )
-        )
+        problems.append(Problem.error(message, Place(file=shown, line=first_line.get(name)), hint))
     problems += footnote_problems(source, shown)
     return problems
 
@@ -482,7 +560,7 @@ def merge_letter(letter: Letter, context: Mapping[str, Any]) -> MergedLetter:
             fields[key] = value if key == "address" else french(value)
     fields["date"] = letter_date(letter, context)
     markdown = render_template(letter.template, context, letter.display)
-    return MergedLetter(markdown=markdown, fields=fields)
+    return MergedLetter(markdown=markdown, fields=fields, dated="date" in letter.front)
 
 
 def letter_date(letter: Letter, context: Mapping[str, Any]) -> str:

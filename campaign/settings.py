@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
+from campaign.outbox import Layout
 
 DEFAULT_SETTINGS = Path("settings.yaml")
 DEFAULT_SUPPRESSION = Path("recipients/suppression.csv")
@@ -255,12 +256,19 @@ class CampaignSettings(_Section):
     approval: Approval = Field(default_factory=Approval)
 
 
+class Typography(_Section):
+    # The space before ":" — fine: narrow no-break space (Le Robert); word: a full no-break
+    # space (Imprimerie nationale). docs/typography.md says why "fine" is the default.
+    colon: Literal["fine", "word"] = "fine"
+
+
 class Settings(_Section):
     sender: Sender
     smtp: Smtp = Field(default_factory=Smtp)
     throttle: Throttle = Field(default_factory=Throttle)
     retry: Retry = Field(default_factory=Retry)
     mailbox: Mailbox | None = None
+    typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
     retention_days: int | None = Field(default=None, gt=0)
     default_campaign: str | None = None
@@ -316,6 +324,11 @@ class Campaign:
     @property
     def outbox(self) -> Path:
         return self.settings.resolve(self.settings.outbox) / self.name
+
+    @property
+    def layout(self) -> Layout:
+        """Where this campaign's files are under the outbox."""
+        return Layout(self.outbox)
 
     def path(self, path: Path) -> Path:
         return self.settings.resolve(path)

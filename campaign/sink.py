@@ -328,7 +328,7 @@ async def serve(
     except OSError as err:
         raise UsageError(
             f"cannot listen on {host}:{port}: {err.strerror}",
-            place=Place(key="--port"),
+            place=Place(option="--port"),
             hint="another sink may already run there; stop it or choose another --port",
         ) from None
     handled: list[signal.Signals] = []
@@ -359,7 +359,14 @@ def run_sink(
     remote: Remote | None = None,
 ) -> int:
     """Run the sink until Ctrl-C or SIGTERM; return how many messages it stored."""
-    handler = MaildirHandler(maildir, log=log, on_message=on_message, remote=remote)
+    try:
+        handler = MaildirHandler(maildir, log=log, on_message=on_message, remote=remote)
+    except OSError as err:
+        raise UsageError(
+            f"cannot store messages in {err.filename or maildir}: {err.strerror}",
+            place=Place(option="--maildir" if err.filename != str(log) else "--log"),
+            hint="choose a folder you can write to",
+        ) from None
     asyncio.run(serve(handler, port=port, on_ready=on_ready))
     return handler.count
 

@@ -152,3 +152,10 @@ class RunningSink:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
         self._loop.close()
+
+
+def approve_proofed(run: Run, campaign: str, *args: str) -> Result:
+    """Proof one row (approve refuses content that no proof pack shows), then approve."""
+    proofed = run("proof", campaign, "--rows", "2", "-q")
+    assert proofed.exit_code == 0, proofed.output
+    return run("approve", campaign, *args)

@@ -314,6 +314,8 @@ def _report(block: Message) -> Report | None:
         action = "delayed"  # a "failed" with a transient status is not a permanent failure
     diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
     diagnostic = _ADDRESS_TYPE.sub("", diagnostic) or f"status {status}"
+    if status and status not in diagnostic:
+        diagnostic = f"{status} {diagnostic}"  # Postfix's own failures: "X-Postfix; User unknown"
     return Report(recipient, action, status, diagnostic[:500])
 
 

@@ -135,7 +135,7 @@ class ImapBox:
     def sent_folder(self) -> str | None:
         if self.config.folders.sent:
             return self.config.folders.sent
-        from imapclient import SENT
+        from imapclient.imapclient import SENT
 
         found = self.client.find_special_folder(SENT)  # RFC 6154 \Sent, then usual names
         return str(found) if found else None

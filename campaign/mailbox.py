@@ -154,9 +154,10 @@ class ImapBox:
         # `UID n:*` also returns the last message when its UID is below n: filter it out.
         uids = [int(u) for u in self.client.search(["UID", f"{last + 1}:*"]) if int(u) > last]
         uids.sort()
+        # Not BODYSTRUCTURE for every message: Dovecot must then parse each message whole once,
+        # which cost as much as fetching them all (docs/mailbox.md); Content-Type says as much.
         wanted = [
             f"BODY.PEEK[HEADER.FIELDS ({' '.join(TRIAGE_HEADERS)})]",
-            "BODYSTRUCTURE",
             "RFC822.SIZE",
             "INTERNALDATE",
         ]

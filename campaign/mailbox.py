@@ -6,8 +6,9 @@ opened with EXAMINE and read with BODY.PEEK, so not even the \\Seen flag changes
 are only opened for reading. The one write is `append` (a copy in Sent, `save_sent`).
 
 `arrivals` reads cheaply first: for every new message, the few headers `campaign.bounces.triage`
-needs and, on IMAP, its BODYSTRUCTURE (a `multipart/report` root is a delivery report whatever its
-headers say); `fetch` then reads whole only the messages that need it (bounces). A position is
+needs (BODY.PEEK[HEADER.FIELDS ...]); `fetch` then reads whole only the messages that need it
+(bounces). BODYSTRUCTURE is not asked for every message: Dovecot parses each message whole to
+answer it, which made the first scan as slow as fetching everything (docs/mailbox.md). A position is
 UIDVALIDITY and the last UID read (IMAP), or a high-water file time and the names at it (Maildir,
 which has no UIDs): the next scan reads only what came after.
 """

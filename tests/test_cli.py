@@ -73,9 +73,19 @@ def test_help_lists_the_commands_in_the_order_they_are_used_with_whole_summaries
         for line in result.output.split("Commands:")[1].splitlines()
         if line.startswith("  ") and line.split()
     ]
-    assert listed == ["check", "render", "proof", "approve", "send", "status", "sink", "purge"]
+    assert listed == [
+        "check",
+        "render",
+        "proof",
+        "approve",
+        "send",
+        "status",
+        "inbox",
+        "sink",
+        "purge",
+    ]
     assert "..." not in result.output.split("Commands:")[1]
-    for name in ("check", "send", "status", "purge"):
+    for name in ("check", "send", "status", "inbox", "purge"):
         shown = " ".join(CliRunner().invoke(main, [name, "--help"]).output.split())
         assert "without it, the command takes default_campaign" in shown
 

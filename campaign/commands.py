@@ -5,6 +5,7 @@
     proof(campaign, …)              → ProofPack         the reviewers' pack
     approve(campaign, by=…)         → ApprovalRecord    a sign-off of the proofed content
     send(campaign, options)         → SendReport        the emails, through the delivery log
+    inbox(campaign)                 → InboxReport       bounces, replies, uncertain sends resolved
     status(campaign, …)             → StatusReport      the log against the spreadsheet
     purge(campaign, …)              → Purged            the campaign's personal data deleted
 
@@ -41,6 +42,7 @@ from campaign.settings import Campaign
 if TYPE_CHECKING:
     from campaign.approval import ApprovalRecord
     from campaign.dispatch import Progress as SendProgress
+    from campaign.inbox import InboxReport
     from campaign.pdf import Progress as RenderProgress
     from campaign.pdf import RenderReport
     from campaign.proofs import ProofPack
@@ -164,6 +166,9 @@ def send(
             hint=f"campaign send {campaign.name} --test-to ADDR --count {options.count}",
         )
     for_real = not options.dry_run and options.test_to is None  # the others need no approval
+    if for_real and options.resend_uncertain and campaign.settings.mailbox is not None:
+        # Only those still uncertain once the mailbox has spoken: most were in fact delivered.
+        inbox(campaign)
     action = "sent (dry run)" if options.dry_run else "sent"
     with _session(campaign, action, approved=for_real) as inputs:
         return send_campaign(inputs, options, progress=progress, clock=clock)
@@ -176,6 +181,18 @@ def _test_address(address: str) -> str:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as err:
         raise UsageError(f"--test-to {address!r} is not an email address: {err}") from None
+
+
+def inbox(campaign: Campaign) -> InboxReport:
+    """Read the mailbox since the last scan and record what it says (campaign.inbox)."""
+    from campaign.inbox import scan_inbox
+
+    if not campaign.layout.log.exists():
+        raise UsageError(
+            f"campaign {campaign.name} has sent nothing yet: there is nothing to match",
+            hint="the delivery log is made by the first campaign send",
+        )
+    return scan_inbox(campaign)
 
 
 def status(

@@ -10,6 +10,14 @@ attempts, last SMTP reply, Message-ID and times. Recipients removed from the spr
                                                                 ▼
     suppressed: on the suppression list, never sent.
 
+After the 250, `campaign inbox` adds what the mailbox says (`campaign.inbox`): a permanent failure
+report makes a sent (or uncertain) recipient `bounced`, a delivery report `delivered`; a reply or an
+auto-reply is a fact with its date (`replied_at`, `auto_replied_at`), not a state, and never its
+text. Any of them proves an `uncertain` message left, which then becomes `sent` with its evidence;
+so does its copy in the Sent folder. The scan positions (UIDVALIDITY, last UID per folder) and the
+copies appended to Sent (`sent_copies`: recorded before the APPEND, so a crash never appends
+twice) are kept here too.
+
 Each step is committed before the SMTP step that depends on it: the mark that the body is about
 to go out is committed *and fsynced*, in one statement with the start of the transaction, before
 its first byte is sent (a crash before it leaves the recipient pending or deferred: nothing was
@@ -35,7 +43,7 @@ from typing import Any
 from campaign.errors import Place, StateError
 from campaign.outbox import Layout, private_dir
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Write = tuple[str, tuple[Any, ...]]
 
@@ -48,6 +56,12 @@ class State(StrEnum):
     FAILED = "failed"
     UNCERTAIN = "uncertain"
     SUPPRESSED = "suppressed"
+    BOUNCED = "bounced"  # a permanent failure report came back (campaign inbox)
+    DELIVERED = "delivered"  # a delivery report came back (campaign inbox)
+
+
+# States in which the message left: they count against the provider's day cap.
+LEFT = ("sent", "uncertain", "bounced", "delivered")
 
 
 class Phase(StrEnum):
@@ -72,7 +86,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     first_attempt_at REAL,
     last_attempt_at REAL,
     sent_at REAL,
-    next_attempt_at REAL
+    next_attempt_at REAL,
+    bounced_at REAL,
+    bounce_reason TEXT,
+    delivered_at REAL,
+    delayed_at REAL,
+    replied_at REAL,
+    auto_replied_at REAL,
+    evidence TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
@@ -87,6 +108,21 @@ CREATE TABLE IF NOT EXISTS test_sends (
     last_text TEXT,
     started_at REAL NOT NULL,
     sent_at REAL
+);
+CREATE TABLE IF NOT EXISTS mailbox_scans (
+    folder TEXT PRIMARY KEY,         -- "imap:INBOX", "maildir:.Sent"
+    uidvalidity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL,       -- IMAP: the last UID read; Maildir: a high-water mtime (ns)
+    recent TEXT NOT NULL DEFAULT '', -- Maildir: names of the files at the high-water mark
+    scanned_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent_copies (
+    email TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    state TEXT NOT NULL,             -- appending (recorded before APPEND), appended, failed
+    folder TEXT NOT NULL,
+    at REAL NOT NULL,
+    error TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -117,6 +153,13 @@ class Delivery:
     last_attempt_at: float | None
     sent_at: float | None
     next_attempt_at: float | None
+    bounced_at: float | None = None
+    bounce_reason: str | None = None
+    delivered_at: float | None = None
+    delayed_at: float | None = None
+    replied_at: float | None = None
+    auto_replied_at: float | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +230,8 @@ class Ledger:
                 hint=hint,
             )
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(deliveries)")}
-        wanted = {f.name for f in fields(Delivery)}
+        # The columns every version has; those of later versions are added by `upgrade`.
+        wanted = {f.name for f in fields(Delivery)} - {c.split()[0] for c in _MAILBOX_COLUMNS}
         if not {"schema_version", "deliveries", "test_sends", "runs"} <= tables or not (
             wanted <= columns
         ):
@@ -328,11 +372,35 @@ class Ledger:
             counts[state] = count
         return counts
 
+    def facts(self) -> dict[str, int]:
+        """How many recipients replied, auto-replied or had a delay notice (campaign inbox)."""
+        row = self.conn.execute(
+            "SELECT count(replied_at), count(auto_replied_at), count(delayed_at) FROM deliveries"
+        ).fetchone()
+        return {"replied": row[0], "auto_replied": row[1], "delayed": row[2]}
+
+    def scan_position(self, folder: str) -> ScanPosition | None:
+        """Where the last `campaign inbox` stopped reading `folder`, or None before the first."""
+        row = self.conn.execute(
+            "SELECT uidvalidity, last_uid, recent FROM mailbox_scans WHERE folder = ?", (folder,)
+        ).fetchone()
+        if row is None:
+            return None
+        return ScanPosition(int(row[0]), int(row[1]), frozenset(filter(None, row[2].split("\n"))))
+
+    def sent_copy(self, email: str) -> str | None:
+        """The state of the copy of `email`'s message in Sent: appending, appended, failed, None."""
+        row = self.conn.execute(
+            "SELECT state FROM sent_copies WHERE email = ?", (email.lower(),)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def sent_times(self, since: float) -> list[float]:
         """Times of every message that may count against the provider's cap since `since`."""
         rows = self.conn.execute(
             "SELECT coalesce(sent_at, last_attempt_at) FROM deliveries"
-            " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, last_attempt_at) >= ?"
+            " WHERE state IN ('sent', 'uncertain', 'bounced', 'delivered')"
+            " AND coalesce(sent_at, last_attempt_at) >= ?"
             " UNION ALL SELECT coalesce(sent_at, started_at) FROM test_sends"
             " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, started_at) >= ?",
             (since, since),
@@ -451,14 +519,128 @@ def outcome(
     )
 
 
+@dataclass(frozen=True)
+class ScanPosition:
+    """Where a scan of one folder stopped: a new UIDVALIDITY means every UID changed meaning."""
+
+    uidvalidity: int
+    last_uid: int
+    recent: frozenset[str] = frozenset()
+
+
+# What the mailbox says, as writes. Each keeps the first date it learnt; a report about a message
+# also proves it left, so an `uncertain` recipient becomes `sent` (or bounced/delivered) with it.
+_PROVEN = "evidence = CASE WHEN state = 'uncertain' THEN ? ELSE evidence END"
+
+
+def scan_position(folder: str, position: ScanPosition, now: float) -> Write:
+    return (
+        "INSERT INTO mailbox_scans (folder, uidvalidity, last_uid, recent, scanned_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET"
+        " uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,"
+        " recent = excluded.recent, scanned_at = excluded.scanned_at",
+        (folder, position.uidvalidity, position.last_uid, "\n".join(sorted(position.recent)), now),
+    )
+
+
+def bounced(email: str, at: float, reason: str, evidence: str) -> Write:
+    """A permanent failure report: `bounced`, with the remote server's diagnostic."""
+    return (
+        f"UPDATE deliveries SET {_PROVEN}, state = 'bounced',"  # noqa: S608
+        " bounced_at = coalesce(bounced_at, ?), bounce_reason = ?"
+        " WHERE email = ? AND state IN ('sent', 'uncertain', 'delivered', 'bounced')",
+        (evidence, at, reason[:500], email.lower()),
+    )
+
+
+def delivered(email: str, at: float, evidence: str) -> Write:
+    """A delivery report (`delivered` or `relayed`): the message reached the recipient's server."""
+    return (
+        f"UPDATE deliveries SET {_PROVEN}, state = 'delivered',"  # noqa: S608
+        " delivered_at = coalesce(delivered_at, ?)"
+        " WHERE email = ? AND state IN ('sent', 'uncertain')",
+        (evidence, at, email.lower()),
+    )
+
+
+def noted(email: str, column: str, at: float, evidence: str) -> Write:
+    """A fact with its date (`replied_at`, `auto_replied_at`, `delayed_at`): proof it left."""
+    if column not in {"replied_at", "auto_replied_at", "delayed_at"}:
+        raise ValueError(column)
+    return (
+        f"UPDATE deliveries SET {_PROVEN}, {column} = coalesce({column}, ?),"  # noqa: S608
+        " state = CASE WHEN state = 'uncertain' THEN 'sent' ELSE state END"
+        " WHERE email = ? AND state IN ('sent', 'uncertain', 'delivered', 'bounced')",
+        (evidence, at, email.lower()),
+    )
+
+
+def resolved(email: str, evidence: str) -> Write:
+    """An `uncertain` message found in the Sent folder: it left, it is `sent`."""
+    return (
+        "UPDATE deliveries SET state = 'sent', evidence = ?, sent_at = coalesce(sent_at,"
+        " last_attempt_at) WHERE email = ? AND state = 'uncertain'",
+        (evidence, email.lower()),
+    )
+
+
+def searched(email: str, what: str) -> Write:
+    """An `uncertain` message for which the mailbox had no evidence: say what was searched."""
+    return (
+        "UPDATE deliveries SET evidence = ? WHERE email = ? AND state = 'uncertain'",
+        (what, email.lower()),
+    )
+
+
+def sent_copy(
+    email: str, message_id: str, state: str, folder: str, now: float, error: str = ""
+) -> Write:
+    return (
+        "INSERT INTO sent_copies (email, message_id, state, folder, at, error)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET state = excluded.state,"
+        " at = excluded.at, error = excluded.error",
+        (email.lower(), message_id, state, folder, now, error[:500] or None),
+    )
+
+
 def _add_state_index(conn: sqlite3.Connection) -> None:
     """Version 1 → 2: index the state, which every run and `status` select on."""
     conn.execute("CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state)")
 
 
+_MAILBOX_COLUMNS = (
+    "bounced_at REAL",
+    "bounce_reason TEXT",
+    "delivered_at REAL",
+    "delayed_at REAL",
+    "replied_at REAL",
+    "auto_replied_at REAL",
+    "evidence TEXT",
+)
+
+
+def _add_mailbox(conn: sqlite3.Connection) -> None:
+    """Version 2 → 3: what the mailbox says (campaign inbox), its scan positions, Sent copies."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    for column in _MAILBOX_COLUMNS:
+        if column.split()[0] not in present:
+            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
+    for table in ("mailbox_scans", "sent_copies"):
+        conn.execute(_table_sql(table))
+
+
+def _table_sql(table: str) -> str:
+    """The CREATE TABLE statement of `table` in the current schema."""
+    start = _SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {table} (")
+    return _SCHEMA[start : _SCHEMA.index(");", start) + 1]
+
+
 # The upgrades of the delivery log: MIGRATIONS[n] turns a version-n log into version n + 1 and
 # keeps every row. Add one each time SCHEMA_VERSION goes up.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_state_index}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _add_state_index,
+    2: _add_mailbox,
+}
 
 
 def upgrade(

@@ -89,6 +89,9 @@ class Smtp(_Section):
     # A server that cannot be reached is a pause: probe at most this far apart, give up after that.
     probe_interval: Duration = 30.0
     outage_limit: Duration = 600.0
+    # RFC 3461 delivery reports asked of a server that offers DSN: `failure` (NOTIFY=FAILURE,DELAY),
+    # `success` (also SUCCESS), `never` (NOTIFY=NEVER: no report at all, the provider's default off).
+    dsn: Literal["never", "failure", "success"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -266,6 +269,85 @@ class SendWindow(_Section):
         return frozenset(_DAY_NAMES[day] for day in self.days)
 
 
+class Imap(_Section):
+    """The IMAP account where replies and bounces arrive: the same rules as `smtp`."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # 993 with tls, else 143
+    security: Literal["none", "starttls", "tls"] = "tls"
+    username: str
+    password_env: str | None = None
+    password_command: str | None = None
+    cert_bundle: Path | None = None
+    timeout: Duration = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_clear_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password must not be written in settings.yaml; "
+                "use password_env: CAMPAIGN_IMAP_PASSWORD and export that variable"
+            )
+        return data
+
+    @property
+    def is_loopback(self) -> bool:
+        return Smtp(host=self.host).is_loopback
+
+    @property
+    def real_port(self) -> int:
+        return self.port or (993 if self.security == "tls" else 143)
+
+    def password(self) -> str | None:
+        """The IMAP password, from the environment variable or command the settings name."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SettingsError(
+                    f"the environment variable {self.password_env} is not set",
+                    place=Place(key="mailbox.imap.password_env"),
+                    hint=f"export {self.password_env}=... before running the command",
+                )
+            return value
+        if self.password_command:
+            try:
+                done = subprocess.run(  # the organiser's own command, e.g. `pass show imap`
+                    shlex.split(self.password_command),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                )
+            except (OSError, subprocess.SubprocessError) as err:
+                raise SettingsError(
+                    f"the password command failed: {type(err).__name__}",
+                    place=Place(key="mailbox.imap.password_command"),
+                ) from None
+            return done.stdout.rstrip("\n")
+        return None
+
+
+class Folders(_Section):
+    inbox: str = "INBOX"
+    sent: str | None = None  # default: the RFC 6154 \Sent folder; `.Sent` in a Maildir
+
+
+class Mailbox(_Section):
+    """Where replies and bounces arrive (`campaign inbox`), and where a copy of each send goes."""
+
+    imap: Imap | None = None
+    maildir: Path | None = None  # relative to settings.yaml
+    folders: Folders = Field(default_factory=Folders)
+    save_sent: Literal["auto", "always", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Mailbox:
+        if (self.imap is None) == (self.maildir is None):
+            raise ValueError("give either imap: {host: ..., username: ...} or maildir: PATH")
+        return self
+
+
 class Throttle(_Section):
     per_second: float | None = Field(default=None, gt=0)
     per_minute: int | None = Field(default=30, gt=0)
@@ -317,6 +399,7 @@ class Settings(_Section):
     throttle: Throttle = Field(default_factory=Throttle)
     retry: Retry = Field(default_factory=Retry)
     layout: PageLayout = Field(default_factory=PageLayout)
+    mailbox: Mailbox | None = None
     typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
     retention_days: int | None = Field(default=None, gt=0)

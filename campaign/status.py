@@ -58,6 +58,16 @@ class ReplyGroup:
         return len(self.emails)
 
 
+@dataclass(frozen=True)
+class BouncedRecipient:
+    """A recipient whose message bounced (campaign inbox), with the remote server's reason."""
+
+    row: int | None
+    email: str
+    reason: str
+    at: float | None
+
+
 @dataclass
 class StatusReport:
     """Where a campaign's delivery stands."""
@@ -78,6 +88,12 @@ class StatusReport:
     test_sends: int = 0
     warnings: list[str] = field(default_factory=list)
     forecast: Forecast | None = None  # when what is left should be sent (`campaign.window`)
+    # What the mailbox said (campaign inbox): facts beside the states bounced and delivered.
+    replied: int = 0
+    auto_replied: int = 0
+    delayed: int = 0
+    bounces: list[BouncedRecipient] = field(default_factory=list)
+    searched: dict[str, str] = field(default_factory=dict)  # uncertain: what inbox searched
 
     @property
     def started(self) -> bool:
@@ -107,7 +123,10 @@ class StatusReport:
             "campaign": self.campaign,
             "log": str(self.log),
             "approval": self.approval,
-            "counts": self.counts,
+            "counts": {**self.counts, "replied": self.replied, "auto_replied": self.auto_replied},
+            "delayed": self.delayed,
+            "bounces": [asdict(b) for b in self.bounces],
+            "uncertain_searched": self.searched,
             "not_sent_yet": self.not_sent_yet,
             "not_in_sheet": self.not_in_sheet,
             "forecast": self.forecast.as_dict() if self.forecast else None,
@@ -164,13 +183,35 @@ def read_status(
     report.last_sent_at = max(times, default=None)
     report.sent_last_24h = len(log.sent_times(now - DAY))
     report.test_sends = len(log.test_sends())
+    facts = log.facts()
+    report.replied, report.auto_replied = facts["replied"], facts["auto_replied"]
+    report.delayed = facts["delayed"]
+    report.bounces = [
+        BouncedRecipient(d.row, d.address, d.bounce_reason or "", d.bounced_at)
+        for d in deliveries
+        if d.state is State.BOUNCED
+    ]
+    report.searched = {
+        d.address: d.evidence for d in deliveries if d.state is State.UNCERTAIN and d.evidence
+    }
     return report
 
 
 # Export ------------------------------------------------------------------------------------
 
 EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase"}]
-_TIME_COLUMNS = {"queued_at", "first_attempt_at", "last_attempt_at", "sent_at", "next_attempt_at"}
+_TIME_COLUMNS = {
+    "queued_at",
+    "first_attempt_at",
+    "last_attempt_at",
+    "sent_at",
+    "next_attempt_at",
+    "bounced_at",
+    "delivered_at",
+    "delayed_at",
+    "replied_at",
+    "auto_replied_at",
+}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -36,6 +36,10 @@ fi
 cat "$outbox/sink.out"
 run send hopitaux-2020-05
 run send merci-signataires
+sleep 0.5  # the sink has written the remote servers' answers into outbox/mailbox by now
+# What came back: the sink bounced rebond.* and answered for absence.* (an out-of-office).
+run inbox hopitaux-2020-05
+run inbox merci-signataires
 run status hopitaux-2020-05
 run status merci-signataires
 echo "received messages: $outbox/sink/new/ (one file per message; open them with any mail client)"

@@ -88,7 +88,7 @@ def test_help_lists_the_commands_in_the_order_they_are_used_with_whole_summaries
     assert listed == [name for name in order if name in main.commands]
     assert {"init", "check", "send", "status", "purge"} <= set(listed)
     assert "..." not in result.output.split("Commands:")[1]
-    for name in ("check", "send", "status", "purge"):
+    for name in ("check", "send", "status", "inbox", "purge"):
         shown = " ".join(CliRunner().invoke(main, [name, "--help"]).output.split())
         assert "without it, the command takes default_campaign" in shown
 

@@ -6,6 +6,7 @@ errors, failed or uncertain deliveries, refused send); 2 usage or configuration 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -18,6 +19,7 @@ import click
 from campaign.cli.output import (
     console,
     err_console,
+    print_inbox,
     print_problems,
     print_send_report,
     print_status,
@@ -73,8 +75,11 @@ pass_context = click.make_pass_decorator(Context)
 class _InOrder(click.Group):
     """Lists the commands in the order they are used, not alphabetically."""
 
+    ORDER = ("init", "check", "render", "proof", "approve", "send", "inbox", "status", "sink")
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        rank = {name: i for i, name in enumerate(self.ORDER)}
+        return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))
 
 
 @click.group(cls=_InOrder, context_settings={"help_option_names": ["-h", "--help"]})
@@ -465,6 +470,27 @@ def status(
     sys.exit(report.exit_code)
 
 
+@main.command(short_help="Read bounces and replies from the mailbox.", epilog=CAMPAIGN_HELP)
+@CAMPAIGN_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_context
+@reports_errors
+def inbox(ctx: Context, campaign_name: str | None, as_json: bool) -> None:
+    """Read the mailbox since the last scan: bounces, delivery reports, replies, auto-replies.
+
+    Hard bounces join the suppression list; uncertain sends are looked for in the Sent folder.
+    The mailbox is only read: nothing is moved, flagged or deleted.
+    """
+    from campaign import commands
+
+    report = commands.inbox(ctx.campaign(campaign_name))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print_inbox(report)
+    sys.exit(report.exit_code)
+
+
 @main.command(short_help="Run a local SMTP server that keeps what it receives.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
 @click.option(
@@ -478,19 +504,56 @@ def status(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also append a line per message: receive time, Message-ID, recipients.",
 )
+@click.option(
+    "--mailbox",
+    "mailbox_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The sender's mailbox Maildir, where bounces and out-of-office replies go "
+    "[mailbox.maildir of the settings].",
+)
+@click.option(
+    "--bounce",
+    default="rebond.*@*",
+    show_default=True,
+    help="Recipients (a pattern) whose server refuses the message and bounces it.",
+)
+@click.option(
+    "--absence",
+    default="absence.*@*",
+    show_default=True,
+    help="Recipients (a pattern) who answer with an out-of-office reply.",
+)
 @pass_context
 @reports_errors
-def sink(ctx: Context, port: int, maildir: Path | None, log_path: Path | None) -> None:
-    """Run a local SMTP server on 127.0.0.1 that stores what it receives as a Maildir."""
-    from campaign.outbox import sink_folder
-    from campaign.sink import run_sink
+def sink(
+    ctx: Context,
+    port: int,
+    maildir: Path | None,
+    log_path: Path | None,
+    mailbox_path: Path | None,
+    bounce: str,
+    absence: str,
+) -> None:
+    """Run a local SMTP server on 127.0.0.1 that stores what it receives as a Maildir.
 
+    With a mailbox Maildir it also plays the recipients' servers: bounces and out-of-office
+    replies arrive there, for campaign inbox to read.
+    """
+    from campaign.outbox import sink_folder
+    from campaign.sink import Remote, run_sink
+
+    settings = None
+    with contextlib.suppress(CampaignError):  # the sink also runs outside a project
+        settings = ctx.settings()
     if maildir is None:
-        try:
-            settings = ctx.settings()
+        if settings is not None:
             maildir = sink_folder(settings.resolve(settings.outbox))
-        except CampaignError:
+        else:
             maildir = sink_folder(Path("outbox"))
+    configured = settings.mailbox if settings is not None else None
+    if mailbox_path is None and settings is not None and configured and configured.maildir:
+        mailbox_path = settings.resolve(configured.maildir)
+    remote = Remote(mailbox_path, bounce, absence) if mailbox_path is not None else None
 
     def ready(actual: int) -> None:
         click.echo(
@@ -499,7 +562,12 @@ def sink(ctx: Context, port: int, maildir: Path | None, log_path: Path | None) -
         )
         sys.stdout.flush()
 
-    count = run_sink(maildir, port=port, log=log_path, on_ready=ready)
+    if remote is not None:
+        click.echo(
+            f"playing the remote servers: {bounce} bounces, {absence} is away; "
+            f"answers go to {remote.mailbox}/new"
+        )
+    count = run_sink(maildir, port=port, log=log_path, on_ready=ready, remote=remote)
     click.echo(f"sink stopped: {count} messages stored in {maildir}/new")
 
 

@@ -15,6 +15,7 @@ from campaign.errors import Problem, Severity
 if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet library to start
     from rich.console import Console
 
+    from campaign.inbox import InboxReport
     from campaign.send import SendReport
     from campaign.status import StatusReport
 
@@ -59,6 +60,7 @@ __all__ = [
     "console",
     "err_console",
     "escape",
+    "print_inbox",
     "print_problems",
     "print_send_report",
     "print_status",
@@ -189,6 +191,20 @@ def print_status(report: StatusReport) -> None:
             rows = _rows(group.rows).strip(" ()")
             problems.add_row(escape(who), group.state.value, escape(reply), rows)
         console.print(problems)
+    if report.replied or report.auto_replied or report.delayed or report.bounces:
+        console.print(
+            f"mailbox: {report.replied} replied, {report.auto_replied} auto-replied, "
+            f"{len(report.bounces)} bounced, {report.delayed} delay notices"
+        )
+    if report.bounces:
+        bounced = Table(header_style="bold", title="bounced (added to the suppression list)")
+        for column in ("row", "recipient", "reason"):
+            bounced.add_column(column, overflow="fold")
+        for item in report.bounces:
+            bounced.add_row(str(item.row or ""), escape(item.email), escape(item.reason))
+        console.print(bounced)
+    for email, what in report.searched.items():
+        console.print(f"[yellow]uncertain[/] {escape(email)}: {escape(what)}")
     if report.per_minute is not None:
         console.print(
             f"{_plural(report.runs, 'run')}, {report.run_seconds:.1f} s sending, "
@@ -196,3 +212,37 @@ def print_status(report: StatusReport) -> None:
         )
     if report.test_sends:
         console.print(f"{report.test_sends} test messages (recorded apart)")
+
+
+def print_inbox(report: InboxReport) -> None:
+    """`campaign inbox`: what was read, the counts per kind, the bounces with their reasons."""
+    from rich.table import Table
+
+    folders = ", ".join(report.folders)
+    console.print(
+        f"[bold]{escape(report.campaign)}[/]: read {report.read} new messages in "
+        f"{escape(folders)} ({report.mailbox}), {report.fetched} of them whole"
+    )
+    counts = report.as_dict()
+    console.print(
+        f"{counts['bounced']} bounced, {counts['delayed']} delay notices, "
+        f"{counts['delivered']} delivery reports, {counts['replied']} replied, "
+        f"{counts['auto_replied']} auto-replied; {report.unmatched} about no recipient "
+        "(left alone)"
+    )
+    if report.bounces:
+        table = Table(header_style="bold", title="bounced")
+        for column in ("recipient", "reason"):
+            table.add_column(column, overflow="fold")
+        for bounce in report.bounces:
+            table.add_row(escape(bounce.email), escape(bounce.reason))
+        console.print(table)
+    if report.suppressed:
+        console.print(
+            f"added to the suppression list {escape(report.suppression_file)}: "
+            + escape(", ".join(report.suppressed))
+        )
+    for email, evidence in report.resolved.items():
+        console.print(f"uncertain → sent: {escape(email)}: {escape(evidence)}")
+    for email, searched in report.uncertain.items():
+        console.print(f"[yellow]still uncertain[/] {escape(email)}: {escape(searched)}")

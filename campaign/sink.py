@@ -200,8 +200,11 @@ class MaildirHandler:
         self.count = 0
         self._log: IO[str] | None = None
         if log is not None:
-            private_dir(log.parent)
-            self._log = log.open("a", encoding="utf-8")
+            # The log's folder is the user's (it may be /tmp or their home): never tighten it;
+            # the file itself is private.
+            log.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._log = os.fdopen(fd, "a", encoding="utf-8")
         self.on_message = on_message
         self.remote = remote
         # The sender's mailbox, where the remote servers' answers arrive.

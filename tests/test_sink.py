@@ -95,3 +95,15 @@ def test_sink_command_runs_until_sigterm_and_says_where_messages_are(tmp_path: P
     assert process.returncode == 0
     assert f"sink stopped: 1 messages stored in {maildir}/new" in rest
     assert len(list((maildir / "new").iterdir())) == 1
+
+
+def test_the_log_of_the_sink_leaves_its_folder_as_it_was(tmp_path: Path) -> None:
+    from campaign.sink import MaildirHandler
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: tightening it would lock other users (and daemons) out
+    handler = MaildirHandler(tmp_path / "maildir", log=shared / "sink.log")
+    handler.close()
+    assert shared.stat().st_mode & 0o7777 == 0o1777
+    assert (shared / "sink.log").stat().st_mode & 0o777 == 0o600

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from campaign.cli.output import (
+    SendProgress,
     console,
     err_console,
     print_inbox,
@@ -361,65 +362,13 @@ def send(
         wait_retries=not no_wait,
         wait_for_day=wait_day,
     )
-    with _SendProgress(disable=quiet or ctx.quiet or as_json) as progress:
+    with SendProgress(disable=quiet or ctx.quiet or as_json) as progress:
         report = commands.send(campaign, options, progress=progress)
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
         print_send_report(report)
     sys.exit(report.exit_code)
-
-
-class _SendProgress:
-    """A progress bar with rate and estimated finish, and the countdown of waits."""
-
-    def __init__(self, *, disable: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            "{task.fields[rate]}",
-            TimeRemainingColumn(),
-            console=err_console.rich(),
-            disable=disable,
-            transient=True,
-        )
-        self.task = self.bar.add_task("sending", total=None, rate="")
-        self.disabled = disable
-        self.done = 0
-
-    def __enter__(self) -> _SendProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
-
-    def __call__(self, event: Any) -> None:
-        kind = str(event.kind)
-        if kind == "start":
-            self.bar.update(self.task, total=event.total)
-            if event.text and not self.disabled:  # the forecast: "711 to send: about 2 days (…)"
-                self.bar.console.print(_escape(event.text))
-        elif kind == "done":
-            self.done += 1
-            speed = self.bar.tasks[0].speed
-            rate = f"{speed * 60:.0f}/min" if speed else ""
-            self.bar.update(self.task, completed=self.done, description="sending", rate=rate)
-        elif kind == "wait":
-            description = f"waiting {event.seconds:.0f} s ({event.text})"
-            self.bar.update(self.task, description=description)
-        elif kind == "stopping":
-            self.bar.update(self.task, description="stopping: finishing messages in flight")
 
 
 @main.command(short_help="Show what became of each recipient.", epilog=CAMPAIGN_HELP)
@@ -560,13 +509,13 @@ def sink(
             f"sink listening on 127.0.0.1:{actual}, storing messages in {maildir}/new "
             "(Ctrl-C to stop)"
         )
+        if remote is not None:  # after the line scripts wait for
+            click.echo(
+                f"playing the remote servers: {bounce} bounces, {absence} is away; "
+                f"answers go to {remote.mailbox}/new"
+            )
         sys.stdout.flush()
 
-    if remote is not None:
-        click.echo(
-            f"playing the remote servers: {bounce} bounces, {absence} is away; "
-            f"answers go to {remote.mailbox}/new"
-        )
     count = run_sink(maildir, port=port, log=log_path, on_ready=ready, remote=remote)
     click.echo(f"sink stopped: {count} messages stored in {maildir}/new")
 

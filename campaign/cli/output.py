@@ -246,3 +246,55 @@ def print_inbox(report: InboxReport) -> None:
         console.print(f"uncertain → sent: {escape(email)}: {escape(evidence)}")
     for email, searched in report.uncertain.items():
         console.print(f"[yellow]still uncertain[/] {escape(email)}: {escape(searched)}")
+
+
+class SendProgress:
+    """A progress bar with rate and estimated finish, and the countdown of waits."""
+
+    def __init__(self, *, disable: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            "{task.fields[rate]}",
+            TimeRemainingColumn(),
+            console=err_console.rich(),
+            disable=disable,
+            transient=True,
+        )
+        self.task = self.bar.add_task("sending", total=None, rate="")
+        self.disabled = disable
+        self.done = 0
+
+    def __enter__(self) -> SendProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        kind = str(event.kind)
+        if kind == "start":
+            self.bar.update(self.task, total=event.total)
+            if event.text and not self.disabled:  # the forecast: "711 to send: about 2 days (…)"
+                self.bar.console.print(escape(event.text))
+        elif kind == "done":
+            self.done += 1
+            speed = self.bar.tasks[0].speed
+            rate = f"{speed * 60:.0f}/min" if speed else ""
+            self.bar.update(self.task, completed=self.done, description="sending", rate=rate)
+        elif kind == "wait":
+            description = f"waiting {event.seconds:.0f} s ({event.text})"
+            self.bar.update(self.task, description=description)
+        elif kind == "stopping":
+            self.bar.update(self.task, description="stopping: finishing messages in flight")

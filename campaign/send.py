@@ -8,6 +8,7 @@ runs one event loop. Dry runs compose every message to .eml files and talk to no
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +17,13 @@ from typing import Any
 
 from campaign import ledger
 from campaign.compose import (
-    compose_message,
+    Composer,
+    dot_stuffed,
     eml_name,
     envelope_address,
     load_attachments,
-    message_bytes,
     message_id,
     needs_smtputf8,
-    wire_bytes,
 )
 from campaign.dispatch import Clock, Dispatcher, Event, Job, Progress, Sleep, Tally, run_dispatcher
 from campaign.errors import DeliveryError
@@ -32,6 +32,8 @@ from campaign.ledger import Ledger, LedgerWriter, State
 from campaign.outbox import private_dir, run_lock, write_private
 from campaign.recipients import Recipient
 from campaign.throttle import DAY, Throttle, windows_from
+
+_MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE)
 
 
 @dataclass
@@ -198,6 +200,7 @@ class _Plan:
         self.skipped_by_limit = False
         self.sender = inputs.campaign.settings.sender.email
         self.attachments = load_attachments(inputs)
+        self.composer = Composer(inputs)
         self._test_jobs: list[Job] | None = None
         if options.test_to:
             targets = list(self.ready.values())[: max(options.count, 1)]
@@ -242,10 +245,10 @@ class _Plan:
 
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
-            composed = compose_message(
-                self.inputs, recipient, pdf=self.pdf(recipient), attachments=self.attachments
+            raw = self.composer.compose(
+                recipient, pdf=self.pdf(recipient), attachments=self.attachments
             )
-            return wire_bytes(composed)
+            return dot_stuffed(raw)
 
         address = envelope_address(recipient.email)
         return Job(
@@ -258,15 +261,13 @@ class _Plan:
         )
 
     def _test_job(self, recipient: Recipient, address: str) -> Job:
-        composed = compose_message(
-            self.inputs,
-            recipient,
-            pdf=self.pdf(recipient),
-            attachments=self.attachments,
-            test_to=address,
+        raw = self.composer.compose(
+            recipient, pdf=self.pdf(recipient), attachments=self.attachments, test_to=address
         )
-        key = self.log.add_test_send(address, recipient.email, composed["Message-ID"], self.clock())
-        data = wire_bytes(composed)
+        mid = _MESSAGE_ID.search(raw)
+        assert mid is not None
+        key = self.log.add_test_send(address, recipient.email, mid.group(1).decode(), self.clock())
+        data = dot_stuffed(raw)
         target = envelope_address(address)
         return Job(key, self.sender, target, lambda: data, utf8=needs_smtputf8(target))
 
@@ -301,9 +302,11 @@ def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) ->
         progress(Event("start", total=len(ready)))
     pdfs = _pdf_source(inputs, ready)
     attachments = load_attachments(inputs)
+    composer = Composer(inputs) if ready else None
     for recipient in ready:
-        message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=attachments)
-        write_private(folder / eml_name(recipient), message_bytes(message))
+        assert composer is not None
+        raw = composer.compose(recipient, pdf=pdfs(recipient), attachments=attachments)
+        write_private(folder / eml_name(recipient), raw)
         report.written += 1
         if progress is not None:
             progress(Event("done", key=recipient.email, state=State.PENDING))

@@ -9,15 +9,18 @@ in structure, encodings, folding or file names shows here. Regenerate them on pu
 
 from __future__ import annotations
 
+import email
 import os
 import random
 import re
 from datetime import datetime, timedelta, timezone
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from campaign.compose import compose_message, load_attachments, message_bytes, wire_bytes
+from campaign.compose import Composer, dot_stuffed, load_attachments
 from campaign.inputs import Inputs, load_inputs
 from campaign.settings import load_settings
 from tests.smtp_server import make_project
@@ -82,8 +85,7 @@ def _case(name: str, tmp_path: Path) -> bytes:
             extra="attachments: [letters/Note annexe été.pdf]\n"
             "    list_unsubscribe: https://example.org/desinscription?c=mini",
         )
-        message = compose_message(
-            inputs,
+        raw = Composer(inputs).compose(
             inputs.recipients.ready[0],
             pdf=_pdf(1, 5000),
             attachments=load_attachments(inputs),
@@ -97,23 +99,22 @@ def _case(name: str, tmp_path: Path) -> bytes:
         )
         (tmp_path / "letters" / "mini.md").write_text(LONG_LETTER, encoding="utf-8")
         inputs = load_inputs(inputs.campaign)
-        message = compose_message(inputs, inputs.recipients.ready[0], now=NOW)
+        raw = Composer(inputs).compose(inputs.recipients.ready[0], now=NOW)
     elif name == "international-mailbox":
         inputs = _inputs(
             tmp_path,
             [("José", "Pérez", "josé@bücher.example")],
             extra="allow_special_domains: true",
         )
-        message = compose_message(inputs, inputs.recipients.ready[0], pdf=_pdf(3, 100), now=NOW)
+        raw = Composer(inputs).compose(inputs.recipients.ready[0], pdf=_pdf(3, 100), now=NOW)
     elif name == "test-send":
         inputs = _inputs(tmp_path, [("Jean", "Dupont « dit Jeannot »", "jd@example.org")])
-        message = compose_message(
-            inputs, inputs.recipients.ready[0], test_to="relecteur@example.com", now=NOW
+        raw = Composer(inputs).compose(
+            inputs.recipients.ready[0], test_to="relecteur@example.com", now=NOW
         )
     else:
         raise AssertionError(name)
-    raw = message_bytes(message)
-    assert wire_bytes(message) == re.sub(rb"(?m)^\.", b"..", raw) + b".\r\n"
+    assert dot_stuffed(raw) == re.sub(rb"(?m)^\.", b"..", raw) + b".\r\n"
     return raw
 
 
@@ -133,3 +134,23 @@ def test_composed_message_matches_its_golden_file(name: str, tmp_path: Path) -> 
         golden.parent.mkdir(exist_ok=True)
         golden.write_bytes(got)
     assert got == golden.read_bytes()
+
+
+def test_a_non_ascii_attachment_name_has_an_ascii_fallback_beside_rfc2231(tmp_path: Path) -> None:
+    raw = _case("pdf-and-shared-attachment", tmp_path)
+    assert (
+        b"attachment;\r\n filename*=utf-8''mini%20%E2%80%93%20%C3%89lise%20No%C3%ABl.pdf;\r\n"
+        b' filename="mini - Elise Noel.pdf"\r\n'
+    ) in raw
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    names = [part.get_filename() for part in parsed.iter_attachments()]
+    assert names == ["mini – Élise Noël.pdf", "Note annexe été.pdf"]  # RFC 2231 wins
+
+
+def test_only_the_top_level_has_a_mime_version(tmp_path: Path) -> None:
+    raw = _case("pdf-and-shared-attachment", tmp_path)
+    assert raw.count(b"MIME-Version: 1.0\r\n") == 1
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed["MIME-Version"] == "1.0"
+    assert all(part["MIME-Version"] is None for part in parsed.walk() if part is not parsed)

@@ -22,22 +22,7 @@ system-libs:
 	@bash scripts/system-packages.sh
 
 demo: setup
-	$(BIN)/campaign check hopitaux-2020-05
-	$(BIN)/campaign check merci-signataires
-	$(BIN)/campaign render hopitaux-2020-05
-	$(BIN)/campaign proof hopitaux-2020-05
-	$(BIN)/campaign approve hopitaux-2020-05 --by demo --note "make demo"
-	$(BIN)/campaign proof merci-signataires
-	$(BIN)/campaign approve merci-signataires --by demo --note "make demo"
-	@# Send both campaigns to the local sink (nothing leaves this machine), then stop the sink.
-	@mkdir -p outbox
-	@$(BIN)/campaign sink --port 8025 > outbox/sink.out 2>&1 & pid=$$!; trap "kill $$pid" EXIT; \
-	  sleep 2; cat outbox/sink.out; \
-	  $(BIN)/campaign send hopitaux-2020-05 && \
-	  $(BIN)/campaign send merci-signataires && \
-	  $(BIN)/campaign status hopitaux-2020-05 && \
-	  $(BIN)/campaign status merci-signataires
-	@echo "received messages: outbox/sink/new/ (one file per message; open them with any mail client)"
+	bash scripts/demo.sh
 
 lint: setup
 	$(BIN)/ruff check campaign tests bench scripts

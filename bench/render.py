@@ -12,7 +12,8 @@ measures, for the same letters:
   (c) `campaign render --jobs 1`: load, check, render in one process (one stylesheet, one
       FontConfiguration);
   (d) `campaign render` with all cores (worker processes);
-  (e) a second `campaign render` with nothing changed, in process and as a command.
+  (e) a second `campaign render` with nothing changed, in process and as a command;
+  (f) one process, the same letters untagged and tagged (issue 11: tag by default under 15 %).
 
 Ratios are against (a) and (b) measured in the same run. `--subset without` hides
 libharfbuzz-subset from WeasyPrint (fontTools then subsets the fonts) in this process, its
@@ -91,8 +92,8 @@ def set_subset(enabled: bool) -> None:
 def naive_command(settings: Path, sample: int, subset: bool, work: Path) -> float:
     """(a) ms/letter: one `weasyprint` command per letter."""
     from campaign.inputs import load_inputs
-    from campaign.pdf import letter_html
     from campaign.settings import load_settings
+    from campaign.typeset import letter_html
 
     inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
     css = settings.parent / "letters" / "lettre.css"
@@ -124,8 +125,8 @@ def naive_in_process(settings: Path, sample: int, work: Path) -> float:
     from weasyprint import HTML
 
     from campaign.inputs import load_inputs
-    from campaign.pdf import letter_html
     from campaign.settings import load_settings
+    from campaign.typeset import letter_html
 
     inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
     css = str(settings.parent / "letters" / "lettre.css")
@@ -137,6 +138,33 @@ def naive_in_process(settings: Path, sample: int, work: Path) -> float:
         html = letter_html(inputs, recipient)
         HTML(string=html, base_url=base).write_pdf(work / f"b-{n}.pdf", stylesheets=[css])
     return (time.perf_counter() - started) * 1000 / len(recipients)
+
+
+def tagging_cost(settings: Path, sample: int) -> tuple[float, float]:
+    """(f) ms/letter in one process, untagged and tagged (structure tree, Note/Reference roles).
+
+    The two are alternated and the best of three kept, so that load on the machine hits both.
+    """
+    from campaign import tagging
+    from campaign.inputs import load_inputs
+    from campaign.settings import load_settings
+    from campaign.typeset import Renderer
+
+    inputs = load_inputs(load_settings(settings).campaign(CAMPAIGN))
+    renderer = Renderer(inputs)
+    tagging.install()
+    recipients = inputs.recipients.ready[:sample]
+    renderer.render(recipients[0])
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(3):
+        for tagged in (False, True):
+            renderer.tagged = tagged
+            started = time.perf_counter()
+            for recipient in recipients:
+                renderer.render(recipient)
+            best[tagged] = min(best[tagged], (time.perf_counter() - started) * 1000 / sample)
+    renderer.close()
+    return best[False], best[True]
 
 
 def campaign_render(settings: Path, jobs: int | None) -> tuple[float, int, list[float]]:
@@ -193,6 +221,7 @@ def run(letters: int, sample: int, subset: bool, repeat: int) -> dict[str, float
         figures["e_inprocess"] = seconds
         figures["e_command"] = command_seconds(settings)
         figures["letters"] = count
+        figures["f_untagged"], figures["f_tagged"] = tagging_cost(settings, sample * 2)
     return figures
 
 
@@ -225,6 +254,12 @@ def table(results: dict[str, dict[str, float]], letters: int, sample: int, repea
             f"{figures['rss_quarter']:.0f} MiB after the first quarter, "
             f"{figures['rss_end']:.0f} MiB at the end."
         )
+        lines.append(
+            f"\n(f) {name}: one process, {figures['f_untagged']:.0f} ms/letter untagged, "
+            f"{figures['f_tagged']:.0f} ms/letter tagged: tagging costs "
+            f"{(figures['f_tagged'] / figures['f_untagged'] - 1) * 100:+.1f} % "
+            "(tagged by default when under 15 %)."
+        )
     return "\n".join(lines)
 
 
@@ -236,7 +271,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="keep the best of N runs of each")
     args = parser.parse_args()
     set_subset(True)
-    from campaign.pdf import harfbuzz_subset_available
+    from campaign.typeset import harfbuzz_subset_available
 
     installed = harfbuzz_subset_available()
     modes = {"with": True, "without": False}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,24 +24,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from campaign.errors import ApprovalError, CampaignError, InputError, Place, StateError
-from campaign.inputs import Inputs, check_inputs, load_inputs
+from campaign.depends import shown_path
+from campaign.errors import ApprovalError, Place, StateError, UsageError
+from campaign.inputs import Inputs
 from campaign.outbox import write_private
-from campaign.pdf import LAYOUT_VERSION
 from campaign.recipients import Recipient
 from campaign.settings import Campaign
+from campaign.typeset import LAYOUT_VERSION
 
-APPROVAL_FILE = "approval.json"
 FORMAT = 1
 # How many row numbers a change message lists before it sums up the rest.
 _ROWS_LISTED = 20
-
-_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)\s]*))\s*\)""", re.IGNORECASE)
-_CSS_IMPORT = re.compile(r"""@import\s+(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)")
-_HTML_SRC = re.compile(r"""\b(?:src|href)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bmp", ".tif", ".tiff"}
-_FONT_SUFFIXES = {".ttf", ".otf", ".woff", ".woff2"}
 
 
 def _sha256(data: bytes | str) -> str:
@@ -87,28 +79,15 @@ def compute_fingerprint(inputs: Inputs) -> Fingerprint:
     config = campaign.config
     parts: dict[tuple[str, str], str] = {}
 
-    def add_file(what: str, path: Path) -> None:
-        shown = _shown(campaign, path)
-        try:
-            parts[(what, shown)] = _sha256(path.read_bytes())
-        except OSError:
-            parts[(what, shown)] = "missing"
-
-    templates = [("letter template", config.letter)]
-    if inputs.email_body is not None:
-        templates.append(("email body template", inputs.email_body.path))
-    for what, path in templates:
-        add_file(what, campaign.path(path))
+    for dependency in inputs.dependencies:
+        parts[(dependency.kind, dependency.shown)] = dependency.digest
     for letter, what in ((inputs.letter, "letter"), (inputs.email_body, "email body")):
         if letter is not None:
-            parts[(f"{what} front matter", _shown(campaign, letter.path))] = _sha256(
+            parts[(f"{what} front matter", shown_path(campaign, letter.path))] = _sha256(
                 _canonical(dict(letter.front))
             )
-            for kind, path in referenced_files(campaign, letter.path, letter.front, letter.body):
-                add_file(kind, path)
     for index, attachment in enumerate(config.attachments):
-        add_file("attachment", campaign.path(attachment))
-        parts[("attachment order", str(index))] = _sha256(_shown(campaign, attachment))
+        parts[("attachment order", str(index))] = _sha256(shown_path(campaign, attachment))
 
     subject = config.subject
     if subject is None and inputs.letter is not None:
@@ -121,6 +100,8 @@ def compute_fingerprint(inputs: Inputs) -> Fingerprint:
         "list-unsubscribe": config.list_unsubscribe,
         "attach_pdf": config.attach_pdf,
         "pdf_variant": config.pdf_variant,
+        # The space before ":" changes every letter and email (typography.colon).
+        "typography": settings.typography.model_dump(),
         # The tool's own letter layout: bumped by pdf.py when an upgrade changes how letters look.
         "letter layout (campaign upgraded)": LAYOUT_VERSION if config.attach_pdf else None,
         "spreadsheet columns": sorted(inputs.recipients.headers),
@@ -139,60 +120,6 @@ def compute_fingerprint(inputs: Inputs) -> Fingerprint:
         )
     )
     return Fingerprint(digest=digest, components=parts, rows=rows)
-
-
-def _shown(campaign: Campaign, path: Path) -> str:
-    """A path as the project names it, with forward slashes on every system."""
-    resolved = campaign.path(path).resolve()
-    root = campaign.settings.root.resolve()
-    try:
-        return resolved.relative_to(root).as_posix()
-    except ValueError:
-        return path.name  # outside the project: never the machine's absolute path
-
-
-def referenced_files(
-    campaign: Campaign, letter_path: Path, front: Mapping[str, Any], body: str
-) -> list[tuple[str, Path]]:
-    """The stylesheets, images and fonts a letter uses, followed through its CSS, in the project."""
-    root = campaign.settings.root.resolve()
-    base = campaign.path(letter_path).resolve().parent
-    found: list[tuple[str, Path]] = []
-    seen: set[Path] = set()
-
-    def visit(kind: str, target: str, folder: Path) -> None:
-        target = target.strip()
-        if not target or re.match(r"^[a-z][a-z0-9+.-]*:|^#|^//", target, re.IGNORECASE):
-            return  # data:, http:, cid:, anchors: not files of the project
-        path = (folder / target.split("#", 1)[0].split("?", 1)[0]).resolve()
-        if path in seen or not path.is_relative_to(root):
-            return
-        seen.add(path)
-        suffix = path.suffix.lower()
-        if kind != "stylesheet":
-            kind = (
-                "image"
-                if suffix in _IMAGE_SUFFIXES
-                else "font"
-                if suffix in _FONT_SUFFIXES
-                else "stylesheet"
-                if suffix == ".css"
-                else "file used by the letter"
-            )
-        found.append((kind, path))
-        if suffix == ".css" and path.is_file():
-            css = path.read_text(encoding="utf-8", errors="replace")
-            for match in (*_CSS_URL.finditer(css), *_CSS_IMPORT.finditer(css)):
-                visit("referenced", next(g for g in match.groups() if g is not None), path.parent)
-
-    sheets = front.get("stylesheet")
-    for sheet in [sheets] if isinstance(sheets, str) else sheets or []:
-        visit("stylesheet", str(sheet), base)
-    for match in (*_MD_IMAGE.finditer(body), *_HTML_SRC.finditer(body)):
-        target = next((g for g in match.groups() if g is not None), "")
-        if "{" not in target:  # a templated path is data, already covered by the rows
-            visit("referenced", target, base)
-    return found
 
 
 # --- the history of sign-offs -------------------------------------------------------------------
@@ -247,13 +174,13 @@ class _History(BaseModel):
 
 
 def approval_path(campaign: Campaign) -> Path:
-    return campaign.outbox / APPROVAL_FILE
+    return campaign.layout.approval
 
 
 def read_history(campaign: Campaign) -> list[ApprovalRecord]:
     """The sign-offs recorded for a campaign, oldest first; a damaged file is a `StateError`."""
     path = approval_path(campaign)
-    shown = _shown(campaign, path)
+    shown = shown_path(campaign, path)
     hint = (
         "restore approval.json from a backup, or move it away and run "
         "campaign proof then campaign approve --by NAME again"
@@ -286,24 +213,26 @@ def read_history(campaign: Campaign) -> list[ApprovalRecord]:
 
 
 def approve(
-    inputs: Inputs, *, by: str, note: str | None = None, now: datetime | None = None
+    inputs: Inputs,
+    *,
+    by: str,
+    note: str | None = None,
+    now: datetime | None = None,
+    fingerprint: Fingerprint | None = None,
 ) -> ApprovalRecord:
-    """Record that `by` approved the current content; refused while `check` finds errors."""
+    """Append the sign-off of `by` for the current content (`fingerprint`, computed if not given).
+
+    The stage only: `campaign.commands.approve` holds the lock and checks the inputs are clean and
+    proofed first.
+    """
     campaign = inputs.campaign
     by = " ".join(by.split())
     if not by:
-        raise InputError(
+        raise UsageError(
             "the approver's name is empty", hint="say who approves: campaign approve --by NAME"
         )
-    report = check_inputs(inputs)
-    if report.errors:
-        raise InputError(
-            f"cannot approve campaign {campaign.name}: check finds {report.errors} "
-            f"error{'s' if report.errors != 1 else ''}",
-            hint=f"run campaign check {campaign.name}, fix what it lists, then proof and approve",
-        )
     history = read_history(campaign)
-    current = compute_fingerprint(inputs)
+    current = fingerprint or compute_fingerprint(inputs)
     record = ApprovalRecord(
         fingerprint=current.digest,
         by=by,
@@ -378,7 +307,7 @@ def require_approval(inputs: Inputs) -> ApprovalState | None:
         return None
     state = approval_state(inputs)
     campaign = inputs.campaign
-    place = Place(file=_shown(campaign, approval_path(campaign)))
+    place = Place(file=shown_path(campaign, approval_path(campaign)))
     if state.last is None:
         raise ApprovalError(
             f"campaign {campaign.name} is not approved yet",
@@ -472,11 +401,3 @@ def _rows(rows: list[int]) -> str:
     listed = ", ".join(map(str, rows[:_ROWS_LISTED]))
     more = f" and {len(rows) - _ROWS_LISTED} more" if len(rows) > _ROWS_LISTED else ""
     return f"row{'s' if len(rows) != 1 else ''} {listed}{more}"
-
-
-def approval_line(campaign: Campaign) -> str:
-    """Where the campaign's approval stands, in one line for `campaign status`; never raises."""
-    try:
-        return approval_state(load_inputs(campaign)).summary()
-    except CampaignError as err:
-        return f"unknown: {err.message}"

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from campaign.errors import InputError, Place
 from campaign.inputs import Inputs
-from campaign.letter import merge_letter
 from campaign.recipients import Recipient
 
+_ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
 # C0 and C1 controls, DEL and the Unicode line separators: none may reach a header.
 _HEADER_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _FILENAME_FORBIDDEN = re.compile(r'[\\/:*?"<>|]')
@@ -54,7 +54,9 @@ class Attachment:
 
 def header_text(value: str) -> str:
     """Make `value` safe for a header: control characters become spaces, whitespace collapses."""
-    return " ".join(_HEADER_CONTROL.sub(" ", value).split())
+    # Only ASCII white space collapses: the no-break spaces of French typography stay.
+    text = _HEADER_CONTROL.sub(" ", value)
+    return _ASCII_SPACE.sub(" ", text).strip(" ")
 
 
 def make_address(display_name: str, email: str) -> Address:
@@ -92,20 +94,33 @@ def attachment_name(inputs: Inputs, recipient: Recipient) -> str:
 def load_attachments(inputs: Inputs) -> list[Attachment]:
     """Read the campaign's shared attachments once, for every message."""
     campaign = inputs.campaign
-    found: list[Attachment] = []
-    for path in campaign.config.attachments:
-        target = campaign.path(path)
-        try:
-            data = target.read_bytes()
-        except OSError as err:
-            raise InputError(
-                f"cannot read the attachment: {err.strerror}",
-                place=Place(file=campaign.settings.display(path)),
-            ) from None
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        maintype, _, subtype = kind.partition("/")
-        found.append(Attachment(header_text(Path(path).name), data, maintype, subtype))
-    return found
+    return [
+        _read_attachment(campaign.path(path), campaign.settings.display(path))
+        for path in campaign.config.attachments
+    ]
+
+
+def with_recipient_attachments(
+    inputs: Inputs, recipient: Recipient, shared: list[Attachment]
+) -> list[Attachment]:
+    """The shared attachments, then the files of the recipient's `attachments_column` cell."""
+    own = inputs.attachments_for(recipient)
+    if not own:
+        return shared
+    settings = inputs.campaign.settings
+    return [*shared, *(_read_attachment(path, settings.display(path)) for path in own)]
+
+
+def _read_attachment(target: Path, shown: str) -> Attachment:
+    try:
+        data = target.read_bytes()
+    except OSError as err:
+        raise InputError(
+            f"cannot read the attachment: {err.strerror}", place=Place(file=shown)
+        ) from None
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    maintype, _, subtype = kind.partition("/")
+    return Attachment(header_text(target.name), data, maintype, subtype)
 
 
 def compose_message(
@@ -121,7 +136,7 @@ def compose_message(
     raw = Composer(inputs).compose(
         recipient, pdf=pdf, attachments=attachments, test_to=test_to, now=now
     )
-    message = email.message_from_bytes(raw, policy=SMTP)
+    message = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=SMTP)
     assert isinstance(message, EmailMessage)
     return message
 
@@ -160,7 +175,7 @@ class Composer:
             for policy in (SMTP, SMTPUTF8)
         }
         # One Markdown rendering per distinct merged body: rows that merge alike share it.
-        self._bodies: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._bodies: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes]] = {}
         self._parts: dict[tuple[EmailPolicy[EmailMessage], Attachment], bytes] = {}
 
     def compose(
@@ -194,15 +209,17 @@ class Composer:
         headers.append(_fold(policy, "Date", format_datetime(now or datetime.now().astimezone())))
         headers += [_fold(policy, name, value) for name, value in self.unsubscribe]
 
-        merged = merge_letter(self.letter, inputs.context(recipient))
-        body = self._bodies.get((merged.markdown, title))
+        merged = inputs.merged(recipient).email
+        assert merged is not None  # Composer refuses a campaign without a letter
+        key = (merged.markdown, title, tuple(sorted(merged.fields.items())))
+        body = self._bodies.get(key)
         if body is None:
             body = (
                 _text_part(policy, "plain", merged.text),
                 _text_part(policy, "html", _html_document(merged.html, title)),
             )
             if len(self._bodies) < _BODIES_KEPT:
-                self._bodies[(merged.markdown, title)] = body
+                self._bodies[key] = body
         leaves = list(body)
         alternative = _multipart(policy, "alternative", leaves, top=not (pdf or attachments))
         extra: list[bytes] = []

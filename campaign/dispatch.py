@@ -8,8 +8,12 @@ RCPT, DATA, then the body once the server said 354) so that the log can tell a m
 left (safe to send again) from one that was on the wire when the connection dropped (`uncertain`,
 never resent automatically).
 
-Replies: 4xx, timeouts and drops are transient (`deferred`, retried with the configured backoff; 421
-also reconnects); 5xx is `failed`; 530/535 and a rejected TLS certificate stop the run. SIGINT or
+Replies about a recipient: 4xx, timeouts and drops are transient (`deferred`, retried with the
+configured backoff); 5xx is `failed`; 530/535 and a rejected TLS certificate stop the run. Replies
+about the sender (421, or 45x with 4.7.x/4.3.x about rate, connections or too much mail) and a
+server that cannot be reached at all are the run's business, not the recipient's: the recipient
+goes back in the queue with its attempts untouched and `throttle.Pace` slows every connection to the
+rate the server was measured to allow (or pauses and probes until the server answers again). SIGINT or
 SIGTERM: no new transaction starts, those in flight finish and are recorded; a second signal stops
 at once (the log then says `uncertain` for any message whose body was on the wire).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import signal
 import ssl
 import threading
@@ -26,15 +31,17 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import aiosmtplib
 
 from campaign import ledger
 from campaign.errors import DeliveryError, Place
-from campaign.ledger import Phase, State, Write, Writer
+from campaign.ledger import Phase, State, Write
+from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
-from campaign.throttle import DayCapReached, Throttle
+from campaign.throttle import DayCapReached, Pace, PaceReport, Throttle
 
 IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
 NOOP_TIMEOUT = 5.0
@@ -53,13 +60,21 @@ class Job:
     message: Callable[[], bytes]  # the body after DATA, dot-stuffed, ending with the final dot
     attempts: int = 0  # attempts made before this one
     utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
+    put_back: int = 0  # times a reply about the sender sent it back to the queue in this run
+
+
+class EventKind(StrEnum):
+    START = "start"  # the run knows how many messages it will send (`total`)
+    DONE = "done"  # a message's transaction ended (`state`, `code`, `text`)
+    WAIT = "wait"  # the run waits (`seconds`, and why in `text`)
+    STOPPING = "stopping"  # asked to stop: finishing the messages in flight
 
 
 @dataclass(frozen=True)
 class Event:
     """Progress of a run, for the progress bar: a message ended, or the run waits."""
 
-    kind: str  # "start", "done", "wait", "stopping"
+    kind: EventKind
     key: str | int | None = None
     state: State | None = None
     code: int | None = None
@@ -81,6 +96,7 @@ class Tally:
     uncertain: int = 0
     connections: int = 0
     messages: int = 0
+    pace: PaceReport | None = None  # the server's limits and outages met, when any
 
     def add(self, state: State) -> None:
         self.messages += 1
@@ -96,6 +112,30 @@ class Tally:
 
 class Stopped(Exception):
     """The run was asked to stop (signal) before a new transaction could start."""
+
+
+class ServerDown(Exception):
+    """The server stayed unreachable longer than smtp.outage_limit: the run ends, nobody failed."""
+
+
+# A temporary reply about the sender rather than the recipient: a rate or connection limit.
+_ABOUT_SENDER = re.compile(
+    r"\b4\.[37]\.\d{1,3}\b.*(rate|too (much|many)|connection|limit|throttl|exceed|slow down)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+MAX_PUT_BACK = 5  # then a reply about the sender counts as an attempt: a server that never relents
+
+
+def about_sender(code: int, text: str) -> bool:
+    """Whether a reply limits the sender (slow the run) rather than refuses this recipient."""
+    return code == 421 or (code in (450, 451, 452) and _ABOUT_SENDER.search(text) is not None)
+
+
+def about_rate(text: str) -> bool:
+    """Whether a reply about the sender says it sends too much (slow down), not just 'closing'."""
+    return _ABOUT_SENDER.search(text) is not None
 
 
 @dataclass
@@ -120,8 +160,14 @@ class Dispatcher:
     sleep: Sleep = asyncio.sleep
     progress: Progress | None = None
     wait_for_day: bool = False
+    # How long the server may stay unreachable before the run ends (None: smtp.outage_limit;
+    # `send --no-wait` gives 0: it stops at the second failed probe instead of waiting).
+    outage_limit: float | None = None
+    server_down: bool = False  # the run ended because the server stayed unreachable
     tally: Tally = field(default_factory=Tally)
+    pace: Pace = field(default_factory=lambda: Pace(configured=None))
     stopping: bool = False
+    _probing: bool = False
     _pool: list[_Connection | None] = field(default_factory=list)
     _freed: asyncio.Event | None = None
     _unconfirmed: list[concurrent.futures.Future[None]] = field(default_factory=list)
@@ -135,6 +181,7 @@ class Dispatcher:
                 hint="set smtp.security to starttls or tls",
             )
         self._pool = [None] * self.concurrency
+        self.tally.pace = self.pace.report
 
     async def run(self, jobs: Sequence[Job]) -> None:
         """Send `jobs`; return when each is recorded, or the run stops (signal, day cap, fatal)."""
@@ -179,12 +226,15 @@ class Dispatcher:
             try:
                 state = await self._send_one(slot, job)
                 counted = state in (State.SENT, State.UNCERTAIN)
+                if state is None:
+                    queue.appendleft(job)  # refused because of the sender: try it again later
             except BaseException as err:
                 # A fatal error or a hard stop: the message may have been on the wire.
                 counted = isinstance(err, asyncio.CancelledError)
                 self.stopping = True
                 raise
             finally:
+                self._probing = False
                 self.throttle.finish(counted=counted)
                 if self._freed is not None:
                     self._freed.set()
@@ -194,9 +244,21 @@ class Dispatcher:
         while True:
             if self.stopping:
                 raise Stopped
+            delay = self.pace.delay(self.clock())
+            if delay > 0:
+                if delay >= 1.0:
+                    why = "server unreachable" if self.pace.down_since else "server's limit"
+                    self._emit(Event(EventKind.WAIT, seconds=delay, text=why))
+                await self.sleep(min(delay, 1.0))
+                continue
+            if self.pace.holding and self._probing:
+                await self.sleep(0.05)  # one probe at a time while the server limits or is down
+                continue
             wait = self.throttle.wait()
             if wait.ready:
                 self.throttle.start()
+                self.pace.started(self.clock())
+                self._probing = self.pace.holding
                 return
             stop = self.throttle.day_cap(wait)
             if stop is not None and not self.wait_for_day:
@@ -209,10 +271,11 @@ class Dispatcher:
                     await asyncio.wait_for(self._freed.wait(), 1.0)
             else:
                 if wait.seconds >= 1.0:
-                    self._emit(Event("wait", seconds=wait.seconds, text=_why(wait.window)))
+                    self._emit(Event(EventKind.WAIT, seconds=wait.seconds, text=_why(wait.window)))
                 await self.sleep(min(wait.seconds, 1.0))
 
-    async def _send_one(self, slot: int, job: Job) -> State:
+    async def _send_one(self, slot: int, job: Job) -> State | None:
+        """Send one job; its new state, or None when it goes back in the queue untouched."""
         data = job.message()  # composed before anything is recorded: a failure here sends nothing
         now = self.clock()
         try:
@@ -220,10 +283,18 @@ class Dispatcher:
         except DeliveryError:
             raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
-            unsent = [ledger.begin(job.key, now)]
-            state = self._settle(job, None, _describe(err), unsent, transient=True)
-            await self._write(unsent)
-            return self._done(job, state, None, _describe(err))
+            # No connection at all: the server is down (or refuses us) for everyone. Pause and
+            # probe; the recipient's attempts are untouched.
+            self.pace.unreachable(self.clock())
+            down = self.pace.down_since
+            limit = self.smtp.outage_limit if self.outage_limit is None else self.outage_limit
+            if down is not None and self.clock() - down > limit:
+                self.server_down = True
+                raise ServerDown(
+                    f"{self.smtp.host}:{self.smtp.port} unreachable for "
+                    f"{self.clock() - down:.0f} s: {_describe(err, self.smtp)}"
+                ) from None
+            return None
         client = conn.client
         options, encoding = [], "ascii"
         if job.utf8:
@@ -263,6 +334,15 @@ class Dispatcher:
                 )
                 raise _auth_error(self.smtp, code, text) from None
             await self._reset(slot, conn, code)
+            if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
+                job.put_back += 1
+                if about_rate(text):
+                    self.pace.refused(self.clock())
+                else:
+                    self.pace.report.refusals += 1  # a bare 421 closing: reconnect, no slow-down
+                if in_body:  # the body mark counted an attempt: give it back
+                    await self._write([ledger.put_back(job.key, code, text)])
+                return None
             writes = unwritten
             state = self._settle(job, code, text, writes, transient=400 <= code < 500)
             await self._write(writes)
@@ -279,6 +359,7 @@ class Dispatcher:
             await self._write(unwritten)
             return self._done(job, state, None, text)
         text = reply.message
+        self.pace.accepted(self.clock())
         self._record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
         return self._done(job, State.SENT, reply.code, text)
 
@@ -408,7 +489,7 @@ class Dispatcher:
         """Queue `writes` without waiting: they are committed in order, before any later write.
 
         For the step whose loss is harmless: a 250 reply (lost, the message was in flight at the
-        crash and shows as uncertain). It is committed within `ledger.LINGER`, and always before
+        crash and shows as uncertain). It is committed within `logwriter.LINGER`, and always before
         the next body mark of the same connection.
         """
         self._unconfirmed.append(self.writer.submit(writes, fsync=False))
@@ -427,7 +508,7 @@ class Dispatcher:
 
     def _done(self, job: Job, state: State, code: int | None, text: str) -> State:
         self.tally.add(state)
-        self._emit(Event("done", key=job.key, state=state, code=code, text=text))
+        self._emit(Event(EventKind.DONE, key=job.key, state=state, code=code, text=text))
         return state
 
     def _emit(self, event: Event) -> None:
@@ -436,10 +517,18 @@ class Dispatcher:
 
 
 def _why(window: Any) -> str:
+    if window is not None and window.cap == 0:
+        return str(window.name)  # the send window (campaign.window): closed, not a count
     return f"per-{window.name} limit ({window.cap})" if window is not None else "throttle"
 
 
-def _describe(err: BaseException) -> str:
+def _describe(err: BaseException, smtp: Smtp | None = None) -> str:
+    """The error in the organiser's words where we know them, else its type and text."""
+    refused = isinstance(err, ConnectionRefusedError) or isinstance(
+        err.__cause__, ConnectionRefusedError
+    )
+    if smtp is not None and (refused or "Connect call failed" in str(err)):
+        return f"connection refused by {smtp.host}:{smtp.port} (is the SMTP server running?)"
     name = type(err).__name__
     text = str(err).strip()
     return f"{name}: {text}" if text else name
@@ -471,7 +560,7 @@ async def run_dispatcher(
         if dispatcher.stopping and main is not None:
             main.cancel()  # a second Ctrl-C: stop now
         dispatcher.stopping = True
-        dispatcher._emit(Event("stopping"))
+        dispatcher._emit(Event(EventKind.STOPPING))
 
     if threading.current_thread() is threading.main_thread():
         for number in (signal.SIGINT, signal.SIGTERM):
@@ -490,7 +579,7 @@ async def run_dispatcher(
                 while (left := plan - dispatcher.clock()) > 0:
                     if dispatcher.stopping:
                         return "interrupted"
-                    dispatcher._emit(Event("wait", seconds=left, text="next retry"))
+                    dispatcher._emit(Event(EventKind.WAIT, seconds=left, text="next retry"))
                     await dispatcher.sleep(min(left, 1.0))
                 continue
             try:
@@ -499,7 +588,7 @@ async def run_dispatcher(
                 return "interrupted"
     except asyncio.CancelledError:
         return "interrupted"
-    except DayCapReached as stop:
+    except (DayCapReached, ServerDown) as stop:
         return str(stop)
     finally:
         for number in handled:

@@ -4,7 +4,8 @@
      ├── UsageError               a wrong command line: exit 2
      ├── SettingsError            settings.yaml is missing, malformed or invalid: exit 2
      ├── InputError               a letter, spreadsheet or attachment cannot be used as it is: exit 1
-     │    └── TemplateError       a Jinja2/Markdown template is malformed or fails for a row
+     │    ├── TemplateError       a Jinja2/Markdown template is malformed or fails for a row
+     │    └── CheckFailed         `check` finds errors, so a command that needs clean inputs stops
      ├── StateError               a file under outbox/ is damaged, locked or foreign: exit 2
      └── DeliveryError            sending must stop (authentication, TLS, refused send): exit 1
           └── ApprovalError       the content differs from what reviewers approved: exit 1
@@ -27,7 +28,8 @@ class Place:
     line: int | None = None
     row: int | None = None
     column: str | None = None
-    key: str | None = None
+    key: str | None = None  # a setting, e.g. smtp.port
+    option: str | None = None  # a command-line option, e.g. --port
 
     def __str__(self) -> str:
         parts: list[str] = []
@@ -37,6 +39,8 @@ class Place:
             parts.append(f"line {self.line}")
         if self.key:
             parts.append(f"key {self.key!r}")
+        if self.option:
+            parts.append(f"option {self.option}")
         if self.row is not None:
             parts.append(f"row {self.row}")
         if self.column:
@@ -81,6 +85,17 @@ class InputError(CampaignError):
 
 class TemplateError(InputError):
     """A template is malformed, or fails when merged with a row."""
+
+
+class CheckFailed(InputError):
+    """`check` finds errors: render, proof, approve and send refuse until they are fixed.
+
+    Carries the problems (errors first), so that the command line can print them as `check` does.
+    """
+
+    def __init__(self, message: str, *, problems: list[Problem], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
 
 
 class StateError(CampaignError):

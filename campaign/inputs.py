@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
 
-from campaign.errors import CampaignError, Place, Problem, Severity, TemplateError
+from campaign.depends import Dependency, dependencies
+from campaign.errors import CampaignError, InputError, Place, Problem, Severity, TemplateError
 from campaign.letter import (
     FRONT_TEMPLATES,
     Letter,
+    MergedLetter,
     compile_text,
     front_matter_line,
     load_letter,
     make_environment,
+    merge_letter,
     render_template,
     template_problems,
     template_variables,
@@ -37,7 +42,10 @@ from campaign.recipients import (
     variable_name,
 )
 from campaign.settings import Campaign
+from campaign.typography import french, use_colon
 
+# How many merged recipients `Inputs.merged` keeps (a run asks for each a few times in a row).
+_MERGED_KEPT = 256
 # How many rows of the same template failure are listed before the rest are summed up.
 _SAME_FAILURE_LISTED = 5
 
@@ -53,6 +61,14 @@ class Inputs:
     to_name: jinja2.Template | None
     recipients: RecipientList
     problems: list[Problem] = field(default_factory=list)
+    _merged: OrderedDict[int, Merged] = field(
+        default_factory=OrderedDict, init=False, repr=False, compare=False
+    )
+
+    @cached_property
+    def dependencies(self) -> list[Dependency]:
+        """Every file the letters and emails depend on (`campaign.depends`), read once."""
+        return dependencies(self)
 
     @property
     def errors(self) -> list[Problem]:
@@ -67,15 +83,89 @@ class Inputs:
             **recipient.context(),
         }
 
+    def merged(self, recipient: Recipient) -> Merged:
+        """The recipient merged into every template, once (kept for the last few hundred rows)."""
+        found = self._merged.get(recipient.row)
+        if found is None or found.recipient is not recipient:
+            found = self._merged[recipient.row] = Merged(self, recipient)
+            if len(self._merged) > _MERGED_KEPT:
+                self._merged.popitem(last=False)
+        return found
+
     def subject_for(self, recipient: Recipient) -> str:
-        if self.subject is None:
-            return ""
-        return " ".join(render_template(self.subject, self.context(recipient), "subject").split())
+        return self.merged(recipient).subject
+
+    def attachments_for(self, recipient: Recipient) -> list[Path]:
+        """The files of the recipient's `attachments_column` cell, resolved in the folder.
+
+        The names are `;`-separated; an empty cell attaches nothing. Only what `check` accepts
+        reaches a send (`attachment_problems`); a path leaving the folder is refused here too.
+        """
+        config = self.campaign.config
+        if config.attachments_column is None:
+            return []
+        cell = recipient.values.get(config.attachments_column, "")
+        folder = self.campaign.path(config.attachments_folder).resolve()
+        found: list[Path] = []
+        for name in attachment_names(cell):
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder):
+                raise InputError(
+                    f"the attachment {name!r} is outside {config.attachments_folder}",
+                    place=Place(
+                        file=self.campaign.settings.display(config.recipients),
+                        row=recipient.row,
+                        column=config.attachments_column,
+                    ),
+                    hint="name files inside the attachments folder, without '..'",
+                )
+            found.append(target)
+        return found
 
     def to_name_for(self, recipient: Recipient) -> str:
-        if self.to_name is None:
+        return self.merged(recipient).to_name
+
+
+class Merged:
+    """One recipient merged once: what compose, the PDF, the proofs and the delivery log take.
+
+    Each value is made on first use: the subject and display name cost one Jinja render each, the
+    letter and email bodies one Jinja render and, when a rendering is asked for, one Markdown parse.
+    """
+
+    def __init__(self, inputs: Inputs, recipient: Recipient) -> None:
+        self.inputs = inputs
+        self.recipient = recipient
+
+    @cached_property
+    def context(self) -> dict[str, Any]:
+        return self.inputs.context(self.recipient)
+
+    @cached_property
+    def subject(self) -> str:
+        if self.inputs.subject is None:
             return ""
-        return " ".join(render_template(self.to_name, self.context(recipient), "to_name").split())
+        text = render_template(self.inputs.subject, self.context, "subject")
+        return french(" ".join(text.split()))  # the subject is typeset like the body
+
+    @cached_property
+    def to_name(self) -> str:
+        """The display name of the To header ("" without a `to_name` template)."""
+        if self.inputs.to_name is None:
+            return ""
+        return " ".join(render_template(self.inputs.to_name, self.context, "to_name").split())
+
+    @cached_property
+    def letter(self) -> MergedLetter | None:
+        """The letter (the PDF's text), merged."""
+        letter = self.inputs.letter
+        return None if letter is None else merge_letter(letter, self.context)
+
+    @cached_property
+    def email(self) -> MergedLetter | None:
+        """The email body: its own template when the campaign has one, else the letter."""
+        body = self.inputs.email_body
+        return self.letter if body is None else merge_letter(body, self.context)
 
 
 def load_inputs(campaign: Campaign) -> Inputs:
@@ -84,6 +174,7 @@ def load_inputs(campaign: Campaign) -> Inputs:
     config = campaign.config
     problems: list[Problem] = []
     shown = settings.display
+    use_colon(settings.typography.colon)  # before anything is merged, workers included
 
     letter = _load(campaign, config.letter, problems)
     email_body = _load(campaign, config.email_body, problems) if config.email_body else None
@@ -124,6 +215,63 @@ def load_inputs(campaign: Campaign) -> Inputs:
     )
     problems += recipients.problems
     return Inputs(campaign, letter, email_body, subject, to_name, recipients, problems)
+
+
+def attachment_names(cell: str) -> list[str]:
+    """`annexe 1.pdf; tarifs.pdf` → the file names, blanks dropped."""
+    return [part.strip() for part in cell.split(";") if part.strip()]
+
+
+def attachment_problems(inputs: Inputs) -> list[Problem]:
+    """Each ready row's listed files: missing, unreadable or outside the folder, with its row."""
+    campaign = inputs.campaign
+    config = campaign.config
+    column = config.attachments_column
+    if column is None:
+        return []
+    shown = campaign.settings.display(config.recipients)
+    if inputs.recipients.headers and column not in inputs.recipients.headers:
+        return [
+            Problem.error(
+                f"the attachments column {column!r} is not in the spreadsheet",
+                Place(file=shown, column=column),
+                f"add the column, or correct campaigns.{campaign.name}.attachments_column",
+            )
+        ]
+    problems: list[Problem] = []
+    folder = config.attachments_folder
+    for recipient in inputs.recipients.recipients:
+        if recipient.status is Status.INVALID:
+            continue
+        place = Place(file=shown, row=recipient.row, column=column)
+        try:
+            paths = inputs.attachments_for(recipient)
+        except InputError as err:
+            problems.append(Problem.from_error(err))
+            continue
+        for path, name in zip(
+            paths, attachment_names(recipient.values.get(column, "")), strict=True
+        ):
+            if not path.is_file():
+                problems.append(
+                    Problem.error(
+                        f"attachment not found: {name} (in {folder})",
+                        place,
+                        f"put the file in {folder}/ or correct the name in this cell",
+                    )
+                )
+            else:
+                try:
+                    path.open("rb").close()
+                except OSError as err:
+                    problems.append(
+                        Problem.error(
+                            f"the attachment {name} cannot be read: {err.strerror}",
+                            place,
+                            "check the file's permissions",
+                        )
+                    )
+    return problems
 
 
 def _header_variables(source: str) -> set[str]:
@@ -232,10 +380,16 @@ def check_inputs(inputs: Inputs) -> CheckReport:
             where = f"{campaign.settings.path} (campaigns.{campaign.name}.{key})"
             static += template_problems(source, where, known, recipients.headers)
     problems += static
+    problems += attachment_problems(inputs)
     # A placeholder no column provides would fail every row: report it once, not per row.
     failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):
         problems += _dry_merge(inputs, recipients.recipients, failed)
+    if not failed:
+        from campaign.addressing import postal_problems, title_problems  # they import this
+
+        problems += postal_problems(inputs)
+        problems += title_problems(inputs)
     # A row whose letter cannot be merged is not ready, whatever its cells.
     unmergeable = sum(1 for r in recipients.ready if r.row in failed)
     return CheckReport(

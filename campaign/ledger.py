@@ -10,6 +10,14 @@ attempts, last SMTP reply, Message-ID and times. Recipients removed from the spr
                                                                 ▼
     suppressed: on the suppression list, never sent.
 
+After the 250, `campaign inbox` adds what the mailbox says (`campaign.inbox`): a permanent failure
+report makes a sent (or uncertain) recipient `bounced`, a delivery report `delivered`; a reply or an
+auto-reply is a fact with its date (`replied_at`, `auto_replied_at`), not a state, and never its
+text. Any of them proves an `uncertain` message left, which then becomes `sent` with its evidence;
+so does its copy in the Sent folder. The scan positions (UIDVALIDITY, last UID per folder) and the
+copies appended to Sent (`sent_copies`: recorded before the APPEND, so a crash never appends
+twice) are kept here too.
+
 Each step is committed before the SMTP step that depends on it: the mark that the body is about
 to go out is committed *and fsynced*, in one statement with the start of the transaction, before
 its first byte is sent (a crash before it leaves the recipient pending or deferred: nothing was
@@ -24,25 +32,18 @@ several per transaction.
 
 from __future__ import annotations
 
-import concurrent.futures
-import csv
 import os
-import queue
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from campaign.errors import InputError, Place, StateError
-from campaign.outbox import private_dir
+from campaign.errors import Place, StateError
+from campaign.outbox import Layout, private_dir
 
-SCHEMA_VERSION = 2
-LINGER = 0.005  # seconds a step without fsync may wait for the next fsynced commit to join
-LEDGER_NAME = "delivery.sqlite"
+SCHEMA_VERSION = 3
 
 Write = tuple[str, tuple[Any, ...]]
 
@@ -55,6 +56,12 @@ class State(StrEnum):
     FAILED = "failed"
     UNCERTAIN = "uncertain"
     SUPPRESSED = "suppressed"
+    BOUNCED = "bounced"  # a permanent failure report came back (campaign inbox)
+    DELIVERED = "delivered"  # a delivery report came back (campaign inbox)
+
+
+# States in which the message left: they count against the provider's day cap.
+LEFT = ("sent", "uncertain", "bounced", "delivered")
 
 
 class Phase(StrEnum):
@@ -79,7 +86,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     first_attempt_at REAL,
     last_attempt_at REAL,
     sent_at REAL,
-    next_attempt_at REAL
+    next_attempt_at REAL,
+    bounced_at REAL,
+    bounce_reason TEXT,
+    delivered_at REAL,
+    delayed_at REAL,
+    replied_at REAL,
+    auto_replied_at REAL,
+    evidence TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
@@ -94,6 +108,21 @@ CREATE TABLE IF NOT EXISTS test_sends (
     last_text TEXT,
     started_at REAL NOT NULL,
     sent_at REAL
+);
+CREATE TABLE IF NOT EXISTS mailbox_scans (
+    folder TEXT PRIMARY KEY,         -- "imap:INBOX", "maildir:.Sent"
+    uidvalidity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL,       -- IMAP: the last UID read; Maildir: a high-water mtime (ns)
+    recent TEXT NOT NULL DEFAULT '', -- Maildir: names of the files at the high-water mark
+    scanned_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent_copies (
+    email TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    state TEXT NOT NULL,             -- appending (recorded before APPEND), appended, failed
+    folder TEXT NOT NULL,
+    at REAL NOT NULL,
+    error TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -124,6 +153,13 @@ class Delivery:
     last_attempt_at: float | None
     sent_at: float | None
     next_attempt_at: float | None
+    bounced_at: float | None = None
+    bounce_reason: str | None = None
+    delivered_at: float | None = None
+    delayed_at: float | None = None
+    replied_at: float | None = None
+    auto_replied_at: float | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,8 +204,8 @@ class Ledger:
             raise
 
     @classmethod
-    def for_campaign(cls, outbox: Path) -> Ledger:
-        return cls(outbox / LEDGER_NAME)
+    def for_campaign(cls, layout: Layout) -> Ledger:
+        return cls(layout.log)
 
     def close(self) -> None:
         self.conn.close()
@@ -194,7 +230,8 @@ class Ledger:
                 hint=hint,
             )
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(deliveries)")}
-        wanted = {f.name for f in fields(Delivery)}
+        # The columns every version has; those of later versions are added by `upgrade`.
+        wanted = {f.name for f in fields(Delivery)} - {c.split()[0] for c in _MAILBOX_COLUMNS}
         if not {"schema_version", "deliveries", "test_sends", "runs"} <= tables or not (
             wanted <= columns
         ):
@@ -335,11 +372,35 @@ class Ledger:
             counts[state] = count
         return counts
 
+    def facts(self) -> dict[str, int]:
+        """How many recipients replied, auto-replied or had a delay notice (campaign inbox)."""
+        row = self.conn.execute(
+            "SELECT count(replied_at), count(auto_replied_at), count(delayed_at) FROM deliveries"
+        ).fetchone()
+        return {"replied": row[0], "auto_replied": row[1], "delayed": row[2]}
+
+    def scan_position(self, folder: str) -> ScanPosition | None:
+        """Where the last `campaign inbox` stopped reading `folder`, or None before the first."""
+        row = self.conn.execute(
+            "SELECT uidvalidity, last_uid, recent FROM mailbox_scans WHERE folder = ?", (folder,)
+        ).fetchone()
+        if row is None:
+            return None
+        return ScanPosition(int(row[0]), int(row[1]), frozenset(filter(None, row[2].split("\n"))))
+
+    def sent_copy(self, email: str) -> str | None:
+        """The state of the copy of `email`'s message in Sent: appending, appended, failed, None."""
+        row = self.conn.execute(
+            "SELECT state FROM sent_copies WHERE email = ?", (email.lower(),)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def sent_times(self, since: float) -> list[float]:
         """Times of every message that may count against the provider's cap since `since`."""
         rows = self.conn.execute(
             "SELECT coalesce(sent_at, last_attempt_at) FROM deliveries"
-            " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, last_attempt_at) >= ?"
+            " WHERE state IN ('sent', 'uncertain', 'bounced', 'delivered')"
+            " AND coalesce(sent_at, last_attempt_at) >= ?"
             " UNION ALL SELECT coalesce(sent_at, started_at) FROM test_sends"
             " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, started_at) >= ?",
             (since, since),
@@ -372,6 +433,21 @@ class Ledger:
             ]
         )
 
+    # The rate the server was measured to allow, kept for the next run (a table made on first use,
+    # so older logs need no migration).
+    def learnt_rate(self) -> float | None:
+        """Messages per second the server allowed when last limited, or None."""
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'learnt_rate'").fetchone()
+        return float(row[0]) if row else None
+
+    def keep_learnt_rate(self, rate: float) -> None:
+        with self.conn:
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('learnt_rate', ?)", (repr(float(rate)),)
+            )
+
     def add_test_send(self, address: str, source: str, message_id: str, now: float) -> int:
         with self.conn:
             cursor = self.conn.execute(
@@ -397,6 +473,20 @@ def begin(key: str | int, now: float, phase: Phase = Phase.ENVELOPE) -> Write:
         "UPDATE deliveries SET state = 'sending', phase = ?, attempts = attempts + 1,"
         " first_attempt_at = coalesce(first_attempt_at, ?), last_attempt_at = ? WHERE email = ?",
         (phase.value, now, now, key),
+    )
+
+
+def put_back(key: str | int, code: int | None, text: str) -> Write:
+    """Undo a transaction's attempt: the server refused it because of the sender, not this
+    recipient (a rate limit), so the recipient goes back to the queue with its attempts untouched.
+    """
+    if isinstance(key, int):
+        return ("UPDATE test_sends SET state = 'pending', phase = NULL WHERE id = ?", (key,))
+    return (
+        "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'deferred' ELSE 'pending' END,"
+        " phase = NULL, attempts = max(attempts - 1, 0), last_code = ?, last_text = ?"
+        " WHERE email = ?",
+        (code, text[:500], key),
     )
 
 
@@ -429,14 +519,128 @@ def outcome(
     )
 
 
+@dataclass(frozen=True)
+class ScanPosition:
+    """Where a scan of one folder stopped: a new UIDVALIDITY means every UID changed meaning."""
+
+    uidvalidity: int
+    last_uid: int
+    recent: frozenset[str] = frozenset()
+
+
+# What the mailbox says, as writes. Each keeps the first date it learnt; a report about a message
+# also proves it left, so an `uncertain` recipient becomes `sent` (or bounced/delivered) with it.
+_PROVEN = "evidence = CASE WHEN state = 'uncertain' THEN ? ELSE evidence END"
+
+
+def scan_position(folder: str, position: ScanPosition, now: float) -> Write:
+    return (
+        "INSERT INTO mailbox_scans (folder, uidvalidity, last_uid, recent, scanned_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET"
+        " uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,"
+        " recent = excluded.recent, scanned_at = excluded.scanned_at",
+        (folder, position.uidvalidity, position.last_uid, "\n".join(sorted(position.recent)), now),
+    )
+
+
+def bounced(email: str, at: float, reason: str, evidence: str) -> Write:
+    """A permanent failure report: `bounced`, with the remote server's diagnostic."""
+    return (
+        f"UPDATE deliveries SET {_PROVEN}, state = 'bounced',"  # noqa: S608
+        " bounced_at = coalesce(bounced_at, ?), bounce_reason = ?"
+        " WHERE email = ? AND state IN ('sent', 'uncertain', 'delivered', 'bounced')",
+        (evidence, at, reason[:500], email.lower()),
+    )
+
+
+def delivered(email: str, at: float, evidence: str) -> Write:
+    """A delivery report (`delivered` or `relayed`): the message reached the recipient's server."""
+    return (
+        f"UPDATE deliveries SET {_PROVEN}, state = 'delivered',"  # noqa: S608
+        " delivered_at = coalesce(delivered_at, ?)"
+        " WHERE email = ? AND state IN ('sent', 'uncertain')",
+        (evidence, at, email.lower()),
+    )
+
+
+def noted(email: str, column: str, at: float, evidence: str) -> Write:
+    """A fact with its date (`replied_at`, `auto_replied_at`, `delayed_at`): proof it left."""
+    if column not in {"replied_at", "auto_replied_at", "delayed_at"}:
+        raise ValueError(column)
+    return (
+        f"UPDATE deliveries SET {_PROVEN}, {column} = coalesce({column}, ?),"  # noqa: S608
+        " state = CASE WHEN state = 'uncertain' THEN 'sent' ELSE state END"
+        " WHERE email = ? AND state IN ('sent', 'uncertain', 'delivered', 'bounced')",
+        (evidence, at, email.lower()),
+    )
+
+
+def resolved(email: str, evidence: str) -> Write:
+    """An `uncertain` message found in the Sent folder: it left, it is `sent`."""
+    return (
+        "UPDATE deliveries SET state = 'sent', evidence = ?, sent_at = coalesce(sent_at,"
+        " last_attempt_at) WHERE email = ? AND state = 'uncertain'",
+        (evidence, email.lower()),
+    )
+
+
+def searched(email: str, what: str) -> Write:
+    """An `uncertain` message for which the mailbox had no evidence: say what was searched."""
+    return (
+        "UPDATE deliveries SET evidence = ? WHERE email = ? AND state = 'uncertain'",
+        (what, email.lower()),
+    )
+
+
+def sent_copy(
+    email: str, message_id: str, state: str, folder: str, now: float, error: str = ""
+) -> Write:
+    return (
+        "INSERT INTO sent_copies (email, message_id, state, folder, at, error)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET state = excluded.state,"
+        " at = excluded.at, error = excluded.error",
+        (email.lower(), message_id, state, folder, now, error[:500] or None),
+    )
+
+
 def _add_state_index(conn: sqlite3.Connection) -> None:
     """Version 1 → 2: index the state, which every run and `status` select on."""
     conn.execute("CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state)")
 
 
+_MAILBOX_COLUMNS = (
+    "bounced_at REAL",
+    "bounce_reason TEXT",
+    "delivered_at REAL",
+    "delayed_at REAL",
+    "replied_at REAL",
+    "auto_replied_at REAL",
+    "evidence TEXT",
+)
+
+
+def _add_mailbox(conn: sqlite3.Connection) -> None:
+    """Version 2 → 3: what the mailbox says (campaign inbox), its scan positions, Sent copies."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    for column in _MAILBOX_COLUMNS:
+        if column.split()[0] not in present:
+            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
+    for table in ("mailbox_scans", "sent_copies"):
+        conn.execute(_table_sql(table))
+
+
+def _table_sql(table: str) -> str:
+    """The CREATE TABLE statement of `table` in the current schema."""
+    start = _SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {table} (")
+    return _SCHEMA[start : _SCHEMA.index(");", start) + 1]
+
+
 # The upgrades of the delivery log: MIGRATIONS[n] turns a version-n log into version n + 1 and
 # keeps every row. Add one each time SCHEMA_VERSION goes up.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_state_index}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _add_state_index,
+    2: _add_mailbox,
+}
 
 
 def upgrade(
@@ -530,196 +734,3 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     values = list(row)
     values[4] = State(values[4])
     return Delivery(*values)
-
-
-_Item = tuple[Sequence[Write], bool, concurrent.futures.Future[None]]
-
-
-class Writer(Protocol):
-    def submit(
-        self, writes: Sequence[Write], *, fsync: bool = True
-    ) -> concurrent.futures.Future[None]: ...
-
-    def close(self) -> None: ...
-
-
-class LedgerWriter:
-    """Commit steps from concurrent connections in a thread, grouping those that arrive together.
-
-    Each `submit` returns a future that completes once its writes are committed, in the order they
-    were submitted. With `fsync` (the default) the commit is also flushed to the disk, which makes
-    every commit before it durable too; without, it survives the process being killed but a power
-    cut may lose it until the next fsynced commit. sqlite releases the GIL while it fsyncs, so the
-    event loop keeps the other connections going meanwhile.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._conn = connect(path)
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._synchronous = "FULL"
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
-        self.commits = 0
-        self.fsyncs = 0
-
-    def submit(
-        self, writes: Sequence[Write], *, fsync: bool = True
-    ) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put((writes, fsync, future))
-        return future
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._conn.close()
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            stop = self._gather(batch)
-            synchronous = "FULL" if any(fsync for _, fsync, _ in batch) else "NORMAL"
-            try:
-                if synchronous != self._synchronous:
-                    self._conn.execute(f"PRAGMA synchronous = {synchronous}")
-                    self._synchronous = synchronous
-                apply_writes(self._conn, [w for writes, _, _ in batch for w in writes])
-            except BaseException as err:
-                failure = (
-                    state_error(err, self._path) if isinstance(err, sqlite3.DatabaseError) else err
-                )
-                for _, _, future in batch:
-                    future.set_exception(failure)
-            else:
-                self.commits += 1
-                self.fsyncs += synchronous == "FULL"
-                for _, _, future in batch:
-                    future.set_result(None)
-
-    def _gather(self, batch: list[_Item]) -> bool:
-        """Add what else is queued to `batch`; return True if the writer is asked to stop.
-
-        A batch of steps that need no fsync (starts, 250 replies) waits up to `LINGER` seconds
-        for one that does, to share its commit rather than make its own: while messages flow,
-        one comes every millisecond or so, and the 250s are then fsynced too.
-        """
-        deadline = None if batch[0][1] else time.monotonic() + LINGER
-        while True:
-            try:
-                left = 0.0 if deadline is None else deadline - time.monotonic()
-                more = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if more is None:
-                return True
-            batch.append(more)
-            if more[1]:
-                deadline = None
-
-
-class NullWriter:
-    """A writer that records nothing: what sending costs without a delivery log (benchmarks)."""
-
-    def submit(
-        self, writes: Sequence[Write], *, fsync: bool = True
-    ) -> concurrent.futures.Future[None]:
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        future.set_result(None)
-        return future
-
-    def close(self) -> None:
-        return None
-
-
-# Status ------------------------------------------------------------------------------------
-
-
-def status_summary(log: Ledger, now: float) -> dict[str, Any]:
-    """Counts per state, the recipients needing attention with their replies, and the timing."""
-    attention = log.deliveries("state IN ('failed', 'uncertain', 'deferred', 'sending')")
-    runs = log.runs()
-    run_seconds = sum((end or start) - start for start, end, _ in runs)
-    run_sent = sum(sent for _, _, sent in runs)
-    times = [d.sent_at for d in log.deliveries("state = 'sent'") if d.sent_at is not None]
-    return {
-        "counts": log.counts(),
-        "attention": [
-            {
-                "row": d.row,
-                "email": d.address,
-                "state": d.state.value,
-                "attempts": d.attempts,
-                "code": d.last_code,
-                "reply": d.last_text,
-                "next_attempt_at": d.next_attempt_at,
-            }
-            for d in attention
-        ],
-        "runs": len(runs),
-        "run_seconds": round(run_seconds, 3),
-        "per_minute": round(run_sent / run_seconds * 60, 1) if run_seconds > 0 else None,
-        "first_sent_at": min(times) if times else None,
-        "last_sent_at": max(times) if times else None,
-        "sent_last_24h": len(log.sent_times(now - 86400.0)),
-        "test_sends": len(log.test_sends()),
-    }
-
-
-# Export ------------------------------------------------------------------------------------
-
-EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase"}]
-_TIME_COLUMNS = {"queued_at", "first_attempt_at", "last_attempt_at", "sent_at", "next_attempt_at"}
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(value: object) -> object:
-    """Make a cell safe to open in a spreadsheet: text that could start a formula is quoted."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
-    """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
-    rows: list[list[object]] = []
-    for delivery in deliveries:
-        record = asdict(delivery)
-        row: list[object] = []
-        for column in EXPORT_COLUMNS:
-            value = record[column]
-            if column in _TIME_COLUMNS and value is not None:
-                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-            elif isinstance(value, StrEnum):
-                value = value.value
-            row.append(neutralise(value))
-        rows.append(row)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(EXPORT_COLUMNS)
-            writer.writerows(rows)
-    elif suffix == ".xlsx":
-        from openpyxl import Workbook
-
-        book = Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.title = "delivery"
-        sheet.append(EXPORT_COLUMNS)
-        for row in rows:
-            sheet.append(row)
-        book.save(path)
-    else:
-        raise InputError(
-            f"cannot export to {path.name}",
-            place=Place(file=str(path)),
-            hint="name a file ending in .csv or .xlsx",
-        )
-    path.chmod(0o600)
-    return path

@@ -12,7 +12,6 @@ front matter included.
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,6 +32,8 @@ from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
 from campaign.errors import Place, Problem, TemplateError
+from campaign.plaintext import fill as _wrap
+from campaign.plaintext import plain_text as _plain_text
 from campaign.typography import date_fr, french
 
 FRONT_MATTER_KEYS = {
@@ -50,7 +51,6 @@ TEXT_FIELDS = ("subject", "place", "signature", "title", "address")
 # The front matter values that are templates, checked and dry-merged by `check`.
 FRONT_TEMPLATES = (*TEXT_FIELDS, "date")
 _MARKDOWN_PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
-_TEXT_WIDTH = 72  # columns of the plain-text email body
 _FOOTNOTE_CALL = re.compile(r"\[\^([^\]\s]+)\](?!:)")
 _FOOTNOTE_DEF = re.compile(r"^ {0,3}\[\^([^\]\s]+)\]:", re.MULTILINE)
 
@@ -122,6 +122,10 @@ _PARSER = markdown_parser()
 _EMAIL = markdown_parser()
 _PDF = markdown_parser()
 _PDF.add_render_rule("footnote_ref", _render_inline_footnote)
+# A source line break is a space in the PDF: WeasyPrint keeps a newline inside a footnote as a
+# line break (the notes came out ragged, broken where the Markdown source was). A hard break
+# (two spaces or a backslash at the end of the line) still gives <br>.
+_PDF.add_render_rule("softbreak", lambda self, tokens, idx, options, env: " ")
 _PDF_RENDERER = cast(RendererHTML, _PDF.renderer)
 
 
@@ -151,81 +155,6 @@ def _footnote_bodies(tokens: list[Token]) -> dict[int, list[Token]]:
         elif current is not None and token.type != "footnote_anchor":
             current.append(token)
     return dict(sorted(bodies.items()))
-
-
-def _plain_text(tokens: Sequence[Token], *, wrap: bool = True) -> str:
-    """Plain text of a token stream: paragraphs apart, `[1]` for footnote calls, URLs kept."""
-    out: list[str] = []
-    lists: list[list[int]] = []  # per open list, [next number] or [] for bullets
-    for token in tokens:
-        kind = token.type
-        if kind == "inline":
-            line = _plain_inline(token.children or [])
-            out.append(_wrap(line) if wrap else line)
-        elif kind in {"paragraph_close", "heading_close"}:
-            out.append("\n" if token.hidden or not wrap else "\n\n")
-        elif kind == "bullet_list_open":
-            lists.append([])
-        elif kind == "ordered_list_open":
-            lists.append([int(token.attrGet("start") or 1)])
-        elif kind in {"bullet_list_close", "ordered_list_close"}:
-            lists.pop()
-            out.append("\n")
-        elif kind == "list_item_open" and lists:
-            indent = "  " * (len(lists) - 1)
-            counter = lists[-1]
-            if counter:
-                out.append(f"{indent}{counter[0]}. ")
-                counter[0] += 1
-            else:
-                out.append(f"{indent}- ")
-        elif kind in {"fence", "code_block", "html_block"}:
-            out.append(token.content + "\n")
-        elif kind == "hr":
-            out.append("----\n\n")
-    text = "".join(out)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def _wrap(text: str, *, indent: str = "") -> str:
-    """Fill each line of a paragraph to 72 columns; no-break spaces hold, hard breaks stay."""
-    return "\n".join(
-        textwrap.fill(
-            line,
-            width=_TEXT_WIDTH,
-            subsequent_indent=indent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        or line
-        for line in text.split("\n")
-    )
-
-
-def _plain_inline(children: Sequence[Token]) -> str:
-    out: list[str] = []
-    href: list[str] = []
-    for token in children:
-        kind = token.type
-        if kind == "text":
-            out.append(french(token.content))
-        elif kind == "softbreak":
-            out.append(" ")
-        elif kind == "hardbreak":
-            out.append("\n")
-        elif kind in {"code_inline", "html_inline"}:
-            out.append(token.content)
-        elif kind == "footnote_ref":
-            out.append(f"[{token.meta['id'] + 1}]")
-        elif kind == "image":
-            out.append(token.content)
-        elif kind == "link_open":
-            href.append(str(token.attrGet("href") or ""))
-        elif kind == "link_close" and href:
-            url = href.pop().removeprefix("mailto:")
-            if url and out[-1:] != [url] and not url.startswith("#"):
-                out.append(f" <{url}>")
-    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -271,6 +200,20 @@ class MergedLetter:
 
     markdown: str
     fields: Mapping[str, str] = field(default_factory=dict)
+    dated: bool = False  # the front matter gives a date: the email shows it with the place
+
+    @cached_property
+    def sign_off(self) -> tuple[str, list[str]]:
+        """What an email ends with, as the letter does: "Paris, le 7 mai 2020" and the signature.
+
+        The PDF prints them from `fields` in its own blocks; the email parts add them after the
+        body (before the notes), so that an email-only campaign is signed too.
+        """
+        place = self.fields.get("place", "")
+        when = self.fields.get("date", "") if self.dated else ""
+        dateline = f"{place}, le {when}" if place and when else place or when
+        signature = [line.strip() for line in self.fields.get("signature", "").splitlines()]
+        return dateline, [line for line in signature if line]
 
     @cached_property
     def _parsed(self) -> tuple[list[Token], dict[str, Any]]:
@@ -287,7 +230,21 @@ class MergedLetter:
     @cached_property
     def html(self) -> str:
         tokens, env = self._parsed
-        return str(_EMAIL.renderer.render(tokens, _EMAIL.options, dict(env)))
+        env = dict(env)
+        notes = next((i for i, t in enumerate(tokens) if t.type == "footnote_block_open"), None)
+        cut = len(tokens) if notes is None else notes
+        body = str(_EMAIL.renderer.render(tokens[:cut], _EMAIL.options, env))
+        rest = (
+            str(_EMAIL.renderer.render(tokens[cut:], _EMAIL.options, env))
+            if notes is not None
+            else ""
+        )
+        dateline, signature = self.sign_off
+        if dateline:
+            body += f'<p class="place-date">{escapeHtml(dateline)}</p>\n'
+        if signature:
+            body += f'<p class="signature">{"<br>".join(map(escapeHtml, signature))}</p>\n'
+        return body + rest
 
     @cached_property
     def pdf_html(self) -> str:
@@ -307,6 +264,10 @@ class MergedLetter:
     def text(self) -> str:
         tokens, _ = self._parsed
         text = _plain_text(_body_tokens(tokens)).strip()
+        dateline, signature = self.sign_off
+        for block in ([dateline] if dateline else [], signature):
+            if block:
+                text += "\n\n" + "\n".join(block)
         notes = self.footnotes
         if notes:
             text += "\n\n" + "\n".join(
@@ -424,17 +385,30 @@ def template_problems(
         if name_node.name in undeclared and name_node.ctx == "load":
             first_line.setdefault(name_node.name, name_node.lineno)
     candidates = sorted(set(known) | set(headers))
+    called = {
+        call.node.name
+        for call in parsed.find_all(nodes.Call)
+        if isinstance(call.node, nodes.Name) and call.node.name in undeclared
+    }
+    helpers = sorted(n for n, v in _TEXT_ENV.globals.items() if callable(v))
     for name in sorted(undeclared, key=lambda n: first_line.get(n, 0)):
-        close = get_close_matches(name, candidates, n=1, cutoff=0.6)
-        problems.append(
-            Problem.error(
-                f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet",
-                Place(file=shown, line=first_line.get(name)),
+        if name in called:  # {{ salutaton(...) }}: a misspelt helper, not a missing column
+            close = get_close_matches(name, helpers, n=1, cutoff=0.6)
+            message = f"{name}(...) is not a helper of the letters"
+            hint = (
+                f"did you mean {close[0]}(...)?"
+                if close
+                else "the helpers are: " + ", ".join(f"{h}(...)" for h in helpers)
+            )
+        else:
+            close = get_close_matches(name, candidates, n=1, cutoff=0.6)
+            message = f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet"
+            hint = (
                 f"did you mean {{{{ {close[0]} }}}}?"
                 if close
-                else "add a column of that name to the spreadsheet",
+                else "add a column of that name to the spreadsheet"
             )
-        )
+        problems.append(Problem.error(message, Place(file=shown, line=first_line.get(name)), hint))
     problems += footnote_problems(source, shown)
     return problems
 
@@ -482,7 +456,7 @@ def merge_letter(letter: Letter, context: Mapping[str, Any]) -> MergedLetter:
             fields[key] = value if key == "address" else french(value)
     fields["date"] = letter_date(letter, context)
     markdown = render_template(letter.template, context, letter.display)
-    return MergedLetter(markdown=markdown, fields=fields)
+    return MergedLetter(markdown=markdown, fields=fields, dated="date" in letter.front)
 
 
 def letter_date(letter: Letter, context: Mapping[str, Any]) -> str:

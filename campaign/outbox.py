@@ -51,14 +51,14 @@ def write_private(path: Path, data: bytes | str) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(folder: Path, *, campaign: str, action: str) -> Iterator[None]:
+def run_lock(layout: Layout, *, campaign: str, action: str) -> Iterator[None]:
     """Hold the campaign's lock while a command runs; a second run refuses at once.
 
-    The lock is `flock` on `<folder>/.lock`: the OS releases it when the process dies, so a lock
-    left by a crash never blocks the next run.
+    The lock is `flock` on the layout's `.lock`: the OS releases it when the process dies, so a
+    lock left by a crash never blocks the next run.
     """
-    private_dir(folder)
-    path = folder / ".lock"
+    private_dir(layout.root)
+    path = layout.lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
@@ -87,21 +87,87 @@ def _read_holder(fd: int) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-# The folders of a campaign's outbox that hold copies of personal data (letters, emails, proofs).
-PERSONAL_DATA = ("letters", "print", "proofs", "dry-run")
-DELIVERY_FILES = ("delivery.sqlite", "delivery.sqlite-wal", "delivery.sqlite-shm", "approval.json")
+@dataclass(frozen=True)
+class Layout:
+    """Where a campaign's files are under `outbox/<campaign>/`: the one description of the outbox.
+
+    Every module that reads or writes there, and `purge`, takes its paths from here.
+    """
+
+    root: Path
+
+    @property
+    def letters(self) -> Path:
+        """One PDF per recipient, and the render manifest."""
+        return self.root / "letters"
+
+    @property
+    def manifest(self) -> Path:
+        """What each PDF was rendered from (input hash) and what it holds (size and hash)."""
+        return self.letters / ".manifest.json"
+
+    @property
+    def print(self) -> Path:
+        return self.root / "print"
+
+    @property
+    def proofs(self) -> Path:
+        return self.root / "proofs"
+
+    @property
+    def proofs_manifest(self) -> Path:
+        """The fingerprint of the content the proof pack shows."""
+        return self.proofs / "manifest.json"
+
+    @property
+    def dry_run(self) -> Path:
+        return self.root / "dry-run"
+
+    @property
+    def log(self) -> Path:
+        """The delivery log (SQLite)."""
+        return self.root / "delivery.sqlite"
+
+    @property
+    def approval(self) -> Path:
+        """The reviewers' sign-offs."""
+        return self.root / "approval.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def personal_folders(self) -> tuple[Path, ...]:
+        """The folders that hold copies of personal data (letters, emails, proofs)."""
+        return (self.letters, self.print, self.proofs, self.dry_run)
+
+    @property
+    def delivery_files(self) -> tuple[Path, ...]:
+        """The delivery log (with SQLite's side files) and the approvals: who was sent what."""
+        log = self.log
+        sides = (log.with_name(log.name + "-wal"), log.with_name(log.name + "-shm"))
+        return (log, *sides, self.approval)
+
+    def log_backups(self) -> list[Path]:
+        """The copies that upgrades of the delivery log keep (`delivery.sqlite.v1.bak`)."""
+        return sorted(self.root.glob(f"{self.log.name}.v*.bak"))
 
 
-def personal_files(folder: Path, *, include_log: bool = False) -> list[Path]:
+def sink_folder(outbox: Path) -> Path:
+    """The local sink's Maildir: `outbox/sink/`, shared by every campaign of the settings."""
+    return outbox / "sink"
+
+
+def personal_files(layout: Layout, *, include_log: bool = False) -> list[Path]:
     """The files under a campaign's outbox that hold personal data (the log too if asked)."""
     found: list[Path] = []
-    for name in PERSONAL_DATA:
-        target = folder / name
+    for target in layout.personal_folders:
         if target.is_dir():
             found += sorted(p for p in target.rglob("*") if p.is_file() or p.is_symlink())
     if include_log:
-        found += [folder / name for name in DELIVERY_FILES if (folder / name).exists()]
-        found += sorted(folder.glob("delivery.sqlite.v*.bak"))  # copies kept by log upgrades
+        found += [path for path in layout.delivery_files if path.exists()]
+        found += layout.log_backups()
     return found
 
 
@@ -140,9 +206,9 @@ def delete_files(paths: list[Path], *, root: Path) -> int:
     return deleted
 
 
-def oldest_personal_file(folder: Path) -> tuple[Path, float] | None:
+def oldest_personal_file(layout: Layout) -> tuple[Path, float] | None:
     """The oldest file holding personal data in a campaign's outbox, with its age in days."""
-    files = personal_files(folder)
+    files = personal_files(layout)
     if not files:
         return None
     oldest = min(files, key=lambda p: p.lstat().st_mtime)
@@ -172,19 +238,12 @@ class Purge:
         return deleted
 
 
-def plan_purge(folder: Path, sink: Path, *, include_log: bool) -> Purge:
-    """Find a campaign's personal data, and the sink's copies of the messages its log records."""
-    from campaign.ledger import LEDGER_NAME, Ledger  # the log imports this module
-
-    plan = Purge(folder, personal_files(folder, include_log=include_log), sink, [], include_log)
-    log = folder / LEDGER_NAME
-    if log.exists() and sink.is_dir():
-        try:
-            with Ledger(log) as opened:
-                ids = {d.message_id for d in opened.deliveries()}
-                ids |= {str(t["message_id"]) for t in opened.test_sends()}
-        except StateError as err:
-            plan.unmatched = err.message
-        else:
-            plan.sink_copies = sink_files(sink, ids)
-    return plan
+def plan_purge(layout: Layout, sink: Path, *, include_log: bool, message_ids: set[str]) -> Purge:
+    """Find a campaign's personal data, and the sink's copies of the messages `message_ids`."""
+    return Purge(
+        layout.root,
+        personal_files(layout, include_log=include_log),
+        sink,
+        sink_files(sink, message_ids),
+        include_log,
+    )

@@ -39,7 +39,6 @@ from campaign.recipients import Recipient, Status, variable_name
 from campaign.settings import Campaign
 
 STAMP = "ÉPREUVE — NE PAS ENVOYER"
-PROOFS_FOLDER = "proofs"
 FIRST_ROWS = 3
 _EMAILS_PER_BATCH = 50
 THUMBNAIL_SCALE = 0.6  # 72 dpi × 0.6: an A4 page becomes 357 × 505 pixels
@@ -206,7 +205,13 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
         header = names[civility]
         for value, r in list(first_of.items())[:_CIVILITIES_LISTED]:
             found.append(
-                (r, f"{header.lower()} « {value} »" if value else f"{header.lower()} empty")
+                # No-break spaces: "civilité «" and "Madame »" never part at a line's end.
+                (
+                    r,
+                    f"{header.lower()}\u00a0«\u202f{value}\u202f»"
+                    if value
+                    else f"{header.lower()} empty",
+                )
             )
     return found
 
@@ -238,9 +243,9 @@ def build_proofs(
     """Write the proof pack for `sample` and return where it is."""
     campaign = inputs.campaign
     fingerprint = compute_fingerprint(inputs)
-    final = campaign.outbox / PROOFS_FOLDER
-    work = campaign.outbox / f".{PROOFS_FOLDER}-new"
-    old = campaign.outbox / f".{PROOFS_FOLDER}-old"
+    final = campaign.layout.proofs
+    work = final.with_name(f".{final.name}-new")
+    old = final.with_name(f".{final.name}-old")
     shutil.rmtree(work, ignore_errors=True)
     try:
         pages = _write_pack(inputs, sample, fingerprint, work, progress)
@@ -270,7 +275,7 @@ def _write_pack(
     progress: Progress | None,
 ) -> int:
     """Write every file of the pack into `work`; return the number of pages of proofs.pdf."""
-    from campaign.compose import compose_message, load_attachments
+    from campaign.compose import compose_message, load_attachments, with_recipient_attachments
 
     campaign = inputs.campaign
     attachments = load_attachments(inputs)
@@ -282,7 +287,8 @@ def _write_pack(
         stem = _stem(recipient, inputs.to_name_for(recipient), stems)
         try:
             pdf = _letter_pdf(inputs, recipient) if campaign.config.attach_pdf else None
-            message = compose_message(inputs, recipient, pdf=pdf, attachments=attachments)
+            own = with_recipient_attachments(inputs, recipient, attachments)
+            message = compose_message(inputs, recipient, pdf=pdf, attachments=own)
         except TemplateError as err:
             raise TemplateError(
                 f"{err.message} (merging spreadsheet row {recipient.row})",
@@ -309,13 +315,15 @@ def _write_pack(
         "created": now.isoformat(timespec="seconds"),
         "rows": [p.sample.recipient.row for p in proofed],
     }
-    write_private(work / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_private(
+        work / campaign.layout.proofs_manifest.name, json.dumps(manifest, indent=2) + "\n"
+    )
     return pages
 
 
 def proofed_fingerprint(campaign: Campaign) -> str | None:
     """The fingerprint the current proof pack was built from; None when none can be read."""
-    path = campaign.outbox / PROOFS_FOLDER / "manifest.json"
+    path = campaign.layout.proofs_manifest
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # missing or damaged: the pack must be made again anyway
@@ -325,7 +333,7 @@ def proofed_fingerprint(campaign: Campaign) -> str | None:
 
 
 def _letter_pdf(inputs: Inputs, recipient: Recipient) -> bytes:
-    from campaign.pdf import render_pdf
+    from campaign.typeset import render_pdf
 
     return render_pdf(inputs, recipient)
 
@@ -403,6 +411,7 @@ th { background: #eee; } .sample td:first-child { width: 9mm; } .sample td:nth-c
 dt { font-weight: bold; float: left; width: 42mm; } dd { margin: 0 0 1mm 44mm; }
 .email + .email { break-before: page; } .headers td:first-child { width: 26mm; font-weight: bold; }
 .body { border: 0.4pt solid #999; padding: 4mm; margin-top: 3mm; }
+.command { font-family: "DejaVu Sans Mono", monospace; white-space: nowrap; }
 """
 
 
@@ -440,8 +449,9 @@ def _proofs_pdf(
 <table class="sample"><tr><th>Row</th><th>Recipient</th><th>Why this row</th><th>Pages</th></tr>{
         rows
     }</table>
-<p>Every page of this file is stamped «&nbsp;{STAMP}&nbsp;». The letters follow in the order of the
-table. To approve exactly this content: <b>campaign approve {_e(campaign.name)} --by NAME</b>.
+<p>Every page of this file is stamped «\u202f{STAMP}\u202f». The letters follow in the order of the
+table. To approve exactly this content:
+<b class="command">campaign approve {_e(campaign.name)} --by NAME</b>.
 Any change to the letter, the stylesheet, the subject, the sender, the attachments or a recipient's
 data after that must be approved again before sending.</p>
 </body></html>"""
@@ -512,6 +522,7 @@ def _html_body(document: str) -> str:
 _INDEX_CSS = """
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1rem 2rem;
   color: #111; background: #fafafa; }
+.command { white-space: nowrap; }
 header { border-bottom: 2px solid #c0392b; margin-bottom: 1rem; } .stamp { color: #c0392b; font-weight: bold; }
 code { font-size: .85em; word-break: break-all; }
 section.recipient { background: #fff; border: 1px solid #ccc; border-radius: 6px; padding: 1rem;
@@ -583,7 +594,7 @@ def _index_html(
 <p>Made on {now:%Y-%m-%d %H:%M}. {len(inputs.recipients.ready)} recipients ready to send;
 {len(proofed)} shown here. Every letter of the sample, stamped, is in
 <a href="proofs.pdf">proofs.pdf</a>. Fingerprint of this content: <code>{fingerprint.digest}</code></p>
-<p>To approve exactly this content: <code>campaign approve {_e(campaign.name)} --by NAME</code></p>
+<p>To approve exactly this content: <code class="command">campaign approve {_e(campaign.name)} --by NAME</code></p>
 <ul>{toc}</ul></header>
 {"".join(sections)}
 </body></html>

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,42 @@ from campaign.compose import (
     load_attachments,
     message_id,
     needs_smtputf8,
+    with_recipient_attachments,
 )
-from campaign.dispatch import Clock, Dispatcher, Event, Job, Progress, Sleep, Tally, run_dispatcher
-from campaign.errors import DeliveryError
+from campaign.dispatch import (
+    Clock,
+    Dispatcher,
+    Event,
+    EventKind,
+    Job,
+    Progress,
+    Sleep,
+    Tally,
+    run_dispatcher,
+)
 from campaign.inputs import Inputs
-from campaign.ledger import Ledger, LedgerWriter, State
-from campaign.outbox import private_dir, run_lock, write_private
+from campaign.ledger import Ledger, State
+from campaign.logwriter import LedgerWriter
+from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
-from campaign.throttle import DAY, Throttle, windows_from
+from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
+from campaign.window import Forecast, WindowedThrottle, forecast, window_of
+
+
+class SendMode(StrEnum):
+    SEND = "send"
+    TEST = "test"  # --test-to: messages to a test address, nobody recorded as sent
+    DRY_RUN = "dry-run"  # compose to .eml files, talk to no server
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why messages of this run ended in a state other than sent: one reply, how many times."""
+
+    state: State
+    text: str
+    count: int
+
 
 _MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE)
 
@@ -55,7 +85,7 @@ class SendReport:
     """What a run did, what the log holds now, and why it stopped."""
 
     campaign: str
-    mode: str  # "send", "test" or "dry-run"
+    mode: SendMode
     tally: Tally = field(default_factory=Tally)
     stopped: str | None = None
     seconds: float = 0.0
@@ -66,21 +96,30 @@ class SendReport:
     folder: Path | None = None  # the dry-run .eml files
     ledger: Path | None = None
     written: int = 0
+    forecast: Forecast | None = None  # when the messages left at the start should be sent
+    next_window: float | None = None  # when the send window next opens, if it is closed now
+    reasons: list[Reason] = field(default_factory=list)  # this run's non-sent outcomes, grouped
+    server_down: bool = False  # stopped because the SMTP server stayed unreachable
 
     @property
     def exit_code(self) -> int:
+        """0 when everything due was sent (or waits for a cap the settings or --limit set)."""
         if self.stopped == "interrupted":
             return 130
-        if self.mode == "test":
+        if self.server_down:
+            return 1  # nobody failed, but nobody due was sent either
+        if self.mode is SendMode.TEST:
             return 1 if self.tally.failed or self.tally.uncertain or self.tally.deferred else 0
         if self.counts.get("failed") or self.counts.get("uncertain"):
             return 1
+        if self.mode is SendMode.SEND and self.counts.get("deferred"):
+            return 1  # left waiting for a retry: not everyone was sent
         return 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign,
-            "mode": self.mode,
+            "mode": self.mode.value,
             "sent": self.tally.sent,
             "deferred": self.tally.deferred,
             "failed": self.tally.failed,
@@ -94,6 +133,11 @@ class SendReport:
             "next_retry": self.next_retry,
             "dry_run_folder": str(self.folder) if self.folder else None,
             "written": self.written,
+            "forecast": self.forecast.as_dict() if self.forecast else None,
+            "next_window": self.next_window,
+            "reasons": [
+                {"state": r.state.value, "reply": r.text, "count": r.count} for r in self.reasons
+            ],
             "exit_code": self.exit_code,
         }
 
@@ -106,18 +150,19 @@ def send_campaign(
     clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
 ) -> SendReport:
-    """Send the campaign (or a dry run, or test sends) and record every step in the delivery log."""
+    """Send the campaign (or a dry run, or test sends) and record every step in the delivery log.
+
+    The stage only: the caller holds the run lock and has passed the gates (`campaign.commands`).
+    """
     campaign = inputs.campaign
     if options.dry_run:
-        with run_lock(campaign.outbox, campaign=campaign.name, action="sent (dry run)"):
-            return _dry_run(inputs, progress, limit=options.limit)
-    mode = "test" if options.test_to else "send"
+        return _dry_run(inputs, progress, limit=options.limit)
+    mode = SendMode.TEST if options.test_to else SendMode.SEND
     report = SendReport(campaign.name, mode)
+    reasons: Counter[tuple[State, str]] = Counter()
+    progress = _counting(reasons, progress)
     started = time.perf_counter()
-    with (
-        run_lock(campaign.outbox, campaign=campaign.name, action="sent"),
-        Ledger.for_campaign(campaign.outbox) as log,
-    ):
+    with Ledger.for_campaign(campaign.layout) as log:
         report.ledger = log.path
         report.recovered = log.recover()
         ready = inputs.recipients.ready
@@ -136,10 +181,24 @@ def send_campaign(
             )
             report.requeued = log.requeue(states)
         settings = campaign.settings
-        throttle = Throttle(
-            windows_from(settings.throttle),
-            history=log.sent_times(clock() - DAY),
-            clock=clock,
+        history = log.sent_times(clock() - DAY)
+        window = window_of(settings.throttle)
+        throttle: Throttle
+        if window is None:
+            throttle = Throttle(windows_from(settings.throttle), history=history, clock=clock)
+        else:
+            # The send window wraps the throttle: the dispatcher asks it before every message.
+            throttle = WindowedThrottle(
+                windows_from(settings.throttle),
+                window=window,
+                wait_for_window=options.wait_retries,
+                history=history,
+                clock=clock,
+            )
+        pace = Pace(
+            configured=configured_rate(throttle.windows),
+            learnt=log.learnt_rate(),
+            max_probe_gap=settings.smtp.probe_interval,
         )
         writer = LedgerWriter(log.path)
         dispatcher = Dispatcher(
@@ -154,26 +213,56 @@ def send_campaign(
             sleep=sleep,
             progress=progress,
             wait_for_day=options.wait_for_day,
+            outage_limit=None if options.wait_retries else 0.0,
             tally=report.tally,
+            pace=pace,
         )
         plan = _Plan(inputs, log, options, clock)
+        if not options.test_to:
+            report.forecast = forecast(
+                plan.total, settings.throttle, window, clock(), sent_last_day=len(history)
+            )
         if progress is not None:
-            progress(Event("start", total=plan.total))
+            summary = report.forecast.summary() if report.forecast else ""
+            progress(Event(EventKind.START, total=plan.total, text=summary))
         run = log.start_run(clock())
         try:
             report.stopped = asyncio.run(
                 run_dispatcher(dispatcher, plan.next_round, wait_retries=options.wait_retries)
             )
         finally:
+            report.server_down = dispatcher.server_down
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
             log.end_run(run, clock(), report.tally.sent, report.stopped or "done")
+            if pace.report.server is not None and pace.rate is not None:
+                log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:
             report.stopped = f"limit of {options.limit} reached"
         report.counts = log.counts()
         report.next_retry = log.next_retry()
+        if (
+            window is not None
+            and not window.is_open(clock())
+            and (report.counts.get("pending") or report.counts.get("deferred"))
+        ):
+            report.next_window = window.next_opening(clock())
     report.seconds = time.perf_counter() - started
+    report.reasons = [Reason(state, text, n) for (state, text), n in reasons.most_common()]
     return report
+
+
+def _counting(reasons: Counter[tuple[State, str]], progress: Progress | None) -> Progress:
+    """Pass events on to `progress`, counting the replies of messages that were not sent."""
+
+    def on_event(event: Event) -> None:
+        if event.kind is EventKind.DONE and event.state not in (None, State.SENT):
+            assert event.state is not None
+            reasons[(event.state, event.text)] += 1
+        if progress is not None:
+            progress(event)
+
+    return on_event
 
 
 def _entry(inputs: Inputs, recipient: Recipient) -> ledger.Entry:
@@ -245,9 +334,8 @@ class _Plan:
 
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
-            raw = self.composer.compose(
-                recipient, pdf=self.pdf(recipient), attachments=self.attachments
-            )
+            own = with_recipient_attachments(self.inputs, recipient, self.attachments)
+            raw = self.composer.compose(recipient, pdf=self.pdf(recipient), attachments=own)
             return dot_stuffed(raw)
 
         address = envelope_address(recipient.email)
@@ -262,7 +350,10 @@ class _Plan:
 
     def _test_job(self, recipient: Recipient, address: str) -> Job:
         raw = self.composer.compose(
-            recipient, pdf=self.pdf(recipient), attachments=self.attachments, test_to=address
+            recipient,
+            pdf=self.pdf(recipient),
+            attachments=with_recipient_attachments(self.inputs, recipient, self.attachments),
+            test_to=address,
         )
         mid = _MESSAGE_ID.search(raw)
         assert mid is not None
@@ -273,43 +364,36 @@ class _Plan:
 
 
 def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> Callable[[Recipient], bytes | None]:
-    """Make sure the PDFs to attach are rendered; return how to read one recipient's PDF."""
+    """Make sure the PDFs to attach are rendered from today's inputs; return how to read one."""
     if not inputs.campaign.config.attach_pdf or not recipients:
         return lambda recipient: None
-    from campaign import pdf
+    from campaign.pdf import ApprovedLetters
 
-    rendered = pdf.render_letters(inputs, recipients)
-    if rendered.failures:
-        first = rendered.failures[0]
-        raise DeliveryError(
-            f"{len(rendered.failures)} letters could not be rendered; nothing was sent",
-            place=first.place,
-            hint=f"first: {first.message}; run `campaign render` to see every problem",
-        )
-    return lambda recipient: pdf.letter_path(inputs.campaign, recipient).read_bytes()
+    return ApprovedLetters(inputs, recipients).pdf
 
 
 def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) -> SendReport:
     """Compose and validate every message (the first `limit`), write each as .eml; no server."""
     campaign = inputs.campaign
-    report = SendReport(campaign.name, "dry-run")
+    report = SendReport(campaign.name, SendMode.DRY_RUN)
     started = time.perf_counter()
-    folder = private_dir(campaign.outbox / "dry-run")
+    folder = private_dir(campaign.layout.dry_run)
     for old in folder.glob("*.eml"):
         old.unlink()
     ready = inputs.recipients.ready[:limit]
     if progress is not None:
-        progress(Event("start", total=len(ready)))
+        progress(Event(EventKind.START, total=len(ready)))
     pdfs = _pdf_source(inputs, ready)
     attachments = load_attachments(inputs)
     composer = Composer(inputs) if ready else None
     for recipient in ready:
         assert composer is not None
-        raw = composer.compose(recipient, pdf=pdfs(recipient), attachments=attachments)
+        own = with_recipient_attachments(inputs, recipient, attachments)
+        raw = composer.compose(recipient, pdf=pdfs(recipient), attachments=own)
         write_private(folder / eml_name(recipient), raw)
         report.written += 1
         if progress is not None:
-            progress(Event("done", key=recipient.email, state=State.PENDING))
+            progress(Event(EventKind.DONE, key=recipient.email, state=State.PENDING))
     report.folder = folder
     report.seconds = time.perf_counter() - started
     return report

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from email_validator import EmailNotValidError, validate_email
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
+from campaign.outbox import Layout
 
 DEFAULT_SETTINGS = Path("settings.yaml")
 DEFAULT_SUPPRESSION = Path("recipients/suppression.csv")
@@ -61,6 +62,7 @@ class Sender(_Section):
     name: str
     email: str
     reply_to: str | None = None
+    address: str | None = None  # the postal address printed in a formal letter's letterhead
 
     @field_validator("email", "reply_to")
     @classmethod
@@ -84,6 +86,12 @@ class Smtp(_Section):
     data_timeout: Duration = 600.0  # RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot
     cert_bundle: Path | None = None
     helo_name: str | None = None
+    # A server that cannot be reached is a pause: probe at most this far apart, give up after that.
+    probe_interval: Duration = 30.0
+    outage_limit: Duration = 600.0
+    # RFC 3461 delivery reports asked of a server that offers DSN: `failure` (NOTIFY=FAILURE,DELAY),
+    # `success` (also SUCCESS), `never` (NOTIFY=NEVER: no report at all, the provider's default off).
+    dsn: Literal["never", "failure", "success"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -138,6 +146,208 @@ class Smtp(_Section):
         return None
 
 
+class Window(_Section):
+    """An envelope's window, in mm from the sheet's top-left corner (DL: 110, 45, 90 × 40)."""
+
+    left: float = Field(default=110.0, ge=0, le=210)
+    top: float = Field(default=45.0, ge=0, le=297)
+    width: float = Field(default=90.0, gt=10, le=210)
+    height: float = Field(default=40.0, gt=10, le=297)
+
+
+WINDOW_PRESETS = {"DL": Window()}
+
+
+def _window(value: Any) -> Any:
+    """`window: DL` names a preset; otherwise left, top, width and height in mm."""
+    if isinstance(value, str):
+        if value.strip().upper() not in WINDOW_PRESETS:
+            raise ValueError(
+                f"unknown window {value!r}: name a preset ({', '.join(WINDOW_PRESETS)}) "
+                "or give left, top, width and height in mm"
+            )
+        return WINDOW_PRESETS[value.strip().upper()]
+    return value
+
+
+class PageLayout(_Section):
+    """The letter's page: where the envelope's window is (`layout.window`)."""
+
+    window: Annotated[Window, BeforeValidator(_window)] = Field(default_factory=Window)
+
+
+_DAY_NAMES = {
+    **{name: i for i, name in enumerate(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])},
+    # French organisers may write the days the way they say them.
+    **{name: i for i, name in enumerate(["lun", "mar", "mer", "jeu", "ven", "sam", "dim"])},
+}
+_HOURS = re.compile(r"^\s*(\d{1,2})[:h](\d{2})?\s*[-–]\s*(\d{1,2})[:h](\d{2})?\s*$")
+
+
+def parse_hours(value: str) -> tuple[int, int]:
+    """Turn `08:30-18:00` (or `8h30-18h`) into minutes after midnight: (510, 1080)."""
+    match = _HOURS.match(value)
+    if not match:
+        raise ValueError(f'{value!r} is not a range of hours such as "08:30-18:00"')
+    start_h, start_m, end_h, end_m = (int(part or 0) for part in match.groups())
+    for hour, minute in ((start_h, start_m), (end_h, end_m)):
+        if hour > 24 or minute > 59 or (hour == 24 and minute):
+            raise ValueError(f"{value!r} names an hour that does not exist")
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    if start >= end:
+        raise ValueError(
+            f"{value!r} ends before it starts; a window must open and close on the same day"
+        )
+    return start, end
+
+
+class SendWindow(_Section):
+    """When messages may start: days of the week, hours of the day, public holidays off."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    hours: str = "08:30-18:00"
+    timezone: str = "Europe/Paris"
+    holidays: str | None = None
+
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("no day is given: name at least one, e.g. [mon, tue, wed, thu, fri]")
+        for day in value:
+            if str(day).strip().lower()[:3] not in _DAY_NAMES:
+                raise ValueError(
+                    f"{day!r} is not a day of the week; write mon, tue, wed, thu, fri, sat or sun"
+                )
+        return [str(day).strip().lower()[:3] for day in value]
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            close = get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+            also = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"unknown time zone {value!r}{also}; write one such as Europe/Paris"
+            ) from None
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import holidays
+
+        country, _, region = value.strip().upper().partition("-")
+        supported = holidays.list_supported_countries()
+        if country not in supported:
+            raise ValueError(
+                f"no public holidays are known for {value!r}; write a country code such as FR"
+            )
+        regions = {str(r).upper(): str(r) for r in supported[country]}
+        if region and region not in regions:
+            raise ValueError(
+                f"{country} has no region {region!r}; the regions are: "
+                + ", ".join(supported[country])
+            )
+        return f"{country}-{regions[region]}" if region else country
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        """The days as numbers, Monday = 0."""
+        return frozenset(_DAY_NAMES[day] for day in self.days)
+
+
+class Imap(_Section):
+    """The IMAP account where replies and bounces arrive: the same rules as `smtp`."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # 993 with tls, else 143
+    security: Literal["none", "starttls", "tls"] = "tls"
+    username: str
+    password_env: str | None = None
+    password_command: str | None = None
+    cert_bundle: Path | None = None
+    timeout: Duration = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_clear_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password must not be written in settings.yaml; "
+                "use password_env: CAMPAIGN_IMAP_PASSWORD and export that variable"
+            )
+        return data
+
+    @property
+    def is_loopback(self) -> bool:
+        return Smtp(host=self.host).is_loopback
+
+    @property
+    def real_port(self) -> int:
+        return self.port or (993 if self.security == "tls" else 143)
+
+    def password(self) -> str | None:
+        """The IMAP password, from the environment variable or command the settings name."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SettingsError(
+                    f"the environment variable {self.password_env} is not set",
+                    place=Place(key="mailbox.imap.password_env"),
+                    hint=f"export {self.password_env}=... before running the command",
+                )
+            return value
+        if self.password_command:
+            try:
+                done = subprocess.run(  # the organiser's own command, e.g. `pass show imap`
+                    shlex.split(self.password_command),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                )
+            except (OSError, subprocess.SubprocessError) as err:
+                raise SettingsError(
+                    f"the password command failed: {type(err).__name__}",
+                    place=Place(key="mailbox.imap.password_command"),
+                ) from None
+            return done.stdout.rstrip("\n")
+        return None
+
+
+class Folders(_Section):
+    inbox: str = "INBOX"
+    sent: str | None = None  # default: the RFC 6154 \Sent folder; `.Sent` in a Maildir
+
+
+class Mailbox(_Section):
+    """Where replies and bounces arrive (`campaign inbox`), and where a copy of each send goes."""
+
+    imap: Imap | None = None
+    maildir: Path | None = None  # relative to settings.yaml
+    folders: Folders = Field(default_factory=Folders)
+    save_sent: Literal["auto", "always", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Mailbox:
+        if (self.imap is None) == (self.maildir is None):
+            raise ValueError("give either imap: {host: ..., username: ...} or maildir: PATH")
+        return self
+
+
 class Throttle(_Section):
     per_second: float | None = Field(default=None, gt=0)
     per_minute: int | None = Field(default=30, gt=0)
@@ -145,6 +355,7 @@ class Throttle(_Section):
     per_day: int | None = Field(default=500, gt=0)
     concurrency: int = Field(default=2, ge=1, le=64)
     messages_per_connection: int = Field(default=100, ge=1)
+    window: SendWindow | None = None  # no window: send at any hour
 
 
 class Retry(_Section):
@@ -165,12 +376,21 @@ class CampaignSettings(_Section):
     email_body: Path | None = None
     attach_pdf: bool = True
     attachments: list[Path] = Field(default_factory=list)
+    # Files per recipient: the column whose cells list them (`;`-separated), relative to the folder.
+    attachments_column: str | None = None
+    attachments_folder: Path = Path()
     required_columns: list[str] = Field(default_factory=list)
     suppression: Path = DEFAULT_SUPPRESSION
     list_unsubscribe: str | None = None
-    pdf_variant: Literal["pdf/a-3b"] | None = None
+    pdf_variant: Literal["pdf/a-3b", "pdf/a-3a", "pdf/ua-1"] | None = None
     allow_special_domains: bool = False
     approval: Approval = Field(default_factory=Approval)
+
+
+class Typography(_Section):
+    # The space before ":" — fine: narrow no-break space (Le Robert); word: a full no-break
+    # space (Imprimerie nationale). docs/typography.md says why "fine" is the default.
+    colon: Literal["fine", "word"] = "fine"
 
 
 class Settings(_Section):
@@ -178,6 +398,9 @@ class Settings(_Section):
     smtp: Smtp = Field(default_factory=Smtp)
     throttle: Throttle = Field(default_factory=Throttle)
     retry: Retry = Field(default_factory=Retry)
+    layout: PageLayout = Field(default_factory=PageLayout)
+    mailbox: Mailbox | None = None
+    typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
     retention_days: int | None = Field(default=None, gt=0)
     default_campaign: str | None = None
@@ -233,6 +456,11 @@ class Campaign:
     @property
     def outbox(self) -> Path:
         return self.settings.resolve(self.settings.outbox) / self.name
+
+    @property
+    def layout(self) -> Layout:
+        """Where this campaign's files are under the outbox."""
+        return Layout(self.outbox)
 
     def path(self, path: Path) -> Path:
         return self.settings.resolve(path)
@@ -370,6 +598,11 @@ def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
             continue
         field_info = model.model_fields.get(part)
         annotation = field_info.annotation if field_info else None
+        # An optional section (`window: SendWindow | None`): its keys are the section's.
+        annotation = next(
+            (a for a in get_args(annotation) if isinstance(a, type) and a is not type(None)),
+            annotation,
+        )
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
@@ -388,6 +621,22 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
         if config.email_body is not None:
             named.append(("email_body", config.email_body))
         named += [(f"attachments.{i}", p) for i, p in enumerate(config.attachments)]
+        if config.attachments_column is not None:
+            folder_loc = ("campaigns", name, "attachments_folder")
+            folder = settings.resolve(config.attachments_folder)
+            if not _inside(folder, settings.root) or not folder.is_dir():
+                problems.append(
+                    SettingsError(
+                        f"{config.attachments_folder} is not a folder of the project",
+                        place=Place(
+                            file=str(settings.path),
+                            line=_nearest_line(folder_loc, lines),
+                            key=".".join(folder_loc),
+                        ),
+                        hint="name a folder inside the project that holds the files, "
+                        "e.g. letters/annexes",
+                    )
+                )
         for key, value in named:
             loc = ("campaigns", name, *key.split("."))
             place = Place(

@@ -4,12 +4,19 @@ Each message becomes one file of a Maildir (`outbox/sink/new/`), readable by the
 any mail client can open. `--log FILE` also appends one tab-separated line per message (receive
 time, Message-ID, recipients), which the crash tests and the benchmark use to count copies.
 This is the default server of the sample settings: trying a campaign sends nothing anywhere.
+
+With a `Remote` it also plays the recipients' servers (`campaign.bounces` reads what it writes):
+a recipient matching `bounce` (default `rebond.*@*`) is refused the way Postfix refuses an
+unknown user, and its RFC 3464 bounce, as Postfix writes them, lands in the sender's mailbox
+Maildir; one matching `absence` (default `absence.*@*`) gets the message and answers with a
+French out-of-office (`Auto-Submitted: auto-replied`, RFC 3834).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import itertools
 import os
 import re
@@ -18,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import format_datetime, formatdate, make_msgid
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +56,131 @@ def message_id_of(data: bytes) -> str:
     return found.group(1).strip().decode("ascii", "replace") if found else ""
 
 
+DEFAULT_BOUNCE = "rebond.*@*"
+DEFAULT_ABSENCE = "absence.*@*"
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The sink playing the recipients' servers: which addresses bounce or are away, and the
+    Maildir of the sender's mailbox where their answers arrive."""
+
+    mailbox: Path
+    bounce: str = DEFAULT_BOUNCE
+    absence: str = DEFAULT_ABSENCE
+
+    def bounces(self, address: str) -> bool:
+        return fnmatch.fnmatch(address.lower(), self.bounce.lower())
+
+    def away(self, address: str) -> bool:
+        return fnmatch.fnmatch(address.lower(), self.absence.lower())
+
+
+def postfix_bounce(data: bytes, sender: str, recipient: str, *, now: float) -> bytes:
+    """The RFC 3464 report Postfix writes for a recipient its mailbox table does not know."""
+    boundary = f"{int(now)}.{os.getpid()}/{SINK_HOSTNAME}"
+    queue_id = f"{int(now * 1000) & 0xFFFFFFFF:08X}"
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    returned = head.decode("utf-8", "replace").replace("\r\n", "\n")
+    reply = (
+        f"550 5.1.1 <{recipient}>: Recipient address rejected: User unknown in virtual "
+        "mailbox table"
+    )
+    date = formatdate(now, localtime=True)
+    text = f"""Return-Path: <>
+Date: {date}
+From: MAILER-DAEMON@{SINK_HOSTNAME} (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: {sender}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+\tboundary="{boundary}"
+Content-Transfer-Encoding: 8bit
+Message-Id: <20201201000000.{queue_id}@{SINK_HOSTNAME}>
+
+This is a MIME-encapsulated message.
+
+--{boundary}
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host {SINK_HOSTNAME}.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients. It's attached below.
+
+For further assistance, please send mail to postmaster.
+
+If you do so, please include this problem report. You can
+delete your own text from the attached returned message.
+
+                   The mail system
+
+<{recipient}>: host mx.example.org[192.0.2.25] said: {reply} (in reply to RCPT TO
+    command)
+
+--{boundary}
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; {SINK_HOSTNAME}
+X-Postfix-Queue-ID: {queue_id}
+X-Postfix-Sender: rfc822; {sender}
+Arrival-Date: {date}
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822;{recipient}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.org
+Diagnostic-Code: smtp; {reply}
+
+--{boundary}
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+Content-Transfer-Encoding: 8bit
+
+{returned}
+
+--{boundary}--
+"""
+    return text.encode("utf-8")
+
+
+def out_of_office(data: bytes, sender: str, recipient: str, *, now: float) -> bytes:
+    """A French out-of-office answer, marked the RFC 3834 way, to the message `data`."""
+    from email.message import EmailMessage
+    from email.parser import BytesHeaderParser
+    from email.policy import SMTP as SMTP_POLICY
+
+    original = BytesHeaderParser().parsebytes(data)
+    answer = EmailMessage(policy=SMTP_POLICY)
+    answer["From"] = recipient
+    answer["To"] = sender
+    subject = " ".join(str(original.get("Subject", "")).split())
+    answer["Subject"] = f"Réponse automatique : {subject}"[:200]
+    answer["Date"] = format_datetime(time_to_datetime(now))
+    answer["Message-ID"] = make_msgid(domain=recipient.rpartition("@")[2] or "example.org")
+    mid = " ".join(str(original.get("Message-ID", "")).split())
+    if mid:
+        answer["In-Reply-To"] = mid
+        answer["References"] = mid
+    answer["Auto-Submitted"] = "auto-replied"
+    answer["X-Auto-Response-Suppress"] = "All"
+    answer.set_content(
+        "Bonjour,\n\nJe suis absent(e) du bureau et ne lirai pas vos messages avant mon retour."
+        "\nEn cas d'urgence, veuillez contacter le secrétariat de direction.\n\nCordialement\n"
+    )
+    return answer.as_bytes()
+
+
+def time_to_datetime(now: float) -> Any:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(now).astimezone()
+
+
 class MaildirHandler:
     """aiosmtpd handler: store each message in a Maildir, optionally log its arrival."""
 
@@ -57,6 +190,7 @@ class MaildirHandler:
         *,
         log: Path | None = None,
         on_message: Callable[[Received], None] | None = None,
+        remote: Remote | None = None,
     ) -> None:
         private_dir(maildir)
         for sub in ("tmp", "new", "cur"):
@@ -69,10 +203,18 @@ class MaildirHandler:
             private_dir(log.parent)
             self._log = log.open("a", encoding="utf-8")
         self.on_message = on_message
+        self.remote = remote
+        # The sender's mailbox, where the remote servers' answers arrive.
+        self._mailbox = MaildirHandler(remote.mailbox) if remote is not None else None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content or envelope.content
-        self.deliver(data)
+        delivered = True
+        if self.remote is not None and self._mailbox is not None:
+            # A remote server accepts the message, then reports: the bounce comes back later.
+            delivered = self._play(data, str(envelope.mail_from or ""), list(envelope.rcpt_tos))
+        if delivered:
+            self.deliver(data)
         received = Received(time.time(), message_id_of(data), tuple(envelope.rcpt_tos), len(data))
         self.count += 1
         if self._log is not None:
@@ -98,6 +240,20 @@ class MaildirHandler:
         target = self.maildir / "new" / name
         os.rename(temporary, target)
         return target
+
+    def _play(self, data: bytes, sender: str, recipients: list[str]) -> bool:
+        """Write the remote servers' answers; return whether any recipient got the message."""
+        assert self.remote is not None and self._mailbox is not None
+        now = time.time()
+        kept = False
+        for recipient in recipients:
+            if self.remote.bounces(recipient):
+                self._mailbox.deliver(postfix_bounce(data, sender, recipient, now=now))
+                continue
+            kept = True
+            if self.remote.away(recipient):
+                self._mailbox.deliver(out_of_office(data, sender, recipient, now=now))
+        return kept
 
     def close(self) -> None:
         if self._log is not None:
@@ -172,7 +328,7 @@ async def serve(
     except OSError as err:
         raise UsageError(
             f"cannot listen on {host}:{port}: {err.strerror}",
-            place=Place(key="--port"),
+            place=Place(option="--port"),
             hint="another sink may already run there; stop it or choose another --port",
         ) from None
     handled: list[signal.Signals] = []
@@ -200,9 +356,17 @@ def run_sink(
     log: Path | None = None,
     on_ready: Callable[[int], None] | None = None,
     on_message: Callable[[Received], None] | None = None,
+    remote: Remote | None = None,
 ) -> int:
     """Run the sink until Ctrl-C or SIGTERM; return how many messages it stored."""
-    handler = MaildirHandler(maildir, log=log, on_message=on_message)
+    try:
+        handler = MaildirHandler(maildir, log=log, on_message=on_message, remote=remote)
+    except OSError as err:
+        raise UsageError(
+            f"cannot store messages in {err.filename or maildir}: {err.strerror}",
+            place=Place(option="--maildir" if err.filename != str(log) else "--log"),
+            hint="choose a folder you can write to",
+        ) from None
     asyncio.run(serve(handler, port=port, on_ready=on_ready))
     return handler.count
 

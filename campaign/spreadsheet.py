@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
+import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -160,7 +162,155 @@ def _read_workbook(path: Path, shown: str) -> list[list[str]]:
             hint="open it in Excel or LibreOffice and save it again as .xlsx or .ods",
         ) from None
     grid: list[list[object]] = frame.to_numpy(dtype=object).tolist()
+    try:
+        padded = padded_cells(path)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        padded = {}  # the values are readable (calamine said so): show them unpadded
+    for (row, column), digits in padded.items():
+        if row < len(grid) and column < len(grid[row]):
+            value = grid[row][column]
+            if isinstance(value, float) and value.is_integer() and value >= 0:
+                grid[row][column] = f"{int(value):0{digits}d}"
+            elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                grid[row][column] = f"{value:0{digits}d}"
     return [[v if type(v) is str else _cell_text(v) for v in record] for record in grid]
+
+
+def padded_cells(path: Path) -> dict[tuple[int, int], int]:
+    """The cells of the first sheet whose number format pads with zeros: (row, column) → digits.
+
+    calamine gives values only, so `01000` typed as a number formatted `00000` (the way French
+    organisers keep a postcode's zero) reads as 1000. The styles are read from the file's XML:
+    a workbook without such a format costs one small styles file, and one with it a scan of the
+    sheet's XML by regular expressions, without building a tree.
+    """
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        if "xl/styles.xml" in names:
+            return _xlsx_padded(archive)
+        if "content.xml" in names:
+            return _ods_padded(archive)
+    return {}
+
+
+_XLSX_NUMFMT = re.compile(rb'<numFmt\b[^>]*?numFmtId="(\d+)"[^>]*?formatCode="([^"]*)"')
+_XLSX_CELLXFS = re.compile(rb"<cellXfs\b[^>]*>(.*?)</cellXfs>", re.S)
+_XLSX_XF = re.compile(rb"<xf\b([^>]*)")
+_NUMFMT_ID = re.compile(rb'numFmtId="(\d+)"')
+_ZERO_MASK = re.compile(r"[0#]*0")
+
+
+def _digits(mask: str) -> int:
+    """The minimum digits of an integer format such as `00000` (1 when it pads nothing)."""
+    mask = mask.replace("\\", "").replace('"', "")
+    return mask.count("0") if _ZERO_MASK.fullmatch(mask) else 1
+
+
+def _xlsx_padded(archive: zipfile.ZipFile) -> dict[tuple[int, int], int]:
+    styles = archive.read("xl/styles.xml")
+    formats = {int(i): _digits(code.decode()) for i, code in _XLSX_NUMFMT.findall(styles)}
+    block = _XLSX_CELLXFS.search(styles)
+    wanted: dict[bytes, int] = {}
+    for index, attributes in enumerate(_XLSX_XF.findall(block.group(1) if block else b"")):
+        found = _NUMFMT_ID.search(attributes)
+        digits = formats.get(int(found.group(1)), 1) if found else 1
+        if digits > 1:
+            wanted[str(index).encode()] = digits
+    if not wanted:
+        return {}
+    sheet = archive.read(_first_sheet(archive))
+    styled = re.compile(rb'<c r="([A-Z]+)(\d+)"(?=[^>]*? s="(' + b"|".join(wanted) + rb')")')
+    return {
+        (int(row) - 1, _column_index(letters.decode())): wanted[style]
+        for letters, row, style in styled.findall(sheet)
+    }
+
+
+def _first_sheet(archive: zipfile.ZipFile) -> str:
+    """The part of the workbook's first sheet, the one calamine reads."""
+    book = archive.read("xl/workbook.xml")
+    first = re.search(rb'<sheet\b[^>]*?r:id="([^"]+)"', book)
+    rels = archive.read("xl/_rels/workbook.xml.rels")
+    if first is not None:
+        for attributes in re.findall(rb"<Relationship\b([^>]*)", rels):
+            if b'Id="' + first.group(1) + b'"' in attributes:
+                target = re.search(rb'Target="([^"]+)"', attributes)
+                if target is not None:
+                    name = target.group(1).decode().lstrip("/")
+                    return name if name.startswith("xl/") else "xl/" + name
+    return "xl/worksheets/sheet1.xml"
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - 64
+    return index - 1
+
+
+_ODS_NUMBER_STYLE = re.compile(
+    rb'<number:number-style\b[^>]*?style:name="([^"]+)"[^>]*>(.*?)</number:number-style>', re.S
+)
+_ODS_MIN_DIGITS = re.compile(rb'<number:number\b[^>]*?number:min-integer-digits="(\d+)"')
+_ODS_CELL_STYLE = re.compile(
+    rb'<style:style\b(?=[^>]*?style:family="table-cell")(?=[^>]*?style:name="([^"]+)")'
+    rb'(?=[^>]*?style:data-style-name="([^"]+)")'
+)
+_ODS_TAG = re.compile(
+    rb"<(/?)table:(table-row|table-cell|covered-table-cell|table-column|table)(?=[\s/>])([^>]*?)(/?)>"
+)
+_ODS_STYLE_NAME = re.compile(rb'table:(?:default-cell-)?style-name="([^"]+)"')
+_ODS_REPEAT = re.compile(rb'table:number-(?:rows|columns)-repeated="(\d+)"')
+
+
+def _ods_padded(archive: zipfile.ZipFile) -> dict[tuple[int, int], int]:
+    content = archive.read("content.xml")
+    styles = content + (archive.read("styles.xml") if "styles.xml" in archive.namelist() else b"")
+    numbers: dict[bytes, int] = {}
+    for name, body in _ODS_NUMBER_STYLE.findall(styles):
+        found = _ODS_MIN_DIGITS.search(body)
+        if found is not None and int(found.group(1)) > 1 and b'decimal-places="0"' in body:
+            numbers[name] = int(found.group(1))
+    cells = {
+        cell: numbers[data] for cell, data in _ODS_CELL_STYLE.findall(styles) if data in numbers
+    }
+    if not cells:
+        return {}
+    return _ods_walk(content, cells)
+
+
+def _ods_walk(content: bytes, cells: dict[bytes, int]) -> dict[tuple[int, int], int]:
+    """Walk the first table's rows and cells (repeats counted) to find the padded ones."""
+    found: dict[tuple[int, int], int] = {}
+    column_styles: list[bytes | None] = []
+    row = column = -1
+    pending = depth = 0
+    for match in _ODS_TAG.finditer(content):
+        closing, kind, attributes, _ = match.groups()
+        if kind == b"table":
+            if closing:
+                break  # calamine reads the first sheet only
+            depth += 1
+            continue
+        if depth == 0 or closing:
+            continue
+        repeat_match = _ODS_REPEAT.search(attributes)
+        repeat = int(repeat_match.group(1)) if repeat_match else 1
+        style_match = _ODS_STYLE_NAME.search(attributes)
+        style = style_match.group(1) if style_match else None
+        if kind == b"table-column":
+            column_styles += [style] * min(repeat, 16384)
+        elif kind == b"table-row":
+            row += pending + 1  # the rows a repeated row stands for come before this one
+            pending = repeat - 1
+            column = -1
+        else:
+            for _ in range(min(repeat, 16384)):
+                column += 1
+                own = style or (column_styles[column] if column < len(column_styles) else None)
+                if own in cells and kind == b"table-cell":
+                    found[(row, column)] = cells[own]
+    return found
 
 
 def _cell_text(value: object) -> str:

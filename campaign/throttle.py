@@ -142,3 +142,137 @@ class Throttle:
         cut = bisect.bisect_right(self._done, now - self._longest)
         if cut:
             del self._done[:cut]
+
+
+@dataclass
+class PaceReport:
+    """What the server's limits and outages did to a run, for `send` and `status` to say."""
+
+    configured: float | None  # messages per second the settings allowed (None: no limit)
+    start: float | None  # the rate the run started from (a learnt rate from an earlier run)
+    rate: float | None  # the rate the run ended with
+    server: float | None  # the server's limit as measured (None: never limited)
+    refusals: int = 0  # replies about the sender (rate, connections), not about a recipient
+    outages: int = 0  # times the server could not be reached at all
+    paused: float = 0.0  # seconds spent waiting for the server to come back
+
+    def describe(self) -> str:
+        """E.g. 'the server limited us to about 10/min; throttle lowered from 30 to 10/min'."""
+        parts: list[str] = []
+        if self.server is not None:
+            parts.append(f"the server limited us to about {per_minute(self.server)}")
+        if self.rate is not None and self.rate != self.start:
+            before = per_minute(self.start or self.configured)
+            parts.append(f"throttle lowered from {before} to {per_minute(self.rate)}")
+        if self.refusals:
+            parts.append(f"{self.refusals} refusal{'s' if self.refusals != 1 else ''}")
+        if self.outages:
+            parts.append(f"server unreachable {self.outages}× ({self.paused:.0f} s paused)")
+        return "; ".join(parts)
+
+
+def per_minute(rate: float | None) -> str:
+    if rate is None:
+        return "no limit"
+    value = rate * 60
+    return f"{value:.0f}/min" if value >= 10 else f"{value:.1f}/min"
+
+
+class Pace:
+    """The rate the server lets us send at, learnt from its refusals (AIMD); pauses in outages.
+
+    Unlimited (or started from a rate learnt earlier), it lets messages go as the windows allow.
+    A refusal about the sender holds every start and lets one probe through after 1 s, 2 s, 3 s…;
+    when a probe is accepted, the server's limit is measured as the messages it accepted since the
+    last recovery over the time from the first of them to that acceptance (what a sliding window
+    of the server lets through), and the pace drops to it (multiplicative decrease when already
+    paced). Each run of `INCREASE_EVERY` accepted messages adds 5 % (additive increase), never
+    above the settings' own rate. An outage (no connection at all) holds every start and probes on
+    a doubling backoff up to `max_probe_gap` seconds; the rate is untouched.
+    """
+
+    INCREASE_EVERY = 10
+
+    def __init__(
+        self,
+        *,
+        configured: float | None,
+        learnt: float | None = None,
+        max_probe_gap: float = 30.0,
+    ) -> None:
+        self.configured = configured
+        self.rate = learnt if learnt is not None else None
+        self.max_probe_gap = max_probe_gap
+        self.report = PaceReport(configured, self.rate, self.rate, None)
+        self.hold_until = 0.0
+        self.next_start = 0.0
+        self.limited = False  # a refusal is not yet followed by an acceptance
+        self.down_since: float | None = None
+        self._misses = 0  # consecutive refusals or failed connections
+        self._since: list[float] = []  # accepted since the last recovery
+        self._streak = 0
+
+    def delay(self, now: float) -> float:
+        """Seconds before the next message may start (0: now)."""
+        return max(self.hold_until, self.next_start) - now
+
+    @property
+    def holding(self) -> bool:
+        """A refusal or an outage is not yet over: only one probe at a time."""
+        return self.limited or self.down_since is not None
+
+    def started(self, now: float) -> None:
+        if self.rate is not None:
+            self.next_start = max(now, self.next_start) + 1.0 / self.rate
+
+    def accepted(self, now: float) -> None:
+        if self.down_since is not None:
+            self.report.paused += now - self.down_since
+            self.down_since = None
+        if self.limited:
+            self.limited = False
+            span = now - self._since[0] if self._since else 0.0
+            if len(self._since) >= 2 and span > 0:
+                measured = len(self._since) / span
+                self.report.server = measured
+                lowered = measured if self.rate is None else min(measured, self.rate * 0.7)
+                self._set(lowered)
+            elif self.rate is not None:
+                self._set(self.rate * 0.7)
+            self._since = []
+            self.next_start = now + (1.0 / self.rate if self.rate else 0.0)
+        self._misses = 0
+        self._since.append(now)
+        self._streak += 1
+        if self.rate is not None and self._streak % self.INCREASE_EVERY == 0:
+            self._set(self.rate * 1.05)
+
+    def refused(self, now: float) -> None:
+        """The server refused a message because of the sender (rate, connections, too much)."""
+        self.report.refusals += 1
+        self.limited = True
+        self._misses += 1
+        self._streak = 0
+        self.hold_until = max(self.hold_until, now + min(float(self._misses), self.max_probe_gap))
+
+    def unreachable(self, now: float) -> None:
+        """No connection could be made (refused, timed out, dropped at the greeting)."""
+        if self.down_since is None:
+            self.down_since = now
+            self.report.outages += 1
+        self._misses += 1
+        gap = min(2.0 ** (self._misses - 1), self.max_probe_gap)
+        self.hold_until = max(self.hold_until, now + gap)
+
+    def _set(self, rate: float) -> None:
+        floor = 1.0 / 60.0  # at least one message a minute
+        if self.configured is not None:
+            rate = min(rate, self.configured)
+        self.rate = max(rate, floor)
+        self.report.rate = self.rate
+
+
+def configured_rate(windows: Iterable[Window]) -> float | None:
+    """The steady rate the windows allow (messages per second), None when there is none."""
+    rates = [w.cap / w.seconds for w in windows if w.seconds < DAY]
+    return min(rates) if rates else None

@@ -14,12 +14,25 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-NNBSP = "\u202f"  # narrow no-break space: before ; ? ! : and inside « »
+NNBSP = "\u202f"  # narrow no-break space: before ; ? ! (and : by default) and inside « »
+NBSP = "\u00a0"  # no-break space the width of a word space: before : in the "word" style
 APOSTROPHE = "\u2019"
+# The space before a colon: "fine" (narrow, Le Robert and today's screens) or "word" (a full
+# no-break space, the Imprimerie nationale's lexicon). Set once per campaign by `use_colon`.
+COLON_SPACES = {"fine": NNBSP, "word": NBSP}
+_colon_space = NNBSP
+
+
+def use_colon(style: str) -> None:
+    """Choose the space before `:` for every text made French from now on ("fine" or "word")."""
+    global _colon_space
+    _colon_space = COLON_SPACES[style]
+
 
 # Spaces before a high punctuation mark that follows a word or a closing mark, or that open a text
 # node (the text after a link or an emphasis); "10:30" and "http://" have no space and stay.
-_BEFORE_HIGH = re.compile(r"(?:^|(?<=[\w»)\]\"’.…]))[ \u00a0\u202f]+([;:?!])")
+_BEFORE_HIGH = re.compile(r"(?:^|(?<=[\w»)\]\"’.…]))[ \u00a0\u202f]+([;?!])")
+_BEFORE_COLON = re.compile(r"(?:^|(?<=[\w»)\]\"’.…]))[ \u00a0\u202f]+:")
 _AFTER_OPENING_GUILLEMET = re.compile(r"«[ \u00a0\u202f]*")
 _BEFORE_CLOSING_GUILLEMET = re.compile(r"[ \u00a0\u202f]*»")
 _APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
@@ -34,8 +47,10 @@ def french(text: str) -> str:
         return text
     if "'" in text:
         text = _APOSTROPHE.sub(APOSTROPHE, text)
-    if any(mark in text for mark in ";:?!"):
+    if any(mark in text for mark in ";?!"):
         text = _BEFORE_HIGH.sub(NNBSP + r"\1", text)
+    if ":" in text:
+        text = _BEFORE_COLON.sub(_colon_space + ":", text)
     if "n° " in text:
         text = text.replace("n° ", "n°\u00a0")
     if "—" in text:

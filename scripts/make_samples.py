@@ -14,6 +14,8 @@ from pathlib import Path
 
 from openpyxl import Workbook
 
+from campaign.postal import abbreviate, last_line_fix
+
 ROOT = Path(__file__).resolve().parent.parent
 
 FIRST_F = [
@@ -120,15 +122,16 @@ KINDS = [
     "Centre hospitalier universitaire de",
     "Groupe hospitalier de",
 ]
+# Written to the postal norm (NF Z10-011): no punctuation from the street line down.
 STREETS = [
-    "rue de l’Hôpital",
+    "rue de l Hôpital",
     "avenue des Tilleuls",
     "boulevard Pasteur",
-    "rue du Docteur-Roux",
+    "rue du Docteur Roux",
     "place de la Santé",
     "chemin des Acacias",
-    "allée Marie-Curie",
-    "rue Ambroise-Paré",
+    "allée Marie Curie",
+    "rue Ambroise Paré",
 ]
 FUNCTIONS_F = ["Directrice", "Directrice générale", "Directrice déléguée"]
 FUNCTIONS_M = ["Directeur", "Directeur général", "Directeur délégué"]
@@ -179,8 +182,10 @@ def directors(rng: random.Random, count: int = 40) -> list[list[str]]:
         last = rng.choice(LAST)
         town = TOWNS[i % len(TOWNS)]
         kind = KINDS[i % len(KINDS)]
-        establishment = f"{kind} {town}"
-        postcode = f"{rng.choice([1, 2, 4, 5, 6, 7, 8, 9, 13, 21, 33, 35, 44, 59, 69, 75]):02d}{rng.randint(0, 999):03d}"
+        # Over 38 characters the address line takes the norm's abbreviation (CHU, CHI…).
+        establishment = abbreviate(f"{kind} {town}") or f"{kind} {town}"
+        department = rng.choice([1, 2, 4, 5, 6, 7, 8, 9, 13, 21, 33, 35, 44, 59, 69, 75])
+        postcode = f"{department:02d}{rng.randint(0, 999):03d}"
         address = f"{rng.randint(1, 120)} {rng.choice(STREETS)}"
         function = rng.choice(FUNCTIONS_F if female else FUNCTIONS_M)
         domain = "example.org" if i % 3 else "example.com"
@@ -194,19 +199,20 @@ def directors(rng: random.Random, count: int = 40) -> list[list[str]]:
                 establishment,
                 address,
                 postcode,
-                town.upper(),
+                last_line_fix(town),  # the town as the last line wants it: BOURG EN BRESSE
                 email,
             ]
         )
-    # The extremes a reviewer must see: a long name, a long two-line address, empty optional cells.
-    rows[5][0:4] = ["Madame", "Marie-Hélène", "de La Tour-d’Auvergne-Lauraguais", "Directrice"]
+    # The extremes a reviewer must see: a long name, a long two-line address, empty optional cells,
+    # all within the norm's 38 characters a line (the address block may write "Mme").
+    rows[5][0:4] = ["Mme", "Marie-Hélène", "de La Tour-d’Auvergne", "Directrice"]
     rows[5][8] = "marie-helene.de-la-tour.6@example.org"
-    rows[9][5] = (
-        "Pavillon Ambroise-Paré, bâtiment C, 3e étage\n215 boulevard du Maréchal-de-Lattre-de-Tassigny"
-    )
+    # The street needs the norm's abbreviations to fit: BD for boulevard, MAL for maréchal.
+    rows[9][5] = "Pavillon Ambroise-Paré bâtiment C\n215 BD du MAL de Lattre de Tassigny"
     rows[12][3] = ""  # no function: the salutation falls back to "Madame, Monsieur,"
     rows[12][0] = ""
-    rows[17][4] = "Centre hospitalier intercommunal des Vallées de la Brune et du Haut-Castel"
+    rows[17][4] = "CHI Vallées de la Brune et Haut-Castel"
+    mailbox_demo(rows, first=1, last=2, email=8)
     return rows
 
 
@@ -219,7 +225,15 @@ def signatories(rng: random.Random, count: int = 712) -> list[list[str]]:
         domain = rng.choice(["example.org", "example.com"])
         email = f"{ascii_slug(first)}.{ascii_slug(last)}.{i + 1}@{domain}"
         rows.append([first, last, rng.choice(ROLES), rng.choice(ORGS), email])
+    mailbox_demo(rows, first=0, last=1, email=4)
     return rows
+
+
+def mailbox_demo(rows: list[list[str]], *, first: int, last: int, email: int) -> None:
+    """The last two rows play the mailbox demo: the local sink bounces `rebond.…` and answers
+    `absence.…` with an out-of-office reply."""
+    for row, kind in zip(rows[-2:], ("rebond", "absence"), strict=True):
+        row[email] = f"{kind}.{ascii_slug(row[first])}.{ascii_slug(row[last])}@example.org"
 
 
 def main() -> None:
@@ -241,10 +255,16 @@ def main() -> None:
             "Courriel",
         ]
     )
-    for row in directors(rng):
-        sheet.append(row)
-    for cell in sheet["G"]:
-        cell.number_format = "@"  # postcodes are text: 01000 keeps its zero
+    for index, row in enumerate(directors(rng)):
+        # Most postcodes are text; every fourth is a number formatted 00000, the way French
+        # organisers keep a lost zero (campaign reads it as the sheet shows it: 01000).
+        postcode: str | int = int(row[6]) if index % 4 == 3 else row[6]
+        sheet.append([*row[:6], postcode, *row[7:]])
+    for cell in sheet["G"][1:]:
+        if isinstance(cell.value, int):
+            cell.number_format = "00000"
+        else:
+            cell.number_format = "@"
     book.save(ROOT / "recipients" / "directeurs-hopitaux.xlsx")
 
     path = ROOT / "recipients" / "signataires.csv"

@@ -3,7 +3,8 @@
 `FaultyServer(faults=[Fault(...)])` can reply 421/451/452/550/554 at MAIL, RCPT, the DATA command
 or the final dot; drop the connection before the 354, after the 354, or after storing the message
 without replying; delay a reply; cap the messages per connection; require STARTTLS (trustme
-certificate) or implicit TLS; require AUTH. It stores what it accepts in memory, with the time and
+certificate) or implicit TLS; require AUTH; limit the rate like a provider (`RateLimit`: N messages
+per window, then 450 4.7.1, and 421 closing after repeated refusals). It stores what it accepts in memory, with the time and
 the connection, so tests count copies per Message-ID.
 """
 
@@ -55,6 +56,23 @@ class Fault:
 
 
 @dataclass
+class RateLimit:
+    """Accept `messages` per sliding `window` seconds (all connections); then answer MAIL with
+    `450 4.7.1 Error: too much mail`, and after `close_after` refusals on a connection, 421 and close.
+    """
+
+    messages: int
+    window: float
+    close_after: int = 3
+    accepted: list[float] = field(default_factory=list)
+    refusals: int = 0
+
+    def allows(self, now: float) -> bool:
+        self.accepted = [t for t in self.accepted if t > now - self.window]
+        return len(self.accepted) < self.messages
+
+
+@dataclass
 class Stored:
     message_id: str
     recipients: list[str]
@@ -70,6 +88,7 @@ class _State:
     stored: list[Stored] = field(default_factory=list)
     connections: int = 0
     logins: int = 0
+    rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 
@@ -112,6 +131,8 @@ class _Handler:
                 return f"{fault.code} {fault.text}"
         self.state.stored.append(record)
         server.messages += 1
+        if self.state.rate is not None:
+            self.state.rate.accepted.append(time.time())
         return "250 2.0.0 OK queued"
 
 
@@ -130,6 +151,7 @@ class _Session(SMTP):  # type: ignore[misc]
         self.state = handler.state
         self.connection_id = next(self.state.counter)
         self.messages = 0
+        self.refused = 0
         self.state.connections += 1
 
     async def smtp_MAIL(self, arg: str) -> None:
@@ -139,6 +161,16 @@ class _Session(SMTP):  # type: ignore[misc]
             self.transport.close()
             return
         if await self._misbehave(_fault(self.state, "mail", [])):
+            return
+        rate = self.state.rate
+        if rate is not None and not rate.allows(time.time()):
+            rate.refusals += 1
+            self.refused += 1
+            if self.refused >= rate.close_after:
+                await self.push("421 4.7.0 Error: too many errors, closing")
+                self.transport.close()
+            else:
+                await self.push("450 4.7.1 Error: too much mail from 127.0.0.1")
             return
         await super().smtp_MAIL(arg)
 
@@ -180,8 +212,9 @@ class FaultyServer:
         implicit_tls: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
         idle_timeout: float | None = None,
+        rate: RateLimit | None = None,
     ) -> None:
-        self.state = _State(list(faults or []), per_connection)
+        self.state = _State(list(faults or []), per_connection, rate=rate)
         self.idle_timeout = idle_timeout
         self.starttls = starttls
         self.implicit_tls = implicit_tls

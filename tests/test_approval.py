@@ -10,6 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from campaign import commands
 from campaign.approval import (
     approval_path,
     approval_state,
@@ -18,11 +19,12 @@ from campaign.approval import (
     read_history,
     require_approval,
 )
-from campaign.errors import ApprovalError, InputError, StateError
+from campaign.errors import ApprovalError, CheckFailed, StateError
 from campaign.inputs import Inputs, load_inputs
 from campaign.recipients import read_table
 from campaign.settings import load_settings
-from tests.conftest import Run
+from campaign.typography import use_colon
+from tests.conftest import Run, approve_proofed
 
 HOSPITALS = "hopitaux-2020-05"
 THANKS = "merci-signataires"
@@ -106,7 +108,7 @@ def test_one_character_of_the_letter_is_named(project: Path) -> None:
     approve(inputs_of(project), by="reviewer")
     letter = project / "letters/lettre-hopitaux.md"
     letter.write_text(
-        letter.read_text(encoding="utf-8").replace("Chers collègues", "Chers collègue"),
+        letter.read_text(encoding="utf-8").replace("Un arrêté[^arrete]", "Un arrête[^arrete]"),
         encoding="utf-8",
     )
     message = refusal(project)
@@ -149,6 +151,15 @@ def test_the_sender_and_reply_to_are_named(project: Path) -> None:
     assert "reply-to changed" in refusal(project)
 
 
+def test_the_space_before_a_colon_is_part_of_the_approved_content(project: Path) -> None:
+    approve(inputs_of(project), by="reviewer")
+    edit_settings(project, "default_campaign:", "typography: {colon: word}\ndefault_campaign:")
+    try:
+        assert "typography changed" in refusal(project)
+    finally:
+        use_colon("fine")  # loading the campaign set it for this process
+
+
 def test_added_and_removed_recipients_are_counted(project: Path) -> None:
     approve(inputs_of(project), by="reviewer")
     path = project / XLSX
@@ -183,10 +194,12 @@ def test_reordering_rows_does_not_invalidate_the_approval(project: Path) -> None
     book = openpyxl.load_workbook(path)
     sheet = book.active
     assert sheet is not None
-    rows = [[c.value for c in row] for row in sheet.iter_rows(min_row=2)]
+    rows = [[(c.value, c.number_format) for c in row] for row in sheet.iter_rows(min_row=2)]
     sheet.delete_rows(2, len(rows))
     for row in reversed(rows):
-        sheet.append(row)
+        sheet.append([value for value, _ in row])
+        for cell, (_, number_format) in zip(sheet[sheet.max_row], row, strict=True):
+            cell.number_format = number_format  # moving a row moves its formats (00000)
     book.save(path)
     assert inputs_of(project).recipients.recipients[0].email != first_email
     assert approved(project)
@@ -204,10 +217,12 @@ def test_resaving_the_spreadsheet_as_csv_does_not_invalidate_the_approval(projec
 
 
 def test_history_survives_a_second_approval(project: Path, run: Run) -> None:
-    first = run("approve", HOSPITALS, "--by", "Alice Relectrice", "--note", "première lecture")
+    first = approve_proofed(
+        run, HOSPITALS, "--by", "Alice Relectrice", "--note", "première lecture"
+    )
     assert first.exit_code == 0, first.output
     set_cell(project, 3, "Nom", "Autre")
-    second = run("approve", HOSPITALS, "--by", "Bernard Juriste")
+    second = approve_proofed(run, HOSPITALS, "--by", "Bernard Juriste")
     assert second.exit_code == 0, second.output
     assert "approved by Bernard Juriste" in second.output
     history = read_history(inputs_of(project).campaign)
@@ -228,13 +243,33 @@ def test_history_survives_a_second_approval(project: Path, run: Run) -> None:
 
 
 def test_approve_is_refused_while_check_finds_errors(project: Path, run: Run) -> None:
+    campaign = inputs_of(project).campaign
+    assert run("proof", HOSPITALS, "--rows", "2", "-q").exit_code == 0
     set_cell(project, 6, "Courriel", "pas-une-adresse")
-    with pytest.raises(InputError, match="check finds 1 error"):
-        approve(inputs_of(project), by="reviewer")
+    with pytest.raises(CheckFailed, match="1 error") as caught:
+        commands.approve(campaign, by="reviewer")
+    assert caught.value.problems[0].place.row == 6
     result = run("approve", HOSPITALS, "--by", "reviewer")
     assert result.exit_code == 1
-    assert "check finds 1 error" in result.output
-    assert not approval_path(inputs_of(project).campaign).exists()
+    text = " ".join(result.output.split())
+    assert "campaign hopitaux-2020-05 cannot be approved: 40 recipients, 39 ready" in result.output
+    assert "Courriel" in text and "@-sign" in text
+    assert not approval_path(campaign).exists()
+
+
+def test_approve_is_refused_until_the_proof_pack_shows_the_content(project: Path, run: Run) -> None:
+    campaign = inputs_of(project).campaign
+    with pytest.raises(ApprovalError, match="no proof pack"):
+        commands.approve(campaign, by="reviewer")
+    assert run("proof", HOSPITALS, "--rows", "2", "-q").exit_code == 0
+    set_cell(project, 3, "Nom", "Autre")  # the content changes after the proofs were made
+    stale = run("approve", HOSPITALS, "--by", "reviewer")
+    assert stale.exit_code == 1
+    assert "the proof pack shows older content" in " ".join(stale.output.split())
+    assert "campaign proof" in stale.output
+    assert not approval_path(campaign).exists()
+    assert run("proof", HOSPITALS, "--rows", "2", "-q").exit_code == 0
+    assert commands.approve(campaign, by="reviewer").by == "reviewer"
 
 
 def test_a_damaged_history_is_a_clear_error(project: Path, run: Run) -> None:
@@ -288,7 +323,7 @@ def test_send_refuses_without_approval_but_dry_run_and_test_do_not_need_it(
 
 
 def test_send_names_what_changed_since_the_approval(project: Path, run: Run) -> None:
-    assert run("approve", HOSPITALS, "--by", "reviewer").exit_code == 0
+    assert approve_proofed(run, HOSPITALS, "--by", "reviewer").exit_code == 0
     set_cell(project, 4, "Nom", "Durand")
     edit_settings(project, "Health Data Hub : {{", "Health Data Hub — {{")
     refused = run("send", HOSPITALS)
@@ -301,7 +336,7 @@ def test_send_names_what_changed_since_the_approval(project: Path, run: Run) -> 
 
 def test_status_shows_the_approval(project: Path, run: Run) -> None:
     assert "approval: not approved yet" in " ".join(run("status", HOSPITALS).output.split())
-    assert run("approve", HOSPITALS, "--by", "Maître Dupont").exit_code == 0
+    assert approve_proofed(run, HOSPITALS, "--by", "Maître Dupont").exit_code == 0
     shown = " ".join(run("status", HOSPITALS).output.split())
     assert "approved by Maître Dupont" in shown
     assert "content unchanged" in shown

@@ -64,3 +64,42 @@ def test_quiet_works_before_or_after_the_command_and_keeps_the_summary(run: Run)
     group_level = run("-q", "proof", "hopitaux-2020-05")
     assert group_level.exit_code == 0, group_level.output
     assert "why this row" not in group_level.output
+
+
+def test_help_lists_the_commands_in_the_order_they_are_used_with_whole_summaries() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    listed = [
+        line.split()[0]
+        for line in result.output.split("Commands:")[1].splitlines()
+        if line.startswith("  ") and line.split()
+    ]
+    order = [
+        "init",
+        "check",
+        "render",
+        "proof",
+        "approve",
+        "send",
+        "inbox",
+        "status",
+        "sink",
+        "purge",
+    ]
+    assert listed == [name for name in order if name in main.commands]
+    assert {"init", "check", "send", "status", "purge"} <= set(listed)
+    assert "..." not in result.output.split("Commands:")[1]
+    for name in ("check", "send", "status", "inbox", "purge"):
+        shown = " ".join(CliRunner().invoke(main, [name, "--help"]).output.split())
+        assert "without it, the command takes default_campaign" in shown
+
+
+def test_help_imports_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, campaign.cli; heavy = [m for m in ('pydantic', 'pandas', 'weasyprint', "
+        "'aiosmtplib', 'rich', 'email_validator') if m in sys.modules]; print(heavy)"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"

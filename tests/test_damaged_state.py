@@ -247,6 +247,7 @@ def _approved_project(tmp_path: Path, server: FaultyServer) -> tuple[Path, Path]
     settings.write_text(
         settings.read_text().replace("approval: {required: false}", "approval: {required: true}")
     )
+    clean_exit(cli(settings, "proof", "--quiet"), 0)
     clean_exit(cli(settings, "approve", "--by", "Maître Dupont"), 0)
     return settings, tmp_path / "outbox" / "mini" / "approval.json"
 

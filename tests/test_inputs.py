@@ -26,6 +26,7 @@ campaigns:
     required_columns: [Nom]
     to_name: "{{{{ prenom }}}} {{{{ nom }}}}"
     subject: "{subject}"
+    attach_pdf: false  # the postal norm's address checks have their own tests (test_postal.py)
 """
 
 LETTER = """\

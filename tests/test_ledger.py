@@ -12,7 +12,9 @@ from openpyxl import load_workbook
 
 from campaign import ledger
 from campaign.errors import InputError, StateError
-from campaign.ledger import Entry, Ledger, LedgerWriter, State, export_deliveries, neutralise
+from campaign.ledger import Entry, Ledger, State
+from campaign.logwriter import LedgerWriter
+from campaign.status import export_deliveries, neutralise
 
 NOW = 1_800_000_000.0
 

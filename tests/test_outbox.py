@@ -13,6 +13,7 @@ import pytest
 
 from campaign.errors import StateError
 from campaign.outbox import (
+    Layout,
     delete_files,
     oldest_personal_file,
     personal_files,
@@ -46,21 +47,21 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 
 def test_second_run_is_refused_with_pid_and_time(tmp_path: Path) -> None:
-    with run_lock(tmp_path, campaign="hopitaux-2020-05", action="sent"):
+    with run_lock(Layout(tmp_path), campaign="hopitaux-2020-05", action="sent"):
         with pytest.raises(StateError) as caught:
-            with run_lock(tmp_path, campaign="hopitaux-2020-05", action="sent"):
+            with run_lock(Layout(tmp_path), campaign="hopitaux-2020-05", action="sent"):
                 pass
     message = str(caught.value)
     assert f"campaign hopitaux-2020-05 is being sent by process {os.getpid()} since" in message
-    with run_lock(tmp_path, campaign="hopitaux-2020-05", action="sent"):
+    with run_lock(Layout(tmp_path), campaign="hopitaux-2020-05", action="sent"):
         pass  # released after the first run
 
 
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from campaign.outbox import run_lock
-with run_lock(Path(sys.argv[1]), campaign="c", action="rendered"):
+from campaign.outbox import Layout, run_lock
+with run_lock(Layout(Path(sys.argv[1])), campaign="c", action="rendered"):
     print("locked", flush=True)
     time.sleep(60)
 """
@@ -74,12 +75,12 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path: Path) -> None:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StateError, match=f"process {holder.pid}"):
-            with run_lock(tmp_path, campaign="c", action="rendered"):
+            with run_lock(Layout(tmp_path), campaign="c", action="rendered"):
                 pass
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with run_lock(tmp_path, campaign="c", action="rendered"):
+    with run_lock(Layout(tmp_path), campaign="c", action="rendered"):
         pass
 
 
@@ -91,9 +92,9 @@ def test_personal_files_and_deletion_stay_inside_the_outbox(tmp_path: Path) -> N
     write_private(outbox / "delivery.sqlite.v1.bak", b"x")
     outside = tmp_path / "keep.txt"
     outside.write_text("not ours")
-    files = personal_files(outbox)
+    files = personal_files(Layout(outbox))
     assert {p.name for p in files} == {"2-dupont.pdf", "index.html"}
-    assert {p.name for p in personal_files(outbox, include_log=True)} == {
+    assert {p.name for p in personal_files(Layout(outbox), include_log=True)} == {
         "2-dupont.pdf",
         "index.html",
         "delivery.sqlite",
@@ -110,7 +111,7 @@ def test_oldest_personal_file_reports_its_age(tmp_path: Path) -> None:
     write_private(tmp_path / "letters" / "new.pdf", b"x")
     ten_days_ago = time.time() - 10 * 86400
     os.utime(old, (ten_days_ago, ten_days_ago))
-    found = oldest_personal_file(tmp_path)
+    found = oldest_personal_file(Layout(tmp_path))
     assert found is not None
     assert found[0] == old
     assert 9.9 < found[1] < 10.1

@@ -15,8 +15,9 @@ from PIL import Image
 
 from campaign.inputs import Inputs, load_inputs
 from campaign.letter import load_letter
-from campaign.pdf import WINDOW_MM, letter_path, render_pdf
+from campaign.pdf import letter_path
 from campaign.settings import Campaign, load_settings
+from campaign.typeset import render_pdf
 from tests.conftest import FEW_RECIPIENTS, REPO, write_few_recipients
 
 MM = 72 / 25.4
@@ -88,9 +89,15 @@ def test_every_font_is_embedded(first_pdf: bytes) -> None:
     assert all("DejaVu" in name for name in names), names
 
 
-def test_address_block_lies_inside_the_envelope_window(first_pdf: bytes) -> None:
+def window_mm(inputs: Inputs) -> tuple[float, float, float, float]:
+    """The envelope's window (`layout.window`): left, top, right, bottom in mm."""
+    w = inputs.campaign.settings.layout.window
+    return w.left, w.top, w.left + w.width, w.top + w.height
+
+
+def test_address_block_lies_inside_the_envelope_window(inputs: Inputs, first_pdf: bytes) -> None:
     page = pdfium.PdfDocument(first_pdf)[0]
-    left, top, right, bottom = WINDOW_MM
+    left, top, right, bottom = window_mm(inputs)
     height = page.get_size()[1]
     window = page.get_textpage().get_text_bounded(
         left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM
@@ -185,9 +192,23 @@ def test_front_matter_address_replaces_the_default_block(inputs: Inputs) -> None
     )
     custom = dataclasses.replace(inputs, letter=load_letter(source))
     page = pdfium.PdfDocument(render_pdf(custom, inputs.recipients.recipients[1]))[0]
-    left, top, right, bottom = WINDOW_MM
+    left, top, right, bottom = window_mm(inputs)
     height = page.get_size()[1]
     window = page.get_textpage().get_text_bounded(
         left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM
     )
     assert " ".join(window.split()) == "À l’attention de Noël d’Aubigné MONTCLAIR-LES-BAINS"
+
+
+def test_a_hard_break_in_a_note_stays_a_break(inputs: Inputs) -> None:
+    source = inputs.letter.path.parent / "note.md"  # type: ignore[union-attr]
+    source.write_text(
+        "---\nstylesheet: lettre.css\n---\nTexte[^n].\n\n"
+        "[^n]: Première ligne de la note,\\\n    seconde ligne de la note,\n    suite sur la même.\n",
+        encoding="utf-8",
+    )
+    custom = dataclasses.replace(inputs, letter=load_letter(source))
+    text = page_texts(render_pdf(custom, inputs.recipients.recipients[0]))[0]
+    lines = [line.strip() for line in text.splitlines()]
+    assert "1. Première ligne de la note," in lines
+    assert "seconde ligne de la note, suite sur la même." in lines

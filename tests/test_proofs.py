@@ -13,7 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 from pypdf import PdfReader
 
+from campaign import commands
 from campaign.cli import main
+from campaign.errors import CheckFailed
 from campaign.inputs import Inputs, load_inputs
 from campaign.proofs import STAMP, choose_sample, parse_rows
 from campaign.settings import load_settings
@@ -108,7 +110,7 @@ def test_the_cover_lists_the_sample_and_why(hospitals: Path) -> None:
     assert HOSPITALS in cover
     assert "40 ready to send" in cover
     assert "longest name" in cover
-    assert "Marie-Hélène de La Tour-d’Auvergne-Lauraguais" in flat
+    assert "Marie-Hélène de La Tour-d’Auvergne" in flat
     assert "civilité « Madame »" in flat
     manifest = (pack(hospitals) / "manifest.json").read_text()
     fingerprint = re.search(r'"fingerprint": "([0-9a-f]{64})"', manifest)
@@ -168,8 +170,9 @@ def test_an_email_only_campaign_proofs_the_emails(thanks: Path) -> None:
     assert len(reader.pages) >= 3
     assert all(STAMP in p.extract_text() for p in reader.pages)
     text = "".join(p.extract_text() for p in reader.pages[1:])
-    assert "Chère, cher Nathalie" in text
+    assert "Bonjour Nathalie," in text
     assert "Subject" in text
+    assert "Le collectif" in text  # the email is signed, as the letter is
     page = (folder / "index.html").read_text(encoding="utf-8")
     assert "<img" not in page
     assert page.count("<iframe") == 2
@@ -182,7 +185,7 @@ def test_the_default_sample_holds_the_first_rows_and_the_extremes(project: Path)
     for expected in ("longest name", "longest établissement", "longest address", "civilité"):
         assert any(r.startswith(expected) for r in reasons), expected
     assert any("optional fields empty" in r for r in reasons)
-    assert sample[7] == ["longest name (45 characters)"]
+    assert sample[7] == ["longest name (34 characters)", "civilité\u00a0«\u202fMme\u202f»"]
     assert len(choose_sample(inputs_of(project), everyone=True)) == 40
 
 
@@ -225,7 +228,7 @@ def test_a_row_that_will_not_be_sent_cannot_be_proofed(run: Run, project: Path) 
     assert f"row {suppressed} is suppressed" in " ".join(result.output.split())
 
 
-def test_a_new_pack_replaces_the_old_one_and_approve_warns_when_stale(
+def test_a_new_pack_replaces_the_old_one_and_approve_refuses_when_stale(
     run: Run, project: Path
 ) -> None:
     first = run("proof", HOSPITALS, "--rows", "2")
@@ -242,8 +245,8 @@ def test_a_new_pack_replaces_the_old_one_and_approve_warns_when_stale(
         encoding="utf-8",
     )
     stale = run("approve", HOSPITALS, "--by", "reviewer")
-    assert stale.exit_code == 0
-    assert "the proof pack does not show this content" in " ".join(stale.output.split())
+    assert stale.exit_code == 1
+    assert "the proof pack shows older content" in " ".join(stale.output.split())
 
 
 def test_a_row_that_fails_names_its_row_and_keeps_the_previous_pack(
@@ -254,19 +257,20 @@ def test_a_row_that_fails_names_its_row_and_keeps_the_previous_pack(
     letter.write_text(
         letter.read_text(encoding="utf-8") + "\n{{ 1 // (row_number - 3) }}\n", encoding="utf-8"
     )
+    with pytest.raises(CheckFailed) as caught:  # check's dry merge finds it before any PDF
+        commands.proof(inputs_of(project).campaign, rows="2,3")
+    (problem,) = caught.value.problems
+    assert problem.place.row == 3 and "letters/lettre-hopitaux.md" in problem.message
     failed = run("proof", HOSPITALS, "--rows", "2,3")
     assert failed.exit_code == 1
-    text = " ".join(failed.output.split())
-    assert "letters/lettre-hopitaux.md" in text and "spreadsheet row 3" in text
+    assert "cannot be proofed" in failed.output
     assert "Traceback" not in failed.output
     folder = project / "outbox" / HOSPITALS
     assert sorted(p.name for p in folder.iterdir() if "proofs" in p.name) == ["proofs"]
     assert '"rows": [\n    2\n  ]' in (folder / "proofs" / "manifest.json").read_text()
 
 
-def test_a_row_with_errors_is_left_out_of_the_proofs_with_a_warning(
-    run: Run, project: Path
-) -> None:
+def test_proof_refuses_while_check_finds_errors_like_every_command(run: Run, project: Path) -> None:
     import openpyxl
 
     path = project / "recipients/directeurs-hopitaux.xlsx"
@@ -274,9 +278,17 @@ def test_a_row_with_errors_is_left_out_of_the_proofs_with_a_warning(
     assert book.active is not None
     book.active["I6"] = "pas-une-adresse"
     book.save(path)
-    result = run("proof", HOSPITALS, "--rows", "2")
-    assert result.exit_code == 0, result.output
-    assert "1 row has errors, left out" in " ".join(result.output.split())
-    refused = run("proof", HOSPITALS, "--rows", "6")
-    assert refused.exit_code == 2
-    assert "row 6 is invalid" in " ".join(refused.output.split())
+    for rows in ("2", "6"):  # one rule for render, proof, approve and send: exit 1, the table
+        refused = run("proof", HOSPITALS, "--rows", rows)
+        assert refused.exit_code == 1
+        assert "cannot be proofed: 40 recipients, 39 ready" in refused.output
+        assert "│ 6 " in refused.output  # the row, in check's table of problems
+    assert not (project / "outbox" / HOSPITALS / "proofs").exists()
+
+
+def test_the_cover_never_splits_a_command_or_a_quoted_civility(hospitals: Path) -> None:
+    document = pypdfium2.PdfDocument(pack(hospitals) / "proofs.pdf")
+    lines = document[0].get_textpage().get_text_range().splitlines()
+    assert any(f"campaign approve {HOSPITALS} --by NAME" in line for line in lines), lines
+    quoted = [line for line in lines if "civilité\u00a0«" in line or "«\u202fM" in line]
+    assert len(quoted) == 3 and all("«" in line and "»" in line for line in quoted), lines

@@ -17,7 +17,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from campaign.cli import main
-from campaign.outbox import run_lock, write_private
+from campaign.outbox import Layout, run_lock, write_private
 from tests.conftest import RunningSink
 from tests.smtp_server import make_project
 
@@ -138,7 +138,7 @@ def test_purge_asks_in_a_terminal_and_a_no_deletes_nothing(tmp_path: Path) -> No
 
 def test_purge_waits_for_no_one_while_a_send_runs(tmp_path: Path) -> None:
     settings, outbox = sent_project(tmp_path)
-    with run_lock(outbox, campaign="mini", action="sent"):
+    with run_lock(Layout(outbox), campaign="mini", action="sent"):
         result = cli(settings, "purge", "mini", "--yes")
     assert result.exit_code == 2
     assert f"campaign mini is being sent by process {os.getpid()} since" in result.output

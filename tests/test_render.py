@@ -10,7 +10,7 @@ import pytest
 
 from campaign.errors import InputError
 from campaign.inputs import Inputs, load_inputs
-from campaign.pdf import MANIFEST, letter_path, print_pack, render_letters
+from campaign.pdf import letter_path, print_pack, render_letters
 from campaign.settings import load_settings
 from tests.conftest import FEW_RECIPIENTS, Run, write_few_recipients
 
@@ -83,7 +83,7 @@ def test_a_removed_row_loses_its_pdf(few_project: Path) -> None:
     assert [p.name for p in second.removed] == ["0004-camille-b-x-y.pdf"]
     assert not first.rendered[2].exists()
     assert second.skipped == 2
-    assert "0004" not in (first.folder / MANIFEST).read_text(encoding="utf-8")
+    assert "0004" not in (first.folder / ".manifest.json").read_text(encoding="utf-8")
 
 
 def test_a_failing_row_is_reported_and_leaves_no_file(few_project: Path) -> None:
@@ -137,6 +137,14 @@ def test_print_pack_starts_every_letter_on_a_right_hand_page(few_project: Path, 
     assert len(texts) == 6
     assert "Élise Le Goff" in texts[0] and "Noël d’Aubigné" in texts[2]
     assert texts[1].strip() == "" and texts[3].strip() == "" and texts[5].strip() == ""
+    from pypdf import PdfReader
+
+    reader = PdfReader(pack)
+    assert reader.metadata is not None and reader.metadata.title
+    assert CAMPAIGN in reader.metadata.title and "impression" in reader.metadata.title
+    outline = [item.title for item in reader.outline if not isinstance(item, list)]
+    assert len(outline) == 3 and "Élise Le Goff" in outline[0]
+    assert [reader.get_destination_page_number(i) for i in reader.outline] == [0, 2, 4]
 
 
 def test_print_pack_refuses_letters_not_rendered(few_project: Path) -> None:
@@ -171,7 +179,7 @@ def test_workers_remove_the_font_files_of_font_face_rules(few_project: Path) -> 
 def test_the_harfbuzz_subset_warning_matches_the_system(few_project: Path) -> None:
     import ctypes.util
 
-    from campaign.pdf import HARFBUZZ_WARNING, harfbuzz_subset_available
+    from campaign.typeset import HARFBUZZ_WARNING, harfbuzz_subset_available
 
     installed = ctypes.util.find_library("harfbuzz-subset") is not None
     assert harfbuzz_subset_available() == installed

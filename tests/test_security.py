@@ -205,7 +205,7 @@ def test_auth_over_plaintext_to_a_remote_host_is_refused_before_connecting(
 )
 def test_a_name_that_only_looks_like_loopback_gets_no_password_in_clear(host: str) -> None:
     from campaign.dispatch import Dispatcher
-    from campaign.ledger import NullWriter
+    from campaign.logwriter import NullWriter
     from campaign.settings import Retry
     from campaign.throttle import Throttle
 
@@ -319,7 +319,7 @@ def test_template_reaching_for_python_internals_is_stopped_naming_the_line(
     assert "uid=" not in said(result) and "<class" not in said(result)
     send = cli(settings, "send", "--dry-run")
     assert send.exit_code == 1
-    assert "refusing to send" in said(send)
+    assert "cannot be sent (dry run)" in said(send)
 
 
 def test_html_in_cells_is_escaped_in_the_html_email(tmp_path: Path) -> None:

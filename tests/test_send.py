@@ -55,8 +55,6 @@ FAULTS = [
     # (fault, state after the first send, copies stored, state after a second send, copies)
     (Fault("rcpt", code=451), State.DEFERRED, 0, State.SENT, 1),
     (Fault("rcpt", code=452, text="4.5.3 too many recipients"), State.DEFERRED, 0, State.SENT, 1),
-    (Fault("rcpt", code=421, text="4.7.0 closing"), State.DEFERRED, 0, State.SENT, 1),
-    (Fault("mail", code=421, text="4.7.0 closing"), State.DEFERRED, 0, State.SENT, 1),
     (Fault("rcpt", code=550, text="5.1.1 no such user"), State.FAILED, 0, State.FAILED, 0),
     (Fault("dot", code=554, text="5.7.1 rejected"), State.FAILED, 0, State.FAILED, 0),
     (Fault("dot", code=451, text="4.3.0 queue full"), State.DEFERRED, 0, State.SENT, 1),
@@ -315,7 +313,7 @@ def test_send_refuses_while_check_finds_errors(tmp_path: Path) -> None:
         settings = make_project(tmp_path, port=server.port, rows=[("A", "B", "not-an-address")])
         result = cli(settings, "send")
         assert result.exit_code == 1
-        assert "refusing to send" in result.output
+        assert "cannot be sent: 1 recipient, 0 ready" in result.output
         assert server.connections == 0
 
 
@@ -386,14 +384,22 @@ def test_password_is_never_sent_in_clear_to_a_remote_host(tmp_path: Path) -> Non
         send(settings)
 
 
-def test_unreachable_server_defers_everyone(tmp_path: Path) -> None:
+def test_unreachable_server_pauses_then_ends_the_run_with_attempts_untouched(
+    tmp_path: Path,
+) -> None:
+    # A 421 is about the sender (tests/test_dispatch.py); a server down for everyone is a pause.
     with FaultyServer() as server:
         port = server.port
-    settings = make_project(tmp_path, port=port, recipients=2)
+    settings = make_project(
+        tmp_path, port=port, recipients=2, smtp="probe_interval: 1s\n  outage_limit: 2s"
+    )
     report = send(settings)
-    assert report.tally.deferred == 2
-    assert set(states(settings).values()) == {State.DEFERRED}
-    assert "SMTPConnectError" in delivery(settings).last_text
+    assert report.tally.deferred == report.tally.failed == 0
+    assert report.stopped is not None and "unreachable" in report.stopped
+    assert set(states(settings).values()) == {State.PENDING}
+    assert delivery(settings).attempts == 0
+    assert report.tally.pace is not None and report.tally.pace.outages == 1
+    assert "connection refused by 127.0.0.1:" in report.stopped
 
 
 def test_untrusted_certificate_after_starttls_stops_the_run(tmp_path: Path) -> None:
@@ -500,6 +506,7 @@ def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> N
     settings = few_project / "settings.yaml"
     with FaultyServer() as server:
         settings.write_text(settings.read_text().replace("port: 8025", f"port: {server.port}"))
+        assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
         assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
         result = cli(settings, "send", "--quiet")
         assert result.exit_code == 0, result.output

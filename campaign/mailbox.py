@@ -1,0 +1,347 @@
+"""The sender's mailbox (`mailbox:` in settings.yaml) → the messages that arrived since a position.
+
+Two kinds, one interface (`Box`): an IMAP account read with imapclient, or a local Maildir (the
+embedded default, where `campaign sink` files its bounces). Reading is read-only: IMAP folders are
+opened with EXAMINE and read with BODY.PEEK, so not even the \\Seen flag changes; a Maildir's files
+are only opened for reading. The one write is `append` (a copy in Sent, `save_sent`).
+
+`arrivals` reads cheaply first: for every new message, the few headers `campaign.bounces.triage`
+needs (BODY.PEEK[HEADER.FIELDS ...]); `fetch` then reads whole only the messages that need it
+(bounces). BODYSTRUCTURE is not asked for every message: Dovecot parses each message whole to
+answer it, which made the first scan as slow as fetching everything (docs/mailbox.md). A position is
+UIDVALIDITY and the last UID read (IMAP), or a high-water file time and the names at it (Maildir,
+which has no UIDs): the next scan reads only what came after.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from campaign.bounces import TRIAGE_HEADERS
+from campaign.errors import DeliveryError, Place, SettingsError
+from campaign.ledger import ScanPosition
+from campaign.settings import Imap, Mailbox, Settings
+
+FETCH_CHUNK = 500  # UIDs per FETCH command: long enough to amortise, short enough for a line
+MAILDIR_MARGIN_NS = 5_000_000_000  # files this close to the high-water mark are re-listed
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A message that arrived in a folder: its id there, its triage headers, and its size."""
+
+    uid: int | str  # IMAP UID, or the Maildir file's unique name
+    headers: bytes
+    size: int
+    report: bool = False  # BODYSTRUCTURE says multipart/report
+    received: float | None = None  # IMAP INTERNALDATE or the file's time
+
+
+class Box(Protocol):
+    kind: str
+
+    def sent_folder(self) -> str | None: ...
+
+    def arrivals(
+        self, folder: str, position: ScanPosition | None
+    ) -> tuple[list[Arrival], ScanPosition]: ...
+
+    def fetch(self, folder: str, uids: Sequence[int | str]) -> dict[int | str, bytes]: ...
+
+    def find(self, folder: str, message_ids: Iterable[str]) -> set[str]: ...
+
+    def append(self, folder: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_mailbox(settings: Settings) -> Box:
+    """Open the mailbox the settings name; a SettingsError when there is none."""
+    config = settings.mailbox
+    if config is None:
+        raise SettingsError(
+            "no mailbox is configured",
+            place=Place(file=str(settings.path), key="mailbox"),
+            hint="add mailbox: with imap: {host: ..., username: ..., password_env: ...} "
+            "or maildir: PATH",
+        )
+    if config.maildir is not None:
+        return MaildirBox(settings.resolve(config.maildir), config)
+    assert config.imap is not None
+    return ImapBox(config.imap, config)
+
+
+# IMAP ---------------------------------------------------------------------------------------
+
+
+class ImapBox:
+    """An IMAP account, read-only except for APPEND to Sent."""
+
+    kind = "imap"
+
+    def __init__(self, imap: Imap, config: Mailbox) -> None:
+        from imapclient import IMAPClient
+
+        self.config = config
+        password = imap.password()
+        if password is not None and imap.security == "none" and not imap.is_loopback:
+            raise DeliveryError(
+                f"refusing to send the password for {imap.username} unencrypted to {imap.host}",
+                place=Place(key="mailbox.imap.security"),
+                hint="set mailbox.imap.security to tls or starttls",
+            )
+        context = None
+        if imap.security != "none":
+            cafile = str(imap.cert_bundle) if imap.cert_bundle else None
+            context = ssl.create_default_context(cafile=cafile)
+        where = f"{imap.host}:{imap.real_port}"
+        try:
+            self.client = IMAPClient(
+                imap.host,
+                port=imap.real_port,
+                ssl=imap.security == "tls",
+                ssl_context=context,
+                timeout=imap.timeout,
+            )
+            if imap.security == "starttls":
+                self.client.starttls(context)
+            self.client.login(imap.username, password or "")
+        except ssl.SSLCertVerificationError as err:
+            raise DeliveryError(
+                f"the TLS certificate of {where} was rejected: {err.verify_message or err.reason}",
+                place=Place(key="mailbox.imap.host"),
+                hint="for a private certificate authority set mailbox.imap.cert_bundle",
+            ) from None
+        except OSError as err:
+            raise DeliveryError(
+                f"cannot reach the mailbox at {where}: {err}",
+                place=Place(key="mailbox.imap.host"),
+                hint="check mailbox.imap.host, port and security",
+            ) from None
+        except Exception as err:  # imapclient's LoginError, IMAP4.error...
+            raise DeliveryError(
+                f"{where} refused the login of {imap.username}: {err}",
+                place=Place(key="mailbox.imap.username"),
+                hint="check mailbox.imap.username and the password",
+            ) from None
+        self._selected: str | None = None
+
+    def sent_folder(self) -> str | None:
+        if self.config.folders.sent:
+            return self.config.folders.sent
+        from imapclient.imapclient import SENT
+
+        found = self.client.find_special_folder(SENT)  # RFC 6154 \Sent, then usual names
+        return str(found) if found else None
+
+    def _examine(self, folder: str) -> dict[bytes, Any]:
+        info: dict[bytes, Any] = self.client.select_folder(folder, readonly=True)
+        self._selected = folder
+        return info
+
+    def arrivals(
+        self, folder: str, position: ScanPosition | None
+    ) -> tuple[list[Arrival], ScanPosition]:
+        info = self._examine(folder)
+        validity = int(info.get(b"UIDVALIDITY", 0))
+        last = position.last_uid if position and position.uidvalidity == validity else 0
+        # `UID n:*` also returns the last message when its UID is below n: filter it out.
+        uids = [int(u) for u in self.client.search(["UID", f"{last + 1}:*"]) if int(u) > last]
+        uids.sort()
+        # Not BODYSTRUCTURE for every message: Dovecot must then parse each message whole once,
+        # which cost as much as fetching them all (docs/mailbox.md); Content-Type says as much.
+        wanted = [
+            f"BODY.PEEK[HEADER.FIELDS ({' '.join(TRIAGE_HEADERS)})]",
+            "RFC822.SIZE",
+            "INTERNALDATE",
+        ]
+        found: list[Arrival] = []
+        for start in range(0, len(uids), FETCH_CHUNK):
+            chunk = uids[start : start + FETCH_CHUNK]
+            for uid, data in sorted(self.client.fetch(chunk, wanted).items()):
+                headers = next(
+                    (v for k, v in data.items() if k.startswith(b"BODY[HEADER.FIELDS")), b""
+                )
+                structure = data.get(b"BODYSTRUCTURE")
+                internal = data.get(b"INTERNALDATE")
+                found.append(
+                    Arrival(
+                        int(uid),
+                        bytes(headers or b""),
+                        int(data.get(b"RFC822.SIZE", 0)),
+                        report=_is_report(structure),
+                        received=internal.timestamp() if internal is not None else None,
+                    )
+                )
+        top = max([last, *uids])
+        return found, ScanPosition(validity, top)
+
+    def fetch(self, folder: str, uids: Sequence[int | str]) -> dict[int | str, bytes]:
+        if self._selected != folder:
+            self._examine(folder)
+        result: dict[int | str, bytes] = {}
+        numbers = [int(u) for u in uids]
+        for start in range(0, len(numbers), FETCH_CHUNK):
+            chunk = numbers[start : start + FETCH_CHUNK]
+            for uid, data in self.client.fetch(chunk, ["BODY.PEEK[]"]).items():
+                result[int(uid)] = bytes(data.get(b"BODY[]", b""))
+        return result
+
+    def find(self, folder: str, message_ids: Iterable[str]) -> set[str]:
+        """The Message-IDs (without <>) of `message_ids` that `folder` holds."""
+        self._examine(folder)
+        found: set[str] = set()
+        for mid in message_ids:
+            if self.client.search(["HEADER", "Message-ID", f"<{mid}>"]):
+                found.add(mid)
+        return found
+
+    def append(self, folder: str, data: bytes) -> None:
+        from imapclient import SEEN
+
+        self.client.append(folder, data, flags=(SEEN,))
+
+    def close(self) -> None:
+        try:
+            self.client.logout()
+        except Exception:  # already gone: nothing to close cleanly
+            self.client.shutdown()
+
+
+def _is_report(structure: Any) -> bool:
+    """Whether a BODYSTRUCTURE is multipart/report (imapclient's BodyData: parts, then subtype)."""
+    try:
+        if structure is None or not structure.is_multipart:
+            return False
+        subtype = structure[1] if len(structure) > 1 else b""
+        return isinstance(subtype, bytes) and subtype.lower() == b"report"
+    except (AttributeError, IndexError, TypeError):
+        return False
+
+
+# Maildir ------------------------------------------------------------------------------------
+
+
+class MaildirBox:
+    """A Maildir++ folder tree: `INBOX` is the top folder, `.Sent` and others are subfolders."""
+
+    kind = "maildir"
+
+    def __init__(self, root: Path, config: Mailbox) -> None:
+        self.root = root
+        self.config = config
+
+    def _folder(self, folder: str) -> Path:
+        if folder.upper() == "INBOX":
+            return self.root
+        return self.root / (folder if folder.startswith(".") else "." + folder)
+
+    def sent_folder(self) -> str | None:
+        return self.config.folders.sent or ".Sent"
+
+    def _files(self, folder: str) -> list[tuple[int, str, Path]]:
+        base = self._folder(folder)
+        found: list[tuple[int, str, Path]] = []
+        for sub in ("new", "cur"):
+            try:
+                entries = list(os.scandir(base / sub))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    mtime = entry.stat().st_mtime_ns
+                except FileNotFoundError:
+                    continue  # moved from new/ to cur/ meanwhile: seen under cur/
+                found.append((mtime, entry.name.split(":", 1)[0], Path(entry.path)))
+        found.sort()
+        return found
+
+    def arrivals(
+        self, folder: str, position: ScanPosition | None
+    ) -> tuple[list[Arrival], ScanPosition]:
+        base = self._folder(folder)
+        validity = zlib.crc32(str(base.resolve()).encode())  # another folder, another validity
+        if position is not None and position.uidvalidity != validity:
+            position = None
+        mark = position.last_uid if position else -1
+        seen = position.recent if position else frozenset()
+        found: list[Arrival] = []
+        newest = mark
+        for mtime, name, path in self._files(folder):
+            # A file a little older than the mark but not seen was renamed in after the last
+            # scan (written before it): it is new. Older than the margin, it was read before.
+            if mtime < mark - MAILDIR_MARGIN_NS or name in seen:
+                continue
+            try:
+                headers, size = _head(path)
+            except FileNotFoundError:
+                continue
+            found.append(Arrival(name, headers, size, received=mtime / 1e9))
+            newest = max(newest, mtime)
+        # Remember every name close to the new mark: those are the ones the next scan re-lists.
+        recent = frozenset(
+            name for mtime, name, _ in self._files(folder) if mtime >= newest - MAILDIR_MARGIN_NS
+        )
+        return found, ScanPosition(validity, newest, recent)
+
+    def fetch(self, folder: str, uids: Sequence[int | str]) -> dict[int | str, bytes]:
+        wanted = {str(u) for u in uids}
+        result: dict[int | str, bytes] = {}
+        for _, name, path in self._files(folder):
+            if name in wanted:
+                result[name] = path.read_bytes()
+        return result
+
+    def find(self, folder: str, message_ids: Iterable[str]) -> set[str]:
+        from campaign.bounces import parse_headers
+
+        wanted = set(message_ids)
+        found: set[str] = set()
+        for _, _, path in self._files(folder):
+            headers = parse_headers(_head(path)[0])
+            mid = str(headers.get("Message-ID", "")).strip().strip("<>")
+            if mid in wanted:
+                found.add(mid)
+        return found
+
+    def append(self, folder: str, data: bytes) -> None:
+        """File a copy the Maildir way (tmp/, then cur/ with the Seen flag)."""
+        base = self._folder(folder)
+        for sub in ("tmp", "new", "cur"):
+            (base / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{time.time():.6f}.P{os.getpid()}R{os.urandom(4).hex()}.campaign"
+        temporary = base / "tmp" / name
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.replace(b"\r\n", b"\n"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temporary, base / "cur" / f"{name}:2,S")
+
+    def close(self) -> None:
+        return None
+
+
+def _head(path: Path) -> tuple[bytes, int]:
+    """The header block of a message file (up to the first blank line) and the file's size."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = b""
+        while True:
+            chunk = handle.read(16384)
+            if not chunk:
+                return head, size
+            head += chunk
+            for mark in (b"\n\n", b"\r\n\r\n"):
+                end = head.find(mark)
+                if end >= 0:
+                    return head[: end + len(mark)], size

@@ -1,0 +1,276 @@
+"""The delivery log + the current spreadsheet → a `StatusReport`; the log → an Excel-safe export.
+
+`read_status` counts the log's states, groups the recipients that need attention by the reply
+that put them there (forty identical "connection refused" make one line, with their rows), and
+compares the log with the spreadsheet as it is now: ready rows not yet in the log are "not sent
+yet", log entries whose address left the spreadsheet are listed apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from campaign.errors import InputError, Place
+from campaign.ledger import Delivery, Ledger, State
+from campaign.recipients import Recipient
+
+if TYPE_CHECKING:
+    from campaign.window import Forecast
+
+DAY = 86400.0
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
+# States that need the organiser: to retry, to decide, or (sending) a run in progress.
+_ATTENTION = (State.FAILED, State.UNCERTAIN, State.DEFERRED, State.SENDING)
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One recipient that needs attention, with the server's last reply."""
+
+    row: int | None
+    email: str
+    state: State
+    attempts: int
+    code: int | None
+    reply: str | None
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True)
+class ReplyGroup:
+    """Recipients in the same state for the same reason: one line of the status."""
+
+    state: State
+    code: int | None
+    reply: str  # the reply with the addresses in it replaced by <address>
+    rows: list[int]
+    emails: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.emails)
+
+
+@dataclass(frozen=True)
+class BouncedRecipient:
+    """A recipient whose message bounced (campaign inbox), with the remote server's reason."""
+
+    row: int | None
+    email: str
+    reason: str
+    at: float | None
+
+
+@dataclass
+class StatusReport:
+    """Where a campaign's delivery stands."""
+
+    campaign: str
+    log: Path
+    approval: str
+    counts: dict[str, int] = field(default_factory=dict)
+    attention: list[Attention] = field(default_factory=list)
+    not_sent_yet: list[int] = field(default_factory=list)  # spreadsheet rows, ready, not in log
+    not_in_sheet: list[str] = field(default_factory=list)  # log addresses the sheet no longer has
+    runs: int = 0
+    run_seconds: float = 0.0
+    per_minute: float | None = None
+    first_sent_at: float | None = None
+    last_sent_at: float | None = None
+    sent_last_24h: int = 0
+    test_sends: int = 0
+    warnings: list[str] = field(default_factory=list)
+    forecast: Forecast | None = None  # when what is left should be sent (`campaign.window`)
+    # What the mailbox said (campaign inbox): facts beside the states bounced and delivered.
+    replied: int = 0
+    auto_replied: int = 0
+    delayed: int = 0
+    bounces: list[BouncedRecipient] = field(default_factory=list)
+    searched: dict[str, str] = field(default_factory=dict)  # uncertain: what inbox searched
+
+    @property
+    def started(self) -> bool:
+        """Whether the log exists (a send, or a test send, has run)."""
+        return bool(self.counts) or self.test_sends > 0
+
+    @property
+    def groups(self) -> list[ReplyGroup]:
+        """The recipients needing attention, grouped by state and reply, largest group first."""
+        grouped: dict[tuple[State, int | None, str], ReplyGroup] = {}
+        for item in self.attention:
+            reply = _ADDRESS.sub("<address>", item.reply or "").strip()
+            key = (item.state, item.code, reply)
+            group = grouped.setdefault(key, ReplyGroup(item.state, item.code, reply, [], []))
+            group.emails.append(item.email)
+            if item.row is not None:
+                group.rows.append(item.row)
+        return sorted(grouped.values(), key=lambda g: (-g.count, g.state, g.reply))
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a recipient failed or is uncertain (the organiser must act), else 0."""
+        return 1 if self.counts.get("failed") or self.counts.get("uncertain") else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "log": str(self.log),
+            "approval": self.approval,
+            "counts": {**self.counts, "replied": self.replied, "auto_replied": self.auto_replied},
+            "delayed": self.delayed,
+            "bounces": [asdict(b) for b in self.bounces],
+            "uncertain_searched": self.searched,
+            "not_sent_yet": self.not_sent_yet,
+            "not_in_sheet": self.not_in_sheet,
+            "forecast": self.forecast.as_dict() if self.forecast else None,
+            "attention": [{**asdict(item), "state": item.state.value} for item in self.attention],
+            "groups": [
+                {
+                    "state": g.state.value,
+                    "code": g.code,
+                    "reply": g.reply,
+                    "count": g.count,
+                    "rows": g.rows,
+                }
+                for g in self.groups
+            ],
+            "runs": self.runs,
+            "run_seconds": round(self.run_seconds, 3),
+            "per_minute": self.per_minute,
+            "first_sent_at": self.first_sent_at,
+            "last_sent_at": self.last_sent_at,
+            "sent_last_24h": self.sent_last_24h,
+            "test_sends": self.test_sends,
+            "warnings": self.warnings,
+            "exit_code": self.exit_code,
+        }
+
+
+def read_status(
+    report: StatusReport, log: Ledger, ready: Sequence[Recipient], now: float
+) -> StatusReport:
+    """Fill `report` from the log, and compare it with the spreadsheet's ready rows."""
+    deliveries = log.deliveries()
+    report.counts = log.counts()
+    report.attention = [
+        Attention(
+            d.row, d.address, d.state, d.attempts, d.last_code, d.last_text, d.next_attempt_at
+        )
+        for d in deliveries
+        if d.state in _ATTENTION
+    ]
+    in_log = {d.email for d in deliveries}
+    report.not_sent_yet = sorted(r.row for r in ready if r.email.lower() not in in_log)
+    in_sheet = {r.email.lower() for r in ready}
+    report.not_in_sheet = [
+        d.address for d in deliveries if d.email not in in_sheet and d.state is not State.SUPPRESSED
+    ]
+    runs = log.runs()
+    report.runs = len(runs)
+    report.run_seconds = sum((end or start) - start for start, end, _ in runs)
+    run_sent = sum(sent for _, _, sent in runs)
+    if report.run_seconds > 0:
+        report.per_minute = round(run_sent / report.run_seconds * 60, 1)
+    times = [d.sent_at for d in deliveries if d.state is State.SENT and d.sent_at is not None]
+    report.first_sent_at = min(times, default=None)
+    report.last_sent_at = max(times, default=None)
+    report.sent_last_24h = len(log.sent_times(now - DAY))
+    report.test_sends = len(log.test_sends())
+    facts = log.facts()
+    report.replied, report.auto_replied = facts["replied"], facts["auto_replied"]
+    report.delayed = facts["delayed"]
+    report.bounces = [
+        BouncedRecipient(d.row, d.address, d.bounce_reason or "", d.bounced_at)
+        for d in deliveries
+        if d.state is State.BOUNCED
+    ]
+    report.searched = {
+        d.address: d.evidence for d in deliveries if d.state is State.UNCERTAIN and d.evidence
+    }
+    return report
+
+
+# Export ------------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase"}]
+_TIME_COLUMNS = {
+    "queued_at",
+    "first_attempt_at",
+    "last_attempt_at",
+    "sent_at",
+    "next_attempt_at",
+    "bounced_at",
+    "delivered_at",
+    "delayed_at",
+    "replied_at",
+    "auto_replied_at",
+}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """Make a cell safe to open in a spreadsheet: text that could start a formula is quoted."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
+    """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise InputError(
+            f"cannot export to {path.name}",
+            place=Place(file=str(path)),
+            hint="name a file ending in .csv or .xlsx",
+        )
+    if not path.parent.is_dir():
+        raise InputError(
+            f"the folder {path.parent} does not exist",
+            place=Place(file=str(path)),
+            hint="create the folder first, or export into an existing one",
+        )
+    rows: list[list[object]] = []
+    for delivery in deliveries:
+        record = asdict(delivery)
+        row: list[object] = []
+        for column in EXPORT_COLUMNS:
+            value = record[column]
+            if column in _TIME_COLUMNS and value is not None:
+                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+            elif isinstance(value, StrEnum):
+                value = value.value
+            row.append(neutralise(value))
+        rows.append(row)
+    try:
+        if suffix == ".csv":
+            with path.open("w", encoding="utf-8-sig", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(EXPORT_COLUMNS)
+                writer.writerows(rows)
+        else:
+            from openpyxl import Workbook
+
+            book = Workbook()
+            sheet = book.active
+            assert sheet is not None
+            sheet.title = "delivery"
+            sheet.append(EXPORT_COLUMNS)
+            for row in rows:
+                sheet.append(row)
+            book.save(path)
+        path.chmod(0o600)
+    except OSError as err:
+        raise InputError(
+            f"cannot write the export: {err.strerror}",
+            place=Place(file=str(path)),
+            hint="choose a folder you can write to",
+        ) from None
+    return path

@@ -1,0 +1,212 @@
+"""campaign inbox against the embedded default: the sink plays the remote servers into a Maildir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campaign import ledger
+from campaign.ledger import Ledger, State
+from campaign.settings import load_settings
+from campaign.sink import MaildirHandler, Remote, serve
+from tests.conftest import DATA, Run, approve_proofed
+
+ROWS = [
+    ("Nathalie", "Noël", "nathalie.noel@example.org"),
+    ("Olivier", "Chevalier", "rebond.olivier.chevalier@example.org"),
+    ("Claire", "Dufresne", "absence.claire.dufresne@example.org"),
+    ("Paul", "Martin", "paul.martin@example.com"),
+]
+
+
+class RemoteSink:
+    """The project's sink playing the remote servers, in a thread on a free port."""
+
+    def __init__(self, maildir: Path, mailbox: Path) -> None:
+        self.handler = MaildirHandler(maildir, remote=Remote(mailbox))
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await serve(self.handler, port=0, on_ready=self._on_ready, stop=self._stop)
+
+        self._loop.run_until_complete(main())
+
+    def _on_ready(self, port: int) -> None:
+        self.port = port
+        self._ready.set()
+
+    def __enter__(self) -> RemoteSink:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture
+def sent(project: Path, run: Run) -> Iterator[Path]:
+    """The thank-you campaign, four rows, sent to the sink; its answers in outbox/mailbox."""
+    sheet = project / "recipients" / "few-signataires.csv"
+    sheet.write_text(
+        "Prénom;Nom;Fonction;Organisation;Courriel\n"
+        + "".join(f"{first};{last};;;{email}\n" for first, last, email in ROWS),
+        encoding="utf-8",
+    )
+    settings = project / "settings.yaml"
+    text = settings.read_text(encoding="utf-8").replace(
+        "recipients/signataires.csv", "recipients/few-signataires.csv"
+    )
+    with RemoteSink(project / "outbox" / "sink", project / "outbox" / "mailbox") as sink:
+        settings.write_text(text.replace("port: 8025", f"port: {sink.port}"), encoding="utf-8")
+        approved = approve_proofed(run, "merci-signataires", "--by", "test")
+        assert approved.exit_code == 0, approved.output
+        done = run("send", "merci-signataires", "-q")
+        assert done.exit_code == 0, done.output
+    yield project
+
+
+def _inbox(run: Run) -> dict[str, object]:
+    result = run("inbox", "merci-signataires", "--json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
+
+
+def _log(project: Path) -> Ledger:
+    campaign = load_settings(project / "settings.yaml").campaign("merci-signataires")
+    return Ledger.for_campaign(campaign.layout)
+
+
+def test_the_sink_bounces_one_and_answers_for_another_and_inbox_records_both(
+    sent: Path, run: Run
+) -> None:
+    report = _inbox(run)
+    assert (report["bounced"], report["auto_replied"], report["replied"]) == (1, 1, 0)
+    assert report["read"] == 2 and report["fetched"] == 1  # only the bounce was read whole
+    bounce = report["bounces"][0]  # type: ignore[index]
+    assert bounce["email"] == "rebond.olivier.chevalier@example.org"
+    assert "550 5.1.1" in bounce["reason"] and "User unknown" in bounce["reason"]
+    with _log(sent) as log:
+        bounced = log.get("rebond.olivier.chevalier@example.org")
+        away = log.get("absence.claire.dufresne@example.org")
+        assert bounced is not None and bounced.state is State.BOUNCED
+        assert away is not None and away.state is State.SENT and away.auto_replied_at
+        assert away.replied_at is None  # an out-of-office is never a reply
+    status = json.loads(run("status", "merci-signataires", "--json").output)
+    counts = status["counts"]
+    assert (counts["bounced"], counts["auto_replied"], counts["replied"]) == (1, 1, 0)
+    assert status["bounces"][0]["email"] == "rebond.olivier.chevalier@example.org"
+
+
+def test_a_hard_bounce_joins_the_suppression_list_with_date_campaign_and_reason(
+    sent: Path, run: Run
+) -> None:
+    before = (sent / "recipients" / "suppression.csv").read_text(encoding="utf-8")
+    _inbox(run)
+    after = (sent / "recipients" / "suppression.csv").read_text(encoding="utf-8")
+    assert after.startswith(before)
+    added = after[len(before) :].splitlines()
+    assert added[1] == "rebond.olivier.chevalier@example.org"
+    assert "merci-signataires bounced: 550 5.1.1" in added[0] and added[0].startswith("# 20")
+    check = run("check", "merci-signataires", "--json")
+    assert "not an email" not in check.output  # the list still reads cleanly
+    _inbox(run)  # a second scan adds nothing
+    assert (sent / "recipients" / "suppression.csv").read_text(encoding="utf-8") == after
+
+
+def test_a_second_scan_reads_nothing_again_and_a_new_reply_is_a_fact_not_text(
+    sent: Path, run: Run
+) -> None:
+    _inbox(run)
+    again = _inbox(run)
+    assert again["read"] == 0 and again["bounced"] == 0
+    with _log(sent) as log:
+        nathalie = log.get("nathalie.noel@example.org")
+    assert nathalie is not None
+    reply = (DATA / "bounces" / "human-reply.eml").read_bytes()
+    reply = reply.replace(b"jean.dupont@example.com", b"nathalie.noel@example.org").replace(
+        b"<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>",
+        nathalie.message_id.encode(),
+    )
+    MaildirHandler(sent / "outbox" / "mailbox").deliver(reply)
+    third = _inbox(run)
+    assert (third["read"], third["replied"]) == (1, 1)
+    with _log(sent) as log:
+        replied = log.get("nathalie.noel@example.org")
+        assert replied is not None and replied.replied_at is not None
+        texts = [str(v) for row in log.conn.execute("SELECT * FROM deliveries") for v in row]
+    assert not any("étudions" in t for t in texts)  # data minimisation: no reply text kept
+
+
+def test_messages_that_match_nothing_are_left_exactly_as_they_were(sent: Path, run: Run) -> None:
+    mailbox = sent / "outbox" / "mailbox"
+    stranger = MaildirHandler(mailbox).deliver((DATA / "bounces" / "newsletter.eml").read_bytes())
+    foreign = MaildirHandler(mailbox).deliver((DATA / "bounces" / "gmail.eml").read_bytes())
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (stranger, foreign)}
+    report = _inbox(run)
+    assert report["unmatched"] == 1  # the bounce of a message that is not this campaign's
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
+
+
+def test_uncertain_sends_with_a_copy_in_sent_become_sent_the_others_stay_and_nobody_is_resent(
+    sent: Path, run: Run
+) -> None:
+    with _log(sent) as log:
+        found = log.get("paul.martin@example.com")
+        missing = log.get("nathalie.noel@example.org")
+        assert found is not None and missing is not None
+        for email in (found.email, missing.email):
+            log.apply([ledger.outcome(email, State.UNCERTAIN, None, "connection lost", 1.0)])
+    copy = f"Message-ID: {found.message_id}\nSubject: x\n\nbody\n".encode()
+    MaildirHandler(sent / "outbox" / "mailbox" / ".Sent").deliver(copy)
+    sink_files = len(list((sent / "outbox" / "sink" / "new").iterdir()))
+    report = _inbox(run)
+    assert list(report["resolved_uncertain"]) == ["paul.martin@example.com"]  # type: ignore[call-overload]
+    assert "its copy is in .Sent" in report["resolved_uncertain"]["paul.martin@example.com"]  # type: ignore[index]
+    assert list(report["still_uncertain"]) == ["nathalie.noel@example.org"]  # type: ignore[call-overload]
+    with _log(sent) as log:
+        resolved = log.get("paul.martin@example.com")
+        still = log.get("nathalie.noel@example.org")
+    assert resolved is not None and resolved.state is State.SENT and resolved.evidence
+    assert still is not None and still.state is State.UNCERTAIN
+    assert still.evidence and "no trace in INBOX, .Sent" in still.evidence
+    status = json.loads(run("status", "merci-signataires", "--json").output)
+    assert "nathalie.noel@example.org" in status["uncertain_searched"]
+    assert len(list((sent / "outbox" / "sink" / "new").iterdir())) == sink_files  # none resent
+
+
+def test_a_version_2_log_is_upgraded_with_the_mailbox_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "delivery.sqlite"
+    Ledger(path).close()
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "DROP TABLE mailbox_scans; DROP TABLE sent_copies; DELETE FROM schema_version;"
+        "INSERT INTO schema_version VALUES (2);"
+        "CREATE TABLE d2 AS SELECT email, address, row, name, state, phase, attempts, last_code,"
+        " last_text, message_id, queued_at, first_attempt_at, last_attempt_at, sent_at,"
+        " next_attempt_at FROM deliveries; DROP TABLE deliveries; ALTER TABLE d2 RENAME TO"
+        " deliveries; INSERT INTO deliveries (email, address, state, message_id, queued_at)"
+        " VALUES ('a@example.org', 'a@example.org', 'sent', '<x@example.org>', 1);"
+    )
+    conn.close()
+    with Ledger(path) as log:
+        row = log.get("a@example.org")
+        assert row is not None and row.state is State.SENT and row.bounced_at is None
+        assert log.scan_position("maildir:INBOX") is None
+    assert path.with_name("delivery.sqlite.v2.bak").exists()

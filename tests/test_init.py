@@ -1,0 +1,92 @@
+"""`campaign init DIR`: a new project that `campaign check` passes at once, through the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from campaign.cli import main
+from campaign.init import COLUMNS, ROWS
+from campaign.spreadsheet import read_table
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_a_new_project_passes_check_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "ma-campagne"
+    code, output = invoke("init", str(folder))
+    assert code == 0, output
+    assert "Created a campaign project" in output
+    code, output = invoke("--settings", str(folder / "settings.yaml"), "check")
+    assert code == 0, output
+    assert "2 recipients, 2 ready, 0 suppressed, 0 errors, 0 warnings" in output
+
+
+def test_the_project_holds_what_an_organiser_fills_in(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    assert invoke("init", str(folder))[0] == 0
+    for name in (
+        "settings.yaml",
+        "letters/lettre.md",
+        "letters/courriel.md",
+        "letters/lettre.css",
+        "letters/logo.svg",
+        "recipients/destinataires.xlsx",
+        "recipients/suppression.csv",
+        ".gitignore",
+    ):
+        assert (folder / name).is_file(), name
+    assert "outbox/" in (folder / ".gitignore").read_text().splitlines()
+    assert (folder / "recipients" / "suppression.csv").read_text() == "email\n"
+    letter = (folder / "letters" / "lettre.md").read_text()
+    assert letter.count("[^note]:") == 1 and "[^note] ;" in letter
+    assert "$today" not in letter
+    settings_text = (folder / "settings.yaml").read_text()
+    assert settings_text.count("#") > 10  # commented for the organisers
+    settings = yaml.safe_load(settings_text)
+    campaign = settings["campaigns"]["ma-campagne"]
+    assert campaign["recipients"] == "recipients/destinataires.xlsx"
+    table = read_table(folder / "recipients" / "destinataires.xlsx")
+    assert table.headers == COLUMNS
+    assert [cells for _, cells in table.rows] == ROWS
+    assert all(row[-1].endswith("@example.org") for row in ROWS)
+    assert "01000" in ROWS[0]  # a postcode keeps its leading zero
+
+
+def test_a_folder_with_files_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    code, output = invoke("init", str(tmp_path))
+    assert code == 2
+    assert "is not empty" in output
+    assert "name a new folder" in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_empty_folder_is_accepted(tmp_path: Path) -> None:
+    code, output = invoke("init", str(tmp_path))
+    assert code == 0, output
+    assert (tmp_path / "settings.yaml").is_file()
+
+
+def test_a_file_in_place_of_the_folder_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "x"
+    target.write_text("")
+    code, output = invoke("init", str(target))
+    assert code == 2
+    assert "is a file, not a folder" in output
+
+
+def test_the_commented_window_is_valid_once_uncommented(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    assert invoke("init", str(folder))[0] == 0
+    settings = folder / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "  # window: {" in text
+    settings.write_text(text.replace("  # window: {", "  window: {"), encoding="utf-8")
+    code, output = invoke("--settings", str(settings), "check")
+    assert code == 0, output

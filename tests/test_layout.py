@@ -1,0 +1,309 @@
+"""Every sample letter read as a reader, La Poste and a screen reader would (issue 11).
+
+The 40 sample letters are rendered once; the checks read their text positions with pypdfium2:
+notes that reflow, no hyphen at a page's foot, cell values whole, the closing sentence and the
+signature together, every address line inside `layout.window`; and the structure tree with
+pikepdf and the `pdfua` checker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pikepdf
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+import pytest
+from pdfua import validate
+
+from campaign.errors import InputError
+from campaign.inputs import Inputs, load_inputs
+from campaign.recipients import Recipient
+from campaign.settings import load_settings
+from campaign.typeset import abbreviate, address_lines, render_pdf
+from tests.conftest import REPO
+
+MM = 72 / 25.4
+HYPHENS = ("\u2010", "-", "\u00ad")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("layout") / "project"
+    root.mkdir()
+    shutil.copy(REPO / "settings.yaml", root / "settings.yaml")
+    shutil.copytree(REPO / "letters", root / "letters")
+    shutil.copytree(REPO / "recipients", root / "recipients")
+    return root
+
+
+def load(project: Path, **config: object) -> Inputs:
+    campaign = load_settings(project / "settings.yaml").campaign("hopitaux-2020-05")
+    if config:
+        campaign = dataclasses.replace(campaign, config=campaign.config.model_copy(update=config))
+    inputs = load_inputs(campaign)
+    assert not inputs.errors, inputs.errors
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def inputs(project: Path) -> Inputs:
+    return load(project)
+
+
+@pytest.fixture(scope="module")
+def letters(inputs: Inputs) -> list[tuple[Recipient, bytes]]:
+    ready = inputs.recipients.ready
+    assert len(ready) == 40
+    return [(r, render_pdf(inputs, r)) for r in ready]
+
+
+@dataclasses.dataclass
+class Line:
+    text: str
+    size: float  # font size of its first letter, pt
+    top: float  # pt from the top of the page
+    left: float
+    right: float
+
+
+def lines_of(page: pdfium.PdfPage) -> list[Line]:
+    """The page's text lines, with their font size and extent (pdfium's own line breaks)."""
+    textpage = page.get_textpage()
+    height = page.get_size()[1]
+    count = textpage.count_chars()
+    out: list[Line] = []
+    current: list[int] = []
+
+    def close() -> None:
+        chars = [i for i in current if not textpage.get_text_range(i, 1).isspace()]
+        if chars:
+            boxes = [textpage.get_charbox(i) for i in chars]
+            out.append(
+                Line(
+                    text=textpage.get_text_range(current[0], current[-1] - current[0] + 1),
+                    size=pdfium_c.FPDFText_GetFontSize(textpage.raw, chars[0]),
+                    top=height - max(b[3] for b in boxes),
+                    left=min(b[0] for b in boxes),
+                    right=max(b[2] for b in boxes),
+                )
+            )
+        current.clear()
+
+    for i in range(count):
+        char = textpage.get_text_range(i, 1)
+        if char in "\r\n":
+            close()
+        else:
+            current.append(i)
+    close()
+    return out
+
+
+def test_a_note_reflows_across_the_source_line_break(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    # letters/lettre-hopitaux.md breaks note 2 after "n° 14130 de": "de" and "M." share a line.
+    for _, pdf in letters:
+        lines = lines_of(pdfium.PdfDocument(pdf)[0])
+        note = [line for line in lines if "14130" in line.text]
+        assert note, [line.text for line in lines]
+        assert "14130 de M. Claude" in note[0].text.replace("\u00a0", " ")
+
+
+def test_no_note_line_ends_where_the_source_did(letters: list[tuple[Recipient, bytes]]) -> None:
+    source_breaks = ("prescrivant les mesures", "n° 14130 de", "autorité constituée, tout")
+    for _, pdf in letters:
+        for line in lines_of(pdfium.PdfDocument(pdf)[0]):
+            text = line.text.replace("\u00a0", " ").rstrip()
+            assert not any(text.endswith(b) for b in source_breaks), text
+
+
+def body_lines(page: pdfium.PdfPage) -> list[Line]:
+    """The lines of the letter's text (10.5 pt), without the notes and the page number."""
+    return [line for line in lines_of(page) if line.size >= 9.5 and "/" not in line.text[-4:]]
+
+
+def test_no_page_ends_on_a_hyphenated_word(letters: list[tuple[Recipient, bytes]]) -> None:
+    feet = []
+    for recipient, pdf in letters:
+        document = pdfium.PdfDocument(pdf)
+        for n in range(len(document) - 1):
+            last = body_lines(document[n])[-1]
+            feet.append(last.text)
+            assert not last.text.rstrip().endswith(HYPHENS), (recipient.row, n + 1, last.text)
+    assert len(feet) >= 40  # every sample letter has two pages: the check read each foot
+
+
+def test_cell_values_are_never_hyphenated(letters: list[tuple[Recipient, bytes]]) -> None:
+    for recipient, pdf in letters:
+        document = pdfium.PdfDocument(pdf)
+        text = "\n".join(document[n].get_textpage().get_text_range() for n in range(len(document)))
+        for line in text.splitlines():
+            words = line.rstrip().split()
+            if words and words[-1].endswith(HYPHENS[0]):
+                stem = words[-1].rstrip(HYPHENS[0])
+                words = recipient.variables["etablissement"].replace("-", " ").split()
+                assert not any(w.startswith(stem) for w in words), (recipient.row, line)
+        flat = " ".join(text.split())
+        assert recipient.variables["etablissement"] in flat
+
+
+def test_closing_sentence_and_signature_share_a_page(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    for recipient, pdf in letters:
+        document = pdfium.PdfDocument(pdf)
+        last = " ".join(document[len(document) - 1].get_textpage().get_text_range().split())
+        assert "salutations distinguées." in last.replace("‐ ", ""), recipient.row
+        assert "Pour le collectif," in last
+
+
+def test_every_address_line_lies_inside_the_window(
+    inputs: Inputs, letters: list[tuple[Recipient, bytes]]
+) -> None:
+    window = inputs.campaign.settings.layout.window
+    for recipient, pdf in letters:
+        page = pdfium.PdfDocument(pdf)[0]
+        expected = address_lines(recipient, {})
+        lines = [  # what is printed near the window: the address's lines, one each, no more
+            line
+            for line in lines_of(page)
+            if line.left >= (window.left - 5) * MM
+            and line.top < (window.top + window.height + 5) * MM
+        ]
+        printed = [line.text.strip() for line in lines]
+        assert len(printed) == len(expected), (recipient.row, printed)  # no line wrapped
+        for got, wanted in zip(printed, expected, strict=True):  # abbreviated only if too wide
+            assert got in (wanted, abbreviate(wanted)), (recipient.row, got)
+        for line in lines:
+            assert window.left * MM - 0.5 <= line.left, (recipient.row, line)
+            assert line.right <= (window.left + window.width) * MM + 0.5, (recipient.row, line)
+            assert window.top * MM - 0.5 <= line.top, (recipient.row, line)
+            assert line.top + line.size <= (window.top + window.height) * MM + 0.5, line
+
+
+def test_a_long_address_line_shrinks_rather_than_wraps(inputs: Inputs) -> None:
+    recipient = inputs.recipients.ready[0]
+    long_street = "215 boulevard du Maréchal-de-Lattre-de-Tassigny prolongé"
+    values = {**recipient.variables, "adresse": long_street}
+    wide = dataclasses.replace(recipient, variables=values)
+    page = pdfium.PdfDocument(render_pdf(inputs, wide))[0]
+    lines = [line for line in lines_of(page) if "Tassigny" in line.text]
+    assert len(lines) == 1 and lines[0].text.strip() == long_street
+    date_line = next(line for line in lines_of(page) if line.text.startswith("Paris, le"))
+    assert lines[0].size < date_line.size * 0.92  # 10.5 pt text, a 10 pt address shrunk
+    window = inputs.campaign.settings.layout.window
+    assert lines[0].right <= (window.left + window.width) * MM + 0.5
+
+
+def test_an_address_that_cannot_fit_is_an_error_for_the_row(inputs: Inputs) -> None:
+    recipient = inputs.recipients.ready[0]
+    values = {**recipient.variables, "adresse": "Très long " * 12}
+    with pytest.raises(InputError) as caught:
+        render_pdf(inputs, dataclasses.replace(recipient, variables=values))
+    assert "window" in caught.value.message and caught.value.place.key == "layout.window"
+
+
+def test_the_window_is_a_setting(project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "p"
+    shutil.copytree(project, other)
+    settings = other / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "window: DL" in text and "12 rue des Exemples" in text
+    settings.write_text(
+        text.replace("window: DL", "window: {left: 100, top: 55, width: 95, height: 40}").replace(
+            "12 rue des Exemples", "12 rue des Fictions"
+        ),
+        encoding="utf-8",
+    )
+    inputs = load_inputs(load_settings(settings).campaign("hopitaux-2020-05"))
+    page = pdfium.PdfDocument(render_pdf(inputs, inputs.recipients.ready[0]))[0]
+    lines = lines_of(page)
+    name = next(line for line in lines if line.text.startswith("Monsieur François"))
+    assert abs(name.left - 100 * MM) < 1.5 and 55 * MM - 0.5 <= name.top < 60 * MM
+    head = [line.text.strip() for line in lines[:4]]
+    assert "12 rue des Fictions" in head and "75011 PARIS" in head
+
+
+def structure(pdf: bytes) -> list[pikepdf.Dictionary]:
+    """Every structure element of the PDF, in reading order."""
+    found: list[pikepdf.Dictionary] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, pikepdf.Array):
+            for kid in node:
+                walk(kid)
+        elif isinstance(node, pikepdf.Dictionary) and "/S" in node:
+            found.append(node)
+            walk(node.get("/K"))
+
+    with pikepdf.open(__import__("io").BytesIO(pdf)) as document:
+        walk(document.Root.StructTreeRoot.K)
+        return [pikepdf.Dictionary({"/S": e.S, "/ID": e.get("/ID", "")}) for e in found]
+
+
+@pytest.fixture(scope="module")
+def ua_pdf(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    inputs = load(project, pdf_variant="pdf/ua-1")
+    path = tmp_path_factory.mktemp("ua") / "lettre-ua.pdf"
+    path.write_bytes(render_pdf(inputs, inputs.recipients.ready[0]))
+    return path
+
+
+def test_notes_are_note_elements_with_unique_ids(ua_pdf: Path) -> None:
+    elements = structure(ua_pdf.read_bytes())
+    roles = [str(e.S) for e in elements]
+    notes = [str(e.ID) for e in elements if e.S == "/Note"]
+    assert notes == ["note-1", "note-2", "note-3", "note-4"]
+    assert roles.count("/Reference") == 4
+    assert roles.index("/Reference") < roles.index("/Note")
+    assert "/Div" in roles and "/P" in roles
+
+
+def test_pdfua_finds_no_failure(ua_pdf: Path) -> None:
+    report = validate(str(ua_pdf))
+    assert not report.skipped, report.skipped
+    assert [(f.rule_id, f.message) for f in report.findings] == []
+    with pikepdf.open(ua_pdf) as document:
+        assert document.Root.Lang == "fr"
+        assert document.Root.ViewerPreferences.DisplayDocTitle is True
+        assert document.Root.MarkInfo.Marked is True
+
+
+def test_letters_are_tagged_by_default(letters: list[tuple[Recipient, bytes]]) -> None:
+    roles = [str(e.S) for e in structure(letters[0][1])]
+    assert roles.count("/Note") == 4 and roles.count("/Reference") == 4
+
+
+@pytest.mark.parametrize("variant", ["pdf/a-3a", "pdf/a-3b"])
+def test_archival_variants_render(project: Path, variant: str) -> None:
+    inputs = load(project, pdf_variant=variant)
+    pdf = render_pdf(inputs, inputs.recipients.ready[0])
+    with pikepdf.open(__import__("io").BytesIO(pdf)) as document:
+        assert "/OutputIntents" in document.Root
+        meta = str(document.Root.Metadata.read_bytes())
+        assert f'pdfaid:conformance="{variant[-1].upper()}"' in meta
+        assert 'pdfaid:part="3"' in meta
+
+
+@pytest.mark.parametrize("profile", ["ua1", "3a"])
+def test_verapdf_profiles(project: Path, ua_pdf: Path, tmp_path: Path, profile: str) -> None:
+    verapdf = shutil.which("verapdf")
+    if verapdf is None:
+        pytest.skip("verapdf is not on the PATH (veraPDF is not packaged by Debian or PyPI)")
+    path = ua_pdf
+    if profile == "3a":
+        inputs = load(project, pdf_variant="pdf/a-3a")
+        path = tmp_path / "a3a.pdf"
+        path.write_bytes(render_pdf(inputs, inputs.recipients.ready[0]))
+    done = subprocess.run(
+        [verapdf, "--flavour", profile, "--format", "text", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "PASS" in done.stdout, done.stdout + done.stderr

@@ -1,0 +1,135 @@
+"""campaign inbox against a real Dovecot (IMAP, read-only) and the DSN a real Postfix writes back."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from campaign.ledger import Entry, Ledger, State, outcome
+from campaign.settings import load_settings
+from tests.conftest import DATA, Run, approve_proofed
+from tests.mailservers import USERS, Dovecot, Postfix
+
+USER = "collectif@example.org"
+MID = "<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>"
+
+
+def _imap_settings(project: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPAIGN_IMAP_PASSWORD", USERS[USER])
+    settings = project / "settings.yaml"
+    text = settings.read_text(encoding="utf-8").replace(
+        "  maildir: outbox/mailbox",
+        f"  imap: {{host: 127.0.0.1, port: {dovecot.imap_port}, security: none, "
+        f"username: {USER}, password_env: CAMPAIGN_IMAP_PASSWORD}}",
+    )
+    settings.write_text(text, encoding="utf-8")
+
+
+def _client(dovecot: Dovecot):  # type: ignore[no-untyped-def]
+    from imapclient import IMAPClient
+
+    client = IMAPClient("127.0.0.1", port=dovecot.imap_port, ssl=False, timeout=10)
+    client.login(USER, USERS[USER])
+    return client
+
+
+def test_inbox_reads_dovecot_read_only_and_resolves_an_uncertain_send_from_sent(
+    project: Path, run: Run, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot.clear()
+    _imap_settings(project, dovecot, monkeypatch)
+    campaign = load_settings(project / "settings.yaml").campaign("hopitaux-2020-05")
+    uncertain_mid = "<1111.hopitaux-2020-05@example.org>"
+    with Ledger.for_campaign(campaign.layout) as log:
+        log.enqueue(
+            [
+                Entry("jean.dupont@example.com", 2, "Jean Dupont", MID),
+                Entry("paul.martin@example.com", 3, None, uncertain_mid),
+            ],
+            [],
+            1.0,
+        )
+        log.apply(
+            [
+                outcome("jean.dupont@example.com", State.SENT, 250, "ok", 1.0),
+                outcome("paul.martin@example.com", State.UNCERTAIN, None, "lost", 1.0),
+            ]
+        )
+    client = _client(dovecot)
+    try:
+        for name in ("postfix.eml", "french-out-of-office.eml", "newsletter.eml", "exim.eml"):
+            client.append("INBOX", (DATA / "bounces" / name).read_bytes())
+        client.append("Sent", f"Message-ID: {uncertain_mid}\r\nSubject: x\r\n\r\nbody\r\n".encode())
+        result = run("inbox", "hopitaux-2020-05", "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert (report["mailbox"], report["read"]) == ("imap", 4)
+        assert (report["bounced"], report["auto_replied"]) == (2, 1)  # Postfix and Exim
+        assert report["fetched"] == 2  # the two bounces; the others by their headers only
+        assert report["folders"] == ["INBOX", "Sent"]  # Sent found by its \Sent flag
+        assert list(report["resolved_uncertain"]) == ["paul.martin@example.com"]
+        client.select_folder("INBOX", readonly=True)
+        flags = client.fetch(client.search("ALL"), ["FLAGS"])
+        assert all(b"\\Seen" not in data[b"FLAGS"] for data in flags.values())  # BODY.PEEK
+        assert len(flags) == 4  # nothing moved or deleted
+        again = json.loads(run("inbox", "hopitaux-2020-05", "--json").output)
+        assert again["read"] == 0
+        client.append("INBOX", (DATA / "bounces" / "human-reply.eml").read_bytes())
+        third = json.loads(run("inbox", "hopitaux-2020-05", "--json").output)
+        assert (third["read"], third["replied"]) == (1, 1)
+    finally:
+        client.logout()
+    with Ledger.for_campaign(campaign.layout) as log:
+        jean = log.get("jean.dupont@example.com")
+        paul = log.get("paul.martin@example.com")
+        position = log.scan_position("imap:INBOX")
+    assert jean is not None and jean.state is State.BOUNCED and jean.replied_at is not None
+    assert paul is not None and paul.state is State.SENT and "Sent" in (paul.evidence or "")
+    assert position is not None and position.uidvalidity > 0 and position.last_uid == 5
+
+
+def test_a_real_postfix_bounce_for_an_unknown_user_is_read_back_and_suppressed(
+    project: Path, run: Run, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot = postfix.dovecot
+    # Postfix accepts rebond.* (the address looks local), then its delivery agent fails it as a
+    # remote server would: Postfix writes the RFC 3464 bounce back to the sender's mailbox.
+    transport = postfix.config_dir / "bounce-transport"
+    transport.write_text(
+        "/^rebond\\./ error:5.1.1 User unknown in virtual mailbox table\n", encoding="utf-8"
+    )
+    postfix.configure(transport_maps=f"regexp:{transport}", smtpd_reject_unlisted_recipient="no")
+    sheet = project / "recipients" / "few.csv"
+    sheet.write_text(
+        "Prénom;Nom;Fonction;Organisation;Courriel\n"
+        "Nathalie;Noël;;;nathalie.noel@example.org\n"
+        "Olivier;Chevalier;;;rebond.olivier.chevalier@example.org\n",
+        encoding="utf-8",
+    )
+    settings = project / "settings.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8")
+        .replace("recipients/signataires.csv", "recipients/few.csv")
+        .replace("port: 8025", f"port: {postfix.smtp_port}"),
+        encoding="utf-8",
+    )
+    _imap_settings(project, dovecot, monkeypatch)
+    assert approve_proofed(run, "merci-signataires", "--by", "t").exit_code == 0
+    sent = run("send", "merci-signataires", "-q")
+    assert sent.exit_code == 0, sent.output
+    deadline = time.monotonic() + 30
+    while not dovecot.messages(USER) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dsn = dovecot.messages(USER)
+    assert dsn and dsn[0].get_content_type() == "multipart/report", postfix.log_since()
+    report = json.loads(run("inbox", "merci-signataires", "--json").output)
+    assert report["bounced"] == 1
+    bounce = report["bounces"][0]
+    assert bounce["email"] == "rebond.olivier.chevalier@example.org"
+    assert "5.1.1" in bounce["reason"]
+    assert report["added_to_suppression"] == ["rebond.olivier.chevalier@example.org"]
+    status = json.loads(run("status", "merci-signataires", "--json").output)
+    assert status["counts"]["bounced"] == 1 and status["counts"]["sent"] == 1

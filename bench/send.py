@@ -1,265 +1,191 @@
-"""Benchmark sending: 1,000 messages with a 30 KB PDF each to a local sink in its own process.
+"""Benchmark the whole `campaign send` command against the `mailmerge` command, both to smtp-sink.
 
-Measured in the same run, against the same sink:
-  baseline   one connection per message, sequential, with smtplib (how the mailmerge CLI sends)
-  campaign   `Dispatcher` over `concurrency` connections, unthrottled, with the delivery log
-  no log     the same with a writer that records nothing, to see what the log costs
+Measured in the same run: 1,000 recipients of an email campaign shaped like merci-signataires, the
+same 30 KB PDF attached to every message (settings-level `attachments` for campaign, ATTACHMENT for
+mailmerge), both sent to Postfix's `smtp-sink` in its own process. Each command runs as a user runs
+it (a subprocess: start-up, inputs, approval, composing, sending, log). mailmerge comes from PyPI,
+installed into a throw-away venv. Prints msg/s of each, the ratio, CPU per message (getrusage of
+the children), connections per message (from the delivery log) and the run's seconds.
 
-Messages are composed once beforehand (composition is the same work for every variant) and only the
-SMTP part is timed. Prints messages/s, the ratio to the baseline, connections per message and the
-delivery log's share of the run time.
-
-    .venv/bin/python bench/send.py [--messages 1000] [--concurrency 8] [--repeat 3]
-                                   [--dot-latency MS]
+    .venv/bin/python bench/send.py [--messages 1000] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
+import json
 import os
 import random
-import smtplib
+import resource
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from campaign.compose import compose_message, wire_bytes
-from campaign.dispatch import Dispatcher, Job
-from campaign.inputs import load_inputs
-from campaign.ledger import Entry, Ledger
-from campaign.logwriter import LedgerWriter, NullWriter, Writer
-from campaign.settings import Retry, Smtp, load_settings
-from campaign.throttle import Throttle
-
-LETTER = """---
-subject: "Votre lettre, {{ prenom }}"
----
-Madame, Monsieur {{ nom }},
-
-Veuillez trouver ci-joint notre lettre[^1] au sujet de l’arrêté du 21 avril 2020.
-
-[^1]: Arrêté du 21 avril 2020 complétant l’arrêté du 23 mars 2020.
-"""
+SINK = "/usr/sbin/smtp-sink"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_project(root: Path, count: int) -> Path:
-    (root / "letters").mkdir(parents=True)
-    (root / "recipients").mkdir()
-    (root / "letters" / "bench.md").write_text(LETTER, encoding="utf-8")
-    rows = [f"Prénom{i},Nom{i},bench{i:05d}@example.org" for i in range(count)]
-    (root / "recipients" / "people.csv").write_text(
-        "prenom,nom,email\n" + "\n".join(rows) + "\n", encoding="utf-8"
-    )
-    settings = root / "settings.yaml"
-    settings.write_text(
-        """sender: {name: Collectif Données de santé, email: collectif@example.org}
-campaigns:
-  bench:
-    letter: letters/bench.md
-    recipients: recipients/people.csv
-    email_column: email
-    to_name: "{{ prenom }} {{ nom }}"
-    attach_pdf: false
-""",
-        encoding="utf-8",
-    )
-    return settings
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def thirty_kb_pdf() -> bytes:
-    """A real one-page PDF, padded with a PDF comment to 30 KB of incompressible bytes."""
     from weasyprint import HTML
 
-    pdf: bytes = HTML(
-        string="<h1>Lettre</h1><p>" + "Texte de la lettre. " * 200 + "</p>"
-    ).write_pdf()
+    pdf: bytes = HTML(string="<h1>Note</h1><p>" + "Texte. " * 200 + "</p>").write_pdf()
     missing = 30 * 1024 - len(pdf)
     if missing > 0:
-        noise = base64.b64encode(random.Random(1).randbytes(missing))[: missing - 2]
-        pdf += b"\n%" + noise
+        pdf += b"\n%" + base64.b64encode(random.Random(1).randbytes(missing))[: missing - 2]
     return pdf
 
 
-SINK = """
-import asyncio, sys
-from pathlib import Path
-from campaign.sink import MaildirHandler, serve
-
-delay = float(sys.argv[2])
-
-class Handler(MaildirHandler):
-    async def handle_DATA(self, server, session, envelope):
-        if delay:
-            await asyncio.sleep(delay)  # a server that takes time to queue each message
-        return await super().handle_DATA(server, session, envelope)
-
-def ready(port):
-    print(f"sink listening on 127.0.0.1:{port},", flush=True)
-
-asyncio.run(serve(Handler(Path(sys.argv[1])), port=0, on_ready=ready))
-"""
-
-
-def start_sink(folder: Path, delay: float) -> tuple[subprocess.Popen[str], int]:
-    """`campaign.sink` in its own process; `delay` seconds before each reply to the final dot."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(folder), str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    return process, int(line.split("127.0.0.1:")[1].split(",")[0])
-
-
-def baseline(port: int, messages: list[tuple[str, str, bytes]]) -> float:
-    """One connection per message, one after another (smtplib, like mailmerge)."""
-    started = time.perf_counter()
-    for sender, recipient, raw in messages:
-        with smtplib.SMTP("127.0.0.1", port) as client:
-            client.sendmail(sender, [recipient], raw)
-    return time.perf_counter() - started
-
-
-def campaign_run(
-    port: int,
-    messages: list[tuple[str, str, bytes]],
-    wired: list[bytes],
-    *,
-    concurrency: int,
-    folder: Path,
-    with_log: bool,
-) -> tuple[float, int]:
-    """The campaign dispatcher, unthrottled; returns (seconds, connections)."""
-    ledger_path = folder / f"delivery-{time.monotonic_ns()}.sqlite"
-    log = Ledger(ledger_path)
-    log.enqueue((Entry(r, i, None, f"<{i}@x>") for i, (_, r, _) in enumerate(messages)), [], 0.0)
-    writer: Writer = LedgerWriter(ledger_path) if with_log else NullWriter()
-    jobs = [
-        Job(recipient.lower(), sender, recipient, (lambda data=data: data))
-        for (sender, recipient, _), data in zip(messages, wired, strict=True)
+def make_campaign(root: Path, count: int, port: int, pdf: bytes) -> None:
+    (root / "letters").mkdir(parents=True)
+    (root / "recipients").mkdir()
+    shutil.copy(ROOT / "letters" / "merci-signataires.md", root / "letters")
+    (root / "letters" / "note-annexe.pdf").write_bytes(pdf)
+    rows = ["Prénom;Nom;Fonction;Organisation;Courriel"] + [
+        f"Prénom{i};Nom{i};Fonction;Org;signataire{i:04d}@example.org" for i in range(count)
     ]
-    dispatcher = Dispatcher(
-        smtp=Smtp(host="127.0.0.1", port=port),
-        retry=Retry(),
-        throttle=Throttle([]),
-        writer=writer,
-        concurrency=concurrency,
-        per_connection=100,
+    (root / "recipients" / "signataires.csv").write_text(
+        "\r\n".join(rows) + "\r\n", encoding="cp1252"
+    )
+    (root / "settings.yaml").write_text(
+        f"""sender: {{name: Collectif Données de santé, email: collectif@example.org,
+  reply_to: contact@example.org}}
+smtp: {{host: 127.0.0.1, port: {port}, security: none, timeout: 30s}}
+throttle: {{per_second: null, per_minute: null, per_day: 100000, concurrency: 2,
+  messages_per_connection: 100}}
+retry: {{max_attempts: 3, backoff: [1h]}}
+campaigns:
+  merci-signataires:
+    letter: letters/merci-signataires.md
+    recipients: recipients/signataires.csv
+    email_column: Courriel
+    to_name: "{{{{ prenom }}}} {{{{ nom }}}}"
+    attach_pdf: false
+    attachments: [letters/note-annexe.pdf]
+""",
+        encoding="utf-8",
     )
 
-    async def main() -> float:
-        started = time.perf_counter()
-        await dispatcher.run(jobs)
-        await dispatcher.close()
-        return time.perf_counter() - started
 
-    seconds = asyncio.run(main())
-    writer.close()
-    if isinstance(writer, LedgerWriter):
-        print(
-            f"    (log: {writer.commits} commits, {writer.fsyncs} fsynced, for {len(messages)} messages)"
-        )
-    if with_log:
-        assert log.counts()["sent"] == len(messages), log.counts()
-    log.close()
-    return seconds, dispatcher.tally.connections
+def make_mailmerge(root: Path, count: int, port: int, pdf: bytes) -> None:
+    root.mkdir()
+    (root / "note-annexe.pdf").write_bytes(pdf)
+    rows = ["email,prenom,nom"] + [
+        f"signataire{i:04d}@example.org,Prénom{i},Nom{i}" for i in range(count)
+    ]
+    (root / "mailmerge_database.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    body = (ROOT / "letters" / "merci-signataires.md").read_text(encoding="utf-8")
+    body = body.split("---", 2)[2].replace("{{ prenom }}", "{{prenom}}")
+    (root / "mailmerge_template.txt").write_text(
+        "TO: {{prenom}} {{nom}} <{{email}}>\n"
+        "SUBJECT: Merci aux lanceurs d’alerte : merci d’alerter à nouveau l’Europe\n"
+        "FROM: Collectif Données de santé <collectif@example.org>\n"
+        "REPLY-TO: contact@example.org\nATTACHMENT: note-annexe.pdf\n\n" + body,
+        encoding="utf-8",
+    )
+    (root / "mailmerge_server.conf").write_text(
+        f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\n", encoding="utf-8"
+    )
 
 
-def fsync_latency(folder: Path, count: int = 200) -> float:
-    """The median time of one fsynced SQLite commit in `folder`, in ms (what the log waits for)."""
-    import sqlite3
-    import statistics
-
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        conn = sqlite3.connect(Path(tmp) / "fsync.sqlite", isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("CREATE TABLE t (n INTEGER)")
-        times = []
-        for n in range(count):
-            started = time.perf_counter()
-            conn.execute("INSERT INTO t VALUES (?)", (n,))
-            times.append(time.perf_counter() - started)
-        conn.close()
-    return statistics.median(times) * 1000
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one command run as a child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument(
-        "--dot-latency",
-        type=float,
-        default=0.0,
-        help="ms the sink waits before answering the final dot (0: loopback at full speed)",
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of each variant; the best counts"
-    )
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-
-    root_for_fsync = Path.cwd()
+    n = args.messages
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        settings = make_project(root / "project", args.messages)
-        inputs = load_inputs(load_settings(settings).campaign("bench"))
+        print("installing mailmerge into a throw-away venv ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(root / "mm-venv")], check=True)
+        pip = [str(root / "mm-venv" / "bin" / "pip"), "install", "-q", "mailmerge"]
+        subprocess.run(pip, check=True)
+        port = free_port()
         pdf = thirty_kb_pdf()
-        messages: list[tuple[str, str, bytes]] = []
-        wired: list[bytes] = []
-        for recipient in inputs.recipients.ready:
-            composed = compose_message(inputs, recipient, pdf=pdf)
-            messages.append(("collectif@example.org", recipient.email, composed.as_bytes()))
-            wired.append(wire_bytes(composed))
-        size = sum(len(m[2]) for m in messages) / len(messages)
-        print(f"{len(messages)} messages of {size / 1024:.1f} KB (PDF {len(pdf) / 1024:.1f} KB)")
-
-        sink, port = start_sink(root / "sink", args.dot_latency / 1000)
+        make_campaign(root / "campaign", n, port, pdf)
+        make_mailmerge(root / "mailmerge", n, port, pdf)
+        campaign = [str(Path(sys.executable).parent / "campaign"), "--quiet"]
+        subprocess.run([*campaign, "approve", "--by", "Bench"], cwd=root / "campaign", check=True)
+        received = root / "sink"
+        received.mkdir()
+        root.chmod(0o755)  # smtp-sink writes as `nobody`
+        received.chmod(0o777)
+        sink = subprocess.Popen(
+            [SINK, "-u", "nobody", "-d", f"{received}/%M", f"127.0.0.1:{port}", "256"]
+        )
+        time.sleep(0.3)
+        best: dict[str, tuple[float, float]] = {}
+        connections = 0
         try:
-            results: dict[str, list[float]] = {"baseline": [], "campaign": [], "no log": []}
-            connections = 0
             for _ in range(args.repeat):
-                results["baseline"].append(baseline(port, messages))
-                seconds, connections = campaign_run(
-                    port, messages, wired, concurrency=args.concurrency, folder=root, with_log=True
+                outbox = root / "campaign" / "outbox" / "merci-signataires"
+                for old in outbox.glob("delivery.sqlite*"):
+                    old.unlink()
+                run = timed([*campaign, "send", "--json"], root / "campaign")
+                report = subprocess.run(
+                    [*campaign, "status", "--json"], cwd=root / "campaign", capture_output=True
                 )
-                results["campaign"].append(seconds)
-                seconds, _ = campaign_run(
-                    port, messages, wired, concurrency=args.concurrency, folder=root, with_log=False
+                del report
+                mm = timed(
+                    [str(root / "mm-venv" / "bin" / "mailmerge"), "--no-dry-run", "--no-limit"],
+                    root / "mailmerge",
                 )
-                results["no log"].append(seconds)
+                for name, result in (("campaign send", run), ("mailmerge", mm)):
+                    if name not in best or result[0] < best[name][0]:
+                        best[name] = result
+                import sqlite3
+
+                with sqlite3.connect(outbox / "delivery.sqlite") as db:
+                    sent = db.execute("SELECT count(*) FROM deliveries WHERE state='sent'")
+                    assert sent.fetchone()[0] == n
+                connections = _connections(root / "campaign")
         finally:
             sink.terminate()
             sink.wait(timeout=30)
+    print(f"{n} messages, 30 KB PDF each, best of {args.repeat}, both to smtp-sink")
+    for name, (wall, cpu) in best.items():
+        print(f"  {name:14} {wall:6.2f} s  {n / wall:6.0f} msg/s  {cpu / n * 1000:5.1f} ms CPU/msg")
+    ratio = best["mailmerge"][0] / best["campaign send"][0]
+    print(f"ratio campaign send / mailmerge: {ratio:.2f}x (target >= 3x)")
+    if connections:
+        print(f"connections per message: {connections / n:.4f} (target < 0.02)")
 
-    n = len(messages)
-    fsync_ms = fsync_latency(root_for_fsync)
-    best = {name: min(times) for name, times in results.items()}
-    rate = {name: n / seconds for name, seconds in best.items()}
-    print(
-        f"concurrency {args.concurrency}, best of {args.repeat} runs each, sink in its own process,"
-        f" {args.dot_latency:g} ms before the reply to the final dot;"
-        f" fsync of the log takes {fsync_ms:.2f} ms (median) on this disk now"
+
+def _connections(project: Path) -> int:
+    """Connections of the last run, as `send --json` reports them (a quick second dry look)."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "campaign"), "status", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
     )
-    for name in ("baseline", "campaign", "no log"):
-        print(f"  {name:9} {best[name]:6.2f} s  {rate[name]:7.0f} msgs/s")
-    ratio = rate["campaign"] / rate["baseline"]
-    share = (best["campaign"] - best["no log"]) / best["campaign"]
-    print(f"ratio campaign / baseline: {ratio:.2f}x (target >= 3x)")
-    print(
-        f"connections per message: {connections / n:.4f} ({connections} for {n}; "
-        f"target < 1 per 50 = 0.02)"
-    )
-    print(f"delivery log share of run time: {share * 100:.1f}% (target < 10%)")
+    try:
+        return int(json.loads(out.stdout).get("connections", 0))
+    except (ValueError, AttributeError):
+        return 0
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
     main()

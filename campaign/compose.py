@@ -10,16 +10,23 @@ receiving side recognise a resent copy.
 
 from __future__ import annotations
 
+import base64
+import email
+import functools
 import hashlib
 import html
 import mimetypes
+import random
 import re
+import sys
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from email import quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
+from email.policy import SMTP, SMTPUTF8, EmailPolicy
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -27,6 +34,7 @@ from campaign.errors import InputError, Place
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
 
+_ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
 # C0 and C1 controls, DEL and the Unicode line separators: none may reach a header.
 _HEADER_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _FILENAME_FORBIDDEN = re.compile(r'[\\/:*?"<>|]')
@@ -46,7 +54,9 @@ class Attachment:
 
 def header_text(value: str) -> str:
     """Make `value` safe for a header: control characters become spaces, whitespace collapses."""
-    return " ".join(_HEADER_CONTROL.sub(" ", value).split())
+    # Only ASCII white space collapses: the no-break spaces of French typography stay.
+    text = _HEADER_CONTROL.sub(" ", value)
+    return _ASCII_SPACE.sub(" ", text).strip(" ")
 
 
 def make_address(display_name: str, email: str) -> Address:
@@ -123,52 +133,235 @@ def compose_message(
     now: datetime | None = None,
 ) -> EmailMessage:
     """Compose one recipient's email: text + HTML, their PDF letter, the shared attachments."""
-    campaign = inputs.campaign
-    sender = campaign.settings.sender
-    merged_recipient = inputs.merged(recipient)
-    merged = merged_recipient.email
-    if merged is None:
-        raise InputError("the campaign has no letter to send", place=Place(key="letter"))
-    subject = header_text(merged_recipient.subject)
-    domain = sender.email.rpartition("@")[2]
-
-    message = EmailMessage(policy=SMTP)
-    message["From"] = make_address(sender.name, sender.email)
-    if test_to is not None:
-        message["To"] = make_address("", test_to)
-        message["Subject"] = TEST_PREFIX + subject
-        message["Message-ID"] = test_message_id(domain)
-    else:
-        message["To"] = make_address(merged_recipient.to_name, recipient.email)
-        message["Subject"] = subject
-        message["Message-ID"] = message_id(campaign.name, recipient.email, domain)
-    if sender.reply_to:
-        message["Reply-To"] = make_address(sender.name, sender.reply_to)
-    message["Date"] = format_datetime(now or datetime.now().astimezone())
-    unsubscribe = campaign.config.list_unsubscribe
-    if unsubscribe:
-        target = header_text(unsubscribe).strip("<>")
-        message["List-Unsubscribe"] = f"<{target}>"
-        if target.startswith("https:"):
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-
-    # quoted-printable keeps the message 7-bit: no server needs 8BITMIME to carry it
-    message.set_content(merged.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(
-        _html_document(merged.html, subject),
-        subtype="html",
-        charset="utf-8",
-        cte="quoted-printable",
+    raw = Composer(inputs).compose(
+        recipient, pdf=pdf, attachments=attachments, test_to=test_to, now=now
     )
-    if pdf is not None:
-        message.add_attachment(
-            pdf, maintype="application", subtype="pdf", filename=attachment_name(inputs, recipient)
-        )
-    for item in attachments or []:
-        message.add_attachment(
-            item.data, maintype=item.maintype, subtype=item.subtype, filename=item.filename
-        )
+    message = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=SMTP)
+    assert isinstance(message, EmailMessage)
     return message
+
+
+class Composer:
+    """Compose a campaign's messages as bytes, reusing what every message shares.
+
+    The headers are folded by the stdlib's own policies (so the bytes are those the `email`
+    package writes), but each constant header, each shared attachment and each distinct letter
+    body is folded or encoded once per campaign instead of once per message.
+    """
+
+    def __init__(self, inputs: Inputs) -> None:
+        self.inputs = inputs
+        campaign = inputs.campaign
+        sender = campaign.settings.sender
+        letter = inputs.email_body or inputs.letter
+        if letter is None:
+            raise InputError("the campaign has no letter to send", place=Place(key="letter"))
+        self.letter = letter
+        self.domain = sender.email.rpartition("@")[2]
+        self.sender = make_address(sender.name, sender.email)
+        self.reply_to = make_address(sender.name, sender.reply_to) if sender.reply_to else None
+        self.unsubscribe: list[tuple[str, str]] = []
+        if campaign.config.list_unsubscribe:
+            target = header_text(campaign.config.list_unsubscribe).strip("<>")
+            self.unsubscribe.append(("List-Unsubscribe", f"<{target}>"))
+            if target.startswith("https:"):
+                self.unsubscribe.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        # The sender's headers, folded once for each of the two ways a message can be written.
+        self._sender_lines = {
+            policy: (
+                _fold(policy, "From", self.sender),
+                _fold(policy, "Reply-To", self.reply_to) if self.reply_to else b"",
+            )
+            for policy in (SMTP, SMTPUTF8)
+        }
+        # One Markdown rendering per distinct merged body: rows that merge alike share it.
+        self._bodies: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes]] = {}
+        self._parts: dict[tuple[EmailPolicy[EmailMessage], Attachment], bytes] = {}
+
+    def compose(
+        self,
+        recipient: Recipient,
+        *,
+        pdf: bytes | None = None,
+        attachments: list[Attachment] | None = None,
+        test_to: str | None = None,
+        now: datetime | None = None,
+    ) -> bytes:
+        """One recipient's message as a file (CRLF lines, not dot-stuffed)."""
+        inputs = self.inputs
+        title = subject = header_text(inputs.subject_for(recipient))
+        if test_to is not None:
+            to = make_address("", test_to)
+            subject = TEST_PREFIX + title
+            mid = test_message_id(self.domain)
+        else:
+            to = make_address(inputs.to_name_for(recipient), recipient.email)
+            mid = message_id(inputs.campaign.name, recipient.email, self.domain)
+        utf8 = needs_smtputf8(self.sender.addr_spec) or needs_smtputf8(to.addr_spec)
+        policy = SMTPUTF8 if utf8 else SMTP
+        headers = [
+            self._sender_lines[policy][0],
+            _fold(policy, "To", to),
+            _fold(policy, "Subject", subject),
+            _fold(policy, "Message-ID", mid),
+        ]
+        headers.append(self._sender_lines[policy][1])
+        headers.append(_fold(policy, "Date", format_datetime(now or datetime.now().astimezone())))
+        headers += [_fold(policy, name, value) for name, value in self.unsubscribe]
+
+        merged = inputs.merged(recipient).email
+        assert merged is not None  # Composer refuses a campaign without a letter
+        key = (merged.markdown, title, tuple(sorted(merged.fields.items())))
+        body = self._bodies.get(key)
+        if body is None:
+            body = (
+                _text_part(policy, "plain", merged.text),
+                _text_part(policy, "html", _html_document(merged.html, title)),
+            )
+            if len(self._bodies) < _BODIES_KEPT:
+                self._bodies[key] = body
+        leaves = list(body)
+        alternative = _multipart(policy, "alternative", leaves, top=not (pdf or attachments))
+        extra: list[bytes] = []
+        if pdf is not None:
+            extra.append(
+                _bytes_part(policy, "application", "pdf", attachment_name(inputs, recipient), pdf)
+            )
+        for item in attachments or []:
+            part = self._parts.get((policy, item))
+            if part is None:
+                part = self._parts[(policy, item)] = _bytes_part(
+                    policy, item.maintype, item.subtype, item.filename, item.data
+                )
+            extra.append(part)
+        if not extra:
+            return b"".join(headers) + alternative
+        return b"".join(headers) + _multipart(policy, "mixed", [alternative, *extra], top=True)
+
+
+# Distinct letter bodies kept for reuse: a bound, so that a campaign of all-different rows
+# does not keep every message in memory.
+_BODIES_KEPT = 256
+_MIME_VERSION = b"MIME-Version: 1.0\r\n"
+
+
+@functools.lru_cache(maxsize=512)
+def _fold_cached(policy: EmailPolicy[EmailMessage], name: str, value: object) -> bytes:
+    folded: bytes = policy.fold_binary(name, policy.header_factory(name, value))
+    return folded
+
+
+def _fold(policy: EmailPolicy[EmailMessage], name: str, value: object) -> bytes:
+    """The header line(s) exactly as the stdlib generator writes them under `policy`."""
+    if isinstance(value, str) and name in ("Message-ID", "Date") and _SIMPLE.fullmatch(value):
+        line = f"{name}: {value}\r\n"
+        if len(line) <= 80:  # short plain ASCII: the stdlib writes it unchanged
+            return line.encode("ascii")
+    if not isinstance(value, str) or name in ("Message-ID", "Date"):
+        folded: bytes = policy.fold_binary(name, policy.header_factory(name, value))
+        return folded
+    return _fold_cached(policy, name, value)
+
+
+_SIMPLE = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+def _boundary(parts: list[bytes]) -> str:
+    """A boundary as the stdlib makes it, checked against the parts it separates."""
+    while True:
+        boundary = "=" * 15 + f"{random.randrange(sys.maxsize):019d}" + "=="
+        marker = ("--" + boundary).encode("ascii")
+        if not any(marker in part for part in parts):
+            return boundary
+
+
+def _multipart(
+    policy: EmailPolicy[EmailMessage], subtype: str, parts: list[bytes], *, top: bool
+) -> bytes:
+    """A multipart entity around `parts`; only the top level has a MIME-Version line."""
+    boundary = _boundary(parts)
+    head = _fold_cached(policy, "Content-Type", f'multipart/{subtype}; boundary="{_PLACE}"')
+    head = head.replace(_PLACE.encode(), boundary.encode())
+    sep = ("--" + boundary).encode("ascii")
+    out = [_MIME_VERSION if top else b"", head, b"\r\n"]
+    for part in parts:
+        out += [sep, b"\r\n", part, b"\r\n"]
+    out += [sep, b"--\r\n"]
+    return b"".join(out)
+
+
+# A stand-in of a boundary's exact length and kind of characters: folded once, then replaced.
+_PLACE = "=" * 15 + "1" * 19 + "=="
+
+
+def _text_part(policy: EmailPolicy[EmailMessage], subtype: str, text: str) -> bytes:
+    """A text leaf in UTF-8 quoted-printable, as `set_content(..., cte="quoted-printable")`."""
+    lines = text.encode("utf-8").splitlines()
+    data = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), 78)
+    return (
+        _fold_cached(policy, "Content-Type", f'text/{subtype}; charset="utf-8"')
+        + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + _crlf(data.encode("ascii"))
+    )
+
+
+def _bytes_part(
+    policy: EmailPolicy[EmailMessage], maintype: str, subtype: str, filename: str, data: bytes
+) -> bytes:
+    """An attached file in base64 with its name (RFC 2231, and an ASCII `filename=` beside)."""
+    return (
+        _fold_cached(policy, "Content-Type", f"{maintype}/{subtype}")
+        + b"Content-Transfer-Encoding: base64\r\n"
+        + _disposition(policy, filename)
+        + b"\r\n"
+        + base64.encodebytes(data).replace(b"\n", b"\r\n")
+    )
+
+
+def _disposition(policy: EmailPolicy[EmailMessage], filename: str) -> bytes:
+    """Content-Disposition as `set_param` writes it, plus an ASCII fallback for old clients."""
+    holder = EmailMessage(policy=policy)
+    holder["Content-Disposition"] = "attachment"
+    holder.set_param("filename", filename, header="Content-Disposition")
+    folded: bytes = policy.fold_binary("Content-Disposition", holder["Content-Disposition"])
+    if b"filename*" in folded:
+        # Clients that do not know RFC 2231 read the plain `filename=`; it comes after
+        # `filename*` because readers that take the first name (the stdlib's) must see the UTF-8 one.
+        fallback = f';\r\n filename="{ascii_filename(filename)}"\r\n'.encode("ascii")
+        folded = folded.removesuffix(b"\r\n") + fallback
+    return folded
+
+
+def ascii_filename(filename: str) -> str:
+    """An ASCII stand-in of a file name: `lettre – Élise Noël.pdf` → `lettre - Elise Noel.pdf`."""
+    plain = filename.translate(_TYPOGRAPHIC)
+    plain = "".join(c for c in unicodedata.normalize("NFKD", plain) if not unicodedata.combining(c))
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in plain)
+
+
+_TYPOGRAPHIC = str.maketrans(
+    {
+        "–": "-",
+        "—": "-",
+        "’": "'",
+        "‘": "'",
+        "«": "_",
+        "»": "_",
+        "“": "_",
+        "”": "_",
+        "\u00a0": " ",
+        "\u202f": " ",
+        "œ": "oe",
+        "Œ": "OE",
+        "æ": "ae",
+        "Æ": "AE",
+        "ß": "ss",
+    }
+)
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _html_document(body: str, title: str) -> str:
@@ -213,7 +406,11 @@ def message_bytes(message: EmailMessage) -> bytes:
 
 def wire_bytes(message: EmailMessage) -> bytes:
     """The message as sent after DATA: CRLF lines, dot-stuffed, ending with the final dot."""
-    raw = message_bytes(message)
+    return dot_stuffed(message_bytes(message))
+
+
+def dot_stuffed(raw: bytes) -> bytes:
+    """A message file as sent after DATA: dot-stuffed, ending with the final dot."""
     if not raw.endswith(b"\r\n"):
         raw += b"\r\n"
     return _DOT_AT_LINE_START.sub(b"..", raw) + b".\r\n"

@@ -8,6 +8,7 @@ runs one event loop. Dry runs compose every message to .eml files and talk to no
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -18,14 +19,13 @@ from typing import Any
 
 from campaign import ledger
 from campaign.compose import (
-    compose_message,
+    Composer,
+    dot_stuffed,
     eml_name,
     envelope_address,
     load_attachments,
-    message_bytes,
     message_id,
     needs_smtputf8,
-    wire_bytes,
     with_recipient_attachments,
 )
 from campaign.dispatch import (
@@ -61,6 +61,9 @@ class Reason:
     state: State
     text: str
     count: int
+
+
+_MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)", re.MULTILINE)
 
 
 @dataclass
@@ -286,6 +289,7 @@ class _Plan:
         self.skipped_by_limit = False
         self.sender = inputs.campaign.settings.sender.email
         self.attachments = load_attachments(inputs)
+        self.composer = Composer(inputs)
         self._test_jobs: list[Job] | None = None
         if options.test_to:
             targets = list(self.ready.values())[: max(options.count, 1)]
@@ -331,10 +335,8 @@ class _Plan:
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
             own = with_recipient_attachments(self.inputs, recipient, self.attachments)
-            composed = compose_message(
-                self.inputs, recipient, pdf=self.pdf(recipient), attachments=own
-            )
-            return wire_bytes(composed)
+            raw = self.composer.compose(recipient, pdf=self.pdf(recipient), attachments=own)
+            return dot_stuffed(raw)
 
         address = envelope_address(recipient.email)
         return Job(
@@ -347,15 +349,16 @@ class _Plan:
         )
 
     def _test_job(self, recipient: Recipient, address: str) -> Job:
-        composed = compose_message(
-            self.inputs,
+        raw = self.composer.compose(
             recipient,
             pdf=self.pdf(recipient),
             attachments=with_recipient_attachments(self.inputs, recipient, self.attachments),
             test_to=address,
         )
-        key = self.log.add_test_send(address, recipient.email, composed["Message-ID"], self.clock())
-        data = wire_bytes(composed)
+        mid = _MESSAGE_ID.search(raw)
+        assert mid is not None
+        key = self.log.add_test_send(address, recipient.email, mid.group(1).decode(), self.clock())
+        data = dot_stuffed(raw)
         target = envelope_address(address)
         return Job(key, self.sender, target, lambda: data, utf8=needs_smtputf8(target))
 
@@ -382,10 +385,12 @@ def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) ->
         progress(Event(EventKind.START, total=len(ready)))
     pdfs = _pdf_source(inputs, ready)
     attachments = load_attachments(inputs)
+    composer = Composer(inputs) if ready else None
     for recipient in ready:
+        assert composer is not None
         own = with_recipient_attachments(inputs, recipient, attachments)
-        message = compose_message(inputs, recipient, pdf=pdfs(recipient), attachments=own)
-        write_private(folder / eml_name(recipient), message_bytes(message))
+        raw = composer.compose(recipient, pdf=pdfs(recipient), attachments=own)
+        write_private(folder / eml_name(recipient), raw)
         report.written += 1
         if progress is not None:
             progress(Event(EventKind.DONE, key=recipient.email, state=State.PENDING))

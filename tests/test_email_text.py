@@ -103,11 +103,6 @@ def test_the_subject_gets_the_body_typography(tmp_path: Path) -> None:
     assert merged.fields["subject"] == f"L’arrêté{NNBSP}: «{NNBSP}HDH{NNBSP}»"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compose.header_text joins str.split(), which splits at no-break spaces too: "
-    "compose.py (H10b) should collapse only ASCII whitespace",
-)
 def test_the_subject_header_keeps_its_no_break_spaces() -> None:
     inputs = load_inputs(load_settings(REPO / "settings.yaml").campaign("hopitaux-2020-05"))
     recipient = inputs.recipients.ready[0]

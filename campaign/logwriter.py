@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from campaign.ledger import Write, apply_writes, connect, state_error
+from campaign.logschema import Write, apply_writes, connect, state_error
 
 LINGER = 0.005  # seconds a step without fsync may wait for the next fsynced commit to join
 

@@ -8,8 +8,7 @@ The pack is what a reviewer who has never used the tool reads before signing off
     index.html     one self-contained page (no server, no network, relative links only): for each
                    sample recipient, PNG thumbnails of their letter linking to the full PDF, beside
                    the email exactly as it will be sent
-    letters/       the sample recipients' PDF letters, exactly as they will be attached
-    thumbs/        the PNG thumbnails
+    letters/, thumbs/   the sample recipients' PDF letters (as attached) and PNG thumbnails
     manifest.json  the fingerprint and rows the pack was built from
 
 The pack is built in a fresh folder and swapped in at the end, so an interrupted run never leaves a

@@ -1,0 +1,270 @@
+"""settings.yaml → a validated `Settings`: every fault found is a `SettingsError` with its key and line.
+
+The models of the sections live in `campaign.settings`; this module reads the file, maps each
+pydantic error back to the YAML line it came from, and checks what a model alone cannot (the
+campaigns' names, the files they name, that those stay inside the project).
+"""
+
+from __future__ import annotations
+
+import re
+from difflib import get_close_matches
+from pathlib import Path
+from typing import get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ValidationError,
+)
+
+from campaign.errors import Place, SettingsError
+from campaign.settings import (
+    DEFAULT_SETTINGS,
+    CampaignSettings,
+    Settings,
+)
+
+
+def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
+    """Read and validate settings.yaml; every fault is a `SettingsError` naming its key and line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{path}: settings file not found",
+            hint="run the command from the project folder, or pass --settings PATH",
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingsError(f"{path}: cannot read the settings file ({err})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise SettingsError(
+            f"not valid YAML: {problem}", place=Place(file=str(path), line=line)
+        ) from None
+    if not isinstance(data, dict):
+        raise SettingsError(
+            "settings.yaml must be a mapping of keys (sender:, smtp:, campaigns: ...)",
+            place=Place(file=str(path)),
+        )
+    lines = _key_lines(node)
+    smtp = data.get("smtp")
+    if isinstance(smtp, dict) and "password" in smtp:
+        raise SettingsError(
+            "a password must not be written in settings.yaml",
+            place=Place(file=str(path), line=lines.get(("smtp", "password")), key="smtp.password"),
+            hint="delete it, put it in an environment variable and name that variable with "
+            "password_env: CAMPAIGN_SMTP_PASSWORD (or give a password_command)",
+        )
+    root = path.resolve().parent
+    try:
+        settings = Settings.model_validate({**data, "root": root, "path": path})
+    except ValidationError as err:
+        raise _settings_error(err, path, lines) from None
+    if "root" in data or "path" in data:
+        key = "root" if "root" in data else "path"
+        raise SettingsError(
+            f"unknown key {key!r}", place=Place(file=str(path), line=lines.get((key,)), key=key)
+        )
+    _check_campaigns(settings, lines)
+    _check_paths(settings, lines)
+    return settings
+
+
+_CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def _check_campaigns(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
+    """At least one campaign, each named so it can be a folder of outbox/, and a real default."""
+    shown = str(settings.path)
+    if not settings.campaigns:
+        raise SettingsError(
+            "no campaign is defined",
+            place=Place(file=shown, line=lines.get(("campaigns",)), key="campaigns"),
+            hint="add one under campaigns: with at least its letter: and recipients:",
+        )
+    for name in settings.campaigns:
+        if not _CAMPAIGN_NAME.match(name):
+            raise SettingsError(
+                f"campaign name {name!r} cannot be used as a folder name",
+                place=Place(
+                    file=shown, line=lines.get(("campaigns", name)), key=f"campaigns.{name}"
+                ),
+                hint="use letters, digits, '-', '_' and '.', starting with a letter or digit, "
+                "e.g. hopitaux-2020-05",
+            )
+    default = settings.default_campaign
+    if default is not None and default not in settings.campaigns:
+        raise SettingsError(
+            f"default_campaign names no campaign: {default!r}",
+            place=Place(file=shown, line=lines.get(("default_campaign",)), key="default_campaign"),
+            hint="the campaigns are: " + ", ".join(settings.campaigns),
+        )
+
+
+def _settings_error(
+    err: ValidationError, path: Path, lines: dict[tuple[str, ...], int]
+) -> SettingsError:
+    messages: list[str] = []
+    first_place: Place | None = None
+    for item in err.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        line = _nearest_line(loc, lines)
+        if item["type"] == "extra_forbidden":
+            text = f"unknown key {loc[-1]!r}"
+            allowed = _allowed_keys(loc[:-1])
+            close = get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+            if close:
+                text += f" (did you mean {close[0]!r}?)"
+            elif allowed:
+                text += " (the keys here are: " + ", ".join(allowed) + ")"
+        elif item["type"] == "missing":
+            text = f"missing key {loc[-1]!r}"
+        else:
+            text = str(item["msg"]).removeprefix("Value error, ")
+        place = Place(file=str(path), line=line, key=key)
+        first_place = first_place or place
+        messages.append(f"{place}: {text}")
+    hint = None
+    if any(str(item["loc"][-1]) == "password" for item in err.errors() if item["loc"]):
+        hint = "put the password in an environment variable and name it with smtp.password_env"
+    if len(messages) == 1:
+        message = messages[0].split(": ", 1)[1] if first_place else messages[0]
+        return SettingsError(message, place=first_place, hint=hint)
+    return SettingsError(
+        f"{len(messages)} problems in the settings:\n  " + "\n  ".join(messages),
+        place=Place(file=str(path)),
+        hint=hint,
+    )
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    """The keys a settings section accepts, e.g. ('smtp',) → host, port, ...; [] if unknown."""
+    model: type[BaseModel] = Settings
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if model is Settings and part == "campaigns":
+            if not parts:
+                return []
+            parts.pop(0)  # the campaign's own name
+            model = CampaignSettings
+            continue
+        field_info = model.model_fields.get(part)
+        annotation = field_info.annotation if field_info else None
+        # An optional section (`window: SendWindow | None`): its keys are the section's.
+        annotation = next(
+            (a for a in get_args(annotation) if isinstance(a, type) and a is not type(None)),
+            annotation,
+        )
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    hidden = {"root", "path"} if model is Settings else set()
+    return [name for name in model.model_fields if name not in hidden]
+
+
+def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
+    """Every file a campaign names must exist and stay inside the project folder."""
+    problems: list[SettingsError] = []
+    for name, config in settings.campaigns.items():
+        named: list[tuple[str, Path]] = [
+            ("letter", config.letter),
+            ("recipients", config.recipients),
+        ]
+        if config.email_body is not None:
+            named.append(("email_body", config.email_body))
+        named += [(f"attachments.{i}", p) for i, p in enumerate(config.attachments)]
+        if config.attachments_column is not None:
+            folder_loc = ("campaigns", name, "attachments_folder")
+            folder = settings.resolve(config.attachments_folder)
+            if not _inside(folder, settings.root) or not folder.is_dir():
+                problems.append(
+                    SettingsError(
+                        f"{config.attachments_folder} is not a folder of the project",
+                        place=Place(
+                            file=str(settings.path),
+                            line=_nearest_line(folder_loc, lines),
+                            key=".".join(folder_loc),
+                        ),
+                        hint="name a folder inside the project that holds the files, "
+                        "e.g. letters/annexes",
+                    )
+                )
+        for key, value in named:
+            loc = ("campaigns", name, *key.split("."))
+            place = Place(
+                file=str(settings.path), line=_nearest_line(loc, lines), key=".".join(loc)
+            )
+            target = settings.resolve(value)
+            if not _inside(target, settings.root):
+                problems.append(
+                    SettingsError(
+                        f"{value} is outside the project folder",
+                        place=place,
+                        hint="copy the file into the project (letters/ or recipients/) "
+                        "and name it there",
+                    )
+                )
+            elif not target.is_file():
+                problems.append(
+                    SettingsError(
+                        f"file not found: {value}",
+                        place=place,
+                        hint=f"check the path; it is relative to {settings.path.parent or '.'}/",
+                    )
+                )
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        # Report every missing file in one pass, so the organiser fixes them all at once.
+        raise SettingsError(
+            f"{len(problems)} problems in the settings:\n  "
+            + "\n  ".join(f"{p.place}: {p.message} ({p.hint})" for p in problems),
+            place=Place(file=str(settings.path)),
+        )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links resolved, lies inside `root`."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def inside_project(settings: Settings, path: Path) -> bool:
+    """Whether `path` (relative to settings.yaml's folder), links resolved, stays in the project."""
+    return _inside(settings.resolve(path), settings.root)
+
+
+def _key_lines(node: yaml.Node | None) -> dict[tuple[str, ...], int]:
+    """Map each key path of the YAML document, e.g. ('smtp', 'port'), to its 1-based line."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(current: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                key = (*prefix, str(key_node.value))
+                lines[key] = key_node.start_mark.line + 1
+                walk(value_node, key)
+        elif isinstance(current, yaml.SequenceNode):
+            for index, item in enumerate(current.value):
+                key = (*prefix, str(index))
+                lines[key] = item.start_mark.line + 1
+                walk(item, key)
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def _nearest_line(loc: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> int | None:
+    """The line of `loc`, or of its nearest enclosing key that the file has."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

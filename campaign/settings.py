@@ -52,6 +52,31 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def read_secret(env: str | None, command: str | None, *, key: str) -> str | None:
+    """A password (or token) from the environment variable `env` or the organiser's `command`."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise SettingsError(
+                f"the environment variable {env} is not set",
+                place=Place(key=f"{key}.password_env"),
+                hint=f"export {env}=... before running the command",
+            )
+        return value
+    if command:
+        try:
+            done = subprocess.run(  # the organiser's own command, e.g. `pass show smtp`
+                shlex.split(command), capture_output=True, text=True, check=True, timeout=60
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            raise SettingsError(
+                f"the password command failed: {type(err).__name__}",
+                place=Place(key=f"{key}.password_command"),
+            ) from None
+        return done.stdout.rstrip("\n")
+    return None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -117,31 +142,7 @@ class Smtp(_Section):
 
     def password(self) -> str | None:
         """Return the SMTP password from the environment variable or command the settings name."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise SettingsError(
-                    f"the environment variable {self.password_env} is not set",
-                    place=Place(key="smtp.password_env"),
-                    hint=f"export {self.password_env}=... before running the command",
-                )
-            return value
-        if self.password_command:
-            try:
-                done = subprocess.run(  # the organiser's own command, e.g. `pass show smtp`
-                    shlex.split(self.password_command),
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=60,
-                )
-            except (OSError, subprocess.SubprocessError) as err:
-                raise SettingsError(
-                    f"the password command failed: {type(err).__name__}",
-                    place=Place(key="smtp.password_command"),
-                ) from None
-            return done.stdout.rstrip("\n")
-        return None
+        return read_secret(self.password_env, self.password_command, key="smtp")
 
 
 class Window(_Section):
@@ -299,31 +300,7 @@ class Imap(_Section):
 
     def password(self) -> str | None:
         """The IMAP password, from the environment variable or command the settings name."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise SettingsError(
-                    f"the environment variable {self.password_env} is not set",
-                    place=Place(key="mailbox.imap.password_env"),
-                    hint=f"export {self.password_env}=... before running the command",
-                )
-            return value
-        if self.password_command:
-            try:
-                done = subprocess.run(  # the organiser's own command, e.g. `pass show imap`
-                    shlex.split(self.password_command),
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    timeout=60,
-                )
-            except (OSError, subprocess.SubprocessError) as err:
-                raise SettingsError(
-                    f"the password command failed: {type(err).__name__}",
-                    place=Place(key="mailbox.imap.password_command"),
-                ) from None
-            return done.stdout.rstrip("\n")
-        return None
+        return read_secret(self.password_env, self.password_command, key="mailbox.imap")
 
 
 class Folders(_Section):

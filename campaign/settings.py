@@ -52,6 +52,30 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def refuse_clear_password(data: Any, variable: str) -> Any:
+    """A section's validator: a password written in settings.yaml is refused, with the way out."""
+    if isinstance(data, dict) and "password" in data:
+        raise ValueError(
+            "a password must not be written in settings.yaml; "
+            f"use password_env: {variable} and export that variable"
+        )
+    return data
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` is this machine: `localhost` or a loopback address (127.0.0.0/8, ::1).
+
+    A name such as 127.0.0.1.example.com only looks like one: it is parsed, not prefix-tested.
+    """
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
 def read_secret(env: str | None, command: str | None, *, key: str) -> str | None:
     """A password (or token) from the environment variable `env` or the organiser's `command`."""
     if env:
@@ -119,26 +143,11 @@ class Smtp(_Section):
     @model_validator(mode="before")
     @classmethod
     def _no_clear_password(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError(
-                "a password must not be written in settings.yaml; "
-                "use password_env: CAMPAIGN_SMTP_PASSWORD and export that variable"
-            )
-        return data
+        return refuse_clear_password(data, "CAMPAIGN_SMTP_PASSWORD")
 
     @property
     def is_loopback(self) -> bool:
-        """Whether the host is this machine: `localhost` or a loopback address (127.0.0.0/8, ::1).
-
-        A name such as 127.0.0.1.example.com only looks like one: it is parsed, not prefix-tested.
-        """
-        host = self.host.strip().rstrip(".").lower()
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     def password(self) -> str | None:
         """Return the SMTP password from the environment variable or command the settings name."""
@@ -283,16 +292,11 @@ class Imap(_Section):
     @model_validator(mode="before")
     @classmethod
     def _no_clear_password(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError(
-                "a password must not be written in settings.yaml; "
-                "use password_env: CAMPAIGN_IMAP_PASSWORD and export that variable"
-            )
-        return data
+        return refuse_clear_password(data, "CAMPAIGN_IMAP_PASSWORD")
 
     @property
     def is_loopback(self) -> bool:
-        return Smtp(host=self.host).is_loopback
+        return is_loopback_host(self.host)
 
     @property
     def real_port(self) -> int:

@@ -100,7 +100,11 @@ def run_with_interruptions(
         code = process.wait(timeout=120)
         done_kills += 1
         if signal_number == signal.SIGINT:
-            assert code == 130
+            # 130, unless the run had already finished and the signal reached the interpreter
+            # as it was exiting (after Python gives SIGINT back to the system): then nothing was
+            # left to stop, and the log must say so.
+            left = [s for s, _, _ in log_states(settings).values() if s in ("pending", "sending")]
+            assert code == 130 or (code == -signal.SIGINT and not left), (code, left)
         in_flight_bodies.append(
             sum(1 for s, p, _ in log_states(settings).values() if s == "sending" and p == "body")
         )

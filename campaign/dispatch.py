@@ -327,9 +327,8 @@ class Dispatcher:
         except aiosmtplib.SMTPResponseException as err:
             code, text = err.code, err.message
             if code in (530, 535):
-                await self._write(
-                    [*unwritten, ledger.outcome(job.key, State.PENDING, code, text, self.clock())]
-                )
+                # The settings' fault (no login, no TLS): the recipient keeps its attempts.
+                await self._write([*unwritten, ledger.put_back(job.key, code, text)])
                 raise login_refused(self.smtp, client, code, text) from None
             await self._reset(slot, conn, code)
             if about_sender(code, text) and job.put_back < MAX_PUT_BACK:

@@ -124,12 +124,15 @@ def smtp_problems(smtp: Smtp) -> list[Problem]:
     if smtp.username and smtp.password_env:
         value = os.environ.get(smtp.password_env)
         if not value:
+            # Unset may only mean "not exported in this shell yet"; set but empty is a mistake.
+            report = Problem.warning if value is None else Problem.error
             state = "is not set" if value is None else "is empty"
             problems.append(
-                Problem.error(
+                report(
                     f"the environment variable {smtp.password_env} {state}",
                     Place(key="smtp.password_env"),
-                    f"export {smtp.password_env}=... before sending",
+                    f"export {smtp.password_env}=... (the password of {smtp.username}) "
+                    "before sending",
                 )
             )
     if smtp.port == IMPLICIT_TLS_PORT and smtp.security != "tls":
@@ -154,6 +157,8 @@ def smtp_problems(smtp: Smtp) -> list[Problem]:
 def preflight(smtp: Smtp, password: str | None) -> None:
     """Refuse before connecting what the settings and the password read show is wrong."""
     errors = _static_problems(smtp)  # all errors: the warnings live in smtp_problems
+    if password:  # given by the caller (a script): where it came from does not matter
+        errors = [p for p in errors if p.place.key != "smtp.password_env"]
     if not errors and smtp.username and not password:
         source = "password_command" if smtp.password_command else "password_env"
         what = (

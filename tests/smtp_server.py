@@ -94,7 +94,8 @@ class _State:
     logins: int = 0
     failed_logins: int = 0
     auth_commands: int = 0
-    auth_seen: list[tuple[str, bytes]] = field(default_factory=list)  # mechanism, decoded blob
+    auth_seen: list[tuple[str, bytes]] = field(default_factory=list)  # OAuth2: mechanism, blob
+    mechanisms: list[str] = field(default_factory=list)  # of every AUTH command, in order
     helo_names: list[str] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)  # OAuth2: user → the token accepted
     rate: RateLimit | None = None
@@ -172,7 +173,9 @@ class _OAuthHandler(_Handler):
         # As Gmail and Microsoft do: a JSON error challenge, then the refusal.
         status = "400" if mechanism == "XOAUTH2" else "invalid_token"
         await server.challenge_auth(json.dumps({"status": status, "schemes": "bearer"}))
-        return AuthResult(success=False, message="535 5.7.8 Username and Password not accepted")
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+        )
 
 
 async def _initial_response(server: Any, args: list[str]) -> bytes:
@@ -206,6 +209,7 @@ class _Session(SMTP):  # type: ignore[misc]
 
     async def smtp_AUTH(self, arg: str) -> None:
         self.state.auth_commands += 1
+        self.state.mechanisms.append(arg.split()[0].upper() if arg.split() else "")
         await super().smtp_AUTH(arg)
 
     async def smtp_MAIL(self, arg: str) -> None:

@@ -263,6 +263,8 @@ class SendProgress:
             TimeRemainingColumn,
         )
 
+        # Not on a terminal (a pipe, a log file): no bar, which would leave an empty line there.
+        console = err_console.rich()
         self.bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -270,8 +272,8 @@ class SendProgress:
             TaskProgressColumn(),
             "{task.fields[rate]}",
             TimeRemainingColumn(),
-            console=err_console.rich(),
-            disable=disable,
+            console=console,
+            disable=disable or not console.is_terminal,
             transient=True,
         )
         self.task = self.bar.add_task("sending", total=None, rate="")

@@ -31,6 +31,7 @@ from campaign.errors import (
     ApprovalError,
     CampaignError,
     CheckFailed,
+    ServerSettingsError,
     Severity,
     StateError,
     UsageError,
@@ -185,7 +186,14 @@ def send(
         inbox(campaign)
     action = "sent (dry run)" if options.dry_run else "sent"
     with _session(campaign, action, approved=for_real) as inputs:
-        return send_campaign(inputs, options, progress=progress, clock=clock)
+        try:
+            return send_campaign(inputs, options, progress=progress, clock=clock)
+        except ServerSettingsError as err:
+            # The SMTP session knows the key at fault; the organiser also wants the file.
+            from dataclasses import replace
+
+            err.place = replace(err.place, file=str(campaign.settings.path))
+            raise
 
 
 def _test_address(address: str) -> str:

@@ -76,7 +76,7 @@ def test_wrong_password_is_tried_once_then_stops_the_run_with_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     context, bundle = tls_contexts(tmp_path)
-    monkeypatch.setenv("SMTP_TEST_PASSWORD", "wrong")
+    monkeypatch.setenv("SMTP_TEST_PASSWORD", "pw-Zq81-not-it")
     with FaultyServer(starttls=context, users={USER: "right"}) as server:
         settings = make_project(
             tmp_path,
@@ -92,7 +92,8 @@ def test_wrong_password_is_tried_once_then_stops_the_run_with_exit_2(
         assert server.stored == []
     text = settings_error(result, "smtp.username")
     assert "refused the login of collectif: 535" in text
-    assert "SMTP_TEST_PASSWORD" in text and "wrong" not in result.output
+    assert f"{settings}, key 'smtp.username'" in text  # the file and the key, first
+    assert "SMTP_TEST_PASSWORD" in text and "pw-Zq81-not-it" not in result.output
     untouched(settings)
 
 

@@ -200,9 +200,14 @@ def status(
     *,
     export: Path | None = None,
     with_sheet: bool = False,
+    report_to: Path | None = None,
     now: float | None = None,
 ) -> StatusReport:
-    """The delivery log against the spreadsheet as it is now, and where the approval stands."""
+    """The delivery log against the spreadsheet as it is now, and where the approval stands.
+
+    `export` also writes the log (or, `with_sheet`, the spreadsheet with the outcome) to a file;
+    `report_to` writes the organisers' HTML report (campaign.report).
+    """
     from campaign.approval import approval_state
     from campaign.ledger import Ledger
     from campaign.status import StatusReport, export_deliveries, read_status
@@ -221,12 +226,17 @@ def status(
     if not layout.log.exists():
         report.not_sent_yet = [r.row for r in ready]
         report.forecast = _forecast(campaign, report, now)
-        if export is not None:
+        if export is not None or report_to is not None:
+            what = "to export" if export is not None else "to report"
             raise UsageError(
-                f"nothing to export: campaign {campaign.name} has no delivery log yet",
+                f"nothing {what}: campaign {campaign.name} has no delivery log yet",
                 hint="the log is made by the first campaign send",
             )
         return report
+    if report_to is not None:
+        from campaign.report import check_report_path
+
+        check_report_path(report_to)  # before any work: a wrong path is said at once
     with Ledger(layout.log) as log:
         # Settle what a killed run left `sending`, unless a send is running now.
         with (
@@ -242,6 +252,10 @@ def status(
             export_with_sheet(campaign, log.deliveries(), export)
         elif export is not None:
             export_deliveries(log.deliveries(), export)
+        if report_to is not None:
+            from campaign.report import write_report
+
+            write_report(report, log, report_to, now)
     return report
 
 

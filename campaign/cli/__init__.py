@@ -406,16 +406,22 @@ def status(
     """Show the delivery log against the spreadsheet: counts, failures with their replies, timing."""
     from campaign import commands
 
-    campaign = ctx.campaign(campaign_name)
-    if with_sheet and export_path is None:
-        from campaign.errors import UsageError
+    report = None
+    if export_path is None and report_path is None and not with_sheet:
+        # Nothing changed since the last status and approval: no settings or sheet to read.
+        report = commands.quick_status(ctx.settings_path, campaign_name)
+    if report is None:
+        campaign = ctx.campaign(campaign_name)
+        if with_sheet and export_path is None:
+            from campaign.errors import UsageError
 
-        raise UsageError(
-            "--with-sheet needs --export FILE", hint="e.g. status --export suivi.xlsx --with-sheet"
+            raise UsageError(
+                "--with-sheet needs --export FILE",
+                hint="e.g. status --export suivi.xlsx --with-sheet",
+            )
+        report = commands.status(
+            campaign, export=export_path, with_sheet=with_sheet, report_to=report_path
         )
-    report = commands.status(
-        campaign, export=export_path, with_sheet=with_sheet, report_to=report_path
-    )
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}")
     if as_json:

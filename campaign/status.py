@@ -180,8 +180,12 @@ def read_status(
     in_log = {d.email for d in deliveries}
     report.not_sent_yet = sorted(r.row for r in ready if r.email.lower() not in in_log)
     in_sheet = {r.email.lower() for r in ready}
+    # A bounced address is on the suppression list (campaign inbox put it there), so no longer
+    # among the ready rows: it has not left the spreadsheet, and the bounces list it already.
     report.not_in_sheet = [
-        d.address for d in deliveries if d.email not in in_sheet and d.state is not State.SUPPRESSED
+        d.address
+        for d in deliveries
+        if d.email not in in_sheet and d.state not in (State.SUPPRESSED, State.BOUNCED)
     ]
     runs = log.runs()
     report.runs = len(runs)

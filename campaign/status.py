@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from campaign.errors import InputError, Place
 from campaign.ledger import Delivery, Ledger, State
+from campaign.outbox import check_output_path
 
 if TYPE_CHECKING:
     from campaign.window import Forecast
@@ -239,19 +240,8 @@ def neutralise(value: object) -> object:
 
 def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
     """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
+    check_output_path(path, (".csv", ".xlsx"), option="--export", example="envoi.xlsx")
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".xlsx"):
-        raise InputError(
-            f"cannot export to {path.name}",
-            place=Place(file=str(path)),
-            hint="name a file ending in .csv or .xlsx",
-        )
-    if not path.parent.is_dir():
-        raise InputError(
-            f"the folder {path.parent} does not exist",
-            place=Place(file=str(path)),
-            hint="create the folder first, or export into an existing one",
-        )
     rows: list[list[object]] = []
     for delivery in deliveries:
         record = asdict(delivery)

@@ -81,8 +81,22 @@ def require_clean(inputs: Inputs, *, action: str) -> CheckReport:
 
 
 def check(campaign: Campaign) -> CheckReport:
-    """Validate settings, letter, recipients and suppression list; dry-merge every letter."""
-    return check_inputs(load_inputs(campaign))
+    """Validate settings, letter, recipients and suppression list; dry-merge every letter.
+
+    The smtp section is checked too, offline (no connection, no password command run): only
+    `check` does so, since render, proof and approve need no server.
+    """
+    from dataclasses import replace
+
+    from campaign.smtpsession import smtp_problems
+
+    report = check_inputs(load_inputs(campaign))
+    settings = campaign.settings
+    shown = str(settings.path)
+    report.problems += [
+        replace(p, place=replace(p.place, file=shown)) for p in smtp_problems(settings.smtp)
+    ]
+    return report
 
 
 @dataclass

@@ -32,10 +32,6 @@ from tests.test_send import cli
 USER, PASSWORD = "collectif@example.org", "mot-de-passe-1"
 PASSWORD_ENV = "CAMPAIGN_TEST_SUBMISSION_PASSWORD"
 
-# Takes h10a's work: a refused login or an untrusted certificate is a settings error (exit 2),
-# raised once. Until that is merged, these scenarios say what is required and fail strictly.
-SETTINGS_ERRORS_PENDING = "issue 10 §3: settings errors at send time exit 2 (h10a)"
-
 
 def submission_project(
     tmp_path: Path,
@@ -201,7 +197,6 @@ def test_recipient_refused_with_5xx_fails_with_postfix_text_and_the_others_arriv
     assert len(queue_ids(server_log)) == 3
 
 
-@pytest.mark.xfail(strict=True, reason=SETTINGS_ERRORS_PENDING)
 def test_wrong_password_is_one_login_attempt_and_exit_2(
     tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,7 +215,6 @@ def test_wrong_password_is_one_login_attempt_and_exit_2(
     assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=SETTINGS_ERRORS_PENDING)
 def test_certificate_of_another_authority_stops_before_anything_is_sent(
     tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
 ) -> None:

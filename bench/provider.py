@@ -150,6 +150,19 @@ def main() -> None:
         print(f"\n{title}")
         for key, value in figures.items():
             print(f"  {key:28} {value}")
+        for target, met in verdicts(figures):
+            print(f"  target {target:21} {'met' if met else 'MISSED'}")
+
+
+def verdicts(figures: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The issue's targets for the figures of one scenario."""
+    found = [("0 failed", figures["failed"] == 0), ("0 duplicates", figures["duplicates"] == 0)]
+    if "ratio to ideal" in figures:
+        found.append(("refusals <= 10", figures["refusals (server)"] <= 10))
+        found.append(("time <= 1.5x ideal", figures["ratio to ideal"] <= 1.5))
+    if "lost / outage" in figures:
+        found.append(("time lost <= 1.5x", figures["lost / outage"] <= 1.5))
+    return found
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def test_wrong_password_is_tried_once_then_stops_the_run_with_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     context, bundle = tls_contexts(tmp_path)
-    monkeypatch.setenv("SMTP_TEST_PASSWORD", "wrong")
+    monkeypatch.setenv("SMTP_TEST_PASSWORD", "pw-Zq81-not-it")
     with FaultyServer(starttls=context, users={USER: "right"}) as server:
         settings = make_project(
             tmp_path,
@@ -92,7 +92,8 @@ def test_wrong_password_is_tried_once_then_stops_the_run_with_exit_2(
         assert server.stored == []
     text = settings_error(result, "smtp.username")
     assert "refused the login of collectif: 535" in text
-    assert "SMTP_TEST_PASSWORD" in text and "wrong" not in result.output
+    assert f"{settings}, key 'smtp.username'" in text  # the file and the key, first
+    assert "SMTP_TEST_PASSWORD" in text and "pw-Zq81-not-it" not in result.output
     untouched(settings)
 
 
@@ -158,6 +159,36 @@ def test_username_without_any_password_source_is_found_by_check(tmp_path: Path) 
     assert "no password is named" in check_finds(settings, "smtp.password_env")
     result = cli(settings, "send", "--quiet")
     settings_error(result, "smtp.password_env")
+
+
+def test_a_password_in_clear_to_a_remote_host_is_found_by_check(tmp_path: Path) -> None:
+    settings = make_project(
+        tmp_path, port=587, recipients=1, smtp=f"username: {USER}\n  password_env: HOME"
+    )
+    settings.write_text(settings.read_text().replace("host: 127.0.0.1", "host: smtp.example.org"))
+    assert "unencrypted to smtp.example.org" in check_finds(settings, "smtp.security")
+
+
+def test_a_mechanism_the_server_does_not_offer_names_smtp_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, bundle = tls_contexts(tmp_path)
+    monkeypatch.setenv("SMTP_TEST_PASSWORD", "right")
+    with FaultyServer(starttls=context, users={USER: "right"}) as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=1,
+            smtp=f"security: starttls\n  cert_bundle: {bundle}\n  username: {USER}\n"
+            "  password_env: SMTP_TEST_PASSWORD\n  auth: xoauth2\n  password_command: echo x",
+        )
+        settings.write_text(
+            settings.read_text().replace("  password_env: SMTP_TEST_PASSWORD\n", "")
+        )
+        result = cli(settings, "send", "--quiet")
+        assert server.auth_commands == 0
+    text = settings_error(result, "smtp.auth")
+    assert "does not offer AUTH XOAUTH2 (it offers LOGIN PLAIN)" in text
 
 
 # --- the TLS mode of the port ---------------------------------------------------------------

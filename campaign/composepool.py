@@ -31,7 +31,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 # Below this many messages composing in the run's own process costs less than starting workers
-# (measured in docs/performance-send.md: a worker costs ~10 ms to fork and feed; a message ~1.5 ms).
+# (measured in docs/performance-send.md: two workers cost ~20 ms to fork; a message ~1 ms).
 MIN_BATCH = 64
 CHUNK = 8  # messages per task: one pipe round trip per chunk, not per message
 AHEAD = 4  # chunks each worker may have composed or queued beyond what was taken

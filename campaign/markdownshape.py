@@ -64,14 +64,16 @@ class ShapeCache:
     """Parses of one markdown-it parser, shared by the rows of the same shape."""
 
     parser: MarkdownIt
-    _shapes: OrderedDict[str, _Shape] = field(default_factory=OrderedDict)
+    _shapes: OrderedDict[tuple[str, ...], _Shape] = field(default_factory=OrderedDict)
     hits: int = 0
 
     def parse(self, source: str) -> tuple[list[Token], dict[str, Any]]:
         """The tokens and env of `source`, exactly as `parser.parse(source, env)` gives them."""
         parts = _SPLIT.split(source)
         words = parts[1::2]
-        skeleton = "\0".join(parts[0::2])
+        skeleton = tuple(
+            parts[0::2]
+        )  # what lies between the words, as such (any text may be in it)
         shape = self._shapes.get(skeleton)
         if shape is None:
             self._shapes[skeleton] = _Shape(words)

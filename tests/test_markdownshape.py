@@ -90,6 +90,8 @@ VALUES = [
     " ",
     "Qzxvaaaa",
     "Ǆemal",
+    "a\x00b",
+    "\x00",
 ]
 REFERENCES = ["", "\n\n[jean]: /u\n", "\n\n[^jean]: note\n", "\n\n[^n]: note {}\n"]
 
@@ -136,6 +138,16 @@ def test_rows_that_differ_in_a_name_share_one_parse() -> None:
     for source in rows:
         cache.parse(source)
     assert cache.hits == len(rows) - 1  # all but the first, which has nothing to compare with
+
+
+def test_text_between_words_is_compared_as_it_is() -> None:
+    """Two sources whose in-between text differs only by where a NUL falls are two shapes."""
+    parser = markdown_parser()
+    cache = ShapeCache(parser)
+    for source in ["\x00", "a\x00b", "a\x00", "\x00b", "a b\x00c"]:
+        env: dict[str, object] = {}
+        expected = [t.as_dict() for t in parser.parse(source, env)]
+        assert [t.as_dict() for t in cache.parse(source)[0]] == expected
 
 
 def test_substituted_tokens_are_fresh_copies() -> None:

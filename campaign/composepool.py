@@ -19,6 +19,7 @@ its own process.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import random
@@ -26,7 +27,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -74,6 +75,24 @@ class ComposePool(Generic[T]):
         self._pending: list[list[int]] = []  # per worker: the chunks sent, not yet received
         context = mp.get_context("fork")
         parent = os.getpid()
+        # Frozen, what the workers inherit is never collected there: a garbage object owning a
+        # descriptor (closed in the worker) could close one the worker opened under that number.
+        gc.freeze()
+        try:
+            self._start(context, compose, items, chunk, parent, workers)
+        finally:
+            gc.unfreeze()
+        self._feed()
+
+    def _start(
+        self,
+        context: Any,
+        compose: Callable[[T], bytes],
+        items: Sequence[T],
+        chunk: int,
+        parent: int,
+        workers: int,
+    ) -> None:
         for _ in range(max(1, min(workers, self._chunks))):
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(
@@ -87,7 +106,6 @@ class ComposePool(Generic[T]):
             self._pipes.append(mine)
             self._processes.append(process)
             self._pending.append([])
-        self._feed()
 
     def take(self, item: T) -> bytes | None:
         """The composed bytes of `item`, waiting for its worker if need be; None if not composed."""
@@ -109,16 +127,16 @@ class ComposePool(Generic[T]):
         return data
 
     def close(self) -> None:
-        """Stop the workers (they finish the chunk in hand) and reap them."""
+        """Stop the workers and reap them; what they composed and nobody took is dropped."""
         pipes, self._pipes = self._pipes, []
         for pipe in pipes:
             with contextlib.suppress(OSError):
                 pipe.send(None)
             pipe.close()
         for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+            process.join(timeout=0.2)
+            if process.is_alive():  # blocked handing back chunks nobody will take (a stop)
+                process.terminate()
                 process.join()
         self._processes = []
 
@@ -161,21 +179,22 @@ def _work(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     random.seed()  # forked with the parent's state: each worker draws its own boundaries
-    while True:
-        if not pipe.poll(PARENT_CHECK):
-            if os.getppid() != parent:
-                return  # the run was killed: nobody will read what we compose
-            continue
-        number = pipe.recv()
-        if number is None:
-            return
-        out: list[bytes | None] = []
-        for item in items[number * chunk : (number + 1) * chunk]:
-            try:
-                out.append(compose(item))
-            except Exception:  # the run composes it again itself and reports the error
-                out.append(None)
-        pipe.send(out)
+    with contextlib.suppress(EOFError, OSError):  # the run closed the pipe: it is over
+        while True:
+            if not pipe.poll(PARENT_CHECK):
+                if os.getppid() != parent:
+                    return  # the run was killed: nobody will read what we compose
+                continue
+            number = pipe.recv()
+            if number is None:
+                return
+            out: list[bytes | None] = []
+            for item in items[number * chunk : (number + 1) * chunk]:
+                try:
+                    out.append(compose(item))
+                except Exception:  # the run composes it again itself and reports the error
+                    out.append(None)
+            pipe.send(out)
 
 
 def _max_fd() -> int:

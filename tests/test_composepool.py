@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,14 @@ def test_workers_do_not_hold_the_run_lock(tmp_path: Path) -> None:
         os.close(other)
     finally:
         pool.close()
+
+
+def test_a_run_that_stops_early_does_not_wait_for_its_workers() -> None:
+    pool = ComposePool(compose, list(range(400)), key=lambda n: n, workers=2, chunk=8, ahead=4)
+    assert pool.take(0) is not None
+    time.sleep(0.3)  # the workers have composed ahead and wait to hand their chunks back
+    workers = list(pool._processes)
+    started = time.perf_counter()
+    pool.close()
+    assert time.perf_counter() - started < 2
+    assert workers and all(not process.is_alive() for process in workers)

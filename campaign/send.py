@@ -12,7 +12,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from enum import StrEnum
@@ -244,6 +244,7 @@ def send_campaign(
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
             log.end_run(run, clock(), report.tally.sent, report.stopped or "done")
+            log.keep_pace(run, asdict(pace.report))  # status --report shows it
             if pace.report.server is not None and pace.rate is not None:
                 log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:

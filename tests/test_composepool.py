@@ -65,9 +65,9 @@ def test_workers_do_not_hold_the_run_lock(tmp_path: Path) -> None:
     lock = tmp_path / ".lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    pool = ComposePool(compose, list(range(20)), key=lambda n: n, workers=2)
+    pool = ComposePool(compose, list(range(20)), key=lambda n: n, workers=2, chunk=4)
     try:
-        assert pool.take(0) is not None
+        assert pool.take(0) is not None and pool.take(4) is not None  # both workers have started
         os.close(fd)  # the run ends (or dies) while its workers are still there
         other = os.open(lock, os.O_RDWR)
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if a worker held it

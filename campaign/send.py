@@ -341,7 +341,10 @@ class _Plan:
         ):
             return
         recipients = [self.ready[str(job.key)] for job in jobs]
-        self._compose(recipients[0])  # warm the shared parts once, before the workers inherit them
+        try:  # warm the shared parts once, before the workers inherit them
+            self._compose(recipients[0])
+        except Exception:
+            return  # reported, as it always was, when that message is about to be sent
         self._stamp_time = _now()
         self._stamp = _date_line(self._stamp_time)
         self._pool = composepool.ComposePool(

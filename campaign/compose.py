@@ -422,7 +422,11 @@ def dot_stuffed(raw: bytes) -> bytes:
     """A message file as sent after DATA: dot-stuffed, ending with the final dot."""
     if not raw.endswith(b"\r\n"):
         raw += b"\r\n"
-    return _DOT_AT_LINE_START.sub(b"..", raw) + b".\r\n"
+    # The regex costs ~0.4 ms on a message with a 30 KB attachment; a plain search says in a few
+    # microseconds whether any line starts with a dot at all (base64 never does).
+    if raw.startswith(b".") or b"\n." in raw:
+        raw = _DOT_AT_LINE_START.sub(b"..", raw)
+    return raw + b".\r\n"
 
 
 def eml_name(recipient: Recipient) -> str:

@@ -4,8 +4,9 @@
 or the final dot; drop the connection before the 354, after the 354, or after storing the message
 without replying; delay a reply; cap the messages per connection; require STARTTLS (trustme
 certificate) or implicit TLS; require AUTH; limit the rate like a provider (`RateLimit`: N messages
-per window, then 450 4.7.1, and 421 closing after repeated refusals). It stores what it accepts in memory, with the time and
-the connection, so tests count copies per Message-ID.
+per window, then 450 4.7.1, and 421 closing after repeated refusals); advertise DSN and record the
+MAIL/RCPT parameters (`dsn=True`). It stores what it accepts in memory, with the time, the
+connection and the envelope's arguments, so tests count copies per Message-ID.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,8 @@ class Stored:
     data: bytes
     at: float
     connection: int
+    mail_args: str = ""  # the MAIL FROM argument as the client wrote it (parameters included)
+    rcpt_args: list[str] = field(default_factory=list)  # each RCPT TO argument, likewise
 
 
 @dataclass
@@ -90,11 +94,21 @@ class _State:
     logins: int = 0
     rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    dsn: bool = False  # advertise DSN (RFC 3461) and take its MAIL and RCPT parameters
+    on_store: Callable[[Stored], None] | None = None  # e.g. file it in Sent, as Gmail does
 
 
 class _Handler:
     def __init__(self, state: _State) -> None:
         self.state = state
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.state.dsn:
+            responses.insert(1, "250-DSN")
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -115,7 +129,13 @@ class _Handler:
         data: bytes = envelope.original_content or envelope.content
         fault = _fault(self.state, "dot", envelope.rcpt_tos)
         record = Stored(
-            message_id_of(data), list(envelope.rcpt_tos), data, time.time(), server.connection_id
+            message_id_of(data),
+            list(envelope.rcpt_tos),
+            data,
+            time.time(),
+            server.connection_id,
+            server.mail_args,
+            list(server.rcpt_args),
         )
         if fault is not None:
             if fault.action == "delay":
@@ -130,6 +150,8 @@ class _Handler:
             else:
                 return f"{fault.code} {fault.text}"
         self.state.stored.append(record)
+        if self.state.on_store is not None:
+            self.state.on_store(record)
         server.messages += 1
         if self.state.rate is not None:
             self.state.rate.accepted.append(time.time())
@@ -152,7 +174,19 @@ class _Session(SMTP):  # type: ignore[misc]
         self.connection_id = next(self.state.counter)
         self.messages = 0
         self.refused = 0
+        self.mail_args = ""
+        self.rcpt_args: list[str] = []
         self.state.connections += 1
+
+    def _without_dsn(self, arg: str, names: tuple[str, ...]) -> str:
+        """The argument without the DSN parameters, which aiosmtpd itself does not know."""
+        if not self.state.dsn:
+            return arg
+        return " ".join(w for w in arg.split(" ") if not w.upper().startswith(names))
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.rcpt_args.append(arg)
+        await super().smtp_RCPT(self._without_dsn(arg, ("NOTIFY=", "ORCPT=")))
 
     async def smtp_MAIL(self, arg: str) -> None:
         cap = self.state.per_connection
@@ -172,7 +206,8 @@ class _Session(SMTP):  # type: ignore[misc]
             else:
                 await self.push("450 4.7.1 Error: too much mail from 127.0.0.1")
             return
-        await super().smtp_MAIL(arg)
+        self.mail_args, self.rcpt_args = arg, []
+        await super().smtp_MAIL(self._without_dsn(arg, ("RET=", "ENVID=")))
 
     async def smtp_DATA(self, arg: str) -> None:
         recipients = list(self.envelope.rcpt_tos) if self.envelope else []
@@ -213,8 +248,12 @@ class FaultyServer:
         users: dict[str, str] | None = None,
         idle_timeout: float | None = None,
         rate: RateLimit | None = None,
+        dsn: bool = False,
+        on_store: Callable[[Stored], None] | None = None,
     ) -> None:
-        self.state = _State(list(faults or []), per_connection, rate=rate)
+        self.state = _State(
+            list(faults or []), per_connection, rate=rate, dsn=dsn, on_store=on_store
+        )
         self.idle_timeout = idle_timeout
         self.starttls = starttls
         self.implicit_tls = implicit_tls

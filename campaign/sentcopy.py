@@ -136,8 +136,7 @@ class Copies:
                 box.close()
 
     def spool(self, email: str) -> Path:
-        digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
-        return self.layout.sent_copies / f"{digest}.eml"
+        return spool_path(self.layout, email)
 
     def add(self, email: str, data: bytes) -> None:
         """A message just accepted (dot-stuffed, as sent after DATA): copy it to Sent if due."""
@@ -214,6 +213,12 @@ class Copies:
         self.log.keep_meta(META_KEY, self.decision)
         self.report.provider_files = self.decision == PROVIDER
         return self.decision == PROVIDER
+
+
+def spool_path(layout: Layout, email: str) -> Path:
+    """Where the bytes of `email`'s copy wait until the copy is saved."""
+    digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+    return layout.sent_copies / f"{digest}.eml"
 
 
 def _reason(err: BaseException) -> str:

@@ -17,8 +17,10 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from campaign.settings import Throttle as ThrottleSettings
+if TYPE_CHECKING:
+    from campaign.settings import Throttle as ThrottleSettings
 
 DAY = 86400.0
 

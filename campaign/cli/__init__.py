@@ -386,6 +386,13 @@ def send(
     help="With --export: write the recipient spreadsheet itself, every cell unchanged, plus "
     "state, date sent, bounce reason and replied columns (.xlsx, .ods or .csv).",
 )
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="Also write a report for the organisers to FILE.html: counts, failures, bounces, the "
+    "server's limits, what is left and the messages per hour (one page, opens offline).",
+)
 @pass_context
 @reports_errors
 def status(
@@ -394,18 +401,27 @@ def status(
     as_json: bool,
     export_path: Path | None,
     with_sheet: bool,
+    report_path: Path | None,
 ) -> None:
     """Show the delivery log against the spreadsheet: counts, failures with their replies, timing."""
     from campaign import commands
 
-    campaign = ctx.campaign(campaign_name)
-    if with_sheet and export_path is None:
-        from campaign.errors import UsageError
+    report = None
+    if export_path is None and report_path is None and not with_sheet:
+        # Nothing changed since the last status and approval: no settings or sheet to read.
+        report = commands.quick_status(ctx.settings_path, campaign_name)
+    if report is None:
+        campaign = ctx.campaign(campaign_name)
+        if with_sheet and export_path is None:
+            from campaign.errors import UsageError
 
-        raise UsageError(
-            "--with-sheet needs --export FILE", hint="e.g. status --export suivi.xlsx --with-sheet"
+            raise UsageError(
+                "--with-sheet needs --export FILE",
+                hint="e.g. status --export suivi.xlsx --with-sheet",
+            )
+        report = commands.status(
+            campaign, export=export_path, with_sheet=with_sheet, report_to=report_path
         )
-    report = commands.status(campaign, export=export_path, with_sheet=with_sheet)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {_escape(warning)}")
     if as_json:
@@ -416,6 +432,8 @@ def status(
             console.print(_escape(report.forecast.summary()))
         if export_path is not None:
             console.print(f"exported to {_escape(str(export_path))}")
+        if report_path is not None:
+            console.print(f"report written to {_escape(str(report_path))}")
     sys.exit(report.exit_code)
 
 

@@ -179,10 +179,13 @@ def print_status(report: StatusReport) -> None:
         console.print(f"{name}: nothing sent yet (no {escape(str(report.log))})")
     else:
         console.print(f"{name}: delivery log {escape(str(report.log))}")
+        # One row per state met: nine states side by side do not fit 80 columns.
         table = Table(header_style="bold")
-        for state in report.counts:
-            table.add_column(state, justify="right")
-        table.add_row(*(str(n) for n in report.counts.values()))
+        table.add_column("state")
+        table.add_column("recipients", justify="right")
+        for state, n in report.counts.items():
+            if n:
+                table.add_row(state, str(n))
         console.print(table)
     console.print(f"approval: {escape(report.approval)}")
     if report.not_sent_yet and report.started:
@@ -289,6 +292,8 @@ class SendProgress:
             TimeRemainingColumn,
         )
 
+        # Not on a terminal (a pipe, a log file): no bar, which would leave an empty line there.
+        console = err_console.rich()
         self.bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -296,8 +301,8 @@ class SendProgress:
             TaskProgressColumn(),
             "{task.fields[rate]}",
             TimeRemainingColumn(),
-            console=err_console.rich(),
-            disable=disable,
+            console=console,
+            disable=disable or not console.is_terminal,
             transient=True,
         )
         self.task = self.bar.add_task("sending", total=None, rate="")

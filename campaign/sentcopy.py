@@ -169,23 +169,25 @@ class Copies:
             self._append(email, mid, raw, look_first=True)
 
     def _append(self, email: str, mid: str, raw: bytes, *, look_first: bool) -> None:
-        try:
-            box, folder = self.box()
-            if not (look_first and mid and mid in box.find(folder, [mid])):
-                box.append(folder, raw)
-        except Exception as err:  # the mailbox refused or dropped: the copy waits, never the mail
-            error = _reason(err)
-            self.log.apply(
-                [
-                    ledger.sent_copy(
-                        email, mid, "failed", self.report.folder or "", time.time(), error
-                    )
-                ]
-            )
-            self._failed(error)
-            if self._broken is None:
-                self.close()  # the connection may be half-way through a command: start afresh
-            return
+        # Two tries: a connection idle through a long wait (retries, the send window) may have
+        # been closed by the server. The second looks first: the APPEND may have landed.
+        for last in (False, True):
+            try:
+                box, folder = self.box()
+                if not (look_first and mid and mid in box.find(folder, [mid])):
+                    box.append(folder, raw)
+                break
+            except Exception as err:  # the mailbox refused or dropped: the copy waits, not the mail
+                error = _reason(err)
+                if self._broken is None:
+                    self.close()  # the connection may be half-way through a command: start afresh
+                if not last and self._broken is None and self.owned:
+                    look_first = True
+                    continue
+                where = self.report.folder or ""
+                self.log.apply([ledger.sent_copy(email, mid, "failed", where, time.time(), error)])
+                self._failed(error)
+                return
         self.log.apply([ledger.sent_copy(email, mid, "done", folder, time.time())])
         self.spool(email).unlink(missing_ok=True)
         self.report.saved += 1

@@ -157,9 +157,7 @@ class ImapBox:
         info = self._examine(folder)
         validity = int(info.get(b"UIDVALIDITY", 0))
         last = position.last_uid if position and position.uidvalidity == validity else 0
-        # `UID n:*` also returns the last message when its UID is below n: filter it out.
-        uids = [int(u) for u in self.client.search(["UID", f"{last + 1}:*"]) if int(u) > last]
-        uids.sort()
+        ranges = self._new_ranges(info, last)
         # Only the triage headers: not BODYSTRUCTURE (Dovecot then parses each message whole,
         # as slow as fetching them all), not INTERNALDATE (imapclient's date parsing alone cost
         # as much as the fetch). And read with imaplib, which imapclient runs on: imapclient's
@@ -167,13 +165,12 @@ class ImapBox:
         wanted = f"(BODY.PEEK[HEADER.FIELDS ({' '.join(TRIAGE_HEADERS)})])"
         found: list[Arrival] = []
         imap = self.client._imap
-        for start in range(0, len(uids), HEADER_CHUNK):
-            chunk = uids[start : start + HEADER_CHUNK]
+        for first, end in ranges:
             # imapclient sets imaplib's debug level to 5, which logs every line read (at DEBUG,
             # filtered out later): 20,000 calls for 10,000 messages. Not for this one command.
             level, imap.debug = imap.debug, 0
             try:
-                status, data = imap.uid("FETCH", f"{chunk[0]}:{chunk[-1]}", wanted)
+                status, data = imap.uid("FETCH", f"{first}:{end}", wanted)
             finally:
                 imap.debug = level
             if status != "OK":
@@ -182,9 +179,30 @@ class ImapBox:
                     place=Place(key="mailbox.folders.inbox"),
                 )
             headers = _fetched_headers(data)
-            found += [Arrival(uid, headers[uid], 0) for uid in chunk if uid in headers]
-        top = max([last, *uids])
+            # `UID n:m` also returns the last message when its UID is below n: filter it out.
+            found += [Arrival(u, headers[u], 0) for u in sorted(headers) if first <= u <= end]
+        top = max([last, *(int(a.uid) for a in found)])
         return found, ScanPosition(validity, top)
+
+    def _new_ranges(self, info: dict[bytes, Any], last: int) -> list[tuple[int, int]]:
+        """UID ranges that cover every message after `last`, HEADER_CHUNK UIDs or messages each.
+
+        From UIDNEXT when the UIDs are dense (no SEARCH: one round trip and 10,000 numbers fewer);
+        a message that arrives meanwhile gets a UID past it and is read by the next scan.
+        """
+        following = int(info.get(b"UIDNEXT", 0))
+        exists = int(info.get(b"EXISTS", 0))
+        if following > last and following - last <= 2 * exists + HEADER_CHUNK:
+            return [
+                (start, min(start + HEADER_CHUNK, following) - 1)
+                for start in range(last + 1, following, HEADER_CHUNK)
+            ]
+        uids = sorted(int(u) for u in self.client.search(["UID", f"{last + 1}:*"]))
+        uids = [u for u in uids if u > last]
+        return [
+            (uids[i], uids[min(i + HEADER_CHUNK, len(uids)) - 1])
+            for i in range(0, len(uids), HEADER_CHUNK)
+        ]
 
     def fetch(
         self, folder: str, uids: Sequence[int | str], *, reports: Collection[int | str] = ()

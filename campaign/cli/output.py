@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet librar
 
     from campaign.inbox import InboxReport
     from campaign.send import SendReport
+    from campaign.sentcopy import CopyReport
     from campaign.status import StatusReport
 
 
@@ -137,6 +138,9 @@ def print_send_report(report: SendReport) -> None:
         console.print(f"deferred messages wait for a retry at {when}; run send again then")
     elif report.stopped:
         console.print(f"[yellow]stopped[/]: {escape(report.stopped)}")
+    _print_copies(report.copies)
+    for note in report.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
     if report.mode == "send":
         counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
         console.print(f"delivery log: {counts or 'empty'} ({escape(str(report.ledger))})")
@@ -145,6 +149,25 @@ def print_send_report(report: SendReport) -> None:
                 "see campaign status for the replies; --retry-failed and --resend-uncertain "
                 "send to them again"
             )
+
+
+def _print_copies(copies: CopyReport | None) -> None:
+    """The copies in Sent (mailbox.save_sent), when there was anything to copy or retry."""
+    if copies is None:
+        return
+    if copies.provider_files and not copies.saved and not copies.failed:
+        console.print("Sent: the provider files sent mail itself; no copy appended")
+        return
+    if not copies.saved and not copies.failed:
+        return
+    folder = escape(copies.folder or "Sent")
+    line = f"{copies.saved} {'copy' if copies.saved == 1 else 'copies'} saved in {folder}"
+    if copies.failed:
+        line += (
+            f", [yellow]{copies.failed} not saved[/] ({escape('; '.join(copies.errors))}): "
+            "the next send or inbox saves them; nothing is sent again"
+        )
+    console.print(line)
 
 
 def print_status(report: StatusReport) -> None:
@@ -208,6 +231,11 @@ def print_status(report: StatusReport) -> None:
         console.print(bounced)
     for email, what in report.searched.items():
         console.print(f"[yellow]uncertain[/] {escape(email)}: {escape(what)}")
+    if report.copies_not_saved:
+        console.print(
+            f"[yellow]Sent[/]: {report.copies_not_saved} copies not saved yet "
+            "(the next send or inbox saves them)"
+        )
     if report.per_minute is not None:
         console.print(
             f"{_plural(report.runs, 'run')}, {report.run_seconds:.1f} s sending, "
@@ -249,6 +277,7 @@ def print_inbox(report: InboxReport) -> None:
         console.print(f"uncertain → sent: {escape(email)}: {escape(evidence)}")
     for email, searched in report.uncertain.items():
         console.print(f"[yellow]still uncertain[/] {escape(email)}: {escape(searched)}")
+    _print_copies(report.copies)
 
 
 class SendProgress:

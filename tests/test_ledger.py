@@ -11,7 +11,7 @@ import pytest
 from openpyxl import load_workbook
 
 from campaign import ledger
-from campaign.errors import InputError, StateError
+from campaign.errors import StateError, UsageError
 from campaign.ledger import Entry, Ledger, State
 from campaign.logwriter import LedgerWriter
 from campaign.status import export_deliveries, neutralise
@@ -214,7 +214,7 @@ def test_export_to_csv_and_xlsx_is_safe_to_open(tmp_path: Path) -> None:
     cell = sheet.cell(row=2, column=header.index("name") + 1)
     assert cell.data_type == "s"
     assert str(cell.value).startswith("'=")
-    with pytest.raises(InputError, match=r"\.csv or \.xlsx"):
+    with pytest.raises(UsageError, match=r"\.csv or \.xlsx"):
         export_deliveries(log.deliveries(), tmp_path / "log.txt")
 
 

@@ -296,13 +296,22 @@ _PLACE = "=" * 15 + "1" * 19 + "=="
 
 def _text_part(policy: EmailPolicy[EmailMessage], subtype: str, text: str) -> bytes:
     """A text leaf in UTF-8 quoted-printable, as `set_content(..., cte="quoted-printable")`."""
-    lines = text.encode("utf-8").splitlines()
-    data = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), 78)
+    # quoprimime.body_encode(lines joined by "\n" + "\n") encodes each line on its own (the
+    # quoting, the soft breaks and the trailing-space rule are all within a line), so each
+    # line is encoded once per run: the lines no cell changes are the same for every recipient.
+    lines = text.encode("utf-8").splitlines() or [b""]
+    data = b"\r\n".join(map(_qp_line, lines)) + b"\r\n"
     return (
         _fold_cached(policy, "Content-Type", f'text/{subtype}; charset="utf-8"')
         + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        + _crlf(data.encode("ascii"))
+        + data
     )
+
+
+@functools.lru_cache(maxsize=8192)
+def _qp_line(line: bytes) -> bytes:
+    """One line (no line break in it) in quoted-printable, soft-broken at 78 columns."""
+    return quoprimime.body_encode(line.decode("latin-1"), 78, "\r\n").encode("ascii")
 
 
 def _bytes_part(
@@ -413,7 +422,11 @@ def dot_stuffed(raw: bytes) -> bytes:
     """A message file as sent after DATA: dot-stuffed, ending with the final dot."""
     if not raw.endswith(b"\r\n"):
         raw += b"\r\n"
-    return _DOT_AT_LINE_START.sub(b"..", raw) + b".\r\n"
+    # The regex costs ~0.4 ms on a message with a 30 KB attachment; a plain search says in a few
+    # microseconds whether any line starts with a dot at all (base64 never does).
+    if raw.startswith(b".") or b"\n." in raw:
+        raw = _DOT_AT_LINE_START.sub(b"..", raw)
+    return raw + b".\r\n"
 
 
 def eml_name(recipient: Recipient) -> str:

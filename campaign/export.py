@@ -21,13 +21,14 @@ from pathlib import Path
 
 from campaign.errors import InputError, Place
 from campaign.ledger import Delivery, State
+from campaign.outbox import check_output_path
 from campaign.settings import Campaign
 from campaign.spreadsheet import decode_text, read_table, sniff_delimiter
 from campaign.status import neutralise
 
 # The added columns' headers; the lead's catalogs may translate them.
 OUTCOME_COLUMNS = ["state", "date sent", "bounce reason", "replied"]
-SHEET_SUFFIXES = {".csv", ".xlsx", ".ods"}
+SHEET_SUFFIXES = (".xlsx", ".ods", ".csv")
 # States whose last reply says why the message did not arrive.
 _NOT_DELIVERED = {State.FAILED.value, "bounced"}
 
@@ -54,13 +55,8 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
 
 def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: Path) -> Path:
     """Write the campaign's spreadsheet with the outcome columns to `path` (.csv, .xlsx or .ods)."""
+    check_output_path(path, SHEET_SUFFIXES, option="--export", example="suivi.xlsx")
     suffix = path.suffix.lower()
-    if suffix not in SHEET_SUFFIXES:
-        raise InputError(
-            f"cannot export the spreadsheet to {path.name}",
-            place=Place(file=str(path)),
-            hint="name a file ending in .xlsx, .ods or .csv",
-        )
     config = campaign.config
     source = campaign.path(config.recipients)
     shown = campaign.settings.display(config.recipients)

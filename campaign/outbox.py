@@ -31,6 +31,32 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def check_output_path(path: Path, suffixes: tuple[str, ...], *, option: str, example: str) -> None:
+    """Refuse, before any work, a file named on the command line that cannot be written: a
+    folder, a suffix the command does not write, a folder that does not exist (exit 2)."""
+    from campaign.errors import Place, UsageError
+
+    place = Place(file=str(path), option=option)
+    if path.is_dir():
+        raise UsageError(
+            f"{path} is a folder",
+            place=place,
+            hint=f"name a file inside it, e.g. {option} {path / example}",
+        )
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(
+            f"cannot write {path.name}: {option} writes {' or '.join(suffixes)} files",
+            place=place,
+            hint=f"name a file ending in {' or '.join(suffixes)}, e.g. {option} {example}",
+        )
+    if not path.parent.is_dir():
+        raise UsageError(
+            f"the folder {path.parent} does not exist",
+            place=place,
+            hint="create the folder first, or name a file in an existing one",
+        )
+
+
 def write_private(path: Path, data: bytes | str) -> Path:
     """Write `data` to `path` atomically, readable by the owner only."""
     private_dir(path.parent)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from campaign.errors import InputError, Place, UsageError
+from campaign.errors import InputError, Place
+from campaign.outbox import check_output_path
 
 if TYPE_CHECKING:
     from campaign.ledger import Ledger
@@ -239,25 +240,8 @@ def render_report(context: dict[str, Any]) -> str:
 
 
 def check_report_path(path: Path) -> None:
-    """Refuse, before any work, a report path that cannot be written: a folder, no such folder."""
-    if path.is_dir():
-        raise UsageError(
-            f"{path} is a folder",
-            place=Place(file=str(path)),
-            hint="name a file inside it, e.g. --report " + str(path / "suivi.html"),
-        )
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(
-            f"cannot write the report to {path.name}",
-            place=Place(file=str(path)),
-            hint="name a file ending in .html, e.g. --report suivi.html",
-        )
-    if not path.parent.is_dir():
-        raise UsageError(
-            f"the folder {path.parent} does not exist",
-            place=Place(file=str(path)),
-            hint="create the folder first, or write the report into an existing one",
-        )
+    """Refuse, before any work, a report path that cannot be written."""
+    check_output_path(path, (".html", ".htm"), option="--report", example="suivi.html")
 
 
 def write_report(report: StatusReport, log: Ledger, path: Path, now: float) -> Path:

@@ -6,10 +6,8 @@ without replying; delay a reply; cap the messages per connection; require STARTT
 certificate) or implicit TLS; require AUTH (passwords, or OAuth2 tokens over XOAUTH2 and
 OAUTHBEARER; or offer no AUTH at all); limit the rate like a provider (`RateLimit`: N messages
 per window, then 450 4.7.1, and 421 closing after repeated refusals); go down (`down()`: stop
-listening, cut every session) and come back on the same port (`up()`). It stores what it accepts
-in memory, with the time and the connection, so tests count copies per Message-ID, and counts the
-per window, then 450 4.7.1, and 421 closing after repeated refusals); advertise DSN and record the
-MAIL/RCPT arguments (`dsn=True`). It stores what it accepts in memory, with the time, the
+listening, cut every session) and come back on the same port (`up()`); advertise DSN and record
+the MAIL/RCPT arguments (`dsn=True`). It stores what it accepts in memory, with the time, the
 connection and the envelope's arguments, so tests count copies per Message-ID, and counts the
 logins it saw (AUTH commands, accepted, refused) and the EHLO names clients gave.
 """
@@ -107,9 +105,9 @@ class _State:
     tokens: dict[str, str] = field(default_factory=dict)  # OAuth2: user → the token accepted
     rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
-    live: set[asyncio.Transport] = field(default_factory=set)  # open sessions, cut by `down`
     dsn: bool = False  # advertise DSN (RFC 3461) and take its MAIL and RCPT parameters
     on_store: Callable[[Stored], None] | None = None  # e.g. file it in Sent, as Gmail does
+    live: set[asyncio.Transport] = field(default_factory=set)  # open sessions, cut by `down`
 
 
 class _Handler:
@@ -231,15 +229,6 @@ class _Session(SMTP):  # type: ignore[misc]
         self.rcpt_args: list[str] = []
         self.state.connections += 1
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.state.live.add(transport)
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        self.state.live.discard(self.transport)
-        super().connection_lost(error)
-
     def _without_dsn(self, arg: str, names: tuple[str, ...]) -> str:
         """The argument without the DSN parameters, which aiosmtpd itself does not know."""
         if not self.state.dsn:
@@ -249,6 +238,15 @@ class _Session(SMTP):  # type: ignore[misc]
     async def smtp_RCPT(self, arg: str) -> None:
         self.rcpt_args.append(arg)
         await super().smtp_RCPT(self._without_dsn(arg, ("NOTIFY=", "ORCPT=")))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.state.live.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.state.live.discard(self.transport)
+        super().connection_lost(error)
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self.state.helo_names.append(hostname)
@@ -319,9 +317,9 @@ class FaultyServer:
         users: dict[str, str] | None = None,
         idle_timeout: float | None = None,
         rate: RateLimit | None = None,
-        port: int = 0,
         dsn: bool = False,
         on_store: Callable[[Stored], None] | None = None,
+        port: int = 0,
         tokens: dict[str, str] | None = None,
         offer_auth: bool = True,
     ) -> None:

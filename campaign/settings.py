@@ -381,6 +381,8 @@ class Settings(_Section):
     mailbox: Mailbox | None = None
     typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
+    # The language of the messages (fr or en); None: the locale's (LC_ALL, LC_MESSAGES, LANG).
+    language: Literal["fr", "en"] | None = None
     retention_days: int | None = Field(default=None, gt=0)
     default_campaign: str | None = None
     campaigns: dict[str, CampaignSettings]

@@ -52,6 +52,7 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
             "settings.yaml must be a mapping of keys (sender:, smtp:, campaigns: ...)",
             place=Place(file=str(path)),
         )
+    _speak(data.get("language"))
     lines = _key_lines(node)
     smtp = data.get("smtp")
     if isinstance(smtp, dict) and "password" in smtp:
@@ -74,6 +75,14 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
     _check_campaigns(settings, lines)
     _check_paths(settings, lines)
     return settings
+
+
+def _speak(language: object) -> None:
+    """Speak the settings' language from now on, before validating: its errors are in it too."""
+    from campaign.i18n import LANGUAGES, use_language
+
+    if isinstance(language, str) and language in LANGUAGES:
+        use_language(language)
 
 
 _CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")

@@ -39,7 +39,7 @@ test: lint typecheck pytest
 # The message catalogs (docs/i18n.md): extract the messages of the sources into campaign.pot,
 # merge them into each language's .po (translate the new ones there), compile the .mo files.
 LOCALE := campaign/locale
-KEYWORDS := -k _ -k N_ -k ngettext:1,2 -k plural:2,3
+KEYWORDS := -k _ -k N_ -k ngettext:1,2 -k plural:2,3 -k pgettext:1c,2
 catalogs: $(VENV)/.installed
 	$(BIN)/pybabel extract --no-default-keywords $(KEYWORDS) -F babel.cfg \
 		--add-location=file --sort-by-file --no-wrap --project=campaign \

@@ -92,6 +92,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return catalog().ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """`message` in the current language, where the same English needs two translations."""
+    return catalog().pgettext(context, message)
+
+
 def N_(message: str) -> str:
     """Mark `message` for the catalogs without translating it now (a constant read at import)."""
     return message

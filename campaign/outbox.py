@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaign.errors import Place, StateError
+from campaign.i18n import _, pgettext
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -66,10 +67,14 @@ def run_lock(layout: Layout, *, campaign: str, action: str) -> Iterator[None]:
         except BlockingIOError:
             holder = _read_holder(fd)
             raise StateError(
-                f"campaign {campaign} is being {holder.get('action', 'used')} by process "
-                f"{holder.get('pid', '?')} since {holder.get('since', '?')}",
+                _("campaign {campaign} is being {action} by process {pid} since {since}").format(
+                    campaign=campaign,
+                    action=action_in_progress(str(holder.get("action", "used"))),
+                    pid=holder.get("pid", "?"),
+                    since=holder.get("since", "?"),
+                ),
                 place=Place(file=str(path)),
-                hint="wait for that run to finish, or stop it (Ctrl-C) before starting another",
+                hint=_("wait for that run to finish, or stop it (Ctrl-C) before starting another"),
             ) from None
         os.ftruncate(fd, 0)
         record = {"pid": os.getpid(), "action": action, "since": time.strftime("%H:%M")}
@@ -77,6 +82,32 @@ def run_lock(layout: Layout, *, campaign: str, action: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def action_done(action: str) -> str:
+    """A command's action as in "campaign X cannot be {action}" (the lock file keeps the English)."""
+    return {
+        "rendered": pgettext("cannot be", "rendered"),
+        "proofed": pgettext("cannot be", "proofed"),
+        "approved": pgettext("cannot be", "approved"),
+        "sent": pgettext("cannot be", "sent"),
+        "sent (dry run)": pgettext("cannot be", "sent (dry run)"),
+    }.get(action, action)
+
+
+def action_in_progress(action: str) -> str:
+    """A command's action as in "campaign X is being {action} by process N"."""
+    return {
+        "used": pgettext("is being", "used"),
+        "rendered": pgettext("is being", "rendered"),
+        "proofed": pgettext("is being", "proofed"),
+        "approved": pgettext("is being", "approved"),
+        "sent": pgettext("is being", "sent"),
+        "sent (dry run)": pgettext("is being", "sent (dry run)"),
+        "inspected": pgettext("is being", "inspected"),
+        "purged": pgettext("is being", "purged"),
+        "scanned (inbox)": pgettext("is being", "scanned (inbox)"),
+    }.get(action, action)
 
 
 def _read_holder(fd: int) -> dict[str, object]:

@@ -21,28 +21,30 @@ from campaign import i18n
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "campaign"
 LOCALE = PACKAGE / "locale"
-# The keywords of the Makefile's `catalogs` target (-k _ -k N_ -k ngettext:1,2 -k plural:2,3).
+# The keywords of the Makefile's `catalogs` target (-k _ -k N_ -k ngettext:1,2 -k plural:2,3
+# -k pgettext:1c,2).
 KEYWORDS: dict[str, tuple[int, ...] | None] = {
     "_": None,
     "N_": None,
     "ngettext": (1, 2),
     "plural": (2, 3),
+    "pgettext": ((1, "c"), 2),
 }
 _PLACEHOLDER = re.compile(r"\{(\w*)[^{}]*\}|%\((\w+)\)[sd]")
 
 
-def extracted() -> dict[str, str | None]:
-    """msgid → msgid_plural (None for a singular message) of every message in the sources now."""
+def extracted() -> dict[tuple[str, str | None], str | None]:
+    """(msgid, context) → msgid_plural (None if singular) of every message in the sources now."""
     with (REPO / "babel.cfg").open(encoding="utf-8") as mapping:
         method_map, options_map = parse_mapping_cfg(mapping, str(REPO / "babel.cfg"))
-    found: dict[str, str | None] = {}
-    for _file, _line, message, _comments, _context in extract_from_dir(
+    found: dict[tuple[str, str | None], str | None] = {}
+    for _file, _line, message, _comments, context in extract_from_dir(
         str(PACKAGE), method_map, options_map, keywords=KEYWORDS, comment_tags=("TRANSLATORS:",)
     ):
         if isinstance(message, tuple):
-            found[message[0]] = message[1]
+            found[(message[0], context)] = message[1]
         elif message:
-            found[message] = found.get(message)
+            found[(message, context)] = found.get((message, context))
     return found
 
 
@@ -54,14 +56,14 @@ def french_po() -> Catalog:
 def test_the_sources_have_messages() -> None:
     messages = extracted()
     assert len(messages) > 100  # the extraction reads the sources, not an empty folder
-    assert "error:" in messages
+    assert ("error:", None) in messages
 
 
 def test_every_message_has_a_french_translation() -> None:
     catalog = french_po()
     missing, fuzzy, untranslated = [], [], []
-    for msgid, plural in extracted().items():
-        entry = catalog.get(msgid)
+    for (msgid, context), plural in extracted().items():
+        entry = catalog.get(msgid, context=context)
         if entry is None:
             missing.append(msgid)
             continue

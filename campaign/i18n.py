@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gettext
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,6 +108,30 @@ def plural(n: int, singular: str, plural_form: str) -> str:
     The extractor knows this function too (keyword `plural:2,3` in babel.cfg's callers).
     """
     return ngettext(singular, plural_form, n).format(n=number(n))
+
+
+class Said(str):
+    """A text in the current language that can be said again in another (`again()`).
+
+    `Said(lambda: _("longest {what}").format(what=_("name")))`: the text is made now, and the
+    function is kept, so that the proof pack can say it again in the letter's language.
+    """
+
+    _say: Callable[[], str]
+
+    def __new__(cls, say: Callable[[], str]) -> Said:
+        text = super().__new__(cls, say())
+        text._say = say
+        return text
+
+    def again(self) -> str:
+        """The text in the language in force now."""
+        return self._say()
+
+
+def again(text: str) -> str:
+    """`text` said again in the current language when it can be (a `Said`), else as it is."""
+    return text.again() if isinstance(text, Said) else text
 
 
 def number(n: float, *, decimals: int = 0) -> str:

@@ -394,6 +394,8 @@ class CampaignSettings(_Section):
     pdf_variant: Literal["pdf/a-3b", "pdf/a-3a", "pdf/ua-1"] | None = None
     allow_special_domains: bool = False
     approval: Approval = Field(default_factory=Approval)
+    # The language the letter is written in: the proof pack speaks it to the reviewers.
+    lang: Literal["fr", "en"] = "fr"
 
 
 class Typography(_Section):

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 from campaign.ledger import Delivery, State
 from campaign.settings import Campaign
 from campaign.spreadsheet import decode_text, read_table, sniff_delimiter
@@ -57,26 +58,28 @@ def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: 
     suffix = path.suffix.lower()
     if suffix not in SHEET_SUFFIXES:
         raise InputError(
-            f"cannot export the spreadsheet to {path.name}",
+            _("cannot export the spreadsheet to {name}").format(name=path.name),
             place=Place(file=str(path)),
-            hint="name a file ending in .xlsx, .ods or .csv",
+            hint=_("name a file ending in .xlsx, .ods or .csv"),
         )
     config = campaign.config
     source = campaign.path(config.recipients)
     shown = campaign.settings.display(config.recipients)
     if source.resolve() == path.resolve():
         raise InputError(
-            "the export would overwrite the recipient spreadsheet",
+            _("the export would overwrite the recipient spreadsheet"),
             place=Place(file=str(path)),
-            hint="name another file, e.g. recipients/outcome.xlsx",
+            hint=_("name another file, e.g. {example}").format(example="recipients/outcome.xlsx"),
         )
     by_email = {d.email: d for d in deliveries}
     table = read_table(source, display=shown)
     if config.email_column not in table.headers:
         raise InputError(
-            f"the email column {config.email_column!r} is not in the spreadsheet",
+            _("the email column {column} is not in the spreadsheet").format(
+                column=repr(config.email_column)
+            ),
             place=Place(file=shown, column=config.email_column),
-            hint="run campaign check",
+            hint=_("run {command}").format(command="campaign check"),
         )
     source_suffix = source.suffix.lower()
     if suffix == ".xlsx" and source_suffix in {".xlsx", ".xlsm"}:

@@ -135,9 +135,11 @@ def again(text: str) -> str:
 
 
 def number(n: float, *, decimals: int = 0) -> str:
-    """A number the way the current language writes it: 1 234,5 in French, 1,234.5 in English."""
-    text = f"{n:,.{decimals}f}"
+    """A number the way the current language writes it: 1 234,5 in French, 1234.5 in English.
+
+    English keeps the plain digits the tool always printed (scripts read them).
+    """
     if current_language() == "fr":
         # The thousands separator is a narrow no-break space; the decimal mark a comma.
-        return text.replace(",", "\u202f").replace(".", ",")
-    return text
+        return f"{n:,.{decimals}f}".replace(",", "\u202f").replace(".", ",")
+    return f"{n:.{decimals}f}"

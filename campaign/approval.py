@@ -24,14 +24,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from campaign import recorded
 from campaign.depends import shown_path
 from campaign.errors import ApprovalError, Place, StateError, UsageError
 from campaign.i18n import N_, _, ngettext
 from campaign.inputs import Inputs
 from campaign.outbox import write_private
 from campaign.recipients import Recipient
+from campaign.recorded import LAYOUT_VERSION
 from campaign.settings import Campaign
-from campaign.typeset import LAYOUT_VERSION
 
 FORMAT = 1
 # How many row numbers a change message lists before it sums up the rest.
@@ -150,6 +151,9 @@ class ApprovalRecord(BaseModel):
     recipients: int
     components: list[_ComponentRecord]
     rows: dict[str, _RowRecord]
+    # The bytes' hash of every input file and the tool's version (campaign.recorded): lets
+    # `status` skip reloading the spreadsheet while nothing changed. Absent in older records.
+    sources: dict[str, str] | None = None
 
     def as_fingerprint(self) -> Fingerprint:
         return Fingerprint(
@@ -161,10 +165,7 @@ class ApprovalRecord(BaseModel):
     @property
     def when(self) -> str:
         """The time of the sign-off, in the organiser's words: 2026-05-07 14:32 UTC."""
-        try:
-            return datetime.fromisoformat(self.at).strftime("%Y-%m-%d %H:%M UTC")
-        except ValueError:
-            return self.at
+        return recorded.when(self.at)
 
 
 class _History(BaseModel):
@@ -252,6 +253,7 @@ def approve(
             for (what, file), value in sorted(current.components.items())
         ],
         rows={k: _RowRecord(row=v.row, hash=v.hash) for k, v in sorted(current.rows.items())},
+        sources=recorded.source_hashes(campaign.settings.root, source_files(inputs)),
     )
     document = _History(campaign=campaign.name, approvals=[*history, record])
     write_private(
@@ -259,6 +261,15 @@ def approve(
         json.dumps(document.model_dump(), ensure_ascii=False, indent=2) + "\n",
     )
     return record
+
+
+def source_files(inputs: Inputs) -> list[Path]:
+    """Every file whose bytes make the approved content and the ready recipients."""
+    campaign = inputs.campaign
+    config = campaign.config
+    files = [campaign.settings.path, campaign.path(config.recipients)]
+    files.append(campaign.path(config.suppression))
+    return files + [dependency.path for dependency in inputs.dependencies]
 
 
 @dataclass(frozen=True)
@@ -282,10 +293,10 @@ class ApprovalState:
             text = _(
                 "approved by {name} on {when}, but the content changed since: {changes}"
             ).format(name=self.last.by, when=self.last.when, changes="; ".join(self.changes))
-        else:
-            text = _(
-                "approved by {name} on {when} (fingerprint {fingerprint}, content unchanged)"
-            ).format(name=self.last.by, when=self.last.when, fingerprint=self.fingerprint.short)
+        else:  # the same line as status's shortcut gives (campaign.recorded)
+            return recorded.approved_summary(
+                self.last.by, self.last.at, self.fingerprint.digest, required=self.required
+            )
         if self.required:
             return text
         return _("{state} (approval not required by the settings)").format(state=text)

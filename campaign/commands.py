@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,12 +31,12 @@ from campaign.errors import (
     ApprovalError,
     CampaignError,
     CheckFailed,
+    ServerSettingsError,
     Severity,
     StateError,
     UsageError,
 )
 from campaign.i18n import _
-from campaign.inputs import CheckReport, Inputs, check_inputs, load_inputs
 from campaign.outbox import (
     Purge,
     action_done,
@@ -45,18 +45,23 @@ from campaign.outbox import (
     run_lock,
     sink_folder,
 )
-from campaign.settings import Campaign
 
 if TYPE_CHECKING:
+    # campaign.inputs brings Jinja2 and pandas: imported by the commands that load the inputs,
+    # so that `campaign status` starts without them when nothing changed since the approval.
     from campaign.approval import ApprovalRecord
     from campaign.dispatch import Progress as SendProgress
     from campaign.inbox import InboxReport
+    from campaign.inputs import CheckReport, Inputs
+    from campaign.ledger import Ledger
     from campaign.pdf import Progress as RenderProgress
     from campaign.pdf import RenderReport
     from campaign.proofs import ProofPack
+    from campaign.recorded import StatusSettings
     from campaign.send import SendOptions, SendReport
-    from campaign.status import StatusReport
-    from campaign.window import Forecast
+    from campaign.settings import Campaign
+    from campaign.status import Ready, StatusReport
+    from campaign.window import Caps, Forecast, SendWindow
 
 
 @contextlib.contextmanager
@@ -64,6 +69,8 @@ def _session(
     campaign: Campaign, action: str, *, clean: bool = True, approved: bool = False
 ) -> Iterator[Inputs]:
     """Hold the run lock, load the inputs once, and pass the gates the command needs."""
+    from campaign.inputs import load_inputs
+
     with run_lock(campaign.layout, campaign=campaign.name, action=action):
         inputs = load_inputs(campaign)
         if clean:
@@ -77,6 +84,8 @@ def _session(
 
 def require_clean(inputs: Inputs, *, action: str) -> CheckReport:
     """Refuse (`CheckFailed`) while `check` finds errors in the campaign's inputs."""
+    from campaign.inputs import check_inputs
+
     report = check_inputs(inputs)
     if report.errors:
         name = inputs.campaign.name
@@ -93,8 +102,23 @@ def require_clean(inputs: Inputs, *, action: str) -> CheckReport:
 
 
 def check(campaign: Campaign) -> CheckReport:
-    """Validate settings, letter, recipients and suppression list; dry-merge every letter."""
-    return check_inputs(load_inputs(campaign))
+    """Validate settings, letter, recipients and suppression list; dry-merge every letter.
+
+    The smtp section is checked too, offline (no connection, no password command run): only
+    `check` does so, since render, proof and approve need no server.
+    """
+    from dataclasses import replace
+
+    from campaign.inputs import check_inputs, load_inputs
+    from campaign.smtpsession import smtp_problems
+
+    report = check_inputs(load_inputs(campaign))
+    settings = campaign.settings
+    shown = str(settings.path)
+    report.problems += [
+        replace(p, place=replace(p.place, file=shown)) for p in smtp_problems(settings.smtp)
+    ]
+    return report
 
 
 @dataclass
@@ -165,7 +189,11 @@ def approve(campaign: Campaign, *, by: str, note: str | None = None) -> Approval
                     command=f"campaign proof {campaign.name}"
                 ),
             )
-        return record_approval(inputs, by=by, note=note, fingerprint=current)
+        record = record_approval(inputs, by=by, note=note, fingerprint=current)
+    from campaign.recorded import write_snapshot
+
+    write_snapshot(campaign, record.fingerprint)  # status needs no settings until they change
+    return record
 
 
 def send(
@@ -193,7 +221,14 @@ def send(
         inbox(campaign)
     action = "sent (dry run)" if options.dry_run else "sent"
     with _session(campaign, action, approved=for_real) as inputs:
-        return send_campaign(inputs, options, progress=progress, clock=clock)
+        try:
+            return send_campaign(inputs, options, progress=progress, clock=clock)
+        except ServerSettingsError as err:
+            # The SMTP session knows the key at fault; the organiser also wants the file.
+            from dataclasses import replace
+
+            err.place = replace(err.place, file=str(campaign.settings.path))
+            raise
 
 
 def _test_address(address: str) -> str:
@@ -230,80 +265,160 @@ def status(
     *,
     export: Path | None = None,
     with_sheet: bool = False,
+    report_to: Path | None = None,
     now: float | None = None,
 ) -> StatusReport:
-    """The delivery log against the spreadsheet as it is now, and where the approval stands."""
-    from campaign.approval import approval_state
-    from campaign.ledger import Ledger
-    from campaign.status import StatusReport, export_deliveries, read_status
+    """The delivery log against the spreadsheet as it is now, and where the approval stands.
 
-    now = time.time() if now is None else now
+    `export` also writes the log (or, `with_sheet`, the spreadsheet with the outcome) to a file;
+    `report_to` writes the organisers' HTML report (campaign.report).
+    """
+    from campaign.recorded import StatusSettings, write_snapshot
+    from campaign.status import export_deliveries
+    from campaign.window import window_of
+
     layout = campaign.layout
-    ready = []
-    try:
-        inputs = load_inputs(campaign)
-        approval = approval_state(inputs).summary()
-        ready = inputs.recipients.ready
-    except CampaignError as err:
-        approval = _("unknown: {error}").format(error=err.message)
-    report = StatusReport(campaign.name, layout.log, approval)
-    report.warnings = retention_warnings(campaign)
-    if not layout.log.exists():
-        report.not_sent_yet = [r.row for r in ready]
-        report.forecast = _forecast(campaign, report, now)
+    if (export is not None or report_to is not None) and not layout.log.exists():
         if export is not None:
-            raise UsageError(
-                _("nothing to export: campaign {name} has no delivery log yet").format(
-                    name=campaign.name
-                ),
-                hint=_("the delivery log is made by the first {command}").format(
-                    command="campaign send"
-                ),
-            )
-        return report
-    with Ledger(layout.log) as log:
-        # Settle what a killed run left `sending`, unless a send is running now.
-        with (
-            contextlib.suppress(StateError),
-            run_lock(layout, campaign=campaign.name, action="inspected"),
-        ):
-            log.recover()
-        read_status(report, log, ready, now)
-        report.forecast = _forecast(campaign, report, now)
+            nothing = _("nothing to export: campaign {name} has no delivery log yet")
+        else:
+            nothing = _("nothing to report: campaign {name} has no delivery log yet")
+        raise UsageError(
+            nothing.format(name=campaign.name),
+            hint=_("the delivery log is made by the first {command}").format(
+                command="campaign send"
+            ),
+        )
+    if report_to is not None:
+        from campaign.report import check_report_path
+
+        check_report_path(report_to)  # before any work: a wrong path is said at once
+    approval, ready, verified = _approval_and_ready(campaign)
+
+    def then(report: StatusReport, log: Ledger) -> None:
         if export is not None and with_sheet:
             from campaign.export import export_with_sheet
 
             export_with_sheet(campaign, log.deliveries(), export)
         elif export is not None:
             export_deliveries(log.deliveries(), export)
+        if report_to is not None:
+            from campaign.report import write_report
+
+            write_report(report, log, report_to, report_now)
+
+    report_now = time.time() if now is None else now
+    window = window_of(campaign.settings.throttle)
+    report = _status(StatusSettings.of(campaign), approval, ready, report_now, window, then)
+    write_snapshot(campaign, verified)  # the next status need not read the settings (recorded)
     return report
 
 
-def _forecast(campaign: Campaign, report: StatusReport, now: float) -> Forecast | None:
+def quick_status(
+    settings_path: Path | None, name: str | None, *, now: float | None = None
+) -> StatusReport | None:
+    """`status` without reading settings.yaml or the spreadsheet, or None when it cannot be.
+
+    While settings.yaml has the bytes an earlier status read (its snapshot) and no input file
+    changed since the last approval (its record), the answer is the same as `status` gives, for
+    a fraction of its start-up (no pydantic, pandas or Jinja2): see campaign.recorded.
+    """
+    from campaign.recorded import DEFAULT_SETTINGS, read_snapshot, recorded_status
+
+    view = read_snapshot(settings_path or DEFAULT_SETTINGS, name)
+    recorded = recorded_status(view) if view is not None else None
+    if view is None or recorded is None:
+        return None
+    approval, ready, _ = recorded
+    return _status(view, approval, ready, time.time() if now is None else now, None, None)
+
+
+def _status(
+    view: StatusSettings,
+    approval: str,
+    ready: Sequence[Ready],
+    now: float,
+    window: SendWindow | None,
+    then: Callable[[StatusReport, Ledger], None] | None,
+) -> StatusReport:
+    """The status from the log, the ready recipients and the approval line; `then` adds to it."""
+    from campaign.ledger import Ledger
+    from campaign.status import StatusReport, read_status
+
+    layout = view.layout
+    report = StatusReport(view.name, layout.log, approval)
+    report.warnings = _retention(view)
+    if not layout.log.exists():
+        report.not_sent_yet = [r.row for r in ready]
+        report.forecast = _forecast(view.caps, window, report, now)
+        return report
+    with Ledger(layout.log) as log:
+        # Settle what a killed run left `sending`, unless a send is running now.
+        with (
+            contextlib.suppress(StateError),
+            run_lock(layout, campaign=view.name, action="inspected"),
+        ):
+            log.recover()
+        read_status(report, log, ready, now)
+        report.forecast = _forecast(view.caps, window, report, now)
+        if then is not None:
+            then(report, log)
+    return report
+
+
+def _approval_and_ready(campaign: Campaign) -> tuple[str, Sequence[Ready], str | None]:
+    """The approval line, the ready recipients, and the approved fingerprint if the content is
+    still the approved one: from the last sign-off's record while none of its files changed
+    (campaign.recorded: no spreadsheet to read), else from the inputs."""
+    from campaign.recorded import StatusSettings, recorded_status
+
+    recorded = recorded_status(StatusSettings.of(campaign))
+    if recorded is not None:
+        return recorded
+    from campaign.approval import approval_state
+    from campaign.inputs import load_inputs
+
+    try:
+        inputs = load_inputs(campaign)
+        state = approval_state(inputs)
+        verified = state.last.fingerprint if state.last is not None and state.approved else None
+        return state.summary(), inputs.recipients.ready, verified
+    except CampaignError as err:
+        return _("unknown: {error}").format(error=err.message), [], None
+
+
+def _forecast(
+    caps: Caps, window: SendWindow | None, report: StatusReport, now: float
+) -> Forecast | None:
     """When the recipients still to send should be sent, within the caps and the send window."""
-    from campaign.window import forecast, window_of
+    from campaign.window import forecast
 
     left = report.counts.get("pending", 0) + report.counts.get("deferred", 0)
     left += len(report.not_sent_yet)
     if not left:
         return None
-    throttle = campaign.settings.throttle
-    return forecast(left, throttle, window_of(throttle), now, sent_last_day=report.sent_last_24h)
+    return forecast(left, caps, window, now, sent_last_day=report.sent_last_24h)
 
 
 def retention_warnings(campaign: Campaign) -> list[str]:
     """A warning when the outbox keeps personal data longer than `retention_days` allows."""
-    days = campaign.settings.retention_days
-    oldest = oldest_personal_file(campaign.layout) if days else None
+    from campaign.recorded import StatusSettings
+
+    return _retention(StatusSettings.of(campaign))
+
+
+def _retention(view: StatusSettings) -> list[str]:
+    days = view.retention_days
+    oldest = oldest_personal_file(view.layout) if days else None
     if not days or oldest is None or oldest[1] <= days:
         return []
-    shown = campaign.settings.display(oldest[0])
+    shown = view.display(oldest[0])
     return [
         _(
             "personal data older than retention_days ({days}) remains: {path} is {age} days "
             "old; delete it with {command}"
         ).format(
-            days=days, path=shown, age=f"{oldest[1]:.0f}", command=f"campaign purge {campaign.name}"
+            days=days, path=shown, age=f"{oldest[1]:.0f}", command=f"campaign purge {view.name}"
         )
     ]
 

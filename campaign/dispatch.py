@@ -9,13 +9,15 @@ left (safe to send again) from one that was on the wire when the connection drop
 never resent automatically).
 
 Replies about a recipient: 4xx, timeouts and drops are transient (`deferred`, retried with the
-configured backoff); 5xx is `failed`; 530/535 and a rejected TLS certificate stop the run. Replies
-about the sender (421, or 45x with 4.7.x/4.3.x about rate, connections or too much mail) and a
-server that cannot be reached at all are the run's business, not the recipient's: the recipient
-goes back in the queue with its attempts untouched and `throttle.Pace` slows every connection to the
-rate the server was measured to allow (or pauses and probes until the server answers again). SIGINT or
-SIGTERM: no new transaction starts, those in flight finish and are recorded; a second signal stops
-at once (the log then says `uncertain` for any message whose body was on the wire).
+configured backoff); 5xx is `failed`. Connections are opened by `campaign.smtpsession`: a settings
+mistake the server reveals (TLS mode, certificate, login; a 530 at MAIL) stops the run once, before
+anyone's attempt is spent. Replies about the sender (421, or 45x with 4.7.x/4.3.x about rate,
+connections or too much mail) and a server that cannot be reached at all are the run's business,
+not the recipient's: the recipient goes back in the queue with its attempts untouched and
+`throttle.Pace` slows every connection to the rate the server was measured to allow (or pauses
+and probes until the server answers again). SIGINT or SIGTERM: no new transaction starts, those
+in flight finish and are recorded; a second signal stops at once (the log then says `uncertain`
+for any message whose body was on the wire).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import concurrent.futures
 import contextlib
 import re
 import signal
-import ssl
 import threading
 import time
 from collections import deque
@@ -37,10 +38,11 @@ from typing import Any
 import aiosmtplib
 
 from campaign import ledger
-from campaign.errors import DeliveryError, Place
+from campaign.errors import DeliveryError
 from campaign.ledger import Phase, State, Write
 from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
+from campaign.smtpsession import SessionOpener, login_refused
 from campaign.throttle import DayCapReached, Pace, PaceReport, Throttle
 
 IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
@@ -169,17 +171,13 @@ class Dispatcher:
     stopping: bool = False
     _probing: bool = False
     _pool: list[_Connection | None] = field(default_factory=list)
+    _opener: SessionOpener = field(init=False, repr=False)
     _freed: asyncio.Event | None = None
     _unconfirmed: list[concurrent.futures.Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.smtp.username and self.smtp.security == "none" and not self.smtp.is_loopback:
-            raise DeliveryError(
-                f"refusing to send the password for {self.smtp.username} unencrypted to "
-                f"{self.smtp.host}",
-                place=Place(key="smtp.security"),
-                hint="set smtp.security to starttls or tls",
-            )
+        # Settings the server need not be asked about are refused here, before any connection.
+        self._opener = SessionOpener(self.smtp, self.password)
         self._pool = [None] * self.concurrency
         self.tally.pace = self.pace.report
 
@@ -329,10 +327,9 @@ class Dispatcher:
         except aiosmtplib.SMTPResponseException as err:
             code, text = err.code, err.message
             if code in (530, 535):
-                await self._write(
-                    [*unwritten, ledger.outcome(job.key, State.PENDING, code, text, self.clock())]
-                )
-                raise _auth_error(self.smtp, code, text) from None
+                # The settings' fault (no login, no TLS): the recipient keeps its attempts.
+                await self._write([*unwritten, ledger.put_back(job.key, code, text)])
+                raise login_refused(self.smtp, client, code, text) from None
             await self._reset(slot, conn, code)
             if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
                 job.put_back += 1
@@ -407,58 +404,10 @@ class Dispatcher:
                 self._drop(slot)
                 conn = None
         if conn is None:
-            conn = _Connection(await self._open(), self.clock())
+            conn = _Connection(await self._opener.open(), self.clock())
             self._pool[slot] = conn
             self.tally.connections += 1
         return conn
-
-    async def _open(self) -> aiosmtplib.SMTP:
-        smtp = self.smtp
-        context = None
-        if smtp.security != "none":
-            cafile = str(smtp.cert_bundle) if smtp.cert_bundle else None
-            context = ssl.create_default_context(cafile=cafile)
-        client = aiosmtplib.SMTP(
-            hostname=smtp.host,
-            port=smtp.port,
-            timeout=smtp.timeout,
-            use_tls=smtp.security == "tls",
-            start_tls=smtp.security == "starttls",
-            validate_certs=True,
-            tls_context=context,
-            local_hostname=smtp.helo_name,
-        )
-        try:
-            await client.connect()
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
-            if smtp.username:
-                await client.login(smtp.username, self.password or "")
-        except (ssl.SSLCertVerificationError, aiosmtplib.SMTPConnectError) as err:
-            client.close()
-            # aiosmtplib wraps the certificate error of implicit TLS in SMTPConnectError
-            cause = err if isinstance(err, ssl.SSLCertVerificationError) else err.__cause__
-            if not isinstance(cause, ssl.SSLCertVerificationError):
-                raise
-            raise DeliveryError(
-                f"the TLS certificate of {smtp.host}:{smtp.port} was rejected: "
-                f"{cause.verify_message or cause.reason}",
-                place=Place(key="smtp.host"),
-                hint="check smtp.host; for a private certificate authority set smtp.cert_bundle",
-            ) from None
-        except aiosmtplib.SMTPAuthenticationError as err:
-            client.close()
-            raise _auth_error(smtp, err.code, err.message) from None
-        except aiosmtplib.SMTPException as err:
-            client.close()
-            if "STARTTLS" in str(err):
-                raise DeliveryError(
-                    f"{smtp.host}:{smtp.port} does not offer STARTTLS",
-                    place=Place(key="smtp.security"),
-                    hint="use security: tls (usually port 465) or ask the provider",
-                ) from None
-            raise
-        return client
 
     async def _reset(self, slot: int, conn: _Connection, code: int) -> None:
         """After a refusal: RSET to reuse the connection, or drop it (421, or RSET fails)."""
@@ -532,14 +481,6 @@ def _describe(err: BaseException, smtp: Smtp | None = None) -> str:
     name = type(err).__name__
     text = str(err).strip()
     return f"{name}: {text}" if text else name
-
-
-def _auth_error(smtp: Smtp, code: int, text: str) -> DeliveryError:
-    return DeliveryError(
-        f"{smtp.host} refused the login of {smtp.username or '(no user)'}: {code} {text}",
-        place=Place(key="smtp.username"),
-        hint=f"check smtp.username and the password in ${smtp.password_env or 'the environment'}",
-    )
 
 
 async def run_dispatcher(

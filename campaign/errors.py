@@ -3,12 +3,14 @@
     CampaignError                 every error the tool reports to its user (never a traceback)
      ├── UsageError               a wrong command line: exit 2
      ├── SettingsError            settings.yaml is missing, malformed or invalid: exit 2
+     │    └── ServerSettingsError the server shows a setting is wrong (TLS mode, CA, login): exit 2
      ├── InputError               a letter, spreadsheet or attachment cannot be used as it is: exit 1
      │    ├── TemplateError       a Jinja2/Markdown template is malformed or fails for a row
      │    └── CheckFailed         `check` finds errors, so a command that needs clean inputs stops
      ├── StateError               a file under outbox/ is damaged, locked or foreign: exit 2
-     └── DeliveryError            sending must stop (authentication, TLS, refused send): exit 1
-          └── ApprovalError       the content differs from what reviewers approved: exit 1
+     └── DeliveryError            sending must stop (refused send): exit 1
+          ├── ApprovalError       the content differs from what reviewers approved: exit 1
+          └── ServerSettingsError (also a SettingsError, so exit 2)
 
 Every error carries the place it is about (file, line or spreadsheet row, column) and a hint, and
 prints them first, the way compilers do: ``recipients/x.xlsx, row 14, column "Courriel": ...``.
@@ -112,6 +114,13 @@ class DeliveryError(CampaignError):
 
 class ApprovalError(DeliveryError):
     """The content to be sent is not the content the reviewers approved."""
+
+
+class ServerSettingsError(SettingsError, DeliveryError):
+    """What the server answered shows a setting is wrong: the TLS mode of the port, the certificate
+    authority, the login, a password or token refused. The run stops once, before (or instead of)
+    any message, and nobody's attempts are spent; exit 2 like every settings error.
+    """
 
 
 class Severity(StrEnum):

@@ -32,6 +32,7 @@ several per transaction.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -388,6 +389,38 @@ class Ledger:
             self.conn.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('learnt_rate', ?)", (repr(float(rate)),)
             )
+
+    def keep_pace(self, run: int, pace: dict[str, Any]) -> None:
+        """What the server's limits did to run `run` (throttle.PaceReport's fields), for status."""
+        with self.conn:
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"pace:{run}", json.dumps(pace))
+            )
+
+    def run_details(self) -> list[dict[str, Any]]:
+        """Every run, oldest first: id, start, end, sent, outcome and its pace (or None)."""
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        paces = {
+            key.removeprefix("pace:"): value
+            for key, value in self.conn.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'pace:%'"
+            )
+        }
+        rows = self.conn.execute(
+            "SELECT id, started_at, ended_at, sent, outcome FROM runs ORDER BY id"
+        )
+        return [
+            {
+                "id": run,
+                "started_at": started,
+                "ended_at": ended,
+                "sent": sent,
+                "outcome": outcome,
+                "pace": json.loads(paces[str(run)]) if str(run) in paces else None,
+            }
+            for run, started, ended, sent, outcome in rows
+        ]
 
     def add_test_send(self, address: str, source: str, message_id: str, now: float) -> int:
         with self.conn:

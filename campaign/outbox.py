@@ -165,6 +165,11 @@ class Layout:
         return self.root / "approval.json"
 
     @property
+    def status_settings(self) -> Path:
+        """What `status` needs of the settings, kept by the last one (campaign.recorded)."""
+        return self.root / ".status-settings.json"
+
+    @property
     def lock(self) -> Path:
         return self.root / ".lock"
 

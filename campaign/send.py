@@ -12,7 +12,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,7 @@ def send_campaign(
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
             log.end_run(run, clock(), report.tally.sent, report.stopped or "done")
+            log.keep_pace(run, asdict(pace.report))  # status --report shows it
             if pace.report.server is not None and pace.rate is not None:
                 log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:

@@ -138,8 +138,11 @@ class Smtp(_Section):
     password_command: str | None = None
     timeout: Duration = 30.0
     data_timeout: Duration = 600.0  # RFC 5321 §4.5.3.2.6: 10 minutes for the reply to the final dot
-    cert_bundle: Path | None = None
-    helo_name: str | None = None
+    cert_bundle: Path | None = None  # relative to settings.yaml
+    helo_name: str | None = None  # default: the machine's FQDN, else its address literal
+    # The login mechanism: auto (PLAIN, else LOGIN, as the server offers), or one named; xoauth2
+    # and oauthbearer send an OAuth2 access token printed by password_command (e.g. oama).
+    auth: Literal["auto", "plain", "login", "xoauth2", "oauthbearer"] = "auto"
     # A server that cannot be reached is a pause: probe at most this far apart, give up after that.
     probe_interval: Duration = 30.0
     outage_limit: Duration = 600.0

@@ -85,7 +85,20 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
         )
     _check_campaigns(settings, lines)
     _check_paths(settings, lines)
-    return settings
+    return _resolve_cert_bundles(settings)
+
+
+def _resolve_cert_bundles(settings: Settings) -> Settings:
+    """A relative cert_bundle names a file beside settings.yaml, not in the current folder."""
+    smtp, mailbox = settings.smtp, settings.mailbox
+    if smtp.cert_bundle is not None:
+        smtp = smtp.model_copy(update={"cert_bundle": settings.resolve(smtp.cert_bundle)})
+    if mailbox is not None and mailbox.imap is not None and mailbox.imap.cert_bundle is not None:
+        imap = mailbox.imap.model_copy(
+            update={"cert_bundle": settings.resolve(mailbox.imap.cert_bundle)}
+        )
+        mailbox = mailbox.model_copy(update={"imap": imap})
+    return settings.model_copy(update={"smtp": smtp, "mailbox": mailbox})
 
 
 def _speak(language: object) -> None:

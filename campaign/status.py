@@ -15,14 +15,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from campaign.errors import InputError, Place
 from campaign.ledger import Delivery, Ledger, State
-from campaign.recipients import Recipient
 
 if TYPE_CHECKING:
     from campaign.window import Forecast
+
+
+class Ready(Protocol):
+    """A ready recipient as the status compares it with the log: a `Recipient`, or its key as
+    the last approval recorded it (`campaign.recorded`)."""
+
+    @property
+    def row(self) -> int: ...
+
+    @property
+    def email(self) -> str: ...
+
 
 DAY = 86400.0
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
@@ -154,7 +165,7 @@ class StatusReport:
 
 
 def read_status(
-    report: StatusReport, log: Ledger, ready: Sequence[Recipient], now: float
+    report: StatusReport, log: Ledger, ready: Sequence[Ready], now: float
 ) -> StatusReport:
     """Fill `report` from the log, and compare it with the spreadsheet's ready rows."""
     deliveries = log.deliveries()

@@ -17,9 +17,12 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from campaign.i18n import _, number, plural
-from campaign.settings import Throttle as ThrottleSettings
+
+if TYPE_CHECKING:
+    from campaign.settings import Throttle as ThrottleSettings
 
 DAY = 86400.0
 

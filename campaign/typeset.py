@@ -27,12 +27,13 @@ from campaign.i18n import N_, _
 from campaign.i18n import number as said_number
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
+from campaign.recorded import LAYOUT_VERSION as LAYOUT_VERSION
 from campaign.settings import Window
 from campaign.typography import french
 
-# Bump when the HTML this module builds (or the typography it applies) changes, so that every
-# letter is rendered again and approvals name the change.
-LAYOUT_VERSION = "3"
+# Bump LAYOUT_VERSION when the HTML this module builds (or the typography it applies) changes, so
+# that every letter is rendered again and approvals name the change. It lives in campaign.recorded,
+# which `campaign status` imports without this module.
 
 
 # Used when the letter's front matter names no stylesheet: the bare essentials of `lettre.css`.

@@ -18,14 +18,32 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from campaign.i18n import N_, _, current_language, number, plural
-from campaign.settings import SendWindow as WindowSettings
-from campaign.settings import Throttle as ThrottleSettings
-from campaign.settings import parse_hours
 from campaign.throttle import DAY, DayCapReached, Throttle, Wait, Window
+
+if TYPE_CHECKING:  # `campaign status` forecasts without importing the settings' models
+    from campaign.settings import SendWindow as WindowSettings
+    from campaign.settings import Throttle as ThrottleSettings
+
+
+class Caps(Protocol):
+    """The caps a forecast needs: `throttle` settings, or what status recorded of them."""
+
+    @property
+    def per_second(self) -> float | None: ...
+
+    @property
+    def per_minute(self) -> int | None: ...
+
+    @property
+    def per_hour(self) -> int | None: ...
+
+    @property
+    def per_day(self) -> int | None: ...
+
 
 # A window that opens on none of the next this many days is taken as never opening.
 _SEARCH_DAYS = 400
@@ -51,6 +69,8 @@ class SendWindow:
 
     @classmethod
     def from_settings(cls, settings: WindowSettings) -> SendWindow:
+        from campaign.settings import parse_hours
+
         start, end = parse_hours(settings.hours)
         is_holiday: Callable[[date], bool] = _no_holiday
         if settings.holidays:
@@ -247,7 +267,7 @@ class Forecast:
         }
 
 
-def rate_per_second(settings: ThrottleSettings) -> float:
+def rate_per_second(settings: Caps) -> float:
     """The steadiest rate the caps below a day allow (inf when none is set)."""
     rates = [
         cap / seconds
@@ -263,7 +283,7 @@ def rate_per_second(settings: ThrottleSettings) -> float:
 
 def forecast(
     count: int,
-    settings: ThrottleSettings,
+    settings: Caps,
     window: SendWindow | None,
     now: float,
     *,

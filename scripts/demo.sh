@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
 # `make demo`: the sample campaigns end to end against the local sink, which this script starts.
+# It runs on a fresh copy of the sample project in outbox/demo/ (git-ignored), so the project's own
+# files stay as shipped: `campaign inbox` adds the demo's bounces to the copy's suppression list,
+# not to recipients/suppression.csv, and a second `make demo` shows the same counts as the first.
 # It sends only once its own sink is listening: if the port is taken by another program, it stops
-# before sending anything. CAMPAIGN (the command) and SETTINGS may be set by the caller (tests).
+# before sending anything. CAMPAIGN (the command), SETTINGS (the project to copy) and DEMO_DIR (the
+# copy, default outbox/demo beside SETTINGS) may be set by the caller (tests).
 set -euo pipefail
 campaign=${CAMPAIGN:-.venv/bin/campaign}
-settings=${SETTINGS:-settings.yaml}
+source_settings=${SETTINGS:-settings.yaml}
+project=$(dirname "$source_settings")
+demo=${DEMO_DIR:-$project/outbox/demo}
 port=${DEMO_SINK_PORT:-8025}
-outbox=$(dirname "$settings")/outbox
+
+# A fresh copy: only a folder this script made (it holds .campaign-demo) is ever deleted.
+if [ -e "$demo" ]; then
+  if [ ! -e "$demo/.campaign-demo" ]; then
+    echo "make demo: $demo exists and was not made by make demo; move it away first" >&2
+    exit 2
+  fi
+  rm -rf "$demo"
+fi
+mkdir -p "$demo"
+touch "$demo/.campaign-demo"
+cp "$source_settings" "$demo/settings.yaml"
+cp -R "$project/letters" "$project/recipients" "$demo/"
+settings=$demo/settings.yaml
+outbox=$demo/outbox
+echo "make demo: running in a copy of the sample project: $demo"
 run() { $campaign --settings "$settings" "$@"; }
 
 run check hopitaux-2020-05
@@ -40,6 +61,7 @@ sleep 0.5  # the sink has written the remote servers' answers into outbox/mailbo
 # What came back: the sink bounced rebond.* and answered for absence.* (an out-of-office).
 run inbox hopitaux-2020-05
 run inbox merci-signataires
-run status hopitaux-2020-05
+run status hopitaux-2020-05 --report "$outbox/hopitaux-2020-05/report.html"
 run status merci-signataires
 echo "received messages: $outbox/sink/new/ (one file per message; open them with any mail client)"
+echo "the organisers' report: $outbox/hopitaux-2020-05/report.html"

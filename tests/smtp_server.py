@@ -3,15 +3,19 @@
 `FaultyServer(faults=[Fault(...)])` can reply 421/451/452/550/554 at MAIL, RCPT, the DATA command
 or the final dot; drop the connection before the 354, after the 354, or after storing the message
 without replying; delay a reply; cap the messages per connection; require STARTTLS (trustme
-certificate) or implicit TLS; require AUTH; limit the rate like a provider (`RateLimit`: N messages
+certificate) or implicit TLS; require AUTH (passwords, or OAuth2 tokens over XOAUTH2 and
+OAUTHBEARER; or offer no AUTH at all); limit the rate like a provider (`RateLimit`: N messages
 per window, then 450 4.7.1, and 421 closing after repeated refusals). It stores what it accepts in memory, with the time and
-the connection, so tests count copies per Message-ID.
+the connection, so tests count copies per Message-ID, and counts the logins it saw (AUTH commands,
+accepted, refused) and the EHLO names clients gave.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import ssl
 import threading
 import time
@@ -88,6 +92,12 @@ class _State:
     stored: list[Stored] = field(default_factory=list)
     connections: int = 0
     logins: int = 0
+    failed_logins: int = 0
+    auth_commands: int = 0
+    auth_seen: list[tuple[str, bytes]] = field(default_factory=list)  # OAuth2: mechanism, blob
+    mechanisms: list[str] = field(default_factory=list)  # of every AUTH command, in order
+    helo_names: list[str] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)  # OAuth2: user → the token accepted
     rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -136,6 +146,45 @@ class _Handler:
         return "250 2.0.0 OK queued"
 
 
+class _OAuthHandler(_Handler):
+    """Also offers XOAUTH2 and OAUTHBEARER (aiosmtpd's `auth_MECHANISM` hooks on the handler)."""
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        blob = await _initial_response(server, args)
+        fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part)
+        return await self._judge(server, "XOAUTH2", blob, fields.get("user"), fields.get("auth"))
+
+    async def auth_OAUTHBEARER(self, server: Any, args: list[str]) -> AuthResult:
+        blob = await _initial_response(server, args)
+        header, _, rest = blob.decode().partition("\x01")
+        fields = dict(part.split("=", 1) for part in rest.split("\x01") if "=" in part)
+        user = next((p[2:] for p in header.split(",") if p.startswith("a=")), None)
+        return await self._judge(server, "OAUTHBEARER", blob, user, fields.get("auth"))
+
+    async def _judge(
+        self, server: Any, mechanism: str, blob: bytes, user: str | None, auth: str | None
+    ) -> AuthResult:
+        self.state.auth_seen.append((mechanism, blob))
+        token = auth.removeprefix("Bearer ") if auth else None
+        if user is not None and token is not None and self.state.tokens.get(user) == token:
+            self.state.logins += 1
+            return AuthResult(success=True)
+        self.state.failed_logins += 1
+        # As Gmail and Microsoft do: a JSON error challenge, then the refusal.
+        status = "400" if mechanism == "XOAUTH2" else "invalid_token"
+        await server.challenge_auth(json.dumps({"status": status, "schemes": "bearer"}))
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and Password not accepted"
+        )
+
+
+async def _initial_response(server: Any, args: list[str]) -> bytes:
+    if len(args) > 1:
+        return base64.b64decode(args[1])
+    answer = await server.challenge_auth("")
+    return answer if isinstance(answer, bytes) else b""
+
+
 def _fault(state: _State, stage: str, recipients: list[str]) -> Fault | None:
     for fault in state.faults:
         if fault.applies(stage, recipients):
@@ -153,6 +202,15 @@ class _Session(SMTP):  # type: ignore[misc]
         self.messages = 0
         self.refused = 0
         self.state.connections += 1
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self.state.helo_names.append(hostname)
+        await super().smtp_EHLO(hostname)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        self.state.auth_commands += 1
+        self.state.mechanisms.append(arg.split()[0].upper() if arg.split() else "")
+        await super().smtp_AUTH(arg)
 
     async def smtp_MAIL(self, arg: str) -> None:
         cap = self.state.per_connection
@@ -213,8 +271,12 @@ class FaultyServer:
         users: dict[str, str] | None = None,
         idle_timeout: float | None = None,
         rate: RateLimit | None = None,
+        tokens: dict[str, str] | None = None,
+        offer_auth: bool = True,
     ) -> None:
-        self.state = _State(list(faults or []), per_connection, rate=rate)
+        self.state = _State(list(faults or []), per_connection, rate=rate, tokens=tokens or {})
+        self.oauth = tokens is not None
+        self.offer_auth = offer_auth
         self.idle_timeout = idle_timeout
         self.starttls = starttls
         self.implicit_tls = implicit_tls
@@ -236,6 +298,19 @@ class FaultyServer:
     def logins(self) -> int:
         return self.state.logins
 
+    @property
+    def failed_logins(self) -> int:
+        return self.state.failed_logins
+
+    @property
+    def auth_commands(self) -> int:
+        """AUTH commands received: each is one login attempt."""
+        return self.state.auth_commands
+
+    @property
+    def helo_names(self) -> list[str]:
+        return self.state.helo_names
+
     def copies(self) -> Counter[str]:
         """How many copies of each Message-ID the server stored."""
         return Counter(s.message_id for s in self.state.stored)
@@ -256,18 +331,20 @@ class FaultyServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        handler = _Handler(self.state)
+        handler = _OAuthHandler(self.state) if self.oauth else _Handler(self.state)
         options: dict[str, Any] = {}
         if self.idle_timeout is not None:
             options["timeout"] = self.idle_timeout  # aiosmtpd closes a connection idle this long
         if self.starttls is not None:
             options.update(tls_context=self.starttls, require_starttls=True)
-        if self.users is not None:
+        if self.users is not None or self.oauth:
             options.update(
                 authenticator=self._authenticate,
                 auth_required=True,
                 auth_require_tls=self.starttls is not None or self.implicit_tls is not None,
             )
+        if not self.offer_auth:
+            options["auth_exclude_mechanism"] = ["PLAIN", "LOGIN"]
         self._server = await self._loop.create_server(
             lambda: _Session(handler, **options),
             host="127.0.0.1",
@@ -290,6 +367,8 @@ class FaultyServer:
         )
         if ok:
             self.state.logins += 1
+        else:
+            self.state.failed_logins += 1
         return AuthResult(success=ok, handled=False)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -90,3 +92,32 @@ def test_the_commented_window_is_valid_once_uncommented(tmp_path: Path) -> None:
     settings.write_text(text.replace("  # window: {", "  window: {"), encoding="utf-8")
     code, output = invoke("--settings", str(settings), "check")
     assert code == 0, output
+
+
+def test_the_tour_runs_in_a_new_project_down_to_inbox(tmp_path: Path) -> None:
+    """The README's tour, in a fresh project: render → proof → approve → send to the sink → inbox."""
+    from tests.smtp_server import FaultyServer
+
+    folder = tmp_path / "ma-campagne"
+    assert invoke("init", str(folder))[0] == 0
+    settings_path = folder / "settings.yaml"
+    settings = yaml.safe_load(settings_path.read_text())
+    with FaultyServer() as server:
+        settings["smtp"]["port"] = server.port
+        settings_path.write_text(yaml.safe_dump(settings, allow_unicode=True))
+        at = ("--settings", str(settings_path))
+        for step in (("render",), ("proof",), ("approve", "--by", "Maître Dupont")):
+            code, output = invoke(*at, *step)
+            assert code == 0, (step, output)
+        # As a user runs it, its output in a pipe: no progress bar, no blank line on stderr.
+        sent = subprocess.run(
+            [sys.executable, "-m", "campaign.cli", *at, "send"], capture_output=True, text=True
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "2 to send" in sent.stderr
+        assert "" not in sent.stderr.splitlines(), repr(sent.stderr)
+        assert "2 sent" in sent.stdout
+        assert len(server.stored) == 2
+    code, output = invoke(*at, "inbox")
+    assert code == 0, output  # the project names a mailbox: the sink's Maildir
+    assert "read 0 new messages" in output

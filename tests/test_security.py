@@ -146,7 +146,7 @@ def test_a_wrong_password_is_not_repeated_in_the_error(
         result = cli(settings, "send")
         status = cli(settings, "status", "--json")
     no_traceback(result)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "refused the login of collectif: 535" in said(result)
     assert "SECURITY_TEST_PASSWORD" in said(result)  # names the variable, not its value
     assert wrong not in result.output + status.output
@@ -188,7 +188,7 @@ def test_auth_over_plaintext_to_a_remote_host_is_refused_before_connecting(
         result = cli(settings, "send")
         assert server.connections == 0  # refused before any connection
     no_traceback(result)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"refusing to send the password for {USER} unencrypted to {alias}" in said(result)
     assert "smtp.security" in said(result)
     assert "sent" not in states(tmp_path).values()
@@ -246,7 +246,7 @@ def test_self_signed_certificate_is_refused_unless_cert_bundle_names_its_ca(
         accepted = cli(settings, "send", "--quiet")
         assert len(server.stored) == 2
     no_traceback(refused)
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert re.search(r"TLS certificate of 127\.0\.0\.1:\d+ was rejected", refused.output)
     assert "smtp.cert_bundle" in said(refused)
     assert accepted.exit_code == 0, accepted.output

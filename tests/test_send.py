@@ -349,8 +349,9 @@ def test_wrong_password_stops_the_run_with_a_clear_message(
             "  password_env: TEST_SMTP_PASSWORD",
         )
         result = cli(settings, "send", "--quiet")
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a settings error (SPEC §4), not a failed delivery
         assert "refused the login of collectif: 535" in result.output
+        assert server.logins == 0 and server.failed_logins == 1  # one attempt, one mechanism
         assert set(states(settings).values()) == {State.PENDING}
         assert server.stored == []
 
@@ -459,8 +460,9 @@ def test_authentication_required_at_mail_stops_the_run(tmp_path: Path) -> None:
     with FaultyServer(faults=[fault]) as server:
         settings = make_project(tmp_path, port=server.port, recipients=3)
         result = cli(settings, "send", "--quiet")
-        assert result.exit_code == 1
-        assert "refused the login" in result.output and "530" in result.output
+        assert result.exit_code == 2
+        said = " ".join(result.output.split())
+        assert "requires a login: 530" in said and "smtp.username" in said
         assert server.stored == []
         assert State.SENT not in set(states(settings).values())
 

@@ -457,6 +457,15 @@ def send(
         "state, date sent, bounce reason and replied columns (.xlsx, .ods or .csv)."
     ),
 )
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help=_(
+        "Also write a report for the organisers to FILE.html: counts, failures, bounces, the "
+        "server's limits, what is left and the messages per hour (one page, opens offline)."
+    ),
+)
 @pass_context
 @reports_errors
 def status(
@@ -465,18 +474,26 @@ def status(
     as_json: bool,
     export_path: Path | None,
     with_sheet: bool,
+    report_path: Path | None,
 ) -> None:
     from campaign import commands
 
-    campaign = ctx.campaign(campaign_name)
-    if with_sheet and export_path is None:
-        from campaign.errors import UsageError
+    report = None
+    if export_path is None and report_path is None and not with_sheet:
+        # Nothing changed since the last status and approval: no settings or sheet to read.
+        report = commands.quick_status(ctx.settings_path, campaign_name)
+    if report is None:
+        campaign = ctx.campaign(campaign_name)
+        if with_sheet and export_path is None:
+            from campaign.errors import UsageError
 
-        raise UsageError(
-            _("{option} needs {other}").format(option="--with-sheet", other="--export FILE"),
-            hint=_("e.g. {command}").format(command="status --export suivi.xlsx --with-sheet"),
+            raise UsageError(
+                _("{option} needs {other}").format(option="--with-sheet", other="--export FILE"),
+                hint=_("e.g. {command}").format(command="status --export suivi.xlsx --with-sheet"),
+            )
+        report = commands.status(
+            campaign, export=export_path, with_sheet=with_sheet, report_to=report_path
         )
-    report = commands.status(campaign, export=export_path, with_sheet=with_sheet)
     for warning in report.warnings:
         err_console.print("[yellow]" + _("warning:") + f"[/] {_escape(warning)}")
     if as_json:
@@ -487,6 +504,8 @@ def status(
             console.print(_escape(report.forecast.summary()))
         if export_path is not None:
             console.print(_("exported to {path}").format(path=_escape(str(export_path))))
+        if report_path is not None:
+            console.print(_("report written to {path}").format(path=_escape(str(report_path))))
     sys.exit(report.exit_code)
 
 

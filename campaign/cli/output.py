@@ -225,10 +225,13 @@ def print_status(report: StatusReport) -> None:
         )
     else:
         console.print(f"{name}: " + _("delivery log {path}").format(path=escape(str(report.log))))
+        # One row per state met: nine states side by side do not fit 80 columns.
         table = Table(header_style="bold")
-        for state in report.counts:
-            table.add_column(state_name(state), justify="right")
-        table.add_row(*(number(n) for n in report.counts.values()))
+        table.add_column(_("state"))
+        table.add_column(_("recipients"), justify="right")
+        for state, n in report.counts.items():
+            if n:
+                table.add_row(state_name(state), number(n))
         console.print(table)
     console.print(_("approval: {state}").format(state=escape(report.approval)))
     waiting = len(report.not_sent_yet)
@@ -373,6 +376,8 @@ class SendProgress:
             TimeRemainingColumn,
         )
 
+        # Not on a terminal (a pipe, a log file): no bar, which would leave an empty line there.
+        console = err_console.rich()
         self.bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -380,8 +385,8 @@ class SendProgress:
             TaskProgressColumn(),
             "{task.fields[rate]}",
             TimeRemainingColumn(),
-            console=err_console.rich(),
-            disable=disable,
+            console=console,
+            disable=disable or not console.is_terminal,
             transient=True,
         )
         self.task = self.bar.add_task(_("sending"), total=None, rate="")

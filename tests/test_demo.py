@@ -1,0 +1,118 @@
+"""`make demo` (scripts/demo.sh) on a small copy of the sample: it works in a copy of the project
+under outbox/demo/, so the project's own files (the tracked ones) stay as they were, and a second
+demo shows what the first showed (no bounce of the first run comes back as suppressed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import openpyxl
+
+from tests.conftest import REPO
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _small_project(root: Path, port: int) -> Path:
+    """Two directors and two signatories, plus the sample's bounced and out-of-office rows."""
+    shutil.copytree(REPO / "letters", root / "letters")
+    recipients = root / "recipients"
+    recipients.mkdir()
+    book = openpyxl.load_workbook(REPO / "recipients" / "directeurs-hopitaux.xlsx")
+    sheet = book.active
+    assert sheet is not None
+    sheet.delete_rows(4, sheet.max_row - 5)  # keep rows 1-3 and the last two (rebond, absence)
+    book.save(recipients / "directeurs-hopitaux.xlsx")
+    lines = (REPO / "recipients" / "signataires.csv").read_bytes().splitlines(keepends=True)
+    (recipients / "signataires.csv").write_bytes(b"".join(lines[:3] + lines[-1:]))
+    shutil.copy(REPO / "recipients" / "suppression.csv", recipients / "suppression.csv")
+    text = (REPO / "settings.yaml").read_text(encoding="utf-8")
+    (root / "settings.yaml").write_text(text.replace("port: 8025", f"port: {port}"))
+    return root / "settings.yaml"
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every file of the project outside outbox/ (what git tracks), with the hash of its bytes."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).parts[0] != "outbox"
+    }
+
+
+def _demo(settings: Path, port: int) -> str:
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh")],
+        env={
+            **os.environ,
+            "CAMPAIGN": f"{sys.executable} -m campaign.cli",
+            "SETTINGS": str(settings),
+            "DEMO_SINK_PORT": str(port),
+            "COLUMNS": "200",
+        },
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _counts(output: str) -> list[str]:
+    """The lines that count: the log after each send, what inbox found, the status's mailbox line."""
+    wanted = re.compile(r"^(delivery log: |\d+ bounced, |mailbox: |\d+ sent, )")
+    lines = (re.sub(r"\(/.*\)", "", " ".join(line.split())) for line in output.splitlines())
+    return [line for line in lines if wanted.search(line)]
+
+
+def test_the_demo_leaves_the_project_untouched_and_runs_again_the_same(tmp_path: Path) -> None:
+    port = _free_port()
+    settings = _small_project(tmp_path, port)
+    before = _files(tmp_path)
+    first = _demo(settings, port)
+    assert _files(tmp_path) == before  # the suppression list above all: the bounce is not in it
+    demo = tmp_path / "outbox" / "demo"
+    suppression = (demo / "recipients" / "suppression.csv").read_text(encoding="utf-8")
+    assert "rebond.julien.arnaud@example.org" in suppression  # the copy's list got the bounce
+    assert "1 bounced" in " ".join(first.split())
+    assert (demo / "outbox" / "hopitaux-2020-05" / "report.html").is_file()
+    second = _demo(settings, port)
+    assert _files(tmp_path) == before
+    assert _counts(second) == _counts(first)
+    assert "suppressed" not in " ".join(
+        line for line in second.splitlines() if "rebond.julien.arnaud" in line
+    )
+
+
+def test_the_demo_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    port = _free_port()
+    settings = _small_project(tmp_path, port)
+    mine = tmp_path / "outbox" / "demo"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("my own notes")
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh")],
+        env={
+            **os.environ,
+            "CAMPAIGN": f"{sys.executable} -m campaign.cli",
+            "SETTINGS": str(settings),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "was not made by make demo" in done.stderr
+    assert (mine / "notes.txt").read_text() == "my own notes"

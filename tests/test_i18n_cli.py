@@ -212,3 +212,20 @@ def test_the_proof_pack_speaks_the_letters_language(
     for words in ("Proofs: hopitaux-2020-05", "Why this row", "Made on", "PROOF — DO NOT SEND"):
         assert words in english
     assert "Épreuves" not in english
+
+
+def test_the_status_report_speaks_the_language_of_the_run(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = with_language(make_project(tmp_path, port=server.port, recipients=2), "fr")
+        assert CliRunner().invoke(main, ["--settings", str(settings), "send", "-q"]).exit_code == 0
+        page = tmp_path / "suivi.html"
+        done = CliRunner().invoke(
+            main, ["--settings", str(settings), "status", "--report", str(page)]
+        )
+        assert done.exit_code == 0, done.output
+        assert "rapport écrit dans" in done.output
+        html = page.read_text(encoding="utf-8")
+        assert '<html lang="fr">' in html
+        for words in ("Où en est chaque destinataire", "2 destinataires dans le journal d’envoi"):
+            assert words in html
+        assert "Where each recipient stands" not in html

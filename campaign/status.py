@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 from campaign.ledger import Delivery, Ledger, State
 
 if TYPE_CHECKING:
@@ -238,15 +239,15 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise InputError(
-            f"cannot export to {path.name}",
+            _("cannot export to {name}").format(name=path.name),
             place=Place(file=str(path)),
-            hint="name a file ending in .csv or .xlsx",
+            hint=_("name a file ending in .csv or .xlsx"),
         )
     if not path.parent.is_dir():
         raise InputError(
-            f"the folder {path.parent} does not exist",
+            _("the folder {path} does not exist").format(path=path.parent),
             place=Place(file=str(path)),
-            hint="create the folder first, or export into an existing one",
+            hint=_("create the folder first, or export into an existing one"),
         )
     rows: list[list[object]] = []
     for delivery in deliveries:
@@ -280,8 +281,8 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
         path.chmod(0o600)
     except OSError as err:
         raise InputError(
-            f"cannot write the export: {err.strerror}",
+            _("cannot write the export: {reason}").format(reason=err.strerror),
             place=Place(file=str(path)),
-            hint="choose a folder you can write to",
+            hint=_("choose a folder you can write to"),
         ) from None
     return path

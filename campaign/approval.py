@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,9 @@ class ApprovalState:
     last: ApprovalRecord | None
     changes: list[str]
     fingerprint: Fingerprint
+    # Rows approved that are no longer to be sent (left the sheet, suppressed after a bounce):
+    # nobody receives anything unapproved, so the approval holds; status says so.
+    left: list[int] = field(default_factory=list)
 
     @property
     def approved(self) -> bool:
@@ -294,9 +297,16 @@ class ApprovalState:
                 "approved by {name} on {when}, but the content changed since: {changes}"
             ).format(name=self.last.by, when=self.last.when, changes="; ".join(self.changes))
         else:  # the same line as status's shortcut gives (campaign.recorded)
-            return recorded.approved_summary(
+            text = recorded.approved_summary(
                 self.last.by, self.last.at, self.fingerprint.digest, required=self.required
             )
+            if self.left:
+                text += "; " + ngettext(
+                    "since then {n} recipient no longer to be sent (approved as {rows})",
+                    "since then {n} recipients no longer to be sent (approved as {rows})",
+                    len(self.left),
+                ).format(n=len(self.left), rows=_rows(self.left))
+            return text
         if self.required:
             return text
         return _("{state} (approval not required by the settings)").format(state=text)
@@ -307,12 +317,27 @@ def approval_state(inputs: Inputs) -> ApprovalState:
     history = read_history(inputs.campaign)
     current = compute_fingerprint(inputs)
     last = history[-1] if history else None
-    changes = describe_changes(last.as_fingerprint(), current) if last else []
+    approved = last.as_fingerprint() if last else None
+    changes = describe_changes(approved, current) if approved else []
+    left: list[int] = []
+    if approved is not None and changes and only_left(approved, current):
+        left = sorted(approved.rows[k].row for k in approved.rows.keys() - current.rows.keys())
+        changes = []
     return ApprovalState(
         required=inputs.campaign.config.approval.required,
         last=last,
         changes=changes,
         fingerprint=current,
+        left=left,
+    )
+
+
+def only_left(approved: Fingerprint, current: Fingerprint) -> bool:
+    """Whether the only difference is recipients no longer to be sent: everyone still to be sent
+    gets exactly what was approved (same shared parts, same row), so the approval still holds."""
+    return approved.components == current.components and all(
+        key in approved.rows and approved.rows[key].hash == stamp.hash
+        for key, stamp in current.rows.items()
     )
 
 

@@ -12,12 +12,12 @@ Replies about a recipient: 4xx, timeouts and drops are transient (`deferred`, re
 configured backoff); 5xx is `failed`. Connections are opened by `campaign.smtpsession`: a settings
 mistake the server reveals (TLS mode, certificate, login; a 530 at MAIL) stops the run once, before
 anyone's attempt is spent. Replies about the sender (421, or 45x with 4.7.x/4.3.x about rate,
-connections or too much mail) and a server that cannot be reached at all are the run's business,
-not the recipient's: the recipient goes back in the queue with its attempts untouched and
-`throttle.Pace` slows every connection to the rate the server was measured to allow (or pauses
-and probes until the server answers again). SIGINT or SIGTERM: no new transaction starts, those
-in flight finish and are recorded; a second signal stops at once (the log then says `uncertain`
-for any message whose body was on the wire).
+connections or too much mail), a connection lost before MAIL was answered, and a server that cannot
+be reached at all are the run's business, not the recipient's: the recipient goes back in the
+queue with its attempts untouched and `throttle.Pace` slows every connection to the rate the
+server was measured to allow (or pauses and probes until the server answers again). SIGINT or
+SIGTERM: no new transaction starts, those in flight finish and are recorded; a second signal stops
+at once (the log then says `uncertain` for any message whose body was on the wire).
 """
 
 from __future__ import annotations
@@ -314,9 +314,10 @@ class Dispatcher:
         # transaction ended): lost in a crash before then, the recipient stays pending or
         # deferred, which is what a transaction that never reached the body recovers to.
         unwritten: list[Write] = [ledger.begin(job.key, now)]
-        in_body = False
+        in_body = mailed = False
         try:
             await client.mail(job.sender, options=options, encoding=encoding)
+            mailed = True
             await client.rcpt(job.recipient, encoding=encoding)
             start = await client.execute_command(b"DATA")
             if start.code != 354:
@@ -350,6 +351,9 @@ class Dispatcher:
             return self._done(job, state, code, text)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             self._drop(slot)
+            if not mailed and job.put_back < MAX_PUT_BACK:
+                job.put_back += 1  # the connection was lost before the server heard of anyone
+                return None
             text = _describe(err)
             if in_body:
                 await self._write(

@@ -22,6 +22,7 @@ from pathlib import Path
 from campaign.errors import InputError, Place
 from campaign.i18n import N_, _
 from campaign.ledger import Delivery, State
+from campaign.outbox import check_output_path
 from campaign.settings import Campaign
 from campaign.spreadsheet import decode_text, read_table, sniff_delimiter
 from campaign.status import neutralise
@@ -35,7 +36,7 @@ def outcome_columns() -> list[str]:
     return [_(title) for title in OUTCOME_COLUMNS]
 
 
-SHEET_SUFFIXES = {".csv", ".xlsx", ".ods"}
+SHEET_SUFFIXES = (".xlsx", ".ods", ".csv")
 # States whose last reply says why the message did not arrive.
 _NOT_DELIVERED = {State.FAILED.value, "bounced"}
 
@@ -62,13 +63,8 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
 
 def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: Path) -> Path:
     """Write the campaign's spreadsheet with the outcome columns to `path` (.csv, .xlsx or .ods)."""
+    check_output_path(path, SHEET_SUFFIXES, option="--export", example="suivi.xlsx")
     suffix = path.suffix.lower()
-    if suffix not in SHEET_SUFFIXES:
-        raise InputError(
-            _("cannot export the spreadsheet to {name}").format(name=path.name),
-            place=Place(file=str(path)),
-            hint=_("name a file ending in .xlsx, .ods or .csv"),
-        )
     config = campaign.config
     source = campaign.path(config.recipients)
     shown = campaign.settings.display(config.recipients)

@@ -32,6 +32,39 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def check_output_path(path: Path, suffixes: tuple[str, ...], *, option: str, example: str) -> None:
+    """Refuse, before any work, a file named on the command line that cannot be written: a
+    folder, a suffix the command does not write, a folder that does not exist (exit 2)."""
+    from campaign.errors import Place, UsageError
+
+    place = Place(file=str(path), option=option)
+    if path.is_dir():
+        raise UsageError(
+            _("{path} is a folder").format(path=path),
+            place=place,
+            hint=_("name a file inside it, e.g. {example}").format(
+                example=f"{option} {path / example}"
+            ),
+        )
+    if path.suffix.lower() not in suffixes:
+        kinds = (" " + _("or") + " ").join(suffixes)
+        raise UsageError(
+            _("cannot write {name}: {option} writes {kinds} files").format(
+                name=path.name, option=option, kinds=kinds
+            ),
+            place=place,
+            hint=_("name a file ending in {kinds}, e.g. {example}").format(
+                kinds=kinds, example=f"{option} {example}"
+            ),
+        )
+    if not path.parent.is_dir():
+        raise UsageError(
+            _("the folder {path} does not exist").format(path=path.parent),
+            place=place,
+            hint=_("create the folder first, or name a file in an existing one"),
+        )
+
+
 def write_private(path: Path, data: bytes | str) -> Path:
     """Write `data` to `path` atomically, readable by the owner only."""
     private_dir(path.parent)

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from campaign.errors import InputError, Place, UsageError
+from campaign.errors import InputError, Place
 from campaign.i18n import _
+from campaign.outbox import check_output_path
 
 if TYPE_CHECKING:
     from campaign.ledger import Ledger
@@ -248,29 +249,8 @@ def render_report(context: dict[str, Any]) -> str:
 
 
 def check_report_path(path: Path) -> None:
-    """Refuse, before any work, a report path that cannot be written: a folder, no such folder."""
-    if path.is_dir():
-        raise UsageError(
-            _("{path} is a folder").format(path=path),
-            place=Place(file=str(path)),
-            hint=_("name a file inside it, e.g. {example}").format(
-                example="--report " + str(path / "suivi.html")
-            ),
-        )
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(
-            _("cannot write the report to {name}").format(name=path.name),
-            place=Place(file=str(path)),
-            hint=_("name a file ending in .html, e.g. {example}").format(
-                example="--report suivi.html"
-            ),
-        )
-    if not path.parent.is_dir():
-        raise UsageError(
-            _("the folder {path} does not exist").format(path=path.parent),
-            place=Place(file=str(path)),
-            hint=_("create the folder first, or write the report into an existing one"),
-        )
+    """Refuse, before any work, a report path that cannot be written."""
+    check_output_path(path, (".html", ".htm"), option="--report", example="suivi.html")
 
 
 def write_report(report: StatusReport, log: Ledger, path: Path, now: float) -> Path:

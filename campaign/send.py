@@ -138,6 +138,7 @@ class SendReport:
             "reasons": [
                 {"state": r.state.value, "reply": r.text, "count": r.count} for r in self.reasons
             ],
+            "server": self.tally.pace.as_dict() if self.tally.pace else None,
             "exit_code": self.exit_code,
         }
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from campaign.errors import InputError, Place
 from campaign.i18n import _
 from campaign.ledger import Delivery, Ledger, State
+from campaign.outbox import check_output_path
 
 if TYPE_CHECKING:
     from campaign.window import Forecast
@@ -181,8 +182,12 @@ def read_status(
     in_log = {d.email for d in deliveries}
     report.not_sent_yet = sorted(r.row for r in ready if r.email.lower() not in in_log)
     in_sheet = {r.email.lower() for r in ready}
+    # A bounced address is on the suppression list (campaign inbox put it there), so no longer
+    # among the ready rows: it has not left the spreadsheet, and the bounces list it already.
     report.not_in_sheet = [
-        d.address for d in deliveries if d.email not in in_sheet and d.state is not State.SUPPRESSED
+        d.address
+        for d in deliveries
+        if d.email not in in_sheet and d.state not in (State.SUPPRESSED, State.BOUNCED)
     ]
     runs = log.runs()
     report.runs = len(runs)
@@ -236,19 +241,8 @@ def neutralise(value: object) -> object:
 
 def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
     """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
+    check_output_path(path, (".csv", ".xlsx"), option="--export", example="envoi.xlsx")
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".xlsx"):
-        raise InputError(
-            _("cannot export to {name}").format(name=path.name),
-            place=Place(file=str(path)),
-            hint=_("name a file ending in .csv or .xlsx"),
-        )
-    if not path.parent.is_dir():
-        raise InputError(
-            _("the folder {path} does not exist").format(path=path.parent),
-            place=Place(file=str(path)),
-            hint=_("create the folder first, or export into an existing one"),
-        )
     rows: list[list[object]] = []
     for delivery in deliveries:
         record = asdict(delivery)

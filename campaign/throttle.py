@@ -164,6 +164,19 @@ class PaceReport:
     outages: int = 0  # times the server could not be reached at all
     paused: float = 0.0  # seconds spent waiting for the server to come back
 
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """For `send --json`: rates in messages per second, and the sentence `send` prints."""
+        return {
+            "configured_rate": self.configured,
+            "start_rate": self.start,
+            "rate": self.rate,
+            "server_rate": self.server,
+            "refusals": self.refusals,
+            "outages": self.outages,
+            "paused_seconds": round(self.paused, 3),
+            "summary": self.describe(),
+        }
+
     def describe(self) -> str:
         """E.g. 'the server limited us to about 10/min; throttle lowered from 30 to 10/min'."""
         parts: list[str] = []

@@ -5,9 +5,10 @@ or the final dot; drop the connection before the 354, after the 354, or after st
 without replying; delay a reply; cap the messages per connection; require STARTTLS (trustme
 certificate) or implicit TLS; require AUTH (passwords, or OAuth2 tokens over XOAUTH2 and
 OAUTHBEARER; or offer no AUTH at all); limit the rate like a provider (`RateLimit`: N messages
-per window, then 450 4.7.1, and 421 closing after repeated refusals). It stores what it accepts in memory, with the time and
-the connection, so tests count copies per Message-ID, and counts the logins it saw (AUTH commands,
-accepted, refused) and the EHLO names clients gave.
+per window, then 450 4.7.1, and 421 closing after repeated refusals); go down (`down()`: stop
+listening, cut every session) and come back on the same port (`up()`). It stores what it accepts
+in memory, with the time and the connection, so tests count copies per Message-ID, and counts the
+logins it saw (AUTH commands, accepted, refused) and the EHLO names clients gave.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class _State:
     tokens: dict[str, str] = field(default_factory=dict)  # OAuth2: user → the token accepted
     rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    live: set[asyncio.Transport] = field(default_factory=set)  # open sessions, cut by `down`
 
 
 class _Handler:
@@ -203,6 +205,15 @@ class _Session(SMTP):  # type: ignore[misc]
         self.refused = 0
         self.state.connections += 1
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.state.live.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.state.live.discard(self.transport)
+        super().connection_lost(error)
+
     async def smtp_EHLO(self, hostname: str) -> None:
         self.state.helo_names.append(hostname)
         await super().smtp_EHLO(hostname)
@@ -271,6 +282,7 @@ class FaultyServer:
         users: dict[str, str] | None = None,
         idle_timeout: float | None = None,
         rate: RateLimit | None = None,
+        port: int = 0,
         tokens: dict[str, str] | None = None,
         offer_auth: bool = True,
     ) -> None:
@@ -281,7 +293,7 @@ class FaultyServer:
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.users = users
-        self.port = 0
+        self.port = port  # 0: a free port, chosen at start (and kept by `up` after `down`)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.AbstractServer | None = None
@@ -324,6 +336,14 @@ class FaultyServer:
         future.result(timeout=10)
         return self
 
+    def down(self) -> None:
+        """An outage: stop listening and cut every open session, as a stopped server would."""
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+
+    def up(self) -> None:
+        """Back after `down`, on the same port."""
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+
     def __exit__(self, *exc: object) -> None:
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -348,14 +368,21 @@ class FaultyServer:
         self._server = await self._loop.create_server(
             lambda: _Session(handler, **options),
             host="127.0.0.1",
-            port=0,
+            port=self.port,
             ssl=self.implicit_tls,
+            reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for transport in list(self.state.live):
+            transport.abort()  # Server.close() leaves open sessions running (Python < 3.13)
+        self.state.live.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any

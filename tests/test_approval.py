@@ -353,3 +353,25 @@ def test_the_email_body_template_is_named(project: Path) -> None:
     message = refusal(project)
     assert "email body template changed (letters/courriel.md)" in message
     assert "letter template" not in message
+
+
+def test_recipients_leaving_keep_the_approval(project: Path) -> None:
+    """A row deleted (or suppressed after a bounce) takes nobody to unapproved content: the
+    approval holds, send is not refused, and status says who left."""
+    approve(inputs_of(project), by="reviewer")
+    path = project / XLSX
+    book = openpyxl.load_workbook(path)
+    sheet = book.active
+    assert sheet is not None
+    sheet.delete_rows(5)
+    book.save(path)
+    state = require_approval(inputs_of(project))
+    assert state is not None and state.approved
+    assert state.left == [5]
+    assert "since then 1 recipient no longer to be sent (approved as row 5)" in state.summary()
+    # ... but a row changed as well is a change, and the refusal lists both.
+    sheet.cell(row=6, column=5).value = "Hôpital renommé"
+    book.save(path)
+    message = refusal(project)
+    assert "1 recipient changed" in message
+    assert "1 recipient removed (approved as row 5)" in message

@@ -174,7 +174,7 @@ def test_export_into_a_missing_folder_is_a_clear_error(tmp_path: Path, name: str
         settings = make_project(tmp_path, port=server.port, recipients=1)
         assert cli(settings, "send").exit_code == 0
     result = cli(settings, "status", "--export", str(tmp_path / "missing" / name))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, as for --report
     assert ("Traceback" not in result.output and result.exception is None) or isinstance(
         result.exception, SystemExit
     )

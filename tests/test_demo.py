@@ -87,6 +87,7 @@ def test_the_demo_leaves_the_project_untouched_and_runs_again_the_same(tmp_path:
     suppression = (demo / "recipients" / "suppression.csv").read_text(encoding="utf-8")
     assert "rebond.julien.arnaud@example.org" in suppression  # the copy's list got the bounce
     assert "1 bounced" in " ".join(first.split())
+    assert "no longer in the spreadsheet" not in first  # the bounce is suppressed, not gone
     assert (demo / "outbox" / "hopitaux-2020-05" / "report.html").is_file()
     second = _demo(settings, port)
     assert _files(tmp_path) == before

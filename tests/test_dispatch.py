@@ -7,6 +7,7 @@ in the queue; it never counts against max_attempts, and the learnt rate is kept 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from campaign.dispatch import about_sender
 from campaign.ledger import Ledger, State
 from campaign.throttle import Pace
 from tests.smtp_server import Fault, FaultyServer, RateLimit, make_project
-from tests.test_send import FIRST, delivery, send, states
+from tests.test_send import FIRST, cli, delivery, send, states
 
 
 @pytest.mark.parametrize(
@@ -119,3 +120,56 @@ def test_outage_probes_on_a_doubling_backoff_capped_by_probe_interval() -> None:
     pace.accepted(now)
     assert pace.report.outages == 1 and pace.report.paused == pytest.approx(now)
     assert pace.rate is None  # an outage says nothing about the rate
+
+
+def test_server_down_mid_send_is_a_pause_and_nobody_is_sent_twice(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=8,
+            smtp="probe_interval: 1s",
+            throttle="per_second: 4\n  per_minute: null\n  concurrency: 1",
+            retry="max_attempts: 1\n  backoff: [1h]",  # an outage counted would fail someone
+        )
+
+        def outage() -> None:
+            while len(server.stored) < 3:
+                time.sleep(0.005)
+            # stored before its 250 is written: let the reply go; the next starts 0.25 s after
+            time.sleep(0.08)
+            server.down()  # cut every session with none on the wire
+            time.sleep(3.0)
+            server.up()
+
+        thread = threading.Thread(target=outage)
+        thread.start()
+        result = cli(settings, "send", "--json")
+        thread.join()
+    report = json.loads(result.output)
+    assert result.exit_code == 0, result.output
+    assert (report["sent"], report["failed"], report["uncertain"]) == (8, 0, 0)
+    assert max(server.copies().values()) == 1 and len(server.stored) == 8
+    assert {delivery(settings, f"personne{i:04d}@example.org").attempts for i in range(1, 9)} == {1}
+    assert report["server"]["outages"] == 1
+    assert 2.0 <= report["server"]["paused_seconds"] <= 6.0
+    assert "server unreachable 1×" in report["server"]["summary"]
+
+
+def test_connection_lost_before_mail_is_answered_costs_no_attempt(tmp_path: Path) -> None:
+    # Nothing was said about the recipient yet: reconnect and send it, its one attempt kept.
+    with FaultyServer(faults=[Fault("mail", action="drop", times=2)]) as server:
+        settings = make_project(
+            tmp_path,
+            port=server.port,
+            recipients=3,
+            throttle="per_minute: null\n  concurrency: 1",
+            retry="max_attempts: 1\n  backoff: [1h]",
+        )
+        report = send(settings)
+        assert (report.tally.sent, report.tally.failed, report.tally.deferred) == (3, 0, 0)
+        assert server.connections == 3 and max(server.copies().values()) == 1
+    assert delivery(settings).attempts == 1

@@ -307,7 +307,7 @@ def test_a_wrong_report_path_is_said_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist") as missing:
         commands.status(campaign, report_to=tmp_path / "nowhere" / "suivi.html", now=now)
     assert "create the folder first" in (missing.value.hint or "")
-    with pytest.raises(UsageError, match=r"cannot write the report to suivi\.pdf"):
+    with pytest.raises(UsageError, match=r"cannot write suivi\.pdf: --report writes \.html"):
         commands.status(campaign, report_to=tmp_path / "suivi.pdf", now=now)
     result = cli(campaign.settings.path, "status", "--report", str(tmp_path))
     assert result.exit_code == 2

@@ -1,0 +1,290 @@
+"""`campaign send` against the real Postfix of tests/mailservers.py: a provider's scenarios.
+
+Postfix listens on 127.0.0.1 (submission: STARTTLS required, then AUTH through Dovecot SASL; a
+private CA signs its certificate), delivers example.org/example.com by LMTP into Dovecot's
+Maildirs, and can send nothing anywhere else. Each scenario runs the real command on a small
+campaign, then holds three records against each other: Postfix's own log (queue IDs, `connect
+from`, `disconnect from … mail=`, rejects, SASL failures), the Maildirs (one copy per recipient,
+its Message-ID the one the log recorded) and the delivery log (`campaign status --json` and the
+SQLite log). Real servers need root and the Debian packages: without them these tests skip, or fail
+when CAMPAIGN_REAL_SERVERS=1 (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from campaign.ledger import Ledger, State
+from tests.mailservers import Postfix, auth_failures, queue_ids
+from tests.smtp_server import make_project
+from tests.test_send import cli
+
+USER, PASSWORD = "collectif@example.org", "mot-de-passe-1"
+PASSWORD_ENV = "CAMPAIGN_TEST_SUBMISSION_PASSWORD"
+
+
+def submission_project(
+    tmp_path: Path,
+    postfix: Postfix,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    recipients: int,
+    throttle: str = "per_minute: null\n  per_day: 100000\n  concurrency: 2",
+    smtp: str = "",
+    password: str = PASSWORD,
+    cert_bundle: Path | None = None,
+    retry: str = "max_attempts: 3\n  backoff: [1s]",
+) -> Path:
+    """A small campaign sent through the submission port, as to a provider: STARTTLS, AUTH."""
+    monkeypatch.setenv(PASSWORD_ENV, password)
+    bundle = cert_bundle or postfix.ca_bundle
+    return make_project(
+        tmp_path,
+        port=postfix.submission_port,
+        recipients=recipients,
+        throttle=throttle,
+        retry=retry,
+        smtp=f"security: starttls\n  cert_bundle: {bundle}\n  username: {USER}\n"
+        f"  password_env: {PASSWORD_ENV}\n  helo_name: client.example.org\n  {smtp}",
+    )
+
+
+def send(settings: Path) -> tuple[Result, dict[str, Any]]:
+    """`campaign send --json`: the result and its report (empty when it printed an error)."""
+    result = cli(settings, "send", "--json")
+    try:
+        report = json.loads(result.output)
+    except json.JSONDecodeError:
+        report = {}
+    return result, report
+
+
+def status(settings: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(cli(settings, "status", "--json").output)
+    return data
+
+
+def logged(settings: Path) -> dict[str, tuple[State, str, int, str | None]]:
+    """Each recipient's state, Message-ID (no brackets), attempts and last reply, from the log."""
+    with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
+        return {
+            d.email: (d.state, d.message_id.strip("<>"), d.attempts, d.last_text)
+            for d in log.deliveries()
+        }
+
+
+def maildir_ids(postfix: Postfix) -> dict[str, list[str]]:
+    """The Message-IDs (no brackets) in each recipient's Maildir."""
+    return {
+        address: [str(m["Message-ID"]).strip("<>") for m in messages]
+        for address, messages in postfix.dovecot.all_messages().items()
+    }
+
+
+def mail_per_session(log: str) -> list[int]:
+    """How many MAIL commands each SMTP session carried, from `disconnect from … mail=N[/M]`.
+
+    Sessions without a command (`commands=0/0`: the fixture's own checks that a port listens)
+    are not counted.
+    """
+    found = []
+    for line in log.splitlines():
+        if "disconnect from" in line and "commands=0/0" not in line:
+            mail = re.search(r" mail=(\d+)(?:/(\d+))?", line)
+            found.append(int(mail.group(1)) if mail else 0)
+    return found
+
+
+def assert_each_delivered_once(postfix: Postfix, settings: Path, addresses: set[str]) -> None:
+    """Every address in `addresses` has exactly one copy, its Message-ID the logged one."""
+    lines = postfix.wait_delivered(len(addresses), seconds=60)
+    assert len(lines) >= len(addresses)
+    log = logged(settings)
+    boxes = maildir_ids(postfix)
+    assert set(boxes) == addresses, sorted(set(boxes) ^ addresses)
+    for address in addresses:
+        state, message_id, _, _ = log[address]
+        assert state is State.SENT
+        assert boxes[address] == [message_id], (address, boxes[address], message_id)
+
+
+def test_clean_campaign_one_queue_id_per_message_and_connections_reused(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count, per_connection = 12, 5
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=count,
+        throttle=f"per_minute: null\n  per_day: 100000\n  concurrency: 1\n"
+        f"  messages_per_connection: {per_connection}",
+    )  # fmt: skip
+    mark = postfix.log_mark()
+    result, report = send(settings)
+    assert result.exit_code == 0, result.output
+    assert (report["sent"], report["failed"], report["deferred"]) == (count, 0, 0)
+    assert_each_delivered_once(postfix, settings, set(logged(settings)))
+    server_log = postfix.log_since(mark)
+    ids = queue_ids(server_log)
+    assert len(ids) == len(set(ids)) == count  # one queue ID per message, no message twice
+    carried = [n for n in mail_per_session(server_log) if n]
+    assert sum(carried) == count
+    assert len(carried) <= math.ceil(count / per_connection)  # connections reused, up to the cap
+    assert max(carried) <= per_connection
+    assert report["connections"] == len(carried)
+    # at most one more session: a check of the settings before sending
+    assert len(mail_per_session(server_log)) <= len(carried) + 1, server_log
+    assert status(settings)["counts"]["sent"] == count
+
+
+def test_message_rate_limit_slows_the_run_and_nobody_fails(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Postfix's own limit: 10 messages per 5 s from a client, then 450 4.7.1 "too much mail".
+    postfix.configure(smtpd_client_message_rate_limit=10, anvil_rate_time_unit="5s")
+    count = 25
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=count,
+        retry="max_attempts: 1\n  backoff: [1h]",  # one refusal counted would fail someone
+    )  # fmt: skip
+    mark = postfix.log_mark()
+    result, report = send(settings)
+    assert result.exit_code == 0, result.output
+    assert (report["sent"], report["failed"], report["deferred"]) == (count, 0, 0)
+    assert_each_delivered_once(postfix, settings, set(logged(settings)))
+    server_log = postfix.log_since(mark)
+    limited = len(re.findall(r"Message delivery request rate limit exceeded", server_log))
+    pace = report["server"]
+    assert isinstance(pace, dict)
+    assert limited >= 1  # the limit was met, not avoided by luck
+    assert pace["refusals"] == limited  # every refusal Postfix logged, the run counted
+    assert limited <= 10
+    assert "the server limited us to about" in str(pace["summary"])
+    assert len(queue_ids(server_log)) == count
+    assert all(attempts == 1 for _, _, attempts, _ in logged(settings).values())
+
+
+def test_recipient_refused_with_5xx_fails_with_postfix_text_and_the_others_arrive(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = "personne0002@example.org"
+    postfix.refuse({refused: "550 5.1.1 User unknown"})
+    settings = submission_project(tmp_path, postfix, monkeypatch, recipients=4)
+    mark = postfix.log_mark()
+    result, report = send(settings)
+    assert result.exit_code == 1, result.output  # a failed recipient is a problem found
+    assert (report["sent"], report["failed"]) == (3, 1)
+    state, _, attempts, text = logged(settings)[refused]
+    assert state is State.FAILED and attempts == 1
+    server_log = postfix.log_since(mark)
+    [reject] = [line for line in server_log.splitlines() if "NOQUEUE: reject: RCPT" in line]
+    assert f"<{refused}>" in reject
+    reply = "5.1.1 <personne0002@example.org>: Recipient address rejected: User unknown"
+    assert reply in reject and text is not None and reply in text  # Postfix's own words
+    attention = status(settings)["attention"]
+    assert isinstance(attention, list)
+    assert [(a["email"], a["code"]) for a in attention] == [(refused, 550)]
+    others = set(logged(settings)) - {refused}
+    assert_each_delivered_once(postfix, settings, others)
+    assert len(queue_ids(server_log)) == 3
+
+
+def test_wrong_password_is_one_login_attempt_and_exit_2(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=4, password="pas-le-bon"
+    )
+    mark = postfix.log_mark()
+    result, _ = send(settings)
+    time.sleep(0.5)  # let Postfix write its last lines
+    server_log = postfix.log_since(mark)
+    assert auth_failures(server_log) == 1, server_log  # one attempt, not one per mechanism/slot
+    assert result.exit_code == 2, result.output
+    assert "smtp.username" in result.output or PASSWORD_ENV in result.output
+    assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
+    assert all(attempts == 0 for _, _, attempts, _ in logged(settings).values())
+    assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
+
+
+def test_certificate_of_another_authority_stops_before_anything_is_sent(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=3, cert_bundle=postfix.wrong_ca_bundle
+    )
+    mark = postfix.log_mark()
+    result, _ = send(settings)
+    time.sleep(0.5)
+    server_log = postfix.log_since(mark)
+    assert "smtp.cert_bundle" in result.output or "certificate" in result.output
+    assert "Traceback" not in result.output
+    assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
+    assert auth_failures(server_log) == 0 and "sasl_username" not in server_log  # no password sent
+    assert {s for s, *_ in logged(settings).values()} <= {State.PENDING}
+    assert result.exit_code == 2, result.output
+
+
+@pytest.mark.slow
+def test_postfix_stopped_mid_send_is_a_pause_and_everyone_arrives_once(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count, before, outage = 16, 5, 30.0
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=count,
+        throttle="per_second: 1\n  per_minute: null\n  per_day: 100000\n  concurrency: 1",
+        smtp="probe_interval: 2s",
+        retry="max_attempts: 1\n  backoff: [1h]",  # an outage counted against anyone fails them
+    )  # fmt: skip
+    mark = postfix.log_mark()
+    stopped: list[float] = []
+
+    def outage_after_some_messages() -> None:
+        # Stop Postfix between two messages, with its own queue empty: a message on the wire would
+        # be `uncertain` (by design), and an LMTP delivery cut half-way is delivered again by
+        # Postfix after the restart (its duplicate, not ours). Messages start 1 s apart: stop
+        # within 0.6 s of one being accepted, once every accepted message has left the queue.
+        seen: dict[int, float] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log, now = postfix.log_since(mark), time.monotonic()
+            accepted = len(queue_ids(log))
+            seen.setdefault(accepted, now)
+            removed = len(re.findall(r"qmgr\[\d+\]: [0-9A-F]+: removed", log))
+            if accepted >= before and removed == accepted and now - seen[accepted] < 0.6:
+                break
+            time.sleep(0.005)
+        postfix.stop()
+        stopped.append(time.monotonic())
+        time.sleep(outage)
+        postfix.restart()
+        stopped.append(time.monotonic())
+
+    thread = threading.Thread(target=outage_after_some_messages)
+    thread.start()
+    try:
+        result, report = send(settings)
+    finally:
+        thread.join()
+    assert result.exit_code == 0, result.output
+    assert len(stopped) == 2 and stopped[1] - stopped[0] >= outage
+    assert (report["sent"], report["failed"], report["deferred"], report["uncertain"]) == (
+        count, 0, 0, 0,
+    )  # fmt: skip
+    pace = report["server"]
+    assert isinstance(pace, dict) and pace["outages"] == 1
+    assert pace["paused_seconds"] >= outage - 5
+    assert_each_delivered_once(postfix, settings, set(logged(settings)))
+    assert all(attempts == 1 for _, _, attempts, _ in logged(settings).values())
+    ids = queue_ids(postfix.log_since(mark))
+    assert len(ids) == count and max(Counter(ids).values()) == 1
+    # The probes during the outage found nobody listening; after it, the run reconnected.
+    assert report["connections"] >= 2

@@ -58,6 +58,7 @@ def test_help_follows_the_environment() -> None:
     assert "Vérifier paramètres, lettre et destinataires" in french.stdout
     assert "Afficher ce message et quitter." in french.stdout  # click's own text too
     assert "Usage:" not in french.stdout
+    assert "Options :" in french.stdout and "Commandes :" in french.stdout
     assert "..." not in french.stdout.split("Commandes")[1]  # whole summaries in French too
     english = command("--help", locale="C")
     assert "Usage:" in english.stdout

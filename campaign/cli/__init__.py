@@ -82,8 +82,27 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
+class _Formatter(click.HelpFormatter):
+    """click's help, with the space French puts before a colon ("Options :")."""
+
+    def write_heading(self, heading: str) -> None:
+        colon = " :" if i18n.current_language() == "fr" else ":"
+        self.write(f"{'':>{self.current_indent}}{heading}{colon}\n")
+
+
+class _Context(click.Context):
+    formatter_class = _Formatter
+
+
+class _Command(click.Command):
+    context_class = _Context
+
+
 class _InOrder(click.Group):
     """Lists the commands in the order they are used, not alphabetically."""
+
+    context_class = _Context
+    command_class = _Command
 
     ORDER = (
         "init",

@@ -31,6 +31,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
 
@@ -61,9 +62,9 @@ def header_text(value: str) -> str:
 
 def make_address(display_name: str, email: str) -> Address:
     """Build an address from a display name and a validated address, never by parsing a string."""
-    username, _, domain = email.rpartition("@")
+    username, _at, domain = email.rpartition("@")
     if not username or not domain:
-        raise InputError(f"not an email address: {email!r}")
+        raise InputError(_("not an email address: {address}").format(address=repr(email)))
     try:
         domain.encode("ascii")
     except UnicodeEncodeError:
@@ -116,10 +117,11 @@ def _read_attachment(target: Path, shown: str) -> Attachment:
         data = target.read_bytes()
     except OSError as err:
         raise InputError(
-            f"cannot read the attachment: {err.strerror}", place=Place(file=shown)
+            _("cannot read the attachment: {reason}").format(reason=err.strerror),
+            place=Place(file=shown),
         ) from None
     kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    maintype, _, subtype = kind.partition("/")
+    maintype, _slash, subtype = kind.partition("/")
     return Attachment(header_text(target.name), data, maintype, subtype)
 
 
@@ -155,7 +157,7 @@ class Composer:
         sender = campaign.settings.sender
         letter = inputs.email_body or inputs.letter
         if letter is None:
-            raise InputError("the campaign has no letter to send", place=Place(key="letter"))
+            raise InputError(_("the campaign has no letter to send"), place=Place(key="letter"))
         self.letter = letter
         self.domain = sender.email.rpartition("@")[2]
         self.sender = make_address(sender.name, sender.email)
@@ -296,13 +298,22 @@ _PLACE = "=" * 15 + "1" * 19 + "=="
 
 def _text_part(policy: EmailPolicy[EmailMessage], subtype: str, text: str) -> bytes:
     """A text leaf in UTF-8 quoted-printable, as `set_content(..., cte="quoted-printable")`."""
-    lines = text.encode("utf-8").splitlines()
-    data = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), 78)
+    # quoprimime.body_encode(lines joined by "\n" + "\n") encodes each line on its own (the
+    # quoting, the soft breaks and the trailing-space rule are all within a line), so each
+    # line is encoded once per run: the lines no cell changes are the same for every recipient.
+    lines = text.encode("utf-8").splitlines() or [b""]
+    data = b"\r\n".join(map(_qp_line, lines)) + b"\r\n"
     return (
         _fold_cached(policy, "Content-Type", f'text/{subtype}; charset="utf-8"')
         + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        + _crlf(data.encode("ascii"))
+        + data
     )
+
+
+@functools.lru_cache(maxsize=8192)
+def _qp_line(line: bytes) -> bytes:
+    """One line (no line break in it) in quoted-printable, soft-broken at 78 columns."""
+    return quoprimime.body_encode(line.decode("latin-1"), 78, "\r\n").encode("ascii")
 
 
 def _bytes_part(
@@ -387,7 +398,7 @@ def needs_smtputf8(address: str) -> bool:
 
 def envelope_address(address: str) -> str:
     """The address for MAIL FROM / RCPT TO: an international domain written in ASCII (IDNA)."""
-    local, _, domain = address.rpartition("@")
+    local, _at, domain = address.rpartition("@")
     if not domain.isascii():
         domain = domain.encode("idna").decode("ascii")
     return f"{local}@{domain}"
@@ -413,7 +424,11 @@ def dot_stuffed(raw: bytes) -> bytes:
     """A message file as sent after DATA: dot-stuffed, ending with the final dot."""
     if not raw.endswith(b"\r\n"):
         raw += b"\r\n"
-    return _DOT_AT_LINE_START.sub(b"..", raw) + b".\r\n"
+    # The regex costs ~0.4 ms on a message with a 30 KB attachment; a plain search says in a few
+    # microseconds whether any line starts with a dot at all (base64 never does).
+    if raw.startswith(b".") or b"\n." in raw:
+        raw = _DOT_AT_LINE_START.sub(b"..", raw)
+    return raw + b".\r\n"
 
 
 def eml_name(recipient: Recipient) -> str:

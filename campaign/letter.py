@@ -33,6 +33,7 @@ from mdit_py_plugins.footnote import footnote_plugin
 
 from campaign.errors import Place, Problem, TemplateError
 from campaign.i18n import _
+from campaign.markdownshape import ShapeCache
 from campaign.plaintext import fill as _wrap
 from campaign.plaintext import plain_text as _plain_text
 from campaign.typography import date_fr, french
@@ -120,6 +121,7 @@ def _render_inline_footnote(
 
 
 _PARSER = markdown_parser()
+_SHAPES = ShapeCache(_PARSER)
 _EMAIL = markdown_parser()
 _PDF = markdown_parser()
 _PDF.add_render_rule("footnote_ref", _render_inline_footnote)
@@ -222,9 +224,7 @@ class MergedLetter:
 
     @cached_property
     def _parsed(self) -> tuple[list[Token], dict[str, Any]]:
-        env: dict[str, Any] = {}
-        tokens = _PARSER.parse(self.markdown, env)
-        return tokens, env
+        return _SHAPES.parse(self.markdown)  # what _PARSER.parse gives, parsed once per shape
 
     @cached_property
     def footnotes(self) -> list[str]:

@@ -5,11 +5,17 @@ The async engine (`campaign.dispatch`) submits the writes of each step (`campaig
 they came, several per transaction, and fsyncs when a step needs it to be durable before the
 engine goes on (the mark that a body is about to go out). `NullWriter` records nothing
 (benchmarks measure what the log costs against it).
+
+With `CAMPAIGN_LOG_TIMING` set to a file, `close` appends one JSON line to it: the seconds the
+writer spent committing (and fsyncing), its commits and fsyncs; `bench/send.py` reads it to give
+the log's share of a run.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
 import queue
 import sqlite3
 import threading
@@ -48,22 +54,32 @@ class LedgerWriter:
         self._conn = connect(path)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._synchronous = "FULL"
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._thread.start()
+        # Started by the first write, so that a run can fork its compose workers before it.
+        self._thread: threading.Thread | None = None
         self.commits = 0
         self.fsyncs = 0
+        self.busy = 0.0  # seconds spent committing
 
     def submit(
         self, writes: Sequence[Write], *, fsync: bool = True
     ) -> concurrent.futures.Future[None]:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
         self._queue.put((writes, fsync, future))
         return future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
         self._conn.close()
+        timing = os.environ.get("CAMPAIGN_LOG_TIMING")
+        if timing:
+            record = {"busy": self.busy, "commits": self.commits, "fsyncs": self.fsyncs}
+            with open(timing, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
 
     def _run(self) -> None:
         stop = False
@@ -74,6 +90,7 @@ class LedgerWriter:
             batch = [item]
             stop = self._gather(batch)
             synchronous = "FULL" if any(fsync for _, fsync, _ in batch) else "NORMAL"
+            began = time.perf_counter()
             try:
                 if synchronous != self._synchronous:
                     self._conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -86,6 +103,7 @@ class LedgerWriter:
                 for _, _, future in batch:
                     future.set_exception(failure)
             else:
+                self.busy += time.perf_counter() - began
                 self.commits += 1
                 self.fsyncs += synchronous == "FULL"
                 for _, _, future in batch:

@@ -360,8 +360,11 @@ class ApprovedLetters:
             )
         self._manifest = _read_manifest(self.inputs.campaign.layout.manifest)
 
-    def pdf(self, recipient: Recipient) -> bytes:
-        """The recipient's PDF, rendered from the current inputs (rendered again if it was not)."""
+    def pdf(self, recipient: Recipient, *, rerender: bool = True) -> bytes:
+        """The recipient's PDF, rendered from the current inputs (rendered again if it was not).
+
+        `rerender=False` (a compose worker, which must not write the outbox) raises instead.
+        """
         path = letter_path(self.inputs.campaign, recipient)
         for attempt in range(2):
             entry = self._manifest.get(str(recipient.row), {})
@@ -375,7 +378,7 @@ class ApprovedLetters:
                 and entry.get("pdf") == f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
             ):
                 return data
-            if attempt == 0:
+            if attempt == 0 and rerender:
                 self.rerendered += 1
                 _drop_entry(self.inputs.campaign.layout.manifest, recipient.row)
                 self._ensure([recipient])

@@ -9,6 +9,7 @@ French typography applies to the text, as in the HTML part.
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
 from collections.abc import Sequence
@@ -87,6 +88,8 @@ def _plain_blocks(
     return "".join(out), index
 
 
+# Most paragraphs of a letter are the same for every recipient: each is filled once per run.
+@functools.lru_cache(maxsize=4096)
 def fill(text: str, *, indent: str = "", width: int = _TEXT_WIDTH) -> str:
     """Fill each line of a paragraph to 72 columns; no-break spaces hold, hard breaks stay."""
     return "\n".join(

@@ -11,13 +11,15 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from email.utils import format_datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from campaign import ledger
+from campaign import composepool, ledger
 from campaign.compose import (
     Composer,
     dot_stuffed,
@@ -39,6 +41,7 @@ from campaign.dispatch import (
     Tally,
     run_dispatcher,
 )
+from campaign.i18n import _
 from campaign.inputs import Inputs
 from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
@@ -46,6 +49,9 @@ from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
 from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
 from campaign.window import Forecast, WindowedThrottle, forecast, window_of
+
+if TYPE_CHECKING:
+    from campaign.pdf import ApprovedLetters
 
 
 class SendMode(StrEnum):
@@ -228,10 +234,14 @@ def send_campaign(
             progress(Event(EventKind.START, total=plan.total, text=summary))
         run = log.start_run(clock())
         try:
+            # The compose workers fork here: after the inputs and shared parts are ready, before
+            # the log's writer thread (started by its first write) and the event loop run.
+            plan.prepare(pace.configured)
             report.stopped = asyncio.run(
                 run_dispatcher(dispatcher, plan.next_round, wait_retries=options.wait_retries)
             )
         finally:
+            plan.close()
             report.server_down = dispatcher.server_down
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
@@ -240,7 +250,7 @@ def send_campaign(
             if pace.report.server is not None and pace.rate is not None:
                 log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:
-            report.stopped = f"limit of {options.limit} reached"
+            report.stopped = _("limit of {n} reached").format(n=options.limit)
         report.counts = log.counts()
         report.next_retry = log.next_retry()
         if (
@@ -293,6 +303,11 @@ class _Plan:
         self.attachments = load_attachments(inputs)
         self.composer = Composer(inputs)
         self._test_jobs: list[Job] | None = None
+        self._first: Sequence[Job] | float | None = None
+        self._prepared = False
+        self._pool: composepool.ComposePool[Recipient] | None = None
+        self._stamp_time = _now()
+        self._stamp = b""
         if options.test_to:
             targets = list(self.ready.values())[: max(options.count, 1)]
         else:
@@ -303,11 +318,59 @@ class _Plan:
                 if d.email in self.ready and d.state in open_states
             ]
         self.total = len(targets) if options.limit is None else min(len(targets), options.limit)
-        self.pdf = _pdf_source(inputs, targets)
+        self.letters = _pdf_source(inputs, targets)
         if options.test_to:
             self._test_jobs = [self._test_job(r, options.test_to) for r in targets]
 
+    def pdf(self, recipient: Recipient) -> bytes | None:
+        return None if self.letters is None else self.letters.pdf(recipient)
+
+    def prepare(self, rate: float | None) -> None:
+        """Plan the first round and, when it is large and sent fast, start composing it ahead.
+
+        Composing in workers pays when the sender can go faster than one process composes:
+        a throttle of a few messages per second leaves the run's own process idle enough.
+        """
+        self._first = self._round()
+        self._prepared = True
+        jobs = self._first
+        if (
+            self._test_jobs is not None
+            or not isinstance(jobs, Sequence)
+            or len(jobs) < composepool.MIN_BATCH
+            or (rate is not None and rate < POOL_MIN_RATE)
+            or not composepool.available()
+        ):
+            return
+        recipients = [self.ready[str(job.key)] for job in jobs]
+        try:  # warm the shared parts once, before the workers inherit them
+            self._compose(recipients[0])
+        except Exception:
+            return  # reported, as it always was, when that message is about to be sent
+        self._stamp_time = _now()
+        self._stamp = _date_line(self._stamp_time)
+        self._pool = composepool.ComposePool(
+            self._compose_ahead,
+            recipients,
+            key=lambda r: r.email.lower(),
+            workers=composepool.worker_count(),
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
     def next_round(self) -> Sequence[Job] | float | None:
+        if not self._prepared:
+            self._prepared = True
+            return self._round()
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._round()
+
+    def _round(self) -> Sequence[Job] | float | None:
         if self._test_jobs is not None:
             tests, self._test_jobs = self._test_jobs, []
             return tests or None
@@ -336,9 +399,13 @@ class _Plan:
 
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
-            own = with_recipient_attachments(self.inputs, recipient, self.attachments)
-            raw = self.composer.compose(recipient, pdf=self.pdf(recipient), attachments=own)
-            return dot_stuffed(raw)
+            if self._pool is not None:
+                data = self._pool.take(recipient)
+                at = -1 if data is None else data.find(self._stamp)
+                if data is not None and at >= 0:
+                    # Dated when it goes, as a message composed here and now would be.
+                    return data[:at] + _date_line(_now()) + data[at + len(self._stamp) :]
+            return self._compose(recipient)
 
         address = envelope_address(recipient.email)
         return Job(
@@ -349,6 +416,18 @@ class _Plan:
             attempts,
             utf8=needs_smtputf8(address),
         )
+
+    def _compose(self, recipient: Recipient, *, now: datetime | None = None) -> bytes:
+        own = with_recipient_attachments(self.inputs, recipient, self.attachments)
+        raw = self.composer.compose(recipient, pdf=self.pdf(recipient), attachments=own, now=now)
+        return dot_stuffed(raw)
+
+    def _compose_ahead(self, recipient: Recipient) -> bytes:
+        """In a worker: compose with the pool's date (replaced when sent); never re-render a PDF."""
+        own = with_recipient_attachments(self.inputs, recipient, self.attachments)
+        pdf = None if self.letters is None else self.letters.pdf(recipient, rerender=False)
+        raw = self.composer.compose(recipient, pdf=pdf, attachments=own, now=self._stamp_time)
+        return dot_stuffed(raw)
 
     def _test_job(self, recipient: Recipient, address: str) -> Job:
         raw = self.composer.compose(
@@ -365,13 +444,26 @@ class _Plan:
         return Job(key, self.sender, target, lambda: data, utf8=needs_smtputf8(target))
 
 
-def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> Callable[[Recipient], bytes | None]:
-    """Make sure the PDFs to attach are rendered from today's inputs; return how to read one."""
+# Below this configured rate (messages per second) the run's own process composes fast enough.
+POOL_MIN_RATE = 20.0
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def _date_line(when: datetime) -> bytes:
+    """The Date header line as the composer writes it (short plain ASCII: never folded)."""
+    return b"\r\nDate: " + format_datetime(when).encode("ascii") + b"\r\n"
+
+
+def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> ApprovedLetters | None:
+    """Make sure the PDFs to attach are rendered from today's inputs; None when none are."""
     if not inputs.campaign.config.attach_pdf or not recipients:
-        return lambda recipient: None
+        return None
     from campaign.pdf import ApprovedLetters
 
-    return ApprovedLetters(inputs, recipients).pdf
+    return ApprovedLetters(inputs, recipients)
 
 
 def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) -> SendReport:
@@ -385,13 +477,14 @@ def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) ->
     ready = inputs.recipients.ready[:limit]
     if progress is not None:
         progress(Event(EventKind.START, total=len(ready)))
-    pdfs = _pdf_source(inputs, ready)
+    letters = _pdf_source(inputs, ready)
     attachments = load_attachments(inputs)
     composer = Composer(inputs) if ready else None
     for recipient in ready:
         assert composer is not None
         own = with_recipient_attachments(inputs, recipient, attachments)
-        raw = composer.compose(recipient, pdf=pdfs(recipient), attachments=own)
+        pdf = None if letters is None else letters.pdf(recipient)
+        raw = composer.compose(recipient, pdf=pdf, attachments=own)
         write_private(folder / eml_name(recipient), raw)
         report.written += 1
         if progress is not None:

@@ -9,6 +9,7 @@ Templates reach them as `{{ salutation(civilite, fonction) }}`, `{{ date_fr(d) }
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import date, datetime
@@ -47,12 +48,18 @@ def french(text: str) -> str:
     """Give one run of text French spacing: no-break spaces before ; : ? !, inside « » and incises."""
     if not text:
         return text
+    return _french(text, _colon_space)
+
+
+# Each text node of a letter is made French once per run, not once per recipient.
+@functools.lru_cache(maxsize=8192)
+def _french(text: str, colon_space: str) -> str:
     if "'" in text:
         text = _APOSTROPHE.sub(APOSTROPHE, text)
     if any(mark in text for mark in ";?!"):
         text = _BEFORE_HIGH.sub(NNBSP + r"\1", text)
     if ":" in text:
-        text = _BEFORE_COLON.sub(_colon_space + ":", text)
+        text = _BEFORE_COLON.sub(colon_space + ":", text)
     if "n° " in text:
         text = text.replace("n° ", "n°\u00a0")
     if "—" in text:

@@ -3,8 +3,9 @@
 The mailbox: 10,000 messages, of which `--relevant` (default 300) are about the campaign (half
 bounces that return the whole message, half replies and out-of-office answers); the others are
 ordinary mail, some with a 30 KB attachment. Baseline, measured in the same run: fetch every
-message whole (BODY.PEEK[]) and classify it. Then `scan_inbox` cold (headers and BODYSTRUCTURE
-first, whole messages only for the bounces), then incrementally after 20 new messages.
+message whole (BODY.PEEK[]) and classify it. Then `scan_inbox` cold (the triage headers of every
+message; of the reports, only their status and returned-headers parts), then incrementally after
+20 new messages.
 
     .venv/bin/python bench/inbox.py [--messages 10000] [--relevant 300]
 """

@@ -23,7 +23,7 @@ campaign. Nothing here reads the text of a reply beyond its headers: the tool ke
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
@@ -80,6 +80,31 @@ _AUTO_SUBJECT = re.compile(
     r"|risposta automatica|vacation|congés)",
     re.I,
 )
+
+
+# Every word of the headers that `triage` (and the regular expressions above) can react to, as
+# bytes: a header block with none of them, no RFC 2047 encoded word ("=?") and no recipient in
+# its From is ordinary mail, skipped without parsing (most of a mailbox; tests check this is a
+# superset of `triage` on the corpus).
+_SIGNS = re.compile(  # on the lower-cased bytes: 8 times faster than re.IGNORECASE here
+    rb"report|x-failed|daemon|postmaster|mailer|auto|precedence|out of|absen|abwesenheit"
+    rb"|vacation|cong|deliver|distribu|failure|failed|returned|non remis|chec|rejected"
+    rb"|in-reply-to|references|=\?"
+)
+_FROM_FIELD = re.compile(rb"(?:^|\n)from:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)")
+_ADDRESS_BYTES = re.compile(rb"[^\s<>\"',;:()]+@[^\s<>\"',;:()]+")
+
+
+def worth_reading(headers: bytes, senders: Container[str]) -> bool:
+    """Whether a message's triage headers may say anything about a campaign message: a sign
+    `triage` reacts to, or a From among `senders` (the recipients, whose answers are replies)."""
+    low = headers.lower()
+    if _SIGNS.search(low):
+        return True
+    field = _FROM_FIELD.search(low)
+    if field is None:
+        return False
+    return any(a.decode("ascii", "replace") in senders for a in _ADDRESS_BYTES.findall(field[1]))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from typing import Any
 import aiosmtplib
 
 from campaign import ledger
+from campaign.dsn import DsnRequest
 from campaign.errors import DeliveryError
 from campaign.i18n import N_, _
 from campaign.ledger import Phase, State, Write
@@ -166,6 +167,7 @@ class Dispatcher:
     # How long the server may stay unreachable before the run ends (None: smtp.outage_limit;
     # `send --no-wait` gives 0: it stops at the second failed probe instead of waiting).
     outage_limit: float | None = None
+    dsn: DsnRequest | None = None  # smtp.dsn: RFC 3461 parameters when the server offers DSN
     server_down: bool = False  # the run ended because the server stayed unreachable
     tally: Tally = field(default_factory=Tally)
     pace: Pace = field(default_factory=lambda: Pace(configured=None))
@@ -315,10 +317,11 @@ class Dispatcher:
         # deferred, which is what a transaction that never reached the body recovers to.
         unwritten: list[Write] = [ledger.begin(job.key, now)]
         in_body = mailed = False
+        mail, rcpt = self.dsn.options(client, job.key, job.recipient) if self.dsn else ([], [])
         try:
-            await client.mail(job.sender, options=options, encoding=encoding)
+            await client.mail(job.sender, options=options + mail, encoding=encoding)
             mailed = True
-            await client.rcpt(job.recipient, encoding=encoding)
+            await client.rcpt(job.recipient, options=rcpt, encoding=encoding)
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)

@@ -28,21 +28,25 @@ from pathlib import Path
 from typing import Any
 
 from campaign import ledger
-from campaign.bounces import Kind, Verdict, classify, parse_headers, parse_message, triage
+from campaign.bounces import (
+    Kind,
+    Verdict,
+    classify,
+    parse_headers,
+    parse_message,
+    triage,
+    worth_reading,
+)
 from campaign.bounces import sender_of as _sender_of
+from campaign.dsn import envelope_id, xtext_decode
 from campaign.ledger import Delivery, Ledger, State, Write
 from campaign.mailbox import Arrival, Box, open_mailbox
 from campaign.outbox import run_lock
 from campaign.recipients import read_suppression
+from campaign.sentcopy import CopyReport, retry_copies
 from campaign.settings import Campaign
 
 _SENT_STATES = {State.SENT, State.UNCERTAIN, State.BOUNCED, State.DELIVERED}
-
-
-def envelope_id(message_id: str) -> str:
-    """The RFC 3461 ENVID of a campaign message: its Message-ID's left part (the recipient's
-    key in the log; printable ASCII without '+' or '=', so it needs no xtext escaping)."""
-    return message_id.strip().strip("<>").split("@", 1)[0][:100]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class InboxReport:
     resolved: dict[str, str] = field(default_factory=dict)  # uncertain → sent: the evidence
     uncertain: dict[str, str] = field(default_factory=dict)  # still uncertain: what was searched
     suppression_file: str = ""
+    copies: CopyReport | None = None  # copies for Sent that earlier runs left unsaved, retried
     seconds: float = 0.0
 
     @property
@@ -94,6 +99,7 @@ class InboxReport:
             "suppression_file": self.suppression_file,
             "resolved_uncertain": self.resolved,
             "still_uncertain": self.uncertain,
+            "sent_copies": self.copies.as_dict() if self.copies else None,
             "seconds": round(self.seconds, 3),
         }
 
@@ -108,7 +114,7 @@ class _Index:
         self.by_address = {d.email: d.email for d in sent}
 
     def match(self, verdict: Verdict) -> str | None:
-        for envid in verdict.envids:
+        for envid in map(xtext_decode, verdict.envids):  # written as sent: in xtext
             if envid in self.by_envid:
                 return self.by_envid[envid]
         for mid in verdict.message_ids:
@@ -146,6 +152,8 @@ def scan_inbox(
             log.apply(writes)
             if report.bounces:
                 _suppress(campaign, report, clock())
+            if log.copies(["pending", "failed"]):
+                report.copies = retry_copies(settings, campaign.layout, log, opened)
     finally:
         if box is None:
             opened.close()
@@ -165,7 +173,10 @@ def _read_inbox(
     report.read = len(arrivals)
     writes: list[Write] = []
     whole: list[Arrival] = []
+    reports: set[int | str] = set()  # multipart/report: its parts are enough (Box.fetch)
     for arrival in arrivals:
+        if not worth_reading(arrival.headers, index.by_address):
+            continue  # ordinary mail: no sign of a report, an answer or a recipient
         headers = parse_headers(arrival.headers)
         kind = Kind.BOUNCE if arrival.report else triage(headers)
         if kind is None:
@@ -175,13 +186,15 @@ def _read_inbox(
             kind = Kind.REPLY
         if kind is Kind.BOUNCE:
             whole.append(arrival)
+            if headers.get_content_type() == "multipart/report":
+                reports.add(arrival.uid)
             continue
         verdict = classify(headers)  # headers are enough for an answer
         if verdict.kind is Kind.OTHER:
             verdict = Verdict(kind, "sender", verdict.sender, verdict.date)
         writes += _record(verdict, arrival, folder, index, report, clock)
     if whole:
-        bodies = box.fetch(folder, [a.uid for a in whole])
+        bodies = box.fetch(folder, [a.uid for a in whole], reports=reports)
         report.fetched = len(bodies)
         for arrival in whole:
             data = bodies.get(arrival.uid)

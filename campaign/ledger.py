@@ -331,7 +331,7 @@ class Ledger:
         return ScanPosition(int(row[0]), int(row[1]), frozenset(filter(None, row[2].split("\n"))))
 
     def sent_copy(self, email: str) -> str | None:
-        """The state of the copy of `email`'s message in Sent: appending, appended, failed, None."""
+        """The state of the copy of `email`'s message in Sent: pending, done, failed, or None."""
         row = self.conn.execute(
             "SELECT state FROM sent_copies WHERE email = ?", (email.lower(),)
         ).fetchone()
@@ -375,20 +375,36 @@ class Ledger:
             ]
         )
 
-    # The rate the server was measured to allow, kept for the next run (a table made on first use,
-    # so older logs need no migration).
-    def learnt_rate(self) -> float | None:
-        """Messages per second the server allowed when last limited, or None."""
+    # Small facts kept between runs (the learnt rate, save_sent's detection): a table made on
+    # first use, so older logs need no migration.
+    def meta(self, key: str) -> str | None:
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'learnt_rate'").fetchone()
-        return float(row[0]) if row else None
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
-    def keep_learnt_rate(self, rate: float) -> None:
+    def keep_meta(self, key: str, value: str) -> None:
         with self.conn:
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            self.conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('learnt_rate', ?)", (repr(float(rate)),)
-            )
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def learnt_rate(self) -> float | None:
+        """Messages per second the server allowed when last limited, or None."""
+        value = self.meta("learnt_rate")
+        return None if value is None else float(value)
+
+    def keep_learnt_rate(self, rate: float) -> None:
+        self.keep_meta("learnt_rate", repr(float(rate)))
+
+    def copies(self, states: Iterable[str]) -> list[tuple[str, str, str, str]]:
+        """The copies for Sent in `states`: (email, message_id, state, folder), oldest first."""
+        wanted = list(states)
+        marks = ", ".join("?" * len(wanted))
+        rows = self.conn.execute(
+            "SELECT email, message_id, state, folder FROM sent_copies"  # noqa: S608
+            f" WHERE state IN ({marks}) ORDER BY at",
+            wanted,
+        )
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
     def keep_pace(self, run: int, pace: dict[str, Any]) -> None:
         """What the server's limits did to run `run` (throttle.PaceReport's fields), for status."""
@@ -569,10 +585,12 @@ def searched(email: str, what: str) -> Write:
 def sent_copy(
     email: str, message_id: str, state: str, folder: str, now: float, error: str = ""
 ) -> Write:
+    """The copy of a message for Sent: `pending` (committed before its APPEND), `done`, `failed`."""
     return (
         "INSERT INTO sent_copies (email, message_id, state, folder, at, error)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET state = excluded.state,"
-        " at = excluded.at, error = excluded.error",
+        " at = excluded.at, error = excluded.error,"
+        " folder = CASE WHEN excluded.folder = '' THEN folder ELSE excluded.folder END",
         (email.lower(), message_id, state, folder, now, error[:500] or None),
     )
 

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS mailbox_scans (
 CREATE TABLE IF NOT EXISTS sent_copies (
     email TEXT PRIMARY KEY,
     message_id TEXT NOT NULL,
-    state TEXT NOT NULL,             -- appending (recorded before APPEND), appended, failed
+    state TEXT NOT NULL,             -- pending (recorded before APPEND), done, failed
     folder TEXT NOT NULL,
     at REAL NOT NULL,
     error TEXT

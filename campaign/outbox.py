@@ -188,6 +188,11 @@ class Layout:
         return self.root / "dry-run"
 
     @property
+    def sent_copies(self) -> Path:
+        """The bytes of each message whose copy for Sent is not saved yet (save_sent)."""
+        return self.root / "sent-copies"
+
+    @property
     def log(self) -> Path:
         """The delivery log (SQLite)."""
         return self.root / "delivery.sqlite"
@@ -209,7 +214,7 @@ class Layout:
     @property
     def personal_folders(self) -> tuple[Path, ...]:
         """The folders that hold copies of personal data (letters, emails, proofs)."""
-        return (self.letters, self.print, self.proofs, self.dry_run)
+        return (self.letters, self.print, self.proofs, self.dry_run, self.sent_copies)
 
     @property
     def delivery_files(self) -> tuple[Path, ...]:

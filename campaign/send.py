@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
@@ -41,12 +41,14 @@ from campaign.dispatch import (
     Tally,
     run_dispatcher,
 )
+from campaign.dsn import envelope_id, request_for
 from campaign.i18n import _
 from campaign.inputs import Inputs
 from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
+from campaign.sentcopy import CopyReport, SentCopier
 from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
 from campaign.window import Forecast, WindowedThrottle, forecast, window_of
 
@@ -106,6 +108,8 @@ class SendReport:
     next_window: float | None = None  # when the send window next opens, if it is closed now
     reasons: list[Reason] = field(default_factory=list)  # this run's non-sent outcomes, grouped
     server_down: bool = False  # stopped because the SMTP server stayed unreachable
+    copies: CopyReport | None = None  # the copies in Sent (mailbox.save_sent)
+    notes: list[str] = field(default_factory=list)  # said once: e.g. no delivery reports (DSN)
 
     @property
     def exit_code(self) -> int:
@@ -145,6 +149,8 @@ class SendReport:
                 {"state": r.state.value, "reply": r.text, "count": r.count} for r in self.reasons
             ],
             "server": self.tally.pace.as_dict() if self.tally.pace else None,
+            "sent_copies": self.copies.as_dict() if self.copies else None,
+            "notes": self.notes,
             "exit_code": self.exit_code,
         }
 
@@ -223,8 +229,15 @@ def send_campaign(
             outage_limit=None if options.wait_retries else 0.0,
             tally=report.tally,
             pace=pace,
+            dsn=request_for(settings.smtp.dsn, _envid(campaign.name, settings.sender.email)),
         )
         plan = _Plan(inputs, log, options, clock)
+        rounds = plan.next_round
+        copier = None
+        if mode is SendMode.SEND and settings.mailbox and settings.mailbox.save_sent != "never":
+            copier = SentCopier(settings, campaign.layout)  # its own thread and connection
+            progress, rounds = copier.watching(progress), copier.rounds(rounds)
+            dispatcher.progress = progress
         if not options.test_to:
             report.forecast = forecast(
                 plan.total, settings.throttle, window, clock(), sent_last_day=len(history)
@@ -237,12 +250,18 @@ def send_campaign(
             # The compose workers fork here: after the inputs and shared parts are ready, before
             # the log's writer thread (started by its first write) and the event loop run.
             plan.prepare(pace.configured)
+            if copier is not None:
+                copier.start()
             report.stopped = asyncio.run(
-                run_dispatcher(dispatcher, plan.next_round, wait_retries=options.wait_retries)
+                run_dispatcher(dispatcher, rounds, wait_retries=options.wait_retries)
             )
         finally:
             plan.close()
             report.server_down = dispatcher.server_down
+            if copier is not None:
+                report.copies = copier.close()
+            if dispatcher.dsn is not None and dispatcher.dsn.note:
+                report.notes.append(dispatcher.dsn.note)
             writer.close()
             log.recover()  # a hard stop may leave messages `sending`: settle them now
             log.end_run(run, clock(), report.tally.sent, report.stopped or "done")
@@ -262,6 +281,18 @@ def send_campaign(
     report.seconds = time.perf_counter() - started
     report.reasons = [Reason(state, text, n) for (state, text), n in reasons.most_common()]
     return report
+
+
+def _envid(campaign: str, sender: str) -> Callable[[str | int], str]:
+    """A job's key → its RFC 3461 ENVID: the left part of the recipient's Message-ID."""
+    domain = sender.rpartition("@")[2]
+
+    def envid(key: str | int) -> str:
+        if isinstance(key, int):
+            return f"test.{key}"  # a test send: reported about, never matched to a recipient
+        return envelope_id(message_id(campaign, key, domain))
+
+    return envid
 
 
 def _counting(reasons: Counter[tuple[State, str]], progress: Progress | None) -> Progress:

@@ -348,6 +348,8 @@ class Mailbox(_Section):
     maildir: Path | None = None  # relative to settings.yaml
     folders: Folders = Field(default_factory=Folders)
     save_sent: Literal["auto", "always", "never"] = "auto"
+    # save_sent: auto looks this long for the first message in Sent (the provider filing it).
+    save_sent_wait: Duration = 10.0
 
     @model_validator(mode="after")
     def _one_kind(self) -> Mailbox:

@@ -107,6 +107,7 @@ class StatusReport:
     delayed: int = 0
     bounces: list[BouncedRecipient] = field(default_factory=list)
     searched: dict[str, str] = field(default_factory=dict)  # uncertain: what inbox searched
+    copies_not_saved: int = 0  # copies for Sent pending or failed: the next send or inbox retries
 
     @property
     def started(self) -> bool:
@@ -140,6 +141,7 @@ class StatusReport:
             "delayed": self.delayed,
             "bounces": [asdict(b) for b in self.bounces],
             "uncertain_searched": self.searched,
+            "sent_copies_not_saved": self.copies_not_saved,
             "not_sent_yet": self.not_sent_yet,
             "not_in_sheet": self.not_in_sheet,
             "forecast": self.forecast.as_dict() if self.forecast else None,
@@ -208,6 +210,7 @@ def read_status(
         for d in deliveries
         if d.state is State.BOUNCED
     ]
+    report.copies_not_saved = len(log.copies(["pending", "failed"]))
     report.searched = {
         d.address: d.evidence for d in deliveries if d.state is State.UNCERTAIN and d.evidence
     }

@@ -8,6 +8,9 @@ OAUTHBEARER; or offer no AUTH at all); limit the rate like a provider (`RateLimi
 per window, then 450 4.7.1, and 421 closing after repeated refusals); go down (`down()`: stop
 listening, cut every session) and come back on the same port (`up()`). It stores what it accepts
 in memory, with the time and the connection, so tests count copies per Message-ID, and counts the
+per window, then 450 4.7.1, and 421 closing after repeated refusals); advertise DSN and record the
+MAIL/RCPT arguments (`dsn=True`). It stores what it accepts in memory, with the time, the
+connection and the envelope's arguments, so tests count copies per Message-ID, and counts the
 logins it saw (AUTH commands, accepted, refused) and the EHLO names clients gave.
 """
 
@@ -21,6 +24,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,8 @@ class Stored:
     data: bytes
     at: float
     connection: int
+    mail_args: str = ""  # the MAIL FROM argument as the client wrote it (parameters included)
+    rcpt_args: list[str] = field(default_factory=list)  # each RCPT TO argument, likewise
 
 
 @dataclass
@@ -102,11 +108,21 @@ class _State:
     rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
     live: set[asyncio.Transport] = field(default_factory=set)  # open sessions, cut by `down`
+    dsn: bool = False  # advertise DSN (RFC 3461) and take its MAIL and RCPT parameters
+    on_store: Callable[[Stored], None] | None = None  # e.g. file it in Sent, as Gmail does
 
 
 class _Handler:
     def __init__(self, state: _State) -> None:
         self.state = state
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.state.dsn:
+            responses.insert(1, "250-DSN")
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -127,7 +143,13 @@ class _Handler:
         data: bytes = envelope.original_content or envelope.content
         fault = _fault(self.state, "dot", envelope.rcpt_tos)
         record = Stored(
-            message_id_of(data), list(envelope.rcpt_tos), data, time.time(), server.connection_id
+            message_id_of(data),
+            list(envelope.rcpt_tos),
+            data,
+            time.time(),
+            server.connection_id,
+            server.mail_args,
+            list(server.rcpt_args),
         )
         if fault is not None:
             if fault.action == "delay":
@@ -142,6 +164,8 @@ class _Handler:
             else:
                 return f"{fault.code} {fault.text}"
         self.state.stored.append(record)
+        if self.state.on_store is not None:
+            self.state.on_store(record)
         server.messages += 1
         if self.state.rate is not None:
             self.state.rate.accepted.append(time.time())
@@ -203,6 +227,8 @@ class _Session(SMTP):  # type: ignore[misc]
         self.connection_id = next(self.state.counter)
         self.messages = 0
         self.refused = 0
+        self.mail_args = ""
+        self.rcpt_args: list[str] = []
         self.state.connections += 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -213,6 +239,16 @@ class _Session(SMTP):  # type: ignore[misc]
     def connection_lost(self, error: Exception | None) -> None:
         self.state.live.discard(self.transport)
         super().connection_lost(error)
+
+    def _without_dsn(self, arg: str, names: tuple[str, ...]) -> str:
+        """The argument without the DSN parameters, which aiosmtpd itself does not know."""
+        if not self.state.dsn:
+            return arg
+        return " ".join(w for w in arg.split(" ") if not w.upper().startswith(names))
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.rcpt_args.append(arg)
+        await super().smtp_RCPT(self._without_dsn(arg, ("NOTIFY=", "ORCPT=")))
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self.state.helo_names.append(hostname)
@@ -241,7 +277,8 @@ class _Session(SMTP):  # type: ignore[misc]
             else:
                 await self.push("450 4.7.1 Error: too much mail from 127.0.0.1")
             return
-        await super().smtp_MAIL(arg)
+        self.mail_args, self.rcpt_args = arg, []
+        await super().smtp_MAIL(self._without_dsn(arg, ("RET=", "ENVID=")))
 
     async def smtp_DATA(self, arg: str) -> None:
         recipients = list(self.envelope.rcpt_tos) if self.envelope else []
@@ -283,10 +320,19 @@ class FaultyServer:
         idle_timeout: float | None = None,
         rate: RateLimit | None = None,
         port: int = 0,
+        dsn: bool = False,
+        on_store: Callable[[Stored], None] | None = None,
         tokens: dict[str, str] | None = None,
         offer_auth: bool = True,
     ) -> None:
-        self.state = _State(list(faults or []), per_connection, rate=rate, tokens=tokens or {})
+        self.state = _State(
+            list(faults or []),
+            per_connection,
+            rate=rate,
+            tokens=tokens or {},
+            dsn=dsn,
+            on_store=on_store,
+        )
         self.oauth = tokens is not None
         self.offer_auth = offer_auth
         self.idle_timeout = idle_timeout

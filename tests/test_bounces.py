@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from campaign.bounces import Kind, classify, parse_headers, parse_message, triage
+from campaign.bounces import (
+    TRIAGE_HEADERS,
+    Kind,
+    classify,
+    parse_headers,
+    parse_message,
+    triage,
+    worth_reading,
+)
 from campaign.inbox import _Index, envelope_id
 from campaign.ledger import Delivery, State
 
@@ -102,3 +110,45 @@ def test_a_delivery_report_is_matched_by_its_envid_first() -> None:
 def test_a_report_about_another_message_to_the_same_address_is_not_ours() -> None:
     data = (CORPUS / "postfix.eml").read_bytes().replace(MID.encode(), b"<other@example.net>")
     assert _index().match(classify(parse_message(data))) is None
+
+
+def _triage_fields(data: bytes) -> bytes:
+    """The header lines the IMAP scan fetches (TRIAGE_HEADERS), as the server returns them."""
+    head = parse_headers(data.split(b"\n\n", 1)[0] + b"\n\n")
+    wanted = {name.lower() for name in TRIAGE_HEADERS}
+    lines = [f"{k}: {v}" for k, v in head.items() if k.lower() in wanted]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_bytes_pre_filter_never_skips_what_triage_would_keep(name: str) -> None:
+    head = _triage_fields((CORPUS / name).read_bytes())
+    if triage(parse_headers(head)) is not None:
+        assert worth_reading(head, set())
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Automatic reply: Lettre",
+        "=?utf-8?b?UsOpcG9uc2UgYXV0b21hdGlxdWU=?=",
+        "Absence du bureau",
+        "Out of Office",
+        "=?utf-8?q?CONG=C3=89S_d=27=C3=A9t=C3=A9?=",
+        "Undelivered Mail Returned to Sender",
+        "=?utf-8?q?=C3=89chec_de_la_remise?=",
+        "Mail delivery failed",
+        "Message non remis",
+    ],
+)
+def test_every_subject_triage_reacts_to_passes_the_pre_filter(subject: str) -> None:
+    head = f"From: x@example.net\r\nSubject: {subject}\r\n\r\n".encode()
+    assert triage(parse_headers(head)) is not None
+    assert worth_reading(head, set())
+
+
+def test_ordinary_mail_is_skipped_unless_a_recipient_wrote_it() -> None:
+    head = b"From: Quelqu'un <personne@example.net>\r\nSubject: Sujet\r\n\r\n"
+    assert not worth_reading(head, {RECIPIENT})
+    folded = b"Subject: Sujet\r\nFrom: Jean Dupont\r\n <Jean.Dupont@example.com>\r\n\r\n"
+    assert worth_reading(folded, {RECIPIENT})

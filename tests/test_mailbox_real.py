@@ -133,3 +133,40 @@ def test_a_real_postfix_bounce_for_an_unknown_user_is_read_back_and_suppressed(
     assert report["added_to_suppression"] == ["rebond.olivier.chevalier@example.org"]
     status = json.loads(run("status", "merci-signataires", "--json").output)
     assert status["counts"]["bounced"] == 1 and status["counts"]["sent"] == 1
+
+
+def test_a_report_fetched_by_its_parts_is_classified_as_the_whole_message(
+    project: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.bounces import classify, parse_message
+    from campaign.mailbox import open_mailbox
+
+    dovecot.clear()
+    _imap_settings(project, dovecot, monkeypatch)
+    names = [
+        n
+        for n in sorted(p.name for p in (DATA / "bounces").glob("*.eml"))
+        if b"multipart/report" in (DATA / "bounces" / n).read_bytes()
+    ]
+    client = _client(dovecot)
+    try:
+        for name in names:
+            data = (DATA / "bounces" / name).read_bytes()
+            # a returned letter with a large attachment: the part the scan no longer reads whole
+            client.append("INBOX", data.replace(b"Madame, Monsieur,\n", b"x" * 60_000 + b"\n"))
+    finally:
+        client.logout()
+    box = open_mailbox(load_settings(project / "settings.yaml"))
+    try:
+        arrivals, _ = box.arrivals("INBOX", None)
+        uids = [a.uid for a in arrivals]
+        parts = box.fetch("INBOX", uids, reports=set(uids))
+        whole = box.fetch("INBOX", uids)
+    finally:
+        box.close()
+    assert len(uids) == len(names) >= 5
+    assert sum(map(len, parts.values())) * 2 < sum(map(len, whole.values()))
+    for uid in uids:
+        assert len(parts[uid]) <= len(whole[uid])
+        by_parts, entire = classify(parse_message(parts[uid])), classify(parse_message(whole[uid]))
+        assert by_parts == entire

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet librar
 
     from campaign.inbox import InboxReport
     from campaign.send import SendReport
+    from campaign.sentcopy import CopyReport
     from campaign.status import StatusReport
 
 
@@ -161,6 +162,9 @@ def print_send_report(report: SendReport) -> None:
         )
     elif report.stopped:
         console.print("[yellow]" + _("stopped") + f"[/]: {escape(report.stopped)}")
+    _print_copies(report.copies)
+    for note in report.notes:
+        console.print("[yellow]" + _("note") + f"[/]: {escape(note)}")
     if report.mode == "send":
         counts = ", ".join(state_count(state, n) for state, n in report.counts.items() if n)
         console.print(
@@ -174,6 +178,30 @@ def print_send_report(report: SendReport) -> None:
                     "see campaign status for the replies; {retry} and {resend} send to them again"
                 ).format(retry="--retry-failed", resend="--resend-uncertain")
             )
+
+
+def _print_copies(copies: CopyReport | None) -> None:
+    """The copies in Sent (mailbox.save_sent), when there was anything to copy or retry."""
+    if copies is None:
+        return
+    if copies.provider_files and not copies.saved and not copies.failed:
+        console.print(_("Sent: the provider files sent mail itself; no copy appended"))
+        return
+    if not copies.saved and not copies.failed:
+        return
+    folder = escape(copies.folder or "Sent")
+    line = ngettext("{n} copy saved in {folder}", "{n} copies saved in {folder}", copies.saved)
+    line = line.format(n=number(copies.saved), folder=folder)
+    if copies.failed:
+        line += (
+            ", [yellow]"
+            + plural(copies.failed, "{n} not saved", "{n} not saved")
+            + "[/] "
+            + _("({errors}): the next send or inbox saves them; nothing is sent again").format(
+                errors=escape("; ".join(copies.errors))
+            )
+        )
+    console.print(line)
 
 
 # The delivery states as a person reads them (`--json` and the log keep the names themselves).
@@ -291,6 +319,15 @@ def print_status(report: StatusReport) -> None:
         console.print(bounced)
     for email, what in report.searched.items():
         console.print("[yellow]" + _("uncertain") + f"[/] {escape(email)}: {escape(what)}")
+    if report.copies_not_saved:
+        console.print(
+            "[yellow]Sent[/]: "
+            + ngettext(
+                "{n} copy not saved yet (the next send or inbox saves it)",
+                "{n} copies not saved yet (the next send or inbox saves them)",
+                report.copies_not_saved,
+            ).format(n=number(report.copies_not_saved))
+        )
     if report.per_minute is not None:
         console.print(
             _(
@@ -362,6 +399,7 @@ def print_inbox(report: InboxReport) -> None:
         console.print(
             "[yellow]" + _("still uncertain") + f"[/] {escape(email)}: {escape(searched)}"
         )
+    _print_copies(report.copies)
 
 
 class SendProgress:

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-libs demo test lint typecheck pytest bench clean
+.PHONY: setup system-libs demo test lint typecheck pytest bench clean catalogs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,18 @@ pytest: setup
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The message catalogs (docs/i18n.md): extract the messages of the sources into campaign.pot,
+# merge them into each language's .po (translate the new ones there), compile the .mo files.
+LOCALE := campaign/locale
+KEYWORDS := -k _ -k N_ -k ngettext:1,2 -k plural:2,3 -k pgettext:1c,2
+catalogs: $(VENV)/.installed
+	$(BIN)/pybabel extract --no-default-keywords $(KEYWORDS) -F babel.cfg \
+		--add-location=file --sort-by-file --no-wrap --project=campaign \
+		--copyright-holder="campaign" -c "TRANSLATORS:" -o $(LOCALE)/campaign.pot campaign
+	$(BIN)/pybabel update -D campaign -i $(LOCALE)/campaign.pot -d $(LOCALE) --no-wrap \
+		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -D campaign -d $(LOCALE) --statistics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

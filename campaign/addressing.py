@@ -19,6 +19,7 @@ import jinja2
 
 from campaign import postal
 from campaign.errors import Place, Problem, TemplateError
+from campaign.i18n import _
 from campaign.inputs import Inputs
 from campaign.letter import Letter, compile_text, merge_letter, render_template
 from campaign.recipients import Recipient, Status
@@ -64,7 +65,9 @@ def _postal_part(inputs: Inputs, rows: list[Recipient]) -> _Listing:
         if postcode is not None:
             message = postal.postcode_issue(recipient.values.get(postcode, ""))
             if message is not None and listed.count("postcode"):
-                listed.add("postcode", recipient.row, postcode, message, "the norm wants 5 digits")
+                listed.add(
+                    "postcode", recipient.row, postcode, message, _("the norm wants 5 digits")
+                )
         if not campaign.config.attach_pdf or letter is None:
             continue  # an email-only campaign prints no address
         fields: dict[str, str] = {}
@@ -152,9 +155,11 @@ class _Listing:
     def problems(self) -> list[Problem]:
         extra = [
             Problem.warning(
-                f"{count - _SAME_WARNING_LISTED} more rows have the same warning ({kind}…)",
+                _("{n} more rows have the same warning ({kind}…)").format(
+                    n=count - _SAME_WARNING_LISTED, kind=kind
+                ),
                 Place(file=self.shown),
-                "fix the rows listed above the same way",
+                _("fix the rows listed above the same way"),
             )
             for kind, count in self.more.items()
             if count > _SAME_WARNING_LISTED
@@ -199,7 +204,7 @@ def title_problems(inputs: Inputs) -> list[Problem]:
             if not literal and not any(v.strip() in _IN_FULL for v in recipient.values.values()):
                 continue
             context = inputs.context(recipient)
-            for line, template, _ in paragraphs:
+            for line, template, _source in paragraphs:
                 try:
                     text = render_template(template, context, letter.display)
                 except TemplateError:
@@ -216,11 +221,17 @@ def title_problems(inputs: Inputs) -> list[Problem]:
                     f"title {short}",
                     recipient.row,
                     _column_holding(short, recipient, inputs.recipients.names),
-                    f"{letter.display}, line {line}: the title is abbreviated where the person "
-                    f"is addressed ({' '.join(text.split())!r})",
-                    f"write {(fixed + ' ' + rest).strip()!r}: a person addressed is written in "
-                    "full (the address block may keep M. / Mme); "
-                    "{{ salutation(civilite, fonction) }} writes it so",
+                    _(
+                        "{file}, line {line}: the title is abbreviated where the person "
+                        "is addressed ({text})"
+                    ).format(file=letter.display, line=line, text=repr(" ".join(text.split()))),
+                    _(
+                        "write {text}: a person addressed is written in full (the address "
+                        "block may keep M. / Mme); {helper} writes it so"
+                    ).format(
+                        text=repr((fixed + " " + rest).strip()),
+                        helper="{{ salutation(civilite, fonction) }}",
+                    ),
                 )
                 break
     return listed.problems()

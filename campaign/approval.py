@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from campaign import recorded
 from campaign.depends import shown_path
 from campaign.errors import ApprovalError, Place, StateError, UsageError
+from campaign.i18n import N_, _, ngettext
 from campaign.inputs import Inputs
 from campaign.outbox import write_private
 from campaign.recipients import Recipient
@@ -182,7 +183,7 @@ def read_history(campaign: Campaign) -> list[ApprovalRecord]:
     """The sign-offs recorded for a campaign, oldest first; a damaged file is a `StateError`."""
     path = approval_path(campaign)
     shown = shown_path(campaign, path)
-    hint = (
+    hint = _(
         "restore approval.json from a backup, or move it away and run "
         "campaign proof then campaign approve --by NAME again"
     )
@@ -192,21 +193,27 @@ def read_history(campaign: Campaign) -> list[ApprovalRecord]:
         return []
     except (OSError, UnicodeDecodeError) as err:
         raise StateError(
-            f"cannot read the approval history: {err}", place=Place(file=shown), hint=hint
+            _("cannot read the approval history: {error}").format(error=err),
+            place=Place(file=shown),
+            hint=hint,
         ) from None
     try:
         history = _History.model_validate_json(text)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "the file"
+        where = ".".join(str(p) for p in first["loc"]) or _("the file")
         raise StateError(
-            f"the approval history is damaged ({where}: {first['msg']})",
+            _("the approval history is damaged ({where}: {error})").format(
+                where=where, error=first["msg"]
+            ),
             place=Place(file=shown),
             hint=hint,
         ) from None
     if history.campaign != campaign.name:
         raise StateError(
-            f"the approval history belongs to campaign {history.campaign!r}, not {campaign.name!r}",
+            _("the approval history belongs to campaign {other}, not {name}").format(
+                other=repr(history.campaign), name=repr(campaign.name)
+            ),
             place=Place(file=shown),
             hint=hint,
         )
@@ -230,7 +237,8 @@ def approve(
     by = " ".join(by.split())
     if not by:
         raise UsageError(
-            "the approver's name is empty", hint="say who approves: campaign approve --by NAME"
+            _("the approver's name is empty"),
+            hint=_("say who approves: {command}").format(command="campaign approve --by NAME"),
         )
     history = read_history(campaign)
     current = fingerprint or compute_fingerprint(inputs)
@@ -283,23 +291,25 @@ class ApprovalState:
     def summary(self) -> str:
         """One line for `campaign status`."""
         if self.last is None:
-            text = "not approved yet"
+            text = _("not approved yet")
         elif self.changes:
-            text = (
-                f"approved by {self.last.by} on {self.last.when}, but the content changed since: "
-                + "; ".join(self.changes)
-            )
+            text = _(
+                "approved by {name} on {when}, but the content changed since: {changes}"
+            ).format(name=self.last.by, when=self.last.when, changes="; ".join(self.changes))
         else:  # the same line as status's shortcut gives (campaign.recorded)
             text = recorded.approved_summary(
                 self.last.by, self.last.at, self.fingerprint.digest, required=self.required
             )
             if self.left:
-                text += (
-                    f"; since then {_count(len(self.left))} no longer to be sent "
-                    f"(approved as {_rows(self.left)})"
-                )
+                text += "; " + ngettext(
+                    "since then {n} recipient no longer to be sent (approved as {rows})",
+                    "since then {n} recipients no longer to be sent (approved as {rows})",
+                    len(self.left),
+                ).format(n=len(self.left), rows=_rows(self.left))
             return text
-        return text if self.required else f"{text} (approval not required by the settings)"
+        if self.required:
+            return text
+        return _("{state} (approval not required by the settings)").format(state=text)
 
 
 def approval_state(inputs: Inputs) -> ApprovalState:
@@ -345,18 +355,25 @@ def require_approval(inputs: Inputs) -> ApprovalState | None:
     place = Place(file=shown_path(campaign, approval_path(campaign)))
     if state.last is None:
         raise ApprovalError(
-            f"campaign {campaign.name} is not approved yet",
+            _("campaign {name} is not approved yet").format(name=campaign.name),
             place=place,
-            hint=f"run campaign proof {campaign.name}, have the proofs read, then "
-            f"campaign approve {campaign.name} --by NAME",
+            hint=_("run {proof}, have the proofs read, then {approve}").format(
+                proof=f"campaign proof {campaign.name}",
+                approve=f"campaign approve {campaign.name} --by NAME",
+            ),
         )
     if state.changes:
         raise ApprovalError(
-            f"the content changed since {state.last.by} approved it on {state.last.when}:\n  - "
+            _("the content changed since {name} approved it on {when}:").format(
+                name=state.last.by, when=state.last.when
+            )
+            + "\n  - "
             + "\n  - ".join(state.changes),
             place=place,
-            hint=f"run campaign proof {campaign.name} and have the new proofs approved "
-            f"(campaign approve {campaign.name} --by NAME)",
+            hint=_("run {proof} and have the new proofs approved ({approve})").format(
+                proof=f"campaign proof {campaign.name}",
+                approve=f"campaign approve {campaign.name} --by NAME",
+            ),
         )
     return state
 
@@ -373,15 +390,21 @@ def describe_changes(approved: Fingerprint, current: Fingerprint) -> list[str]:
         before, after = approved.components.get(key), current.components.get(key)
         if before == after:
             continue
-        verb = "added" if before is None else "removed" if after is None else "changed"
-        changes.append(f"{what} {verb}" + (f" ({file})" if file else ""))
+        label = _(_COMPONENTS[what]) if what in _COMPONENTS else what
+        if before is None:
+            change = _("{what} added").format(what=label)
+        elif after is None:
+            change = _("{what} removed").format(what=label)
+        else:
+            change = _("{what} changed").format(what=label)
+        changes.append(change + (f" ({file})" if file else ""))
     order_before = [f for (w, f) in approved.components if w == "attachment order"]
     order_after = [f for (w, f) in current.components if w == "attachment order"]
     if not changes and (
         [approved.components[("attachment order", i)] for i in order_before]
         != [current.components[("attachment order", i)] for i in order_after]
     ):
-        changes.append("attachments reordered")
+        changes.append(_("attachments reordered"))
 
     changed = sorted(
         current.rows[k].row
@@ -391,13 +414,27 @@ def describe_changes(approved: Fingerprint, current: Fingerprint) -> list[str]:
     added = sorted(current.rows[k].row for k in current.rows.keys() - approved.rows.keys())
     removed = sorted(approved.rows[k].row for k in approved.rows.keys() - current.rows.keys())
     if changed:
-        changes.append(f"{_count(len(changed))} changed: {_rows(changed)}")
+        changes.append(
+            ngettext(
+                "{n} recipient changed: {rows}", "{n} recipients changed: {rows}", len(changed)
+            ).format(n=len(changed), rows=_rows(changed))
+        )
     if added:
-        changes.append(f"{_count(len(added))} added: {_rows(added)}")
+        changes.append(
+            ngettext(
+                "{n} recipient added: {rows}", "{n} recipients added: {rows}", len(added)
+            ).format(n=len(added), rows=_rows(added))
+        )
     if removed:
-        changes.append(f"{_count(len(removed))} removed (approved as {_rows(removed)})")
+        changes.append(
+            ngettext(
+                "{n} recipient removed (approved as {rows})",
+                "{n} recipients removed (approved as {rows})",
+                len(removed),
+            ).format(n=len(removed), rows=_rows(removed))
+        )
     if not changes:
-        changes.append("the content changed (fingerprint differs)")
+        changes.append(_("the content changed (fingerprint differs)"))
     return changes
 
 
@@ -423,16 +460,38 @@ _ORDER = [
 ]
 
 
+# The parts of the fingerprint as a person reads them (the fingerprint keeps the English names).
+_COMPONENTS = {
+    "letter template": N_("letter template"),
+    "letter front matter": N_("letter front matter"),
+    "email body template": N_("email body template"),
+    "email body front matter": N_("email body front matter"),
+    "stylesheet": N_("stylesheet"),
+    "image": N_("image"),
+    "font": N_("font"),
+    "file used by the letter": N_("file used by the letter"),
+    "subject": N_("subject"),
+    "display name (to_name)": N_("display name (to_name)"),
+    "sender": N_("sender"),
+    "reply-to": N_("reply-to"),
+    "list-unsubscribe": N_("list-unsubscribe"),
+    "letter layout (campaign upgraded)": N_("letter layout (campaign upgraded)"),
+    "attachment": N_("attachment"),
+    "spreadsheet columns": N_("spreadsheet columns"),
+    "typography": N_("typography"),
+}
+
+
 def _ordered(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     rank = {what: i for i, what in enumerate(_ORDER)}
     return sorted(keys, key=lambda k: (rank.get(k[0], len(_ORDER)), k))
 
 
-def _count(n: int) -> str:
-    return f"{n} recipient{'s' if n != 1 else ''}"
-
-
 def _rows(rows: list[int]) -> str:
     listed = ", ".join(map(str, rows[:_ROWS_LISTED]))
-    more = f" and {len(rows) - _ROWS_LISTED} more" if len(rows) > _ROWS_LISTED else ""
-    return f"row{'s' if len(rows) != 1 else ''} {listed}{more}"
+    if len(rows) > _ROWS_LISTED:
+        more = len(rows) - _ROWS_LISTED
+        listed = ngettext("{shown} and {n} more", "{shown} and {n} more", more).format(
+            shown=listed, n=more
+        )
+    return ngettext("row {rows}", "rows {rows}", len(rows)).format(rows=listed)

@@ -36,7 +36,15 @@ from campaign.errors import (
     StateError,
     UsageError,
 )
-from campaign.outbox import Purge, oldest_personal_file, plan_purge, run_lock, sink_folder
+from campaign.i18n import _
+from campaign.outbox import (
+    Purge,
+    action_done,
+    oldest_personal_file,
+    plan_purge,
+    run_lock,
+    sink_folder,
+)
 
 if TYPE_CHECKING:
     # campaign.inputs brings Jinja2 and pandas: imported by the commands that load the inputs,
@@ -82,9 +90,13 @@ def require_clean(inputs: Inputs, *, action: str) -> CheckReport:
     if report.errors:
         name = inputs.campaign.name
         raise CheckFailed(
-            f"campaign {name} cannot be {action}: {report.summary()}",
+            _("campaign {name} cannot be {action}: {summary}").format(
+                name=name, action=action_done(action), summary=report.summary()
+            ),
             problems=[p for p in report.problems if p.severity is Severity.ERROR],
-            hint=f"fix the errors listed (campaign check {name} shows them all), then run it again",
+            hint=_("fix the errors listed ({command} shows them all), then run it again").format(
+                command=f"campaign check {name}"
+            ),
         )
     return report
 
@@ -145,7 +157,10 @@ def proof(
     from campaign.proofs import build_proofs, choose_sample, parse_rows
 
     if everyone and rows:
-        raise UsageError("--all and --rows do not go together", hint="choose one of them")
+        raise UsageError(
+            _("{first} and {second} do not go together").format(first="--all", second="--rows"),
+            hint=_("choose one of them"),
+        )
     wanted = parse_rows(rows) if rows else None
     with _session(campaign, "proofed") as inputs:
         sample = choose_sample(inputs, rows=wanted, extra=extra, everyone=everyone)
@@ -163,11 +178,16 @@ def approve(campaign: Campaign, *, by: str, note: str | None = None) -> Approval
         current = compute_fingerprint(inputs)
         proofed = proofed_fingerprint(campaign)
         if proofed != current.digest:
-            state = "no proof pack" if proofed is None else "the proof pack shows older content"
+            state = (
+                _("no proof pack") if proofed is None else _("the proof pack shows older content")
+            )
             raise ApprovalError(
-                f"cannot approve campaign {campaign.name}: {state}; reviewers must read what "
-                "is approved",
-                hint=f"run campaign proof {campaign.name}, have the proofs read, then approve",
+                _(
+                    "cannot approve campaign {name}: {state}; reviewers must read what is approved"
+                ).format(name=campaign.name, state=state),
+                hint=_("run {command}, have the proofs read, then approve").format(
+                    command=f"campaign proof {campaign.name}"
+                ),
             )
         record = record_approval(inputs, by=by, note=note, fingerprint=current)
     from campaign.recorded import write_snapshot
@@ -190,7 +210,9 @@ def send(
         options.test_to = _test_address(options.test_to)
     elif options.count != 1:
         raise UsageError(
-            "--count goes with --test-to: it says how many test letters to send",
+            _("{option} goes with {other}: it says how many test letters to send").format(
+                option="--count", other="--test-to"
+            ),
             hint=f"campaign send {campaign.name} --test-to ADDR --count {options.count}",
         )
     for_real = not options.dry_run and options.test_to is None  # the others need no approval
@@ -215,7 +237,11 @@ def _test_address(address: str) -> str:
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as err:
-        raise UsageError(f"--test-to {address!r} is not an email address: {err}") from None
+        raise UsageError(
+            _("{option} {address} is not an email address: {error}").format(
+                option="--test-to", address=repr(address), error=err
+            )
+        ) from None
 
 
 def inbox(campaign: Campaign) -> InboxReport:
@@ -224,8 +250,12 @@ def inbox(campaign: Campaign) -> InboxReport:
 
     if not campaign.layout.log.exists():
         raise UsageError(
-            f"campaign {campaign.name} has sent nothing yet: there is nothing to match",
-            hint="the delivery log is made by the first campaign send",
+            _("campaign {name} has sent nothing yet: there is nothing to match").format(
+                name=campaign.name
+            ),
+            hint=_("the delivery log is made by the first {command}").format(
+                command="campaign send"
+            ),
         )
     return scan_inbox(campaign)
 
@@ -249,10 +279,15 @@ def status(
 
     layout = campaign.layout
     if (export is not None or report_to is not None) and not layout.log.exists():
-        what = "to export" if export is not None else "to report"
+        if export is not None:
+            nothing = _("nothing to export: campaign {name} has no delivery log yet")
+        else:
+            nothing = _("nothing to report: campaign {name} has no delivery log yet")
         raise UsageError(
-            f"nothing {what}: campaign {campaign.name} has no delivery log yet",
-            hint="the log is made by the first campaign send",
+            nothing.format(name=campaign.name),
+            hint=_("the delivery log is made by the first {command}").format(
+                command="campaign send"
+            ),
         )
     if report_to is not None:
         from campaign.report import check_report_path
@@ -349,7 +384,7 @@ def _approval_and_ready(campaign: Campaign) -> tuple[str, Sequence[Ready], str |
         verified = state.last.fingerprint if state.last is not None and state.approved else None
         return state.summary(), inputs.recipients.ready, verified
     except CampaignError as err:
-        return f"unknown: {err.message}", [], None
+        return _("unknown: {error}").format(error=err.message), [], None
 
 
 def _forecast(
@@ -379,8 +414,12 @@ def _retention(view: StatusSettings) -> list[str]:
         return []
     shown = view.display(oldest[0])
     return [
-        f"personal data older than retention_days ({days}) remains: {shown} is "
-        f"{oldest[1]:.0f} days old; delete it with campaign purge {view.name}"
+        _(
+            "personal data older than retention_days ({days}) remains: {path} is {age} days "
+            "old; delete it with {command}"
+        ).format(
+            days=days, path=shown, age=f"{oldest[1]:.0f}", command=f"campaign purge {view.name}"
+        )
     ]
 
 
@@ -411,7 +450,9 @@ def purge(
                     ids = {d.message_id for d in log.deliveries()}
                     ids |= {str(t["message_id"]) for t in log.test_sends()}
             except StateError as err:
-                warnings.append(f"the sink's copies cannot be found: {err.message}")
+                warnings.append(
+                    _("the sink's copies cannot be found: {error}").format(error=err.message)
+                )
         plan = plan_purge(layout, sink, include_log=include_log, message_ids=ids)
         result = Purged(plan, warnings=warnings)
         if plan.total and not confirm(plan):

@@ -31,6 +31,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
 
@@ -61,9 +62,9 @@ def header_text(value: str) -> str:
 
 def make_address(display_name: str, email: str) -> Address:
     """Build an address from a display name and a validated address, never by parsing a string."""
-    username, _, domain = email.rpartition("@")
+    username, _at, domain = email.rpartition("@")
     if not username or not domain:
-        raise InputError(f"not an email address: {email!r}")
+        raise InputError(_("not an email address: {address}").format(address=repr(email)))
     try:
         domain.encode("ascii")
     except UnicodeEncodeError:
@@ -116,10 +117,11 @@ def _read_attachment(target: Path, shown: str) -> Attachment:
         data = target.read_bytes()
     except OSError as err:
         raise InputError(
-            f"cannot read the attachment: {err.strerror}", place=Place(file=shown)
+            _("cannot read the attachment: {reason}").format(reason=err.strerror),
+            place=Place(file=shown),
         ) from None
     kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    maintype, _, subtype = kind.partition("/")
+    maintype, _slash, subtype = kind.partition("/")
     return Attachment(header_text(target.name), data, maintype, subtype)
 
 
@@ -155,7 +157,7 @@ class Composer:
         sender = campaign.settings.sender
         letter = inputs.email_body or inputs.letter
         if letter is None:
-            raise InputError("the campaign has no letter to send", place=Place(key="letter"))
+            raise InputError(_("the campaign has no letter to send"), place=Place(key="letter"))
         self.letter = letter
         self.domain = sender.email.rpartition("@")[2]
         self.sender = make_address(sender.name, sender.email)
@@ -396,7 +398,7 @@ def needs_smtputf8(address: str) -> bool:
 
 def envelope_address(address: str) -> str:
     """The address for MAIL FROM / RCPT TO: an international domain written in ASCII (IDNA)."""
-    local, _, domain = address.rpartition("@")
+    local, _at, domain = address.rpartition("@")
     if not domain.isascii():
         domain = domain.encode("idna").decode("ascii")
     return f"{local}@{domain}"

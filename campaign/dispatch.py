@@ -40,6 +40,7 @@ import aiosmtplib
 from campaign import ledger
 from campaign.dsn import DsnRequest
 from campaign.errors import DeliveryError
+from campaign.i18n import N_, _
 from campaign.ledger import Phase, State, Write
 from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
@@ -247,7 +248,7 @@ class Dispatcher:
             delay = self.pace.delay(self.clock())
             if delay > 0:
                 if delay >= 1.0:
-                    why = "server unreachable" if self.pace.down_since else "server's limit"
+                    why = _("server unreachable") if self.pace.down_since else _("server's limit")
                     self._emit(Event(EventKind.WAIT, seconds=delay, text=why))
                 await self.sleep(min(delay, 1.0))
                 continue
@@ -291,8 +292,11 @@ class Dispatcher:
             if down is not None and self.clock() - down > limit:
                 self.server_down = True
                 raise ServerDown(
-                    f"{self.smtp.host}:{self.smtp.port} unreachable for "
-                    f"{self.clock() - down:.0f} s: {_describe(err, self.smtp)}"
+                    _("{address} unreachable for {seconds} s: {error}").format(
+                        address=f"{self.smtp.host}:{self.smtp.port}",
+                        seconds=f"{self.clock() - down:.0f}",
+                        error=_describe(err, self.smtp),
+                    )
                 ) from None
             return None
         client = conn.client
@@ -473,9 +477,20 @@ class Dispatcher:
 
 
 def _why(window: Any) -> str:
-    if window is not None and window.cap == 0:
-        return str(window.name)  # the send window (campaign.window): closed, not a count
-    return f"per-{window.name} limit ({window.cap})" if window is not None else "throttle"
+    if window is None:
+        return _("throttle")
+    if window.cap == 0:  # the send window (campaign.window): closed, not a count
+        return _("send window")
+    limits = {
+        "second": N_("per-second limit ({cap})"),
+        "minute": N_("per-minute limit ({cap})"),
+        "hour": N_("per-hour limit ({cap})"),
+        "day": N_("per-day limit ({cap})"),
+    }
+    known = limits.get(str(window.name))
+    if known is None:
+        return f"per-{window.name} limit ({window.cap})"
+    return _(known).format(cap=window.cap)
 
 
 def _describe(err: BaseException, smtp: Smtp | None = None) -> str:
@@ -484,7 +499,9 @@ def _describe(err: BaseException, smtp: Smtp | None = None) -> str:
         err.__cause__, ConnectionRefusedError
     )
     if smtp is not None and (refused or "Connect call failed" in str(err)):
-        return f"connection refused by {smtp.host}:{smtp.port} (is the SMTP server running?)"
+        return _("connection refused by {address} (is the SMTP server running?)").format(
+            address=f"{smtp.host}:{smtp.port}"
+        )
     name = type(err).__name__
     text = str(err).strip()
     return f"{name}: {text}" if text else name
@@ -527,7 +544,7 @@ async def run_dispatcher(
                 while (left := plan - dispatcher.clock()) > 0:
                     if dispatcher.stopping:
                         return "interrupted"
-                    dispatcher._emit(Event(EventKind.WAIT, seconds=left, text="next retry"))
+                    dispatcher._emit(Event(EventKind.WAIT, seconds=left, text=_("next retry")))
                     await dispatcher.sleep(min(left, 1.0))
                 continue
             try:

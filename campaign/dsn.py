@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from campaign.i18n import _
+
 Setting = Literal["never", "failure", "success"]
 
 # What each setting asks for (RFC 3461 §4.1): NEVER alone, or the events to be told about.
@@ -99,11 +101,16 @@ class DsnRequest:
         """What the run's report says once when a server could not be asked for reports."""
         if not self.unavailable:
             return None
-        return (
-            "the SMTP server does not offer DSN (RFC 3461): no delivery reports were requested"
-            + (" on some connections" if self.offered else "")
-            + " (smtp.dsn)"
-        )
+        if self.offered:
+            text = _(
+                "the SMTP server does not offer DSN (RFC 3461): no delivery reports were "
+                "requested on some connections"
+            )
+        else:
+            text = _(
+                "the SMTP server does not offer DSN (RFC 3461): no delivery reports were requested"
+            )
+        return text + " (smtp.dsn)"
 
 
 def request_for(setting: Setting | None, envid: Callable[[str | int], str]) -> DsnRequest | None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from campaign.i18n import _
+
 
 @dataclass(frozen=True)
 class Place:
@@ -38,15 +40,15 @@ class Place:
         if self.file:
             parts.append(self.file)
         if self.line is not None:
-            parts.append(f"line {self.line}")
+            parts.append(_("line {line}").format(line=self.line))
         if self.key:
-            parts.append(f"key {self.key!r}")
+            parts.append(_("key {key}").format(key=repr(self.key)))
         if self.option:
-            parts.append(f"option {self.option}")
+            parts.append(_("option {option}").format(option=self.option))
         if self.row is not None:
-            parts.append(f"row {self.row}")
+            parts.append(_("row {row}").format(row=self.row))
         if self.column:
-            parts.append(f"column {self.column!r}")
+            parts.append(_("column {column}").format(column=repr(self.column)))
         return ", ".join(parts)
 
 
@@ -66,7 +68,7 @@ class CampaignError(Exception):
     def __str__(self) -> str:
         where = str(self.place)
         text = f"{where}: {self.message}" if where else self.message
-        return f"{text}\n  hint: {self.hint}" if self.hint else text
+        return text + "\n  " + _("hint:") + f" {self.hint}" if self.hint else text
 
 
 class UsageError(CampaignError):
@@ -125,6 +127,11 @@ class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
+    @property
+    def label(self) -> str:
+        """The severity as a person reads it (`--json` keeps the value itself)."""
+        return _("error") if self is Severity.ERROR else _("warning")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -161,5 +168,5 @@ class Problem:
 
     def __str__(self) -> str:
         where = str(self.place)
-        text = f"{where}: {self.severity.value}: {self.message}"
+        text = f"{where}: {self.severity.label}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text

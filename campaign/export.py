@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from campaign.errors import InputError, Place
+from campaign.i18n import N_, _
 from campaign.ledger import Delivery, State
 from campaign.outbox import check_output_path
 from campaign.settings import Campaign
@@ -27,7 +28,14 @@ from campaign.spreadsheet import decode_text, read_table, sniff_delimiter
 from campaign.status import neutralise
 
 # The added columns' headers; the lead's catalogs may translate them.
-OUTCOME_COLUMNS = ["state", "date sent", "bounce reason", "replied"]
+# The added columns' headers, in the language of the run (the state values stay as in --json).
+OUTCOME_COLUMNS = [N_("state"), N_("date sent"), N_("bounce reason"), N_("replied")]
+
+
+def outcome_columns() -> list[str]:
+    return [_(title) for title in OUTCOME_COLUMNS]
+
+
 SHEET_SUFFIXES = (".xlsx", ".ods", ".csv")
 # States whose last reply says why the message did not arrive.
 _NOT_DELIVERED = {State.FAILED.value, "bounced"}
@@ -49,7 +57,7 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
     # Replies are facts the mailbox scan (`inbox`) adds; a log without them leaves the cell empty.
     replied = getattr(delivery, "replied", None)
     auto = getattr(delivery, "auto_replied", None)
-    said = "yes" if replied else "auto-reply" if auto else ""
+    said = _("yes") if replied else _("auto-reply") if auto else ""
     return [str(neutralise(cell)) for cell in (state, sent, reason, said)]
 
 
@@ -62,17 +70,19 @@ def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: 
     shown = campaign.settings.display(config.recipients)
     if source.resolve() == path.resolve():
         raise InputError(
-            "the export would overwrite the recipient spreadsheet",
+            _("the export would overwrite the recipient spreadsheet"),
             place=Place(file=str(path)),
-            hint="name another file, e.g. recipients/outcome.xlsx",
+            hint=_("name another file, e.g. {example}").format(example="recipients/outcome.xlsx"),
         )
     by_email = {d.email: d for d in deliveries}
     table = read_table(source, display=shown)
     if config.email_column not in table.headers:
         raise InputError(
-            f"the email column {config.email_column!r} is not in the spreadsheet",
+            _("the email column {column} is not in the spreadsheet").format(
+                column=repr(config.email_column)
+            ),
             place=Place(file=shown, column=config.email_column),
-            hint="run campaign check",
+            hint=_("run {command}").format(command="campaign check"),
         )
     source_suffix = source.suffix.lower()
     if suffix == ".xlsx" and source_suffix in {".xlsx", ".xlsm"}:
@@ -84,7 +94,7 @@ def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: 
         rows = [
             [*cells, *outcome_cells(by_email.get(_key(cells[column])))] for _, cells in table.rows
         ]
-        _write_grid(path, [*table.headers, *OUTCOME_COLUMNS], rows)
+        _write_grid(path, [*table.headers, *outcome_columns()], rows)
     path.chmod(0o600)  # personal data, like everything under outbox/
     return path
 
@@ -104,7 +114,7 @@ def _xlsx_copy(
     header = [str(c.value).strip() if c.value is not None else "" for c in sheet[header_row]]
     email_at = header.index(email_column) + 1
     first = sheet.max_column + 1
-    for offset, title in enumerate(OUTCOME_COLUMNS):
+    for offset, title in enumerate(outcome_columns()):
         sheet.cell(row=header_row, column=first + offset, value=title)
     for row in range(header_row + 1, sheet.max_row + 1):
         address = sheet.cell(row=row, column=email_at).value
@@ -131,7 +141,7 @@ def _csv_copy(
         if number < header_row or not record:
             out.append(record)
         elif number == header_row:
-            out.append([*record, *OUTCOME_COLUMNS])
+            out.append([*record, *outcome_columns()])
         else:
             address = record[email_at] if email_at < len(record) else ""
             out.append([*record, *outcome_cells(by_email.get(_key(address)))])

@@ -17,6 +17,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from campaign.errors import UsageError
+from campaign.i18n import _
 
 # The sheet's columns, in the order an organiser fills them in; the letter uses each of them.
 COLUMNS = [
@@ -75,13 +76,15 @@ def init_project(folder: Path, *, today: date | None = None) -> Created:
     """Write a new campaign project into `folder` (new, or empty); refuse a folder with files."""
     if folder.exists() and not folder.is_dir():
         raise UsageError(
-            f"{folder} is a file, not a folder",
-            hint="name a new folder, e.g. campaign init ma-campagne",
+            _("{path} is a file, not a folder").format(path=folder),
+            hint=_("name a new folder, e.g. {command}").format(command="campaign init ma-campagne"),
         )
     if folder.is_dir() and any(folder.iterdir()):
         raise UsageError(
-            f"{folder} is not empty: campaign init writes only into a new or empty folder",
-            hint="name a new folder (it is created), or empty this one first",
+            _("{path} is not empty: {command} writes only into a new or empty folder").format(
+                path=folder, command="campaign init"
+            ),
+            hint=_("name a new folder (it is created), or empty this one first"),
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -90,8 +93,10 @@ def init_project(folder: Path, *, today: date | None = None) -> Created:
         _write_sheet(folder / SHEET)
     except OSError as err:
         raise UsageError(
-            f"cannot write the project into {folder}: {err.strerror}",
-            hint="choose a folder you may write to",
+            _("cannot write the project into {path}: {reason}").format(
+                path=folder, reason=err.strerror
+            ),
+            hint=_("choose a folder you may write to"),
         ) from None
     written.append(SHEET)
     return Created(folder=folder, files=sorted(written), settings=folder / "settings.yaml")

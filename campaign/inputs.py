@@ -20,6 +20,7 @@ from jinja2 import nodes
 
 from campaign.depends import Dependency, dependencies
 from campaign.errors import CampaignError, InputError, Place, Problem, Severity, TemplateError
+from campaign.i18n import _, plural
 from campaign.letter import (
     FRONT_TEMPLATES,
     Letter,
@@ -111,13 +112,15 @@ class Inputs:
             target = (folder / name).resolve()
             if not target.is_relative_to(folder):
                 raise InputError(
-                    f"the attachment {name!r} is outside {config.attachments_folder}",
+                    _("the attachment {name} is outside {folder}").format(
+                        name=repr(name), folder=config.attachments_folder
+                    ),
                     place=Place(
                         file=self.campaign.settings.display(config.recipients),
                         row=recipient.row,
                         column=config.attachments_column,
                     ),
-                    hint="name files inside the attachments folder, without '..'",
+                    hint=_("name files inside the attachments folder, without '..'"),
                 )
             found.append(target)
         return found
@@ -185,13 +188,13 @@ def load_inputs(campaign: Campaign) -> Inputs:
     subject_where = f"{settings.path} (campaigns.{campaign.name}.subject)"
     if subject_source is None and letter is not None and letter.front.get("subject"):
         subject_source = str(letter.front["subject"])
-        subject_where = f"{letter.display} (front matter subject)"
+        subject_where = _("{file} (front matter {key})").format(file=letter.display, key="subject")
     if subject_source is None:
         problems.append(
             Problem.error(
-                "the campaign has no subject",
+                _("the campaign has no subject"),
                 Place(file=str(settings.path), key=f"campaigns.{campaign.name}.subject"),
-                "set subject: in the campaign's settings or in the letter's front matter",
+                _("set subject: in the campaign's settings or in the letter's front matter"),
             )
         )
     subject = _compile(subject_source, subject_where, problems)
@@ -233,9 +236,13 @@ def attachment_problems(inputs: Inputs) -> list[Problem]:
     if inputs.recipients.headers and column not in inputs.recipients.headers:
         return [
             Problem.error(
-                f"the attachments column {column!r} is not in the spreadsheet",
+                _("the attachments column {column} is not in the spreadsheet").format(
+                    column=repr(column)
+                ),
                 Place(file=shown, column=column),
-                f"add the column, or correct campaigns.{campaign.name}.attachments_column",
+                _("add the column, or correct {key}").format(
+                    key=f"campaigns.{campaign.name}.attachments_column"
+                ),
             )
         ]
     problems: list[Problem] = []
@@ -255,9 +262,13 @@ def attachment_problems(inputs: Inputs) -> list[Problem]:
             if not path.is_file():
                 problems.append(
                     Problem.error(
-                        f"attachment not found: {name} (in {folder})",
+                        _("attachment not found: {name} (in {folder})").format(
+                            name=name, folder=folder
+                        ),
                         place,
-                        f"put the file in {folder}/ or correct the name in this cell",
+                        _("put the file in {folder} or correct the name in this cell").format(
+                            folder=f"{folder}/"
+                        ),
                     )
                 )
             else:
@@ -266,9 +277,11 @@ def attachment_problems(inputs: Inputs) -> list[Problem]:
                 except OSError as err:
                     problems.append(
                         Problem.error(
-                            f"the attachment {name} cannot be read: {err.strerror}",
+                            _("the attachment {name} cannot be read: {reason}").format(
+                                name=name, reason=err.strerror
+                            ),
                             place,
-                            "check the file's permissions",
+                            _("check the file's permissions"),
                         )
                     )
     return problems
@@ -335,12 +348,14 @@ class CheckReport:
         return sum(1 for p in self.problems if p.severity is Severity.WARNING)
 
     def summary(self) -> str:
-        def plural(n: int, word: str) -> str:
-            return f"{n} {word}{'' if n == 1 else 's'}"
-
-        return (
-            f"{plural(self.total, 'recipient')}, {self.ready} ready, {self.suppressed} suppressed, "
-            f"{plural(self.errors, 'error')}, {plural(self.warnings, 'warning')}"
+        return ", ".join(
+            (
+                plural(self.total, "{n} recipient", "{n} recipients"),
+                plural(self.ready, "{n} ready", "{n} ready"),
+                plural(self.suppressed, "{n} suppressed", "{n} suppressed"),
+                plural(self.errors, "{n} error", "{n} errors"),
+                plural(self.warnings, "{n} warning", "{n} warnings"),
+            )
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -423,18 +438,20 @@ def _dry_merge(inputs: Inputs, rows: Iterable[Recipient], failed: set[int]) -> l
         if seen[(message, line)] <= _SAME_FAILURE_LISTED:
             problems.append(
                 Problem.error(
-                    f"{message} (in {where})",
+                    _("{message} (in {where})").format(message=message, where=where),
                     Place(file=shown, row=row),
-                    hint or "fix this row's cells, or the template at that line",
+                    hint or _("fix this row's cells, or the template at that line"),
                 )
             )
     for (message, line), count in seen.items():
         if count > _SAME_FAILURE_LISTED:
             problems.append(
                 Problem.error(
-                    f"{count - _SAME_FAILURE_LISTED} more rows fail the same way: {message}",
+                    _("{n} more rows fail the same way: {message}").format(
+                        n=count - _SAME_FAILURE_LISTED, message=message
+                    ),
                     Place(file=shown, line=line),
-                    "fix the rows listed above (or the template line); these follow",
+                    _("fix the rows listed above (or the template line); these follow"),
                 )
             )
     return problems
@@ -478,7 +495,8 @@ def _explain(
     except TemplateError as err:
         return (row, err.message, str(err.place), err.place.line, err.hint)
     except Exception as err:  # e.g. RecursionError from a macro calling itself
-        return (row, f"template error: {type(err).__name__}: {err}", where, None, None)
+        message = _("template error: {error}").format(error=f"{type(err).__name__}: {err}")
+        return (row, message, where, None, None)
     return None
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.errors import Place, StateError
+from campaign.i18n import _
 from campaign.logschema import MAILBOX_COLUMNS
 from campaign.logschema import SCHEMA_VERSION as SCHEMA_VERSION
 from campaign.logschema import Write as Write
@@ -125,9 +126,9 @@ class Ledger:
             _create(path)
         elif path.stat().st_size == 0:
             raise StateError(
-                "the delivery log is empty (truncated?): it no longer says who was sent what",
+                _("the delivery log is empty (truncated?): it no longer says who was sent what"),
                 place=Place(file=str(path)),
-                hint="restore it from a backup; never delete it, it records who was sent what",
+                hint=_("restore it from a backup; never delete it, it records who was sent what"),
             )
         conn: sqlite3.Connection | None = None
         try:
@@ -161,10 +162,10 @@ class Ledger:
             name
             for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
-        hint = "restore it from a backup; never delete it, it records who was sent what"
+        hint = _("restore it from a backup; never delete it, it records who was sent what")
         if not tables:
             raise StateError(
-                "the delivery log is empty (truncated?): it no longer says who was sent what",
+                _("the delivery log is empty (truncated?): it no longer says who was sent what"),
                 place=Place(file=str(self.path)),
                 hint=hint,
             )
@@ -175,9 +176,9 @@ class Ledger:
             wanted <= columns
         ):
             raise StateError(
-                "this file is not a delivery log of campaign",
+                _("this file is not a delivery log of campaign"),
                 place=Place(file=str(self.path)),
-                hint="move it away if it is yours; the delivery log is made on the first send",
+                hint=_("move it away if it is yours; the delivery log is made on the first send"),
             )
         found = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
         if found[0] is not None and found[0] < SCHEMA_VERSION:
@@ -185,9 +186,11 @@ class Ledger:
             found = (SCHEMA_VERSION,)
         if found[0] is None or found[0] > SCHEMA_VERSION:
             raise StateError(
-                f"the delivery log was written by a newer version (schema {found[0]})",
+                _("the delivery log was written by a newer version (schema {version})").format(
+                    version=found[0]
+                ),
                 place=Place(file=str(self.path)),
-                hint="upgrade campaign before sending this campaign",
+                hint=_("upgrade campaign before sending this campaign"),
             )
         if self.path.stat().st_mode & 0o777 != 0o600:
             self.path.chmod(0o600)

@@ -32,6 +32,7 @@ from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
 from campaign.errors import Place, Problem, TemplateError
+from campaign.i18n import _
 from campaign.markdownshape import ShapeCache
 from campaign.plaintext import fill as _wrap
 from campaign.plaintext import plain_text as _plain_text
@@ -184,7 +185,11 @@ class Letter:
             self._text_templates[key] = (
                 None
                 if value is None or isinstance(value, date)
-                else _compile(_TEXT_ENV, str(value), f"{self.display} (front matter {key})")
+                else _compile(
+                    _TEXT_ENV,
+                    str(value),
+                    _("{file} (front matter {key})").format(file=self.display, key=key),
+                )
             )
         return self._text_templates[key]
 
@@ -283,10 +288,10 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise TemplateError("letter not found", place=Place(file=shown)) from None
+        raise TemplateError(_("letter not found"), place=Place(file=shown)) from None
     except UnicodeDecodeError:
         raise TemplateError(
-            "the letter is not UTF-8 text", place=Place(file=shown), hint="save it as UTF-8"
+            _("the letter is not UTF-8 text"), place=Place(file=shown), hint=_("save it as UTF-8")
         ) from None
     text = text.replace("\r\n", "\n")
     front: dict[str, Any] = {}
@@ -296,9 +301,9 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
         end = text.find("\n---", 4)
         if end < 0:
             raise TemplateError(
-                "front matter opened with --- but never closed",
+                _("front matter opened with --- but never closed"),
                 place=Place(file=shown, line=1),
-                hint="end the front matter with a line holding only ---",
+                hint=_("end the front matter with a line holding only ---"),
             )
         raw_front = text[4:end]
         try:
@@ -307,19 +312,21 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
             mark = getattr(err, "problem_mark", None)
             line = mark.line + 2 if mark is not None else 1
             raise TemplateError(
-                f"front matter is not valid YAML: {getattr(err, 'problem', err)}",
+                _("front matter is not valid YAML: {problem}").format(
+                    problem=getattr(err, "problem", err)
+                ),
                 place=Place(file=shown, line=line),
             ) from None
         if not isinstance(loaded, dict):
             raise TemplateError(
-                "front matter must be keys and values", place=Place(file=shown, line=2)
+                _("front matter must be keys and values"), place=Place(file=shown, line=2)
             )
         unknown = sorted(set(map(str, loaded)) - FRONT_MATTER_KEYS)
         if unknown:
             raise TemplateError(
-                f"unknown front matter key {unknown[0]!r}",
+                _("unknown front matter key {key}").format(key=repr(unknown[0])),
                 place=Place(file=shown, line=_line_of_key(raw_front, unknown[0]) + 1),
-                hint="the keys are: " + ", ".join(sorted(FRONT_MATTER_KEYS)),
+                hint=_("the keys are: {keys}").format(keys=", ".join(sorted(FRONT_MATTER_KEYS))),
             )
         front = {str(k): v for k, v in loaded.items()}
         after = text.find("\n", end + 1)
@@ -327,7 +334,7 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
         body_line = consumed.count("\n") + 1
         body = "\n" * (body_line - 1) + (text[after + 1 :] if after >= 0 else "")
     letter = Letter(path=path, display=shown, front=front, body=body, body_line=body_line)
-    _ = letter.template  # compile now: a syntax error is reported before any row is merged
+    _compiled = letter.template  # compile now: a syntax error is reported before any row is merged
     for key in TEXT_FIELDS:
         letter.text_template(key)
     return letter
@@ -345,9 +352,9 @@ def _compile(env: SandboxedEnvironment, source: str, shown: str) -> jinja2.Templ
         return env.from_string(source)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateError(
-            f"template syntax error: {err.message}",
+            _("template syntax error: {error}").format(error=err.message),
             place=Place(file=shown, line=err.lineno),
-            hint="check the {{ }} and {% %} around this line",
+            hint=_("check the {{ }} and {% %} around this line"),
         ) from None
 
 
@@ -376,7 +383,8 @@ def template_problems(
     except jinja2.TemplateSyntaxError as err:
         return [
             Problem.error(
-                f"template syntax error: {err.message}", Place(file=shown, line=err.lineno)
+                _("template syntax error: {error}").format(error=err.message),
+                Place(file=shown, line=err.lineno),
             )
         ]
     undeclared = set(meta.find_undeclared_variables(parsed)) - known_names
@@ -394,19 +402,23 @@ def template_problems(
     for name in sorted(undeclared, key=lambda n: first_line.get(n, 0)):
         if name in called:  # {{ salutaton(...) }}: a misspelt helper, not a missing column
             close = get_close_matches(name, helpers, n=1, cutoff=0.6)
-            message = f"{name}(...) is not a helper of the letters"
+            message = _("{helper} is not a helper of the letters").format(helper=f"{name}(...)")
             hint = (
-                f"did you mean {close[0]}(...)?"
+                _("did you mean {name}?").format(name=f"{close[0]}(...)")
                 if close
-                else "the helpers are: " + ", ".join(f"{h}(...)" for h in helpers)
+                else _("the helpers are: {helpers}").format(
+                    helpers=", ".join(f"{h}(...)" for h in helpers)
+                )
             )
         else:
             close = get_close_matches(name, candidates, n=1, cutoff=0.6)
-            message = f"placeholder {{{{ {name} }}}} matches no column of the spreadsheet"
+            message = _("placeholder {placeholder} matches no column of the spreadsheet").format(
+                placeholder="{{ " + name + " }}"
+            )
             hint = (
-                f"did you mean {{{{ {close[0]} }}}}?"
+                _("did you mean {name}?").format(name="{{ " + close[0] + " }}")
                 if close
-                else "add a column of that name to the spreadsheet"
+                else _("add a column of that name to the spreadsheet")
             )
         problems.append(Problem.error(message, Place(file=shown, line=first_line.get(name)), hint))
     problems += footnote_problems(source, shown)
@@ -423,18 +435,20 @@ def footnote_problems(source: str, shown: str) -> list[Problem]:
         called.setdefault(match.group(1), source.count("\n", 0, match.start()) + 1)
     problems = [
         Problem.error(
-            f"footnote [^{label}] is called but has no text",
+            _("footnote {label} is called but has no text").format(label=f"[^{label}]"),
             Place(file=shown, line=line),
-            f"add a line '[^{label}]: the note' at the end of the letter",
+            _("add a line {line} at the end of the letter").format(
+                line=f"'[^{label}]: " + _("the note") + "'"
+            ),
         )
         for label, line in called.items()
         if label not in defined
     ]
     problems += [
         Problem.error(
-            f"footnote [^{label}] has a text but is never called",
+            _("footnote {label} has a text but is never called").format(label=f"[^{label}]"),
             Place(file=shown, line=line),
-            f"cite it with [^{label}] in the text, or delete it",
+            _("cite it with {label} in the text, or delete it").format(label=f"[^{label}]"),
         )
         for label, line in defined.items()
         if label not in called
@@ -471,9 +485,9 @@ def letter_date(letter: Letter, context: Mapping[str, Any]) -> str:
         return date_fr(value)
     except ValueError as err:
         raise TemplateError(
-            f"front matter date: {err}",
+            _("front matter date: {error}").format(error=err),
             place=Place(file=letter.display, line=front_matter_line(letter, "date")),
-            hint="write the date as 2020-05-07",
+            hint=_("write the date as {example}").format(example="2020-05-07"),
         ) from None
 
 
@@ -492,23 +506,26 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any], shown
         return template.render(context)
     except jinja2.UndefinedError as err:
         raise TemplateError(
-            f"undefined placeholder: {err.message}",
+            _("undefined placeholder: {error}").format(error=err.message),
             place=Place(file=shown, line=_error_line(err)),
-            hint="check the spelling against the spreadsheet's headers",
+            hint=_("check the spelling against the spreadsheet's headers"),
         ) from None
     except SecurityError as err:
         raise TemplateError(
-            f"the template tried something the sandbox forbids: {err}",
+            _("the template tried something the sandbox forbids: {error}").format(error=err),
             place=Place(file=shown, line=_error_line(err)),
-            hint="templates may only read the recipient's values and call the documented helpers",
+            hint=_(
+                "templates may only read the recipient's values and call the documented helpers"
+            ),
         ) from None
     except jinja2.TemplateError as err:
         raise TemplateError(
-            f"template error: {err}", place=Place(file=shown, line=_error_line(err))
+            _("template error: {error}").format(error=err),
+            place=Place(file=shown, line=_error_line(err)),
         ) from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as err:
         raise TemplateError(
-            f"template error: {type(err).__name__}: {err}",
+            _("template error: {error}").format(error=f"{type(err).__name__}: {err}"),
             place=Place(file=shown, line=_error_line(err)),
         ) from None
 

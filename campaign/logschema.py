@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.errors import Place, StateError
+from campaign.i18n import _
 
 SCHEMA_VERSION = 3
 
@@ -139,9 +140,11 @@ def upgrade(
     missing = [v for v in range(version, target) if v not in migrations]
     if missing:
         raise StateError(
-            f"the delivery log has schema {version}, which this version cannot upgrade",
+            _("the delivery log has schema {version}, which this version cannot upgrade").format(
+                version=version
+            ),
             place=Place(file=str(path)),
-            hint="upgrade it with the campaign version that wrote it first, or restore a backup",
+            hint=_("upgrade it with the campaign version that wrote it first, or restore a backup"),
         )
     backup = path.with_name(f"{path.name}.v{version}.bak")
     copy = sqlite3.connect(str(backup))
@@ -181,14 +184,14 @@ def state_error(err: sqlite3.DatabaseError, path: Path) -> StateError:
     """A SQLite failure on the log, said for the organiser."""
     if "locked" in str(err) or "busy" in str(err):
         return StateError(
-            "the delivery log is locked by another program",
+            _("the delivery log is locked by another program"),
             place=Place(file=str(path)),
-            hint="close whatever has it open (a SQLite browser?), then run the command again",
+            hint=_("close whatever has it open (a SQLite browser?), then run the command again"),
         )
     return StateError(
-        f"the delivery log is damaged or not a delivery log: {err}",
+        _("the delivery log is damaged or not a delivery log: {error}").format(error=err),
         place=Place(file=str(path)),
-        hint="restore it from a backup; never delete it, it records who was sent what",
+        hint=_("restore it from a backup; never delete it, it records who was sent what"),
     )
 
 

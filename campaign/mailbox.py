@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from campaign.bounces import TRIAGE_HEADERS
 from campaign.errors import DeliveryError, Place, SettingsError
+from campaign.i18n import _
 from campaign.ledger import ScanPosition
 from campaign.settings import Imap, Mailbox, Settings
 
@@ -72,10 +73,13 @@ def open_mailbox(settings: Settings) -> Box:
     config = settings.mailbox
     if config is None:
         raise SettingsError(
-            "no mailbox is configured",
+            _("no mailbox is configured"),
             place=Place(file=str(settings.path), key="mailbox"),
-            hint="add mailbox: with imap: {host: ..., username: ..., password_env: ...} "
-            "or maildir: PATH",
+            hint=(
+                _(
+                    "add mailbox: with imap: {host: ..., username: ..., password_env: ...} or maildir: PATH"
+                )
+            ),
         )
     if config.maildir is not None:
         return MaildirBox(settings.resolve(config.maildir), config)
@@ -98,9 +102,11 @@ class ImapBox:
         password = imap.password()
         if password is not None and imap.security == "none" and not imap.is_loopback:
             raise DeliveryError(
-                f"refusing to send the password for {imap.username} unencrypted to {imap.host}",
+                _("refusing to send the password for {username} unencrypted to {host}").format(
+                    username=imap.username, host=imap.host
+                ),
                 place=Place(key="mailbox.imap.security"),
-                hint="set mailbox.imap.security to tls or starttls",
+                hint=_("set mailbox.imap.security to tls or starttls"),
             )
         context = None
         if imap.security != "none":
@@ -120,21 +126,27 @@ class ImapBox:
             self.client.login(imap.username, password or "")
         except ssl.SSLCertVerificationError as err:
             raise DeliveryError(
-                f"the TLS certificate of {where} was rejected: {err.verify_message or err.reason}",
+                _("the TLS certificate of {address} was rejected: {why}").format(
+                    address=where, why=err.verify_message or err.reason
+                ),
                 place=Place(key="mailbox.imap.host"),
-                hint="for a private certificate authority set mailbox.imap.cert_bundle",
+                hint=_("for a private certificate authority set mailbox.imap.cert_bundle"),
             ) from None
         except OSError as err:
             raise DeliveryError(
-                f"cannot reach the mailbox at {where}: {err}",
+                _("cannot reach the mailbox at {address}: {error}").format(
+                    address=where, error=err
+                ),
                 place=Place(key="mailbox.imap.host"),
-                hint="check mailbox.imap.host, port and security",
+                hint=_("check mailbox.imap.host, port and security"),
             ) from None
         except Exception as err:  # imapclient's LoginError, IMAP4.error...
             raise DeliveryError(
-                f"{where} refused the login of {imap.username}: {err}",
+                _("{address} refused the login of {username}: {error}").format(
+                    address=where, username=imap.username, error=err
+                ),
                 place=Place(key="mailbox.imap.username"),
-                hint="check mailbox.imap.username and the password",
+                hint=_("check mailbox.imap.username and the password"),
             ) from None
         self._selected: str | None = None
 
@@ -175,7 +187,9 @@ class ImapBox:
                 imap.debug = level
             if status != "OK":
                 raise DeliveryError(
-                    f"the mailbox refused to list {folder}: {data!r}"[:300],
+                    _("the mailbox refused to list {folder}: {reply}").format(
+                        folder=folder, reply=repr(data)
+                    )[:300],
                     place=Place(key="mailbox.folders.inbox"),
                 )
             headers = _fetched_headers(data)
@@ -373,7 +387,7 @@ class MaildirBox:
     ) -> dict[int | str, bytes]:
         wanted = {str(u) for u in uids}
         result: dict[int | str, bytes] = {}
-        for _, name, path in self._files(folder):
+        for _stamp, name, path in self._files(folder):
             if name in wanted:
                 result[name] = path.read_bytes()
         return result
@@ -383,7 +397,7 @@ class MaildirBox:
 
         wanted = set(message_ids)
         found: set[str] = set()
-        for _, _, path in self._files(folder):
+        for _stamp, _name, path in self._files(folder):
             headers = parse_headers(_head(path)[0])
             mid = str(headers.get("Message-ID", "")).strip().strip("<>")
             if mid in wanted:

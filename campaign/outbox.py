@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaign.errors import Place, StateError
+from campaign.i18n import _, pgettext
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -39,21 +40,28 @@ def check_output_path(path: Path, suffixes: tuple[str, ...], *, option: str, exa
     place = Place(file=str(path), option=option)
     if path.is_dir():
         raise UsageError(
-            f"{path} is a folder",
+            _("{path} is a folder").format(path=path),
             place=place,
-            hint=f"name a file inside it, e.g. {option} {path / example}",
+            hint=_("name a file inside it, e.g. {example}").format(
+                example=f"{option} {path / example}"
+            ),
         )
     if path.suffix.lower() not in suffixes:
+        kinds = (" " + _("or") + " ").join(suffixes)
         raise UsageError(
-            f"cannot write {path.name}: {option} writes {' or '.join(suffixes)} files",
+            _("cannot write {name}: {option} writes {kinds} files").format(
+                name=path.name, option=option, kinds=kinds
+            ),
             place=place,
-            hint=f"name a file ending in {' or '.join(suffixes)}, e.g. {option} {example}",
+            hint=_("name a file ending in {kinds}, e.g. {example}").format(
+                kinds=kinds, example=f"{option} {example}"
+            ),
         )
     if not path.parent.is_dir():
         raise UsageError(
-            f"the folder {path.parent} does not exist",
+            _("the folder {path} does not exist").format(path=path.parent),
             place=place,
-            hint="create the folder first, or name a file in an existing one",
+            hint=_("create the folder first, or name a file in an existing one"),
         )
 
 
@@ -92,10 +100,14 @@ def run_lock(layout: Layout, *, campaign: str, action: str) -> Iterator[None]:
         except BlockingIOError:
             holder = _read_holder(fd)
             raise StateError(
-                f"campaign {campaign} is being {holder.get('action', 'used')} by process "
-                f"{holder.get('pid', '?')} since {holder.get('since', '?')}",
+                _("campaign {campaign} is being {action} by process {pid} since {since}").format(
+                    campaign=campaign,
+                    action=action_in_progress(str(holder.get("action", "used"))),
+                    pid=holder.get("pid", "?"),
+                    since=holder.get("since", "?"),
+                ),
                 place=Place(file=str(path)),
-                hint="wait for that run to finish, or stop it (Ctrl-C) before starting another",
+                hint=_("wait for that run to finish, or stop it (Ctrl-C) before starting another"),
             ) from None
         os.ftruncate(fd, 0)
         record = {"pid": os.getpid(), "action": action, "since": time.strftime("%H:%M")}
@@ -103,6 +115,32 @@ def run_lock(layout: Layout, *, campaign: str, action: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def action_done(action: str) -> str:
+    """A command's action as in "campaign X cannot be {action}" (the lock file keeps the English)."""
+    return {
+        "rendered": pgettext("cannot be", "rendered"),
+        "proofed": pgettext("cannot be", "proofed"),
+        "approved": pgettext("cannot be", "approved"),
+        "sent": pgettext("cannot be", "sent"),
+        "sent (dry run)": pgettext("cannot be", "sent (dry run)"),
+    }.get(action, action)
+
+
+def action_in_progress(action: str) -> str:
+    """A command's action as in "campaign X is being {action} by process N"."""
+    return {
+        "used": pgettext("is being", "used"),
+        "rendered": pgettext("is being", "rendered"),
+        "proofed": pgettext("is being", "proofed"),
+        "approved": pgettext("is being", "approved"),
+        "sent": pgettext("is being", "sent"),
+        "sent (dry run)": pgettext("is being", "sent (dry run)"),
+        "inspected": pgettext("is being", "inspected"),
+        "purged": pgettext("is being", "purged"),
+        "scanned (inbox)": pgettext("is being", "scanned (inbox)"),
+    }.get(action, action)
 
 
 def _read_holder(fd: int) -> dict[str, object]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.errors import CampaignError, InputError, Place, Problem
+from campaign.i18n import _, ngettext
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status
@@ -154,9 +155,11 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(campaign: Campaign | None) -> None:
     from multiprocessing import util
 
-    if campaign is not None:  # a spawned process: load the inputs again
+    if campaign is not None:  # a spawned process: load the inputs again, speak as the parent
+        from campaign.i18n import use_language
         from campaign.inputs import load_inputs
 
+        use_language(campaign.settings.language)
         _WORKER["inputs"] = load_inputs(campaign)
     inputs: Inputs = _WORKER["inputs"]
     _WORKER["rows"] = {r.row: r for r in inputs.recipients.recipients}
@@ -188,13 +191,13 @@ def _render_one(renderer: Renderer, recipient: Recipient, path: Path, shown: str
     try:
         write_private(path, renderer.render(recipient))
     except CampaignError as err:
-        where = f" (in {err.place})" if str(err.place) else ""
-        problem = Problem.error(
-            f"{err.message}{where}", Place(file=shown, row=recipient.row), err.hint
-        )
+        message = err.message
+        if str(err.place):
+            message = _("{message} (in {where})").format(message=message, where=err.place)
+        problem = Problem.error(message, Place(file=shown, row=recipient.row), err.hint)
     except Exception as err:  # WeasyPrint or an image: report the row, go on with the others
         problem = Problem.error(
-            f"the PDF could not be made: {type(err).__name__}: {err}",
+            _("the PDF could not be made: {error}").format(error=f"{type(err).__name__}: {err}"),
             Place(file=shown, row=recipient.row),
         )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -259,7 +262,7 @@ def render_letters(
         manifest = {row: e for row, e in manifest.items() if e.get("file") in keep}
 
     if todo and not harfbuzz_subset_available():
-        report.warnings.append(HARFBUZZ_WARNING)
+        report.warnings.append(_(HARFBUZZ_WARNING))
     digests = {r.row: d for r, _, d in todo}
     done = 0
     total = len(todo)
@@ -345,9 +348,15 @@ class ApprovedLetters:
         if report.failures:
             first = report.failures[0]
             raise InputError(
-                f"{len(report.failures)} letters could not be rendered; nothing was sent",
+                ngettext(
+                    "{n} letter could not be rendered; nothing was sent",
+                    "{n} letters could not be rendered; nothing was sent",
+                    len(report.failures),
+                ).format(n=len(report.failures)),
                 place=first.place,
-                hint=f"first: {first.message}; run campaign render to see every problem",
+                hint=_("first: {message}; run {command} to see every problem").format(
+                    message=first.message, command="campaign render"
+                ),
             )
         self._manifest = _read_manifest(self.inputs.campaign.layout.manifest)
 
@@ -374,9 +383,9 @@ class ApprovedLetters:
                 _drop_entry(self.inputs.campaign.layout.manifest, recipient.row)
                 self._ensure([recipient])
         raise InputError(
-            f"the letter of row {recipient.row} does not match what was rendered",
+            _("the letter of row {row} does not match what was rendered").format(row=recipient.row),
             place=Place(file=str(path)),
-            hint="run campaign render, then send again",
+            hint=_("run {command}, then send again").format(command="campaign render"),
         )
 
 
@@ -399,9 +408,9 @@ def print_pack(inputs: Inputs, *, name: str | None = None) -> Path:
         path = letter_path(campaign, recipient)
         if not path.exists():
             raise InputError(
-                f"the letter of row {recipient.row} has not been rendered",
+                _("the letter of row {row} has not been rendered").format(row=recipient.row),
                 place=Place(file=str(path)),
-                hint="run campaign render first",
+                hint=_("run {command} first").format(command="campaign render"),
             )
         reader = PdfReader(path)
         first = len(writer.pages)

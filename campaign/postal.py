@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from campaign.i18n import _, current_language
+
 MAX_LINES = 6
 MAX_WIDTH = 38
 
@@ -167,11 +169,13 @@ def postcode_issue(value: str) -> str | None:
     if not text or _POSTCODE.fullmatch(text):
         return None
     if text.isdigit() and len(text) < 5:
-        return (
-            f"postcode {text!r} has {len(text)} digits: a leading zero was probably lost "
-            f"(write {text.zfill(5)}, and format the column as text or with the format 00000)"
-        )
-    return f"postcode {text!r} is not 5 digits (write it as 5 digits, e.g. 75013)"
+        return _(
+            "postcode {value} has {n} digits: a leading zero was probably lost "
+            "(write {fixed}, and format the column as text or with the format 00000)"
+        ).format(value=repr(text), n=len(text), fixed=text.zfill(5))
+    return _("postcode {value} is not 5 digits (write it as 5 digits, e.g. 75013)").format(
+        value=repr(text)
+    )
 
 
 def address_issues(lines: Sequence[str]) -> list[AddressIssue]:
@@ -184,15 +188,19 @@ def address_issues(lines: Sequence[str]) -> list[AddressIssue]:
         issues.append(
             AddressIssue(
                 MAX_LINES + 1,
-                f"the address has {count} lines; the norm allows {MAX_LINES}",
-                "put the name and the function on one line, or leave out a line "
-                "(a building with its street, a service with the name)",
+                _("the address has {n} lines; the norm allows {most}").format(
+                    n=count, most=MAX_LINES
+                ),
+                _(
+                    "put the name and the function on one line, or leave out a line "
+                    "(a building with its street, a service with the name)"
+                ),
             )
         )
     start = delivery_start(lines)
     for index, line in enumerate(lines):
         role = _LAST if index == count - 1 else _DELIVERY if index >= start else _IDENTITY
-        issues += _line_issues(line, index + 1, role)
+        issues += _line_issues(line, index + 1, role, current_language())
     return issues
 
 
@@ -200,8 +208,11 @@ _IDENTITY, _DELIVERY, _LAST = "identity", "delivery", "last"
 
 
 @lru_cache(maxsize=1 << 16)
-def _line_issues(line: str, number: int, role: str) -> tuple[AddressIssue, ...]:
-    """The issues of one line; cached, since streets, towns and functions repeat down a list."""
+def _line_issues(line: str, number: int, role: str, language: str) -> tuple[AddressIssue, ...]:
+    """The issues of one line; cached, since streets, towns and functions repeat down a list.
+
+    `language` is the language of the messages: a part of the cache's key.
+    """
     if role == _IDENTITY and len(line) <= MAX_WIDTH:
         return ()  # the common case, without building anything
     fixed = (
@@ -217,32 +228,41 @@ def _line_issues(line: str, number: int, role: str) -> tuple[AddressIssue, ...]:
         issues.append(
             AddressIssue(
                 number,
-                f"punctuation in line {number} of the address ({line!r}): "
-                "the norm allows none from the street down",
-                f"write {proposal!r}",
+                _(
+                    "punctuation in line {number} of the address ({line}): "
+                    "the norm allows none from the street down"
+                ).format(number=number, line=repr(line)),
+                _("write {text}").format(text=repr(proposal)),
             )
         )
     if role == _LAST and not _LAST_LINE.fullmatch(line):
         issues.append(
             AddressIssue(
                 number,
-                f"the last line {line!r} is not a 5-digit postcode and the town in capitals",
-                f"write {proposal!r}"
+                _("the last line {line} is not a 5-digit postcode and the town in capitals").format(
+                    line=repr(line)
+                ),
+                _("write {text}").format(text=repr(proposal))
                 if _LAST_LINE.fullmatch(fixed)
-                else "write the postcode (5 digits), a space and the town in capitals, "
-                "e.g. '75013 PARIS' or '38043 GRENOBLE CEDEX 9'",
+                else _(
+                    "write the postcode (5 digits), a space and the town in capitals, "
+                    "e.g. {examples}"
+                ).format(examples="'75013 PARIS' or '38043 GRENOBLE CEDEX 9'"),
             )
         )
     if len(fixed) > MAX_WIDTH:
         issues.append(
             AddressIssue(
                 number,
-                f"line {number} of the address has {len(fixed)} characters; "
-                f"the norm allows {MAX_WIDTH}",
-                f"write {proposal!r} (the norm's abbreviations)"
+                _("line {number} of the address has {n} characters; the norm allows {most}").format(
+                    number=number, n=len(fixed), most=MAX_WIDTH
+                ),
+                _("write {text} (the norm's abbreviations)").format(text=repr(proposal))
                 if proposal != fixed
-                else f"shorten it to {MAX_WIDTH} characters: the norm's abbreviations "
-                "(BD, AV, ST, CHU…) are not enough",
+                else _(
+                    "shorten it to {most} characters: the norm's abbreviations "
+                    "(BD, AV, ST, CHU…) are not enough"
+                ).format(most=MAX_WIDTH),
             )
         )
     return tuple(issues)

@@ -32,12 +32,13 @@ from pathlib import Path
 
 from campaign.approval import Fingerprint, approval_state, compute_fingerprint
 from campaign.errors import InputError, Place, TemplateError, UsageError
+from campaign.i18n import Said, _, again, language_of, ngettext, number
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status, variable_name
 from campaign.settings import Campaign
 
-STAMP = "ÉPREUVE — NE PAS ENVOYER"
+STAMP = "ÉPREUVE — NE PAS ENVOYER"  # the stamp of a French letter's proofs (see _stamp_text)
 FIRST_ROWS = 3
 _EMAILS_PER_BATCH = 50
 THUMBNAIL_SCALE = 0.6  # 72 dpi × 0.6: an A4 page becomes 357 × 505 pixels
@@ -85,13 +86,20 @@ def parse_rows(text: str) -> list[int]:
         match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
         if not match:
             raise UsageError(
-                f"--rows: {part!r} is not a row number",
-                hint="give spreadsheet row numbers, e.g. --rows 2,7,19 or --rows 4-9",
+                _("{option}: {value} is not a row number").format(
+                    option="--rows", value=repr(part)
+                ),
+                hint=_("give spreadsheet row numbers, e.g. {example}").format(
+                    example="--rows 2,7,19 or --rows 4-9"
+                ),
             )
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         rows += range(first, last + 1)
     if not rows:
-        raise UsageError("--rows: no row number given", hint="e.g. --rows 2,7,19")
+        raise UsageError(
+            _("{option}: no row number given").format(option="--rows"),
+            hint=_("e.g. {command}").format(command="--rows 2,7,19"),
+        )
     return list(dict.fromkeys(rows))
 
 
@@ -110,9 +118,9 @@ def choose_sample(
     shown = inputs.campaign.settings.display(inputs.campaign.config.recipients)
     if not ready:
         raise InputError(
-            "no recipient is ready, so there is nothing to proof",
+            _("no recipient is ready, so there is nothing to proof"),
             place=Place(file=shown),
-            hint=f"run campaign check {inputs.campaign.name}",
+            hint=_("run {command}").format(command=f"campaign check {inputs.campaign.name}"),
         )
     chosen: dict[int, SampleRow] = {}
 
@@ -121,34 +129,40 @@ def choose_sample(
 
     if everyone:
         for recipient in ready:
-            pick(recipient, "every recipient (--all)")
+            pick(recipient, Said(lambda: _("every recipient ({option})").format(option="--all")))
     elif rows:
         by_row = {r.row: r for r in inputs.recipients.recipients}
-        for number in rows:
-            found = by_row.get(number)
+        for wanted in rows:
+            found = by_row.get(wanted)
             if found is None:
                 first = min(by_row, default=2)
                 last = max(by_row, default=2)
                 raise UsageError(
-                    f"row {number} is not a recipient row",
-                    place=Place(file=shown, row=number),
-                    hint=f"the recipients are on rows {first} to {last}",
+                    _("row {row} is not a recipient row").format(row=wanted),
+                    place=Place(file=shown, row=wanted),
+                    hint=_("the recipients are on rows {first} to {last}").format(
+                        first=first, last=last
+                    ),
                 )
             if found.status is not Status.READY:
                 raise UsageError(
-                    f"row {number} is {found.status.value}, not ready to send",
-                    place=Place(file=shown, row=number),
-                    hint="proof rows that will be sent; campaign check lists what is wrong",
+                    _("row {row} is {state}, not ready to send").format(
+                        row=wanted, state=found.status.value
+                    ),
+                    place=Place(file=shown, row=wanted),
+                    hint=_("proof rows that will be sent; campaign check lists what is wrong"),
                 )
-            pick(found, "asked for (--rows)")
+            pick(found, Said(lambda: _("asked for ({option})").format(option="--rows")))
     else:
         for recipient in ready[:FIRST_ROWS]:
-            pick(recipient, f"one of the first {FIRST_ROWS} rows")
+            pick(recipient, Said(lambda: _("one of the first {n} rows").format(n=FIRST_ROWS)))
         for recipient, reason in _extremes(inputs, ready):
             pick(recipient, reason)
     rest = [r for r in ready if r.row not in chosen]
     for recipient in random.Random(inputs.campaign.name).sample(rest, min(extra, len(rest))):
-        pick(recipient, f"random pick (--sample {extra})")
+        pick(
+            recipient, Said(lambda: _("random pick ({option})").format(option=f"--sample {extra}"))
+        )
     return sorted(chosen.values(), key=lambda s: s.recipient.row)
 
 
@@ -157,26 +171,39 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
     names = inputs.recipients.names  # variable → header
     found: list[tuple[Recipient, str]] = []
 
-    def longest(label: str, measure: Callable[[Recipient], str]) -> None:
+    def longest(label: Callable[[], str], measure: Callable[[Recipient], str]) -> None:
         lengths = [len(measure(r)) for r in ready]
         best = ready[lengths.index(max(lengths))]
+        size = len(measure(best))
         if max(lengths) > min(lengths):  # a value the same for everyone is no extreme
-            found.append((best, f"longest {label} ({len(measure(best))} characters)"))
+            found.append(
+                (
+                    best,
+                    Said(
+                        lambda: ngettext(
+                            "longest {what} ({n} character)",
+                            "longest {what} ({n} characters)",
+                            size,
+                        ).format(what=label(), n=size)
+                    ),
+                )
+            )
 
     if inputs.to_name is not None:
-        longest("name", inputs.to_name_for)
+        longest(lambda: _("name"), inputs.to_name_for)
     else:
         columns = [v for v in _NAME_COLUMNS if v in names]
         if columns:
-            longest("name", lambda r: " ".join(r.variables[c] for c in columns))
+            longest(lambda: _("name"), lambda r: " ".join(r.variables[c] for c in columns))
     organisation = next((v for v in _ORGANISATION_COLUMNS if v in names), None)
     if organisation:
-        longest(names[organisation].lower(), lambda r: r.variables[organisation])
+        header = names[organisation].lower()  # the organiser's own word: not translated
+        longest(lambda: header, lambda r: r.variables[organisation])
     address = [v for v in names if v.startswith(_ADDRESS_COLUMNS)]
     if address:
-        longest("address", lambda r: "\n".join(r.variables[c] for c in address))
+        longest(lambda: _("address"), lambda r: "\n".join(r.variables[c] for c in address))
     if inputs.subject is not None:
-        longest("subject", inputs.subject_for)
+        longest(lambda: _("subject"), inputs.subject_for)
 
     config = inputs.campaign.config
     fixed = {variable_name(c) for c in [*config.required_columns, config.email_column]}
@@ -189,11 +216,11 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
         emptiest = max(ready, key=lambda r: len(empties(r)))
         empty = empties(emptiest)
         if len(empty) == len(optional):
-            found.append((emptiest, "every optional field empty"))
+            found.append((emptiest, Said(lambda: _("every optional field empty"))))
         elif empty:
             found.append(
-                (emptiest, f"most optional fields empty ({len(empty)} of {len(optional)}: "
-                 + ", ".join(empty) + ")")
+                (emptiest, Said(lambda: _("most optional fields empty ({n} of {total}: {fields})")
+                 .format(n=len(empty), total=len(optional), fields=", ".join(empty))))
             )  # fmt: skip
 
     civility = next((v for v in _CIVILITY_COLUMNS if v in names), None)
@@ -209,7 +236,7 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
                     r,
                     f"{header.lower()}\u00a0«\u202f{value}\u202f»"
                     if value
-                    else f"{header.lower()} empty",
+                    else Said(lambda: _("{column} empty").format(column=header.lower())),
                 )
             )
     return found
@@ -290,7 +317,9 @@ def _write_pack(
             message = compose_message(inputs, recipient, pdf=pdf, attachments=own)
         except TemplateError as err:
             raise TemplateError(
-                f"{err.message} (merging spreadsheet row {recipient.row})",
+                _("{message} (merging spreadsheet row {row})").format(
+                    message=err.message, row=recipient.row
+                ),
                 place=err.place,
                 hint=err.hint,
             ) from None
@@ -303,11 +332,14 @@ def _write_pack(
             progress(done + 1, len(sample))
 
     now = datetime.now().astimezone()
-    document, pages = _proofs_pdf(
-        inputs, proofed, fingerprint, now, approval_state(inputs).summary()
-    )
+    # The reviewers read the letter's language, whatever the organiser's terminal speaks.
+    with language_of(campaign.config.lang):
+        document, pages = _proofs_pdf(
+            inputs, proofed, fingerprint, now, approval_state(inputs).summary()
+        )
+        index = _index_html(inputs, proofed, fingerprint, now)
     write_private(work / "proofs.pdf", document)
-    write_private(work / "index.html", _index_html(inputs, proofed, fingerprint, now))
+    write_private(work / "index.html", index)
     manifest = {
         "campaign": campaign.name,
         "fingerprint": fingerprint.digest,
@@ -380,7 +412,8 @@ def _view(message: EmailMessage) -> _EmailView:
         if isinstance(part, EmailMessage):
             payload = part.get_payload(decode=True)
             size = len(payload) if isinstance(payload, bytes) else 0
-            attachments.append((part.get_filename() or "(no name)", part.get_content_type(), size))
+            name = part.get_filename() or _("(no name)")
+            attachments.append((name, part.get_content_type(), size))
     return _EmailView(
         headers=headers,
         attachments=attachments,
@@ -391,27 +424,86 @@ def _view(message: EmailMessage) -> _EmailView:
 
 
 def _size(n: int) -> str:
-    return f"{n} bytes" if n < 1024 else f"{n / 1024:.1f} KB ({n:,} bytes)".replace(",", " ")
+    if n < 1024:
+        return ngettext("{n} byte", "{n} bytes", n).format(n=number(n))
+    return _("{kb} KB ({n} bytes)").format(kb=number(n / 1024, decimals=1), n=number(n))
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+def _html_body(document: str) -> str:
+    match = re.search(r"<body[^>]*>(.*)</body>", document, re.DOTALL | re.IGNORECASE)
+    return match.group(1) if match else document
 
 
-# --- proofs.pdf ---------------------------------------------------------------------------------
+def _stamp_text() -> str:
+    return _("PROOF — DO NOT SEND")
 
-_COVER_CSS = """
-@page { size: A4; margin: 20mm 18mm 20mm 24mm; }
-body { font-family: "DejaVu Sans", "Liberation Sans", sans-serif; font-size: 9.5pt; color: #111; }
-h1 { font-size: 17pt; margin: 0 0 2mm; } h2 { font-size: 12pt; margin: 6mm 0 2mm; }
-table { border-collapse: collapse; width: 100%; }
-th, td { border-bottom: 0.3pt solid #999; padding: 1.2mm 1.5mm; text-align: left; vertical-align: top; }
-th { background: #eee; } .sample td:first-child { width: 9mm; } .sample td:nth-child(2) { width: 70mm; } .fp { font-family: "DejaVu Sans Mono", monospace; font-size: 8.5pt; }
-dt { font-weight: bold; float: left; width: 42mm; } dd { margin: 0 0 1mm 44mm; }
-.email + .email { break-before: page; } .headers td:first-child { width: 26mm; font-weight: bold; }
-.body { border: 0.4pt solid #999; padding: 4mm; margin-top: 3mm; }
-.command { font-family: "DejaVu Sans Mono", monospace; white-space: nowrap; }
-"""
+
+# --- the pages, from the templates in campaign/assets/proofs, in the letter's language ----------
+
+# Nothing on the page may load anything from outside the pack, not even the email's HTML.
+_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-src 'self'"
+
+
+def _render(template: str, language: str, **values: object) -> str:
+    """Render one of the pack's templates; its messages are said in `language` (French typeset)."""
+    import jinja2
+
+    from campaign.i18n import _ as say
+    from campaign.i18n import ngettext as say_n
+    from campaign.typography import french
+
+    def gettext(message: str) -> str:
+        text = say(message)
+        return french(text) if language == "fr" else text
+
+    def n_gettext(singular: str, plural: str, n: int) -> str:
+        text = say_n(singular, plural, n)
+        return french(text) if language == "fr" else text
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("campaign", "assets/proofs"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_callables(gettext, n_gettext, newstyle=True)  # type: ignore[attr-defined]
+    return env.get_template(template).render(lang=language, **values)
+
+
+def _made(now: datetime, language: str) -> str:
+    from babel.dates import format_datetime
+
+    pattern = "d MMMM y 'à' HH:mm" if language == "fr" else "d MMMM y, HH:mm"
+    return str(format_datetime(now, pattern, locale=language))
+
+
+def _rows_of(inputs: Inputs, proofed: list[_Proofed]) -> list[dict[str, object]]:
+    """What the cover and index.html show of each sample row, in the current language."""
+    rows = []
+    for p in proofed:
+        r = p.sample.recipient
+        pdf_link = f"letters/{p.stem}.pdf"
+        rows.append(
+            {
+                "row": r.row,
+                "name": inputs.to_name_for(r),
+                "email": r.email,
+                "reasons": "; ".join(again(reason) for reason in p.sample.reasons),
+                "pages": p.pages,
+                "stem": p.stem,
+                "pdf": pdf_link,
+                "headers": p.email.headers,
+                "attachments": [
+                    (name, kind, _size(size), kind == "application/pdf" and p.pdf and i == 0)
+                    for i, (name, kind, size) in enumerate(p.email.attachments)
+                ],
+                "size": _size(p.email.size),
+                "html": p.email.html,
+                "text": p.email.text,
+                "body": _html_body(p.email.html),
+            }
+        )
+    return rows
 
 
 def _proofs_pdf(
@@ -423,37 +515,26 @@ def _proofs_pdf(
 
     campaign = inputs.campaign
     recipients = inputs.recipients
-    rows = "".join(
-        f"<tr><td>{p.sample.recipient.row}</td><td>{_e(inputs.to_name_for(p.sample.recipient))}"
-        f"<br>{_e(p.sample.recipient.email)}</td><td>{_e('; '.join(p.sample.reasons))}</td>"
-        f"<td>{p.pages or ''}</td></tr>"
-        for p in proofed
+    language = campaign.config.lang
+    rows = _rows_of(inputs, proofed)
+    cover = _render(
+        "cover.html",
+        language,
+        campaign=campaign.name,
+        made=_made(now, language),
+        letter=campaign.config.letter.as_posix(),
+        ready=len(recipients.ready),
+        ready_shown=number(len(recipients.ready)),
+        rows=len(recipients.recipients),
+        rows_shown=number(len(recipients.recipients)),
+        suppressed=recipients.count(Status.SUPPRESSED),
+        invalid=recipients.count(Status.INVALID),
+        attach_pdf=campaign.config.attach_pdf,
+        approval=status,
+        fingerprint=fingerprint.digest,
+        sample=rows,
+        stamp=_("“{text}”").format(text=_stamp_text()),
     )
-    letter = campaign.config.letter.as_posix()
-    cover = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<title>Proofs: {_e(campaign.name)}</title><style>{_COVER_CSS}</style></head><body>
-<h1>Proofs: {_e(campaign.name)}</h1>
-<dl><dt>Made on</dt><dd>{now:%Y-%m-%d %H:%M}</dd>
-<dt>Letter</dt><dd>{_e(letter)}</dd>
-<dt>Recipients</dt><dd>{len(recipients.ready)} ready to send (of {len(recipients.recipients)} rows;
-{recipients.count(Status.SUPPRESSED)} suppressed, {recipients.count(Status.INVALID)} invalid)</dd>
-<dt>What is sent</dt><dd>{
-        "an email with the PDF letter attached"
-        if campaign.config.attach_pdf
-        else "an email only (no PDF letter)"
-    }</dd>
-<dt>Approval</dt><dd>{_e(status)}</dd>
-<dt>Fingerprint</dt><dd class="fp">{fingerprint.digest}</dd></dl>
-<h2>The sample: {len(proofed)} recipient{"s" if len(proofed) != 1 else ""}</h2>
-<table class="sample"><tr><th>Row</th><th>Recipient</th><th>Why this row</th><th>Pages</th></tr>{
-        rows
-    }</table>
-<p>Every page of this file is stamped «\u202f{STAMP}\u202f». The letters follow in the order of the
-table. To approve exactly this content:
-<b class="command">campaign approve {_e(campaign.name)} --by NAME</b>.
-Any change to the letter, the stylesheet, the subject, the sender, the attachments or a recipient's
-data after that must be approved again before sending.</p>
-</body></html>"""
     writer = PdfWriter()
     writer.append(PdfReader(io.BytesIO(bytes(HTML(string=cover).write_pdf()))))
     for p in proofed:
@@ -461,140 +542,53 @@ data after that must be approved again before sending.</p>
             writer.append(PdfReader(io.BytesIO(p.pdf)))
     if not campaign.config.attach_pdf:
         # In batches, so that memory does not grow with --all on a long list.
-        for start in range(0, len(proofed), _EMAILS_PER_BATCH):
-            batch = _emails_html(proofed[start : start + _EMAILS_PER_BATCH])
+        for start in range(0, len(rows), _EMAILS_PER_BATCH):
+            batch = _render("emails.html", language, emails=rows[start : start + _EMAILS_PER_BATCH])
             writer.append(PdfReader(io.BytesIO(bytes(HTML(string=batch).write_pdf()))))
     stamp = PdfReader(io.BytesIO(_stamp_pdf())).pages[0]
     for page in writer.pages:
         page.merge_page(stamp, over=True)
     writer.compress_identical_objects()  # one copy of the stamp's font
-    writer.add_metadata({"/Title": f"Proofs: {campaign.name}", "/Subject": STAMP})
+    title = _("Proofs: {campaign}").format(campaign=campaign.name)
+    writer.add_metadata({"/Title": title, "/Subject": _stamp_text()})
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue(), len(writer.pages)
-
-
-def _emails_html(proofed: list[_Proofed]) -> str:
-    """The emails of an email-only campaign, one after the other, for proofs.pdf."""
-    sections = "".join(
-        f'<section class="email"><h2>Row {p.sample.recipient.row}: the email</h2>'
-        f'<table class="headers">{_header_rows(p.email)}</table>'
-        f'<div class="body">{_html_body(p.email.html)}</div></section>'
-        for p in proofed
-    )
-    return (
-        f'<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><style>{_COVER_CSS}'
-        f"</style></head><body>{sections}</body></html>"
-    )
 
 
 def _stamp_pdf() -> bytes:
     """One transparent A4 page with the stamp written up the left margin."""
     from weasyprint import HTML
 
+    text = html.escape(_stamp_text())
     page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><style>
 @page {{ size: 210mm 297mm; margin: 0; }}
 html, body {{ margin: 0; background: transparent; }}
 div {{ position: absolute; left: 3mm; top: 288mm; width: 279mm; height: 6mm;
   transform-origin: 0 0; transform: rotate(-90deg); text-align: center;
   font: bold 10pt "DejaVu Sans", sans-serif; letter-spacing: 1.5pt; color: #c0392b; }}
-</style></head><body><div>{STAMP} · {STAMP}</div></body></html>"""
+</style></head><body><div>{text} · {text}</div></body></html>"""
     return bytes(HTML(string=page).write_pdf())
-
-
-def _header_rows(view: _EmailView) -> str:
-    rows = "".join(
-        f"<tr><td>{_e(name)}</td><td>{_e(value)}</td></tr>" for name, value in view.headers
-    )
-    for name, kind, size in view.attachments:
-        rows += f"<tr><td>Attachment</td><td>{_e(name)} ({_e(kind)}, {_size(size)})</td></tr>"
-    return rows
-
-
-def _html_body(document: str) -> str:
-    match = re.search(r"<body[^>]*>(.*)</body>", document, re.DOTALL | re.IGNORECASE)
-    return match.group(1) if match else document
-
-
-# --- index.html ---------------------------------------------------------------------------------
-
-_INDEX_CSS = """
-body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; padding: 1rem 2rem;
-  color: #111; background: #fafafa; }
-.command { white-space: nowrap; }
-header { border-bottom: 2px solid #c0392b; margin-bottom: 1rem; } .stamp { color: #c0392b; font-weight: bold; }
-code { font-size: .85em; word-break: break-all; }
-section.recipient { background: #fff; border: 1px solid #ccc; border-radius: 6px; padding: 1rem;
-  margin: 1.5rem 0; }
-.reasons { color: #555; margin-top: -.5rem; } .columns { display: flex; gap: 1.5rem; align-items: flex-start; }
-.pages { flex: 0 0 auto; display: flex; flex-direction: column; gap: .5rem; }
-.pages img { width: 180px; border: 1px solid #999; box-shadow: 2px 2px 4px #ccc; display: block; }
-.email { flex: 1 1 auto; min-width: 0; } table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; vertical-align: top; padding: .2rem .5rem; border-bottom: 1px solid #eee; }
-th { width: 8rem; color: #555; } iframe { width: 100%; height: 32rem; border: 1px solid #999; background: #fff; }
-pre { white-space: pre-wrap; background: #f4f4f4; border: 1px solid #ddd; padding: .75rem; }
-"""
-# Nothing on the page may load anything from outside the pack, not even the email's HTML.
-_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-src 'self'"
 
 
 def _index_html(
     inputs: Inputs, proofed: list[_Proofed], fingerprint: Fingerprint, now: datetime
 ) -> str:
     """The self-contained page: thumbnails beside each email as it will be sent."""
-    campaign = inputs.campaign
-    sections = []
-    for p in proofed:
-        r = p.sample.recipient
-        pdf_link = f"letters/{p.stem}.pdf"
-        pages = "".join(
-            f'<a href="{pdf_link}"><img src="thumbs/{p.stem}-p{n}.png" '
-            f'alt="row {r.row}, page {n} of {p.pages}"></a>'
-            for n in range(1, p.pages + 1)
-        )
-        column = (
-            f'<div class="pages">{pages}<a href="{pdf_link}">Open the PDF</a></div>'
-            if pages
-            else ""
-        )
-        attachments = "".join(
-            f"<li>{_e(name)}: {_e(kind)}, {_size(size)}"
-            + (
-                f' (<a href="{pdf_link}">open</a>)'
-                if kind == "application/pdf" and p.pdf and i == 0
-                else ""
-            )
-            + "</li>"
-            for i, (name, kind, size) in enumerate(p.email.attachments)
-        )
-        headers = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in p.email.headers)
-        sections.append(
-            f'<section class="recipient" id="row-{r.row}">'
-            f"<h2>Row {r.row}: {_e(inputs.to_name_for(r) or r.email)}</h2>"
-            f'<p class="reasons">{_e("; ".join(p.sample.reasons))}</p>'
-            f'<div class="columns">{column}<div class="email"><table>{headers}'
-            f"<tr><th>Attachments</th><td><ul>{attachments or '<li>none</li>'}</ul></td></tr>"
-            f"<tr><th>Size</th><td>{_size(p.email.size)} as sent</td></tr></table>"
-            f"<h3>HTML part</h3>"
-            f'<iframe sandbox="" title="HTML part, row {r.row}" srcdoc="{_e(p.email.html)}"></iframe>'
-            f"<h3>Plain-text part</h3><pre>{_e(p.email.text)}</pre></div></div></section>"
-        )
-    toc = "".join(
-        f'<li><a href="#row-{p.sample.recipient.row}">Row {p.sample.recipient.row}</a>: '
-        f"{_e(inputs.to_name_for(p.sample.recipient))} · {_e('; '.join(p.sample.reasons))}</li>"
-        for p in proofed
+    from markupsafe import Markup
+
+    language = inputs.campaign.config.lang
+    ready = len(inputs.recipients.ready)
+    return _render(
+        "index.html",
+        language,
+        csp=_CSP,
+        campaign=inputs.campaign.name,
+        stamp=_stamp_text(),
+        made=_made(now, language),
+        ready=ready,
+        ready_shown=number(ready),
+        fingerprint=fingerprint.digest,
+        proofs_link=Markup('<a href="proofs.pdf">proofs.pdf</a>'),
+        sample=_rows_of(inputs, proofed),
     )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{_CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Proofs: {_e(campaign.name)}</title><style>{_INDEX_CSS}</style></head><body>
-<header><h1>Proofs: {_e(campaign.name)} <span class="stamp">{STAMP}</span></h1>
-<p>Made on {now:%Y-%m-%d %H:%M}. {len(inputs.recipients.ready)} recipients ready to send;
-{len(proofed)} shown here. Every letter of the sample, stamped, is in
-<a href="proofs.pdf">proofs.pdf</a>. Fingerprint of this content: <code>{fingerprint.digest}</code></p>
-<p>To approve exactly this content: <code class="command">campaign approve {_e(campaign.name)} --by NAME</code></p>
-<ul>{toc}</ul></header>
-{"".join(sections)}
-</body></html>
-"""

@@ -23,6 +23,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from campaign.errors import InputError, Place, Problem, Severity
+from campaign.i18n import _
 from campaign.spreadsheet import SPREADSHEET_SUFFIXES as SPREADSHEET_SUFFIXES
 from campaign.spreadsheet import Table as Table
 from campaign.spreadsheet import column_letter as column_letter
@@ -117,12 +118,12 @@ def read_recipients(
     if email_index is None:
         problems.append(
             Problem.error(
-                f"no column {email_column!r} for the email addresses",
+                _("no column {column} for the email addresses").format(column=repr(email_column)),
                 Place(file=shown, row=table.header_row),
                 _did_you_mean(
-                    email_column, table.headers, prefix="set email_column in settings.yaml"
+                    email_column, table.headers, prefix=_("set email_column in settings.yaml")
                 )
-                or "set email_column in settings.yaml to the header of the address column",
+                or _("set email_column in settings.yaml to the header of the address column"),
             )
         )
         return RecipientList(path, table.headers, names, [], problems)
@@ -142,9 +143,9 @@ def read_recipients(
         if not joined.strip():
             problems.append(
                 Problem.warning(
-                    "empty row, skipped",
+                    _("empty row, skipped"),
                     Place(file=shown, row=row),
-                    "delete the row, or leave it: it is not a recipient",
+                    _("delete the row, or leave it: it is not a recipient"),
                 )
             )
             continue
@@ -161,9 +162,9 @@ def read_recipients(
             if not cells[i].strip():
                 row_problems.append(
                     Problem.error(
-                        "empty cell in a required column",
+                        _("empty cell in a required column"),
                         Place(file=shown, row=row, column=table.headers[i]),
-                        "fill it in, or remove the row",
+                        _("fill it in, or remove the row"),
                     )
                 )
         raw_email = cells[email_index].strip()
@@ -172,9 +173,9 @@ def read_recipients(
             if email_index not in required:
                 row_problems.append(
                     Problem.error(
-                        "no email address",
+                        _("no email address"),
                         Place(file=shown, row=row, column=table.headers[email_index]),
-                        "fill it in, or remove the row",
+                        _("fill it in, or remove the row"),
                     )
                 )
         elif not _HEADER_BREAKERS.search(raw_email):
@@ -185,10 +186,14 @@ def read_recipients(
                 if key in first_row_of:
                     row_problems.append(
                         Problem.error(
-                            f"duplicate email address {raw_email!r}: same as row {first_row_of[key]}",
+                            _("duplicate email address {address}: same as row {first}").format(
+                                address=repr(raw_email), first=first_row_of[key]
+                            ),
                             Place(file=shown, row=row, column=table.headers[email_index]),
-                            f"rows {first_row_of[key]} and {row} would receive the same letter; "
-                            "remove one of them",
+                            _(
+                                "rows {first} and {row} would receive the same letter; "
+                                "remove one of them"
+                            ).format(first=first_row_of[key], row=row),
                         )
                     )
                 else:
@@ -197,7 +202,9 @@ def read_recipients(
                 pending_bad.append((len(problems) + len(row_problems), raw_email))
                 row_problems.append(
                     Problem.error(
-                        f"not an email address: {raw_email!r} ({normalized})",
+                        _("not an email address: {address} ({reason})").format(
+                            address=repr(raw_email), reason=normalized
+                        ),
                         Place(file=shown, row=row, column=table.headers[email_index]),
                     )
                 )
@@ -216,9 +223,9 @@ def read_recipients(
     if not recipients and not any(p.severity is Severity.ERROR for p in problems):
         problems.append(
             Problem.warning(
-                "the spreadsheet has a header but no recipients",
+                _("the spreadsheet has a header but no recipients"),
                 Place(file=shown, row=table.header_row),
-                "add the recipients below the header, or check which file settings.yaml names",
+                _("add the recipients below the header, or check which file settings.yaml names"),
             )
         )
     return RecipientList(path, table.headers, names, recipients, problems)
@@ -241,18 +248,21 @@ def _clean_cells(
         if i in guarded and _HEADER_BREAKERS.search(cells[i].strip()):
             row_problems.append(
                 Problem.error(
-                    "line break or control character in a cell used in an email header",
+                    _("line break or control character in a cell used in an email header"),
                     Place(file=shown, row=row, column=header),
-                    "keep this cell on one line; a line break here could add headers to the email",
+                    _(
+                        "keep this cell on one line; a line break here could add headers to "
+                        "the email"
+                    ),
                 )
             )
         elif _CONTROL.search(text):
             text = _CONTROL.sub("", text)
             row_problems.append(
                 Problem.warning(
-                    "invisible control character removed from the cell",
+                    _("invisible control character removed from the cell"),
                     Place(file=shown, row=row, column=header),
-                    "retype the cell if the text looks wrong",
+                    _("retype the cell if the text looks wrong"),
                 )
             )
         values[header] = text.strip() if i in guarded else text
@@ -272,9 +282,11 @@ def _name_columns(
             if first is not None:
                 problems.append(
                     Problem.error(
-                        f"column {letter} has values (the first in row {first}) but no header",
+                        _(
+                            "column {letter} has values (the first in row {first}) but no header"
+                        ).format(letter=letter, first=first),
                         Place(file=shown, row=table.header_row, column=letter),
-                        "give the column a name in the header row, or delete its values",
+                        _("give the column a name in the header row, or delete its values"),
                     )
                 )
             continue
@@ -282,18 +294,20 @@ def _name_columns(
         if not name:
             problems.append(
                 Problem.error(
-                    f"header {header!r} gives no usable variable name",
+                    _("header {header} gives no usable variable name").format(header=repr(header)),
                     Place(file=shown, row=table.header_row, column=header),
-                    "use letters or digits in the header",
+                    _("use letters or digits in the header"),
                 )
             )
             continue
         if name in names:
             problems.append(
                 Problem.error(
-                    f"headers {names[name]!r} and {header!r} both become the variable {name!r}",
+                    _("headers {first} and {second} both become the variable {name}").format(
+                        first=repr(names[name]), second=repr(header), name=repr(name)
+                    ),
                     Place(file=shown, row=table.header_row, column=header),
-                    "rename one of the two columns",
+                    _("rename one of the two columns"),
                 )
             )
             continue
@@ -323,10 +337,10 @@ def _required(
         if index is None:
             problems.append(
                 Problem.error(
-                    f"required column {column!r} is missing",
+                    _("required column {column} is missing").format(column=repr(column)),
                     Place(file=shown, row=table.header_row),
-                    _did_you_mean(column, table.headers, prefix="add the column")
-                    or "add the column, or remove it from required_columns in settings.yaml",
+                    _did_you_mean(column, table.headers, prefix=_("add the column"))
+                    or _("add the column, or remove it from required_columns in settings.yaml"),
                 )
             )
         else:
@@ -337,7 +351,9 @@ def _required(
 def _did_you_mean(word: str, candidates: Iterable[str], *, prefix: str) -> str | None:
     by_name = {variable_name(c): c for c in candidates if c}
     close = get_close_matches(variable_name(word), list(by_name), n=1, cutoff=0.6)
-    return f"did you mean {by_name[close[0]]!r}? ({prefix})" if close else None
+    if not close:
+        return None
+    return _("did you mean {name}? ({then})").format(name=repr(by_name[close[0]]), then=prefix)
 
 
 # RFC 5322 dot-atom, the ASCII local parts email-validator accepts as they are.
@@ -450,14 +466,14 @@ def _add_email_hints(
         fix = suggest_email(address, common, allow_special=allow_special)
         old = problems[index]
         if fix:
-            hint = f"did you mean {fix}?"
+            hint = _("did you mean {address}?").format(address=fix)
         elif "special-use or reserved" in str(_validate(address, allow_special)):
-            hint = (
+            hint = _(
                 "use a real domain; for trial runs only, set allow_special_domains: true "
                 "in the campaign's settings"
             )
         else:
-            hint = "correct the address, or remove the row"
+            hint = _("correct the address, or remove the row")
         problems[index] = Problem(old.severity, old.message, old.place, hint)
 
 
@@ -472,7 +488,9 @@ def read_suppression(
         text = decode_text(path.read_bytes())
     except OSError as err:
         return frozenset(), [
-            Problem.error(f"cannot read the file: {err.strerror}", Place(file=shown))
+            Problem.error(
+                _("cannot read the file: {reason}").format(reason=err.strerror), Place(file=shown)
+            )
         ]
     addresses: set[str] = set()
     problems: list[Problem] = []
@@ -496,9 +514,9 @@ def read_suppression(
             addresses.add(cell.lower())
             problems.append(
                 Problem.warning(
-                    f"not an email address: {cell!r}",
+                    _("not an email address: {address}").format(address=repr(cell)),
                     Place(file=shown, row=number),
-                    "correct or remove it",
+                    _("correct or remove it"),
                 )
             )
     return frozenset(addresses), problems

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign import __version__
+from campaign.i18n import _
 from campaign.outbox import Layout, write_private
 
 if TYPE_CHECKING:
@@ -64,8 +65,12 @@ def when(at: str) -> str:
 
 def approved_summary(by: str, at: str, digest: str, *, required: bool) -> str:
     """The status's approval line for content unchanged since `by` approved it."""
-    text = f"approved by {by} on {when(at)} (fingerprint {digest[:12]}, content unchanged)"
-    return text if required else f"{text} (approval not required by the settings)"
+    text = _("approved by {name} on {when} (fingerprint {fingerprint}, content unchanged)").format(
+        name=by, when=when(at), fingerprint=digest[:12]
+    )
+    if required:
+        return text
+    return _("{state} (approval not required by the settings)").format(state=text)
 
 
 def _digest(path: Path) -> str | None:

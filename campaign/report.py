@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 from campaign.outbox import check_output_path
 
 if TYPE_CHECKING:
@@ -153,8 +154,9 @@ def _per_minute(rate: object) -> str | None:
     """Messages per second → `12/min` (as `send` says it), None when there was no limit."""
     if not isinstance(rate, int | float):
         return None
-    value = float(rate) * 60
-    return f"{value:.0f}/min" if value >= 10 else f"{value:.1f}/min"
+    from campaign.throttle import per_minute
+
+    return per_minute(float(rate))
 
 
 def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, Any]:
@@ -228,6 +230,9 @@ def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, A
 def render_report(context: dict[str, Any]) -> str:
     """The page, from the template shipped in campaign/assets (every value escaped)."""
     import jinja2  # only the report pays for it: `campaign status` starts without it
+    from markupsafe import Markup, escape
+
+    from campaign.i18n import current_language, ngettext
 
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("campaign", "assets"),
@@ -235,8 +240,12 @@ def render_report(context: dict[str, Any]) -> str:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
-    return environment.get_template(TEMPLATE).render(context)
+    # The report speaks the language of the run (language: or the locale), like the terminal.
+    environment.install_gettext_callables(_, ngettext, newstyle=True)  # type: ignore[attr-defined]
+    environment.globals["code"] = lambda text: Markup("<code>%s</code>") % escape(text)
+    return environment.get_template(TEMPLATE).render(lang=current_language(), **context)
 
 
 def check_report_path(path: Path) -> None:
@@ -253,8 +262,8 @@ def write_report(report: StatusReport, log: Ledger, path: Path, now: float) -> P
         path.chmod(0o600)
     except OSError as err:
         raise InputError(
-            f"cannot write the report: {err.strerror}",
+            _("cannot write the report: {reason}").format(reason=err.strerror),
             place=Place(file=str(path)),
-            hint="choose a folder you can write to",
+            hint=_("choose a folder you can write to"),
         ) from None
     return path

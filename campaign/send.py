@@ -42,6 +42,7 @@ from campaign.dispatch import (
     run_dispatcher,
 )
 from campaign.dsn import envelope_id, request_for
+from campaign.i18n import _
 from campaign.inputs import Inputs
 from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
@@ -268,7 +269,7 @@ def send_campaign(
             if pace.report.server is not None and pace.rate is not None:
                 log.keep_learnt_rate(pace.rate)  # the next run starts from what this one learnt
         if report.stopped is None and options.limit is not None and plan.skipped_by_limit:
-            report.stopped = f"limit of {options.limit} reached"
+            report.stopped = _("limit of {n} reached").format(n=options.limit)
         report.counts = log.counts()
         report.next_retry = log.next_retry()
         if (

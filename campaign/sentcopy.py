@@ -32,6 +32,7 @@ from pathlib import Path
 
 from campaign import ledger
 from campaign.dispatch import Event, EventKind, Job, Progress
+from campaign.i18n import N_, _
 from campaign.ledger import Ledger, State
 from campaign.mailbox import Box, open_mailbox
 from campaign.outbox import Layout, write_private
@@ -124,7 +125,7 @@ class Copies:
             self.close()
             raise OSError(self._broken) from None
         if folder is None:
-            self._broken = "the mailbox has no Sent folder: set mailbox.folders.sent"
+            self._broken = _("the mailbox has no Sent folder: set mailbox.folders.sent")
             raise OSError(self._broken)
         self.report.folder = folder
         return self._box, folder
@@ -157,14 +158,15 @@ class Copies:
         """Save the copies an earlier run left pending or failed (never twice: look first)."""
         if self.mode == "never" or self.decision == PROVIDER:
             return
-        for email, mid, _, _ in self.log.copies(["pending", "failed"]):
+        for email, mid, _state, _error in self.log.copies(["pending", "failed"]):
             path = self.spool(email)
             try:
                 raw = path.read_bytes()
             except FileNotFoundError:
-                error = "its bytes are gone from the outbox (purged?): it cannot be saved"
+                # The log keeps the English; the run's report says it in the run's language.
+                error = N_("its bytes are gone from the outbox (purged?): it cannot be saved")
                 self.log.apply([ledger.sent_copy(email, mid, "failed", "", time.time(), error)])
-                self._failed(error)
+                self._failed(_(error))
                 continue
             self._append(email, mid, raw, look_first=True)
 

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
+from campaign.i18n import _
 from campaign.outbox import Layout
 
 DEFAULT_SETTINGS = Path("settings.yaml")
@@ -39,12 +40,14 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d"
 def parse_duration(value: object) -> float:
     """Turn `30s`, `2m`, `1h`, `1.5` (seconds) into seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 2m or 1h")
+        raise ValueError(_("expected a duration such as 30s, 2m or 1h"))
     if isinstance(value, int | float):
         return float(value)
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 2m or 1h")
+        raise ValueError(
+            _("{value} is not a duration such as 30s, 2m or 1h").format(value=repr(value))
+        )
     number, unit = match.groups()
     return float(number) * _UNIT_SECONDS[unit or "s"]
 
@@ -56,8 +59,10 @@ def refuse_clear_password(data: Any, variable: str) -> Any:
     """A section's validator: a password written in settings.yaml is refused, with the way out."""
     if isinstance(data, dict) and "password" in data:
         raise ValueError(
-            "a password must not be written in settings.yaml; "
-            f"use password_env: {variable} and export that variable"
+            _(
+                "a password must not be written in settings.yaml; "
+                "use password_env: {variable} and export that variable"
+            ).format(variable=variable)
         )
     return data
 
@@ -82,9 +87,9 @@ def read_secret(env: str | None, command: str | None, *, key: str) -> str | None
         value = os.environ.get(env)
         if value is None:
             raise SettingsError(
-                f"the environment variable {env} is not set",
+                _("the environment variable {name} is not set").format(name=env),
                 place=Place(key=f"{key}.password_env"),
-                hint=f"export {env}=... before running the command",
+                hint=_("export {name}=... before running the command").format(name=env),
             )
         return value
     if command:
@@ -94,7 +99,7 @@ def read_secret(env: str | None, command: str | None, *, key: str) -> str | None
             )
         except (OSError, subprocess.SubprocessError) as err:
             raise SettingsError(
-                f"the password command failed: {type(err).__name__}",
+                _("the password command failed: {error}").format(error=type(err).__name__),
                 place=Place(key=f"{key}.password_command"),
             ) from None
         return done.stdout.rstrip("\n")
@@ -119,7 +124,9 @@ class Sender(_Section):
         try:
             return validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError as err:
-            raise ValueError(f"{value!r} is not an email address: {err}") from err
+            raise ValueError(
+                _("{value} is not an email address: {error}").format(value=repr(value), error=err)
+            ) from err
 
 
 class Smtp(_Section):
@@ -174,8 +181,10 @@ def _window(value: Any) -> Any:
     if isinstance(value, str):
         if value.strip().upper() not in WINDOW_PRESETS:
             raise ValueError(
-                f"unknown window {value!r}: name a preset ({', '.join(WINDOW_PRESETS)}) "
-                "or give left, top, width and height in mm"
+                _(
+                    "unknown window {value}: name a preset ({presets}) "
+                    "or give left, top, width and height in mm"
+                ).format(value=repr(value), presets=", ".join(WINDOW_PRESETS))
             )
         return WINDOW_PRESETS[value.strip().upper()]
     return value
@@ -199,15 +208,21 @@ def parse_hours(value: str) -> tuple[int, int]:
     """Turn `08:30-18:00` (or `8h30-18h`) into minutes after midnight: (510, 1080)."""
     match = _HOURS.match(value)
     if not match:
-        raise ValueError(f'{value!r} is not a range of hours such as "08:30-18:00"')
+        raise ValueError(
+            _('{value} is not a range of hours such as "08:30-18:00"').format(value=repr(value))
+        )
     start_h, start_m, end_h, end_m = (int(part or 0) for part in match.groups())
     for hour, minute in ((start_h, start_m), (end_h, end_m)):
         if hour > 24 or minute > 59 or (hour == 24 and minute):
-            raise ValueError(f"{value!r} names an hour that does not exist")
+            raise ValueError(
+                _("{value} names an hour that does not exist").format(value=repr(value))
+            )
     start, end = start_h * 60 + start_m, end_h * 60 + end_m
     if start >= end:
         raise ValueError(
-            f"{value!r} ends before it starts; a window must open and close on the same day"
+            _("{value} ends before it starts; a window must open and close on the same day").format(
+                value=repr(value)
+            )
         )
     return start, end
 
@@ -224,11 +239,17 @@ class SendWindow(_Section):
     @classmethod
     def _known_days(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("no day is given: name at least one, e.g. [mon, tue, wed, thu, fri]")
+            raise ValueError(
+                _("no day is given: name at least one, e.g. {days}").format(
+                    days="[mon, tue, wed, thu, fri]"
+                )
+            )
         for day in value:
             if str(day).strip().lower()[:3] not in _DAY_NAMES:
                 raise ValueError(
-                    f"{day!r} is not a day of the week; write mon, tue, wed, thu, fri, sat or sun"
+                    _("{day} is not a day of the week; write {days}").format(
+                        day=repr(day), days="mon, tue, wed, thu, fri, sat, sun"
+                    )
                 )
         return [str(day).strip().lower()[:3] for day in value]
 
@@ -247,9 +268,11 @@ class SendWindow(_Section):
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             close = get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
-            also = f" (did you mean {close[0]!r}?)" if close else ""
+            also = " " + _("(did you mean {name}?)").format(name=repr(close[0])) if close else ""
             raise ValueError(
-                f"unknown time zone {value!r}{also}; write one such as Europe/Paris"
+                _("unknown time zone {value}{also}; write one such as Europe/Paris").format(
+                    value=repr(value), also=also
+                )
             ) from None
         return value
 
@@ -260,17 +283,20 @@ class SendWindow(_Section):
             return None
         import holidays
 
-        country, _, region = value.strip().upper().partition("-")
+        country, _dash, region = value.strip().upper().partition("-")
         supported = holidays.list_supported_countries()
         if country not in supported:
             raise ValueError(
-                f"no public holidays are known for {value!r}; write a country code such as FR"
+                _(
+                    "no public holidays are known for {value}; write a country code such as FR"
+                ).format(value=repr(value))
             )
         regions = {str(r).upper(): str(r) for r in supported[country]}
         if region and region not in regions:
             raise ValueError(
-                f"{country} has no region {region!r}; the regions are: "
-                + ", ".join(supported[country])
+                _("{country} has no region {region}; the regions are: {regions}").format(
+                    country=country, region=repr(region), regions=", ".join(supported[country])
+                )
             )
         return f"{country}-{regions[region]}" if region else country
 
@@ -328,7 +354,11 @@ class Mailbox(_Section):
     @model_validator(mode="after")
     def _one_kind(self) -> Mailbox:
         if (self.imap is None) == (self.maildir is None):
-            raise ValueError("give either imap: {host: ..., username: ...} or maildir: PATH")
+            raise ValueError(
+                _("give either {imap} or {maildir}").format(
+                    imap="imap: {host: ..., username: ...}", maildir="maildir: PATH"
+                )
+            )
         return self
 
 
@@ -369,6 +399,8 @@ class CampaignSettings(_Section):
     pdf_variant: Literal["pdf/a-3b", "pdf/a-3a", "pdf/ua-1"] | None = None
     allow_special_domains: bool = False
     approval: Approval = Field(default_factory=Approval)
+    # The language the letter is written in: the proof pack speaks it to the reviewers.
+    lang: Literal["fr", "en"] = "fr"
 
 
 class Typography(_Section):
@@ -386,6 +418,8 @@ class Settings(_Section):
     mailbox: Mailbox | None = None
     typography: Typography = Field(default_factory=Typography)
     outbox: Path = Path("outbox")
+    # The language of the messages (fr or en); None: the locale's (LC_ALL, LC_MESSAGES, LANG).
+    language: Literal["fr", "en"] | None = None
     retention_days: int | None = Field(default=None, gt=0)
     default_campaign: str | None = None
     campaigns: dict[str, CampaignSettings]
@@ -414,17 +448,17 @@ class Settings(_Section):
                 name = next(iter(self.campaigns))
             else:
                 raise SettingsError(
-                    "several campaigns are defined; say which one",
+                    _("several campaigns are defined; say which one"),
                     place=Place(file=str(self.path), key="campaigns"),
-                    hint="name one of: "
-                    + ", ".join(self.campaigns)
-                    + " (or set default_campaign in settings.yaml)",
+                    hint=_(
+                        "name one of: {names} (or set default_campaign in settings.yaml)"
+                    ).format(names=", ".join(self.campaigns)),
                 )
         if name not in self.campaigns:
             raise SettingsError(
-                f"no campaign called {name!r}",
+                _("no campaign called {name}").format(name=repr(name)),
                 place=Place(file=str(self.path), key="campaigns"),
-                hint="the campaigns are: " + ", ".join(self.campaigns),
+                hint=_("the campaigns are: {names}").format(names=", ".join(self.campaigns)),
             )
         return Campaign(name=name, settings=self, config=self.campaigns[name])
 

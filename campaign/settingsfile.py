@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
+from campaign.i18n import _
 from campaign.settings import (
     DEFAULT_SETTINGS,
     CampaignSettings,
@@ -32,11 +33,15 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SettingsError(
-            f"{path}: settings file not found",
-            hint="run the command from the project folder, or pass --settings PATH",
+            _("{path}: settings file not found").format(path=path),
+            hint=_("run the command from the project folder, or pass {option}").format(
+                option="--settings PATH"
+            ),
         ) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise SettingsError(f"{path}: cannot read the settings file ({err})") from None
+        raise SettingsError(
+            _("{path}: cannot read the settings file ({error})").format(path=path, error=err)
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -45,21 +50,27 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(err, "problem", None) or str(err)
         raise SettingsError(
-            f"not valid YAML: {problem}", place=Place(file=str(path), line=line)
+            _("not valid YAML: {problem}").format(problem=problem),
+            place=Place(file=str(path), line=line),
         ) from None
     if not isinstance(data, dict):
         raise SettingsError(
-            "settings.yaml must be a mapping of keys (sender:, smtp:, campaigns: ...)",
+            _("settings.yaml must be a mapping of keys ({keys})").format(
+                keys="sender:, smtp:, campaigns: ..."
+            ),
             place=Place(file=str(path)),
         )
+    _speak(data.get("language"))
     lines = _key_lines(node)
     smtp = data.get("smtp")
     if isinstance(smtp, dict) and "password" in smtp:
         raise SettingsError(
-            "a password must not be written in settings.yaml",
+            _("a password must not be written in settings.yaml"),
             place=Place(file=str(path), line=lines.get(("smtp", "password")), key="smtp.password"),
-            hint="delete it, put it in an environment variable and name that variable with "
-            "password_env: CAMPAIGN_SMTP_PASSWORD (or give a password_command)",
+            hint=_(
+                "delete it, put it in an environment variable and name that variable with "
+                "{setting} (or give a password_command)"
+            ).format(setting="password_env: CAMPAIGN_SMTP_PASSWORD"),
         )
     root = path.resolve().parent
     try:
@@ -69,7 +80,8 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
     if "root" in data or "path" in data:
         key = "root" if "root" in data else "path"
         raise SettingsError(
-            f"unknown key {key!r}", place=Place(file=str(path), line=lines.get((key,)), key=key)
+            _("unknown key {key}").format(key=repr(key)),
+            place=Place(file=str(path), line=lines.get((key,)), key=key),
         )
     _check_campaigns(settings, lines)
     _check_paths(settings, lines)
@@ -89,6 +101,14 @@ def _resolve_cert_bundles(settings: Settings) -> Settings:
     return settings.model_copy(update={"smtp": smtp, "mailbox": mailbox})
 
 
+def _speak(language: object) -> None:
+    """Speak the settings' language from now on, before validating: its errors are in it too."""
+    from campaign.i18n import LANGUAGES, use_language
+
+    if isinstance(language, str) and language in LANGUAGES:
+        use_language(language)
+
+
 _CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
@@ -97,26 +117,28 @@ def _check_campaigns(settings: Settings, lines: dict[tuple[str, ...], int]) -> N
     shown = str(settings.path)
     if not settings.campaigns:
         raise SettingsError(
-            "no campaign is defined",
+            _("no campaign is defined"),
             place=Place(file=shown, line=lines.get(("campaigns",)), key="campaigns"),
-            hint="add one under campaigns: with at least its letter: and recipients:",
+            hint=_("add one under campaigns: with at least its letter: and recipients:"),
         )
     for name in settings.campaigns:
         if not _CAMPAIGN_NAME.match(name):
             raise SettingsError(
-                f"campaign name {name!r} cannot be used as a folder name",
+                _("campaign name {name} cannot be used as a folder name").format(name=repr(name)),
                 place=Place(
                     file=shown, line=lines.get(("campaigns", name)), key=f"campaigns.{name}"
                 ),
-                hint="use letters, digits, '-', '_' and '.', starting with a letter or digit, "
-                "e.g. hopitaux-2020-05",
+                hint=_(
+                    "use letters, digits, '-', '_' and '.', starting with a letter or digit, "
+                    "e.g. {example}"
+                ).format(example="hopitaux-2020-05"),
             )
     default = settings.default_campaign
     if default is not None and default not in settings.campaigns:
         raise SettingsError(
-            f"default_campaign names no campaign: {default!r}",
+            _("default_campaign names no campaign: {name}").format(name=repr(default)),
             place=Place(file=shown, line=lines.get(("default_campaign",)), key="default_campaign"),
-            hint="the campaigns are: " + ", ".join(settings.campaigns),
+            hint=_("the campaigns are: {names}").format(names=", ".join(settings.campaigns)),
         )
 
 
@@ -130,31 +152,76 @@ def _settings_error(
         key = ".".join(loc) or "(top level)"
         line = _nearest_line(loc, lines)
         if item["type"] == "extra_forbidden":
-            text = f"unknown key {loc[-1]!r}"
+            text = _("unknown key {key}").format(key=repr(loc[-1]))
             allowed = _allowed_keys(loc[:-1])
             close = get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
             if close:
-                text += f" (did you mean {close[0]!r}?)"
+                text += " " + _("(did you mean {name}?)").format(name=repr(close[0]))
             elif allowed:
-                text += " (the keys here are: " + ", ".join(allowed) + ")"
+                text += " " + _("(the keys here are: {keys})").format(keys=", ".join(allowed))
         elif item["type"] == "missing":
-            text = f"missing key {loc[-1]!r}"
+            text = _("missing key {key}").format(key=repr(loc[-1]))
         else:
-            text = str(item["msg"]).removeprefix("Value error, ")
+            text = _pydantic_message(item["type"], item.get("ctx") or {}, str(item["msg"]))
+            if item["type"].endswith(("_type", "_parsing")) and not isinstance(
+                item.get("input"), dict | list
+            ):
+                text += " " + _("(not {value})").format(value=repr(item.get("input")))
         place = Place(file=str(path), line=line, key=key)
         first_place = first_place or place
         messages.append(f"{place}: {text}")
     hint = None
     if any(str(item["loc"][-1]) == "password" for item in err.errors() if item["loc"]):
-        hint = "put the password in an environment variable and name it with smtp.password_env"
+        hint = _("put the password in an environment variable and name it with smtp.password_env")
     if len(messages) == 1:
         message = messages[0].split(": ", 1)[1] if first_place else messages[0]
         return SettingsError(message, place=first_place, hint=hint)
     return SettingsError(
-        f"{len(messages)} problems in the settings:\n  " + "\n  ".join(messages),
+        _("{n} problems in the settings:").format(n=len(messages)) + "\n  " + "\n  ".join(messages),
         place=Place(file=str(path)),
         hint=hint,
     )
+
+
+def _pydantic_message(kind: str, ctx: dict[str, object], message: str) -> str:
+    """pydantic's message for an error of type `kind`, in the language of the messages.
+
+    The validators of campaign.settings write their own (translated) text; pydantic's own checks
+    (types, bounds, choices) are said again here.
+    """
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    known = {
+        "int_type": _("expected a whole number"),
+        "int_parsing": _("expected a whole number"),
+        "int_from_float": _("expected a whole number"),
+        "float_type": _("expected a number"),
+        "float_parsing": _("expected a number"),
+        "bool_type": _("expected true or false"),
+        "bool_parsing": _("expected true or false"),
+        "string_type": _("expected text"),
+        "list_type": _("expected a list, e.g. [a, b]"),
+        "dict_type": _("expected keys and values"),
+        "model_type": _("expected keys and values"),
+        "model_attributes_type": _("expected keys and values"),
+        "path_type": _("expected a path"),
+    }
+    if kind in known:
+        return known[kind]
+    bounds = {
+        "greater_than": _("must be greater than {limit}"),
+        "greater_than_equal": _("must be at least {limit}"),
+        "less_than": _("must be less than {limit}"),
+        "less_than_equal": _("must be at most {limit}"),
+    }
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "")
+        return bounds[kind].format(limit=limit)
+    if kind == "literal_error":
+        # pydantic joins the choices in English: "'none', 'starttls' or 'tls'".
+        choices = str(ctx.get("expected", "")).replace(" or ", " " + _("or") + " ")
+        return _("expected {choices}").format(choices=choices)
+    return message
 
 
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
@@ -200,14 +267,17 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
             if not _inside(folder, settings.root) or not folder.is_dir():
                 problems.append(
                     SettingsError(
-                        f"{config.attachments_folder} is not a folder of the project",
+                        _("{path} is not a folder of the project").format(
+                            path=config.attachments_folder
+                        ),
                         place=Place(
                             file=str(settings.path),
                             line=_nearest_line(folder_loc, lines),
                             key=".".join(folder_loc),
                         ),
-                        hint="name a folder inside the project that holds the files, "
-                        "e.g. letters/annexes",
+                        hint=_(
+                            "name a folder inside the project that holds the files, e.g. {example}"
+                        ).format(example="letters/annexes"),
                     )
                 )
         for key, value in named:
@@ -219,18 +289,22 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
             if not _inside(target, settings.root):
                 problems.append(
                     SettingsError(
-                        f"{value} is outside the project folder",
+                        _("{path} is outside the project folder").format(path=value),
                         place=place,
-                        hint="copy the file into the project (letters/ or recipients/) "
-                        "and name it there",
+                        hint=_(
+                            "copy the file into the project (letters/ or recipients/) "
+                            "and name it there"
+                        ),
                     )
                 )
             elif not target.is_file():
                 problems.append(
                     SettingsError(
-                        f"file not found: {value}",
+                        _("file not found: {path}").format(path=value),
                         place=place,
-                        hint=f"check the path; it is relative to {settings.path.parent or '.'}/",
+                        hint=_("check the path; it is relative to {folder}").format(
+                            folder=f"{settings.path.parent or '.'}/"
+                        ),
                     )
                 )
     if len(problems) == 1:
@@ -238,7 +312,8 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
     if problems:
         # Report every missing file in one pass, so the organiser fixes them all at once.
         raise SettingsError(
-            f"{len(problems)} problems in the settings:\n  "
+            _("{n} problems in the settings:").format(n=len(problems))
+            + "\n  "
             + "\n  ".join(f"{p.place}: {p.message} ({p.hint})" for p in problems),
             place=Place(file=str(settings.path)),
         )

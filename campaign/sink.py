@@ -32,6 +32,7 @@ from typing import IO, Any
 from aiosmtpd.smtp import SMTP
 
 from campaign.errors import Place, UsageError
+from campaign.i18n import _
 from campaign.outbox import private_dir
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
@@ -330,9 +331,13 @@ async def serve(
         )
     except OSError as err:
         raise UsageError(
-            f"cannot listen on {host}:{port}: {err.strerror}",
+            _("cannot listen on {address}: {reason}").format(
+                address=f"{host}:{port}", reason=err.strerror
+            ),
             place=Place(option="--port"),
-            hint="another sink may already run there; stop it or choose another --port",
+            hint=_("another sink may already run there; stop it or choose another {option}").format(
+                option="--port"
+            ),
         ) from None
     handled: list[signal.Signals] = []
     if threading.current_thread() is threading.main_thread():
@@ -366,9 +371,11 @@ def run_sink(
         handler = MaildirHandler(maildir, log=log, on_message=on_message, remote=remote)
     except OSError as err:
         raise UsageError(
-            f"cannot store messages in {err.filename or maildir}: {err.strerror}",
+            _("cannot store messages in {path}: {reason}").format(
+                path=err.filename or maildir, reason=err.strerror
+            ),
             place=Place(option="--maildir" if err.filename != str(log) else "--log"),
-            hint="choose a folder you can write to",
+            hint=_("choose a folder you can write to"),
         ) from None
     asyncio.run(serve(handler, port=port, on_ready=on_ready))
     return handler.count

@@ -28,6 +28,7 @@ from pathlib import Path
 import aiosmtplib
 
 from campaign.errors import Place, Problem, ServerSettingsError
+from campaign.i18n import _
 from campaign.settings import Smtp
 
 OAUTH = ("xoauth2", "oauthbearer")
@@ -47,9 +48,11 @@ def _static_problems(smtp: Smtp) -> list[Problem]:
     if smtp.username and smtp.security == "none" and not smtp.is_loopback:
         problems.append(
             Problem.error(
-                f"refusing to send the password for {smtp.username} unencrypted to {smtp.host}",
+                _("refusing to send the password for {username} unencrypted to {host}").format(
+                    username=smtp.username, host=smtp.host
+                ),
                 Place(key="smtp.security"),
-                "set smtp.security to starttls or tls",
+                _("set smtp.security to starttls or tls"),
             )
         )
     if smtp.cert_bundle is not None:
@@ -58,35 +61,45 @@ def _static_problems(smtp: Smtp) -> list[Problem]:
         if not smtp.username:
             problems.append(
                 Problem.error(
-                    f"auth: {smtp.auth} needs the account's address",
+                    _("auth: {auth} needs the account's address").format(auth=smtp.auth),
                     Place(key="smtp.username"),
-                    "set smtp.username to the address the token was issued for",
+                    _("set smtp.username to the address the token was issued for"),
                 )
             )
         if not smtp.password_command:
             problems.append(
                 Problem.error(
-                    f"auth: {smtp.auth} needs a password_command that prints a fresh access token",
+                    _(
+                        "auth: {auth} needs a password_command that prints a fresh access token"
+                    ).format(auth=smtp.auth),
                     Place(key="smtp.password_command"),
-                    "e.g. password_command: oama access you@example.org (an access token "
-                    "expires within an hour: it is read again for each run)",
+                    (
+                        _(
+                            "e.g. password_command: oama access you@example.org (an access token expires within an hour: it is read again for each run)"
+                        )
+                    ),
                 )
             )
     elif smtp.auth != "auto" and not smtp.username:
         problems.append(
             Problem.error(
-                f"auth: {smtp.auth} is set but no smtp.username",
+                _("auth: {auth} is set but no smtp.username").format(auth=smtp.auth),
                 Place(key="smtp.username"),
-                "set smtp.username, or remove smtp.auth if the server needs no login",
+                _("set smtp.username, or remove smtp.auth if the server needs no login"),
             )
         )
     if smtp.username and not (smtp.password_env or smtp.password_command):
         problems.append(
             Problem.error(
-                f"smtp.username is {smtp.username} but no password is named",
+                _("smtp.username is {username} but no password is named").format(
+                    username=smtp.username
+                ),
                 Place(key="smtp.password_env"),
-                "set password_env: CAMPAIGN_SMTP_PASSWORD and export that variable "
-                "(or give a password_command)",
+                (
+                    _(
+                        "set password_env: CAMPAIGN_SMTP_PASSWORD and export that variable (or give a password_command)"
+                    )
+                ),
             )
         )
     return problems
@@ -97,10 +110,13 @@ def _bundle_problems(bundle: Path) -> list[Problem]:
     if not bundle.is_file():
         return [
             Problem.error(
-                f"certificate bundle not found: {bundle}",
+                _("certificate bundle not found: {bundle}").format(bundle=bundle),
                 place,
-                "name the PEM file of the certificate authority; a relative path is relative "
-                "to the folder of settings.yaml",
+                (
+                    _(
+                        "name the PEM file of the certificate authority; a relative path is relative to the folder of settings.yaml"
+                    )
+                ),
             )
         ]
     try:
@@ -108,9 +124,11 @@ def _bundle_problems(bundle: Path) -> list[Problem]:
     except (OSError, ssl.SSLError, ValueError) as err:
         return [
             Problem.error(
-                f"{bundle} is not a readable PEM certificate bundle ({err})",
+                _("{bundle} is not a readable PEM certificate bundle ({err})").format(
+                    bundle=bundle, err=err
+                ),
                 place,
-                "name the PEM file (-----BEGIN CERTIFICATE-----) of the certificate authority",
+                _("name the PEM file (-----BEGIN CERTIFICATE-----) of the certificate authority"),
             )
         ]
     return []
@@ -126,29 +144,35 @@ def smtp_problems(smtp: Smtp) -> list[Problem]:
         if not value:
             # Unset may only mean "not exported in this shell yet"; set but empty is a mistake.
             report = Problem.warning if value is None else Problem.error
-            state = "is not set" if value is None else "is empty"
+            if value is None:
+                said = _("the environment variable {name} is not set")
+            else:
+                said = _("the environment variable {name} is empty")
             problems.append(
                 report(
-                    f"the environment variable {smtp.password_env} {state}",
+                    said.format(name=smtp.password_env),
                     Place(key="smtp.password_env"),
-                    f"export {smtp.password_env}=... (the password of {smtp.username}) "
-                    "before sending",
+                    _("export {name}=... (the password of {username}) before sending").format(
+                        name=smtp.password_env, username=smtp.username
+                    ),
                 )
             )
     if smtp.port == IMPLICIT_TLS_PORT and smtp.security != "tls":
         problems.append(
             Problem.warning(
-                f"port 465 speaks TLS from the first byte, but security is {smtp.security}",
+                _("port 465 speaks TLS from the first byte, but security is {security}").format(
+                    security=smtp.security
+                ),
                 Place(key="smtp.security"),
-                "set security: tls for port 465 (or port: 587 with security: starttls)",
+                _("set security: tls for port 465 (or port: 587 with security: starttls)"),
             )
         )
     if smtp.port == SUBMISSION_PORT and smtp.security == "tls":
         problems.append(
             Problem.warning(
-                "port 587 starts in clear and upgrades with STARTTLS, but security is tls",
+                _("port 587 starts in clear and upgrades with STARTTLS, but security is tls"),
                 Place(key="smtp.security"),
-                "set security: starttls for port 587 (or port: 465 with security: tls)",
+                _("set security: starttls for port 587 (or port: 465 with security: tls)"),
             )
         )
     return problems
@@ -162,14 +186,18 @@ def preflight(smtp: Smtp, password: str | None) -> None:
     if not errors and smtp.username and not password:
         source = "password_command" if smtp.password_command else "password_env"
         what = (
-            f"the password command printed nothing ({smtp.password_command})"
+            _("the password command printed nothing ({command})").format(
+                command=smtp.password_command
+            )
             if smtp.password_command
-            else f"the environment variable {smtp.password_env} is empty"
+            else _("the environment variable {name} is empty").format(name=smtp.password_env)
         )
         hint = (
-            "run the command yourself to see why; for OAuth2 it must print the access token"
+            _("run the command yourself to see why; for OAuth2 it must print the access token")
             if smtp.password_command
-            else f"export {smtp.password_env}=... with the password of {smtp.username}"
+            else _("export {name}=... with the password of {username}").format(
+                name=smtp.password_env, username=smtp.username
+            )
         )
         raise _error(what, f"smtp.{source}", hint)
     if errors:
@@ -269,11 +297,17 @@ class SessionOpener:
             # A server that says nothing may be waiting for a TLS hello (an implicit-TLS port).
             if smtp.security != "tls" and not self._verified and await self._speaks_tls():
                 raise _error(
-                    f"{smtp.host}:{smtp.port} speaks TLS from the first byte (implicit TLS), "
-                    f"but security is {smtp.security}",
+                    (
+                        _(
+                            "{host}:{port} speaks TLS from the first byte (implicit TLS), but security is {security}"
+                        ).format(host=smtp.host, port=smtp.port, security=smtp.security)
+                    ),
                     "smtp.security",
-                    "set security: tls for this port (usually 465), or use port 587 with "
-                    "security: starttls",
+                    (
+                        _(
+                            "set security: tls for this port (usually 465), or use port 587 with security: starttls"
+                        )
+                    ),
                 ) from None
             raise
         except aiosmtplib.SMTPConnectError as err:
@@ -285,11 +319,13 @@ class SessionOpener:
                 if offers is not None:
                     mode = "starttls" if "starttls" in offers else "none"
                     raise _error(
-                        f"{smtp.host}:{smtp.port} speaks plain SMTP, not TLS, but security is tls",
+                        _("{host}:{port} speaks plain SMTP, not TLS, but security is tls").format(
+                            host=smtp.host, port=smtp.port
+                        ),
                         "smtp.security",
-                        f"set security: {mode} for this port"
-                        + (" (port 587 is the STARTTLS port)" if mode == "starttls" else "")
-                        + ", or use port 465 with security: tls",
+                        _("set security: {mode} for this port").format(mode=mode)
+                        + (_(" (port 587 is the STARTTLS port)") if mode == "starttls" else "")
+                        + _(", or use port 465 with security: tls"),
                     ) from None
             raise
 
@@ -297,9 +333,9 @@ class SessionOpener:
         smtp = self.smtp
         if not client.supports_extension("starttls"):
             raise _error(
-                f"{smtp.host}:{smtp.port} does not offer STARTTLS",
+                _("{host}:{port} does not offer STARTTLS").format(host=smtp.host, port=smtp.port),
                 "smtp.security",
-                "use security: tls (usually port 465) or ask the provider",
+                _("use security: tls (usually port 465) or ask the provider"),
             )
         try:
             await client.starttls(tls_context=self._context)
@@ -314,19 +350,29 @@ class SessionOpener:
     def _certificate_error(self, cause: ssl.SSLCertVerificationError) -> ServerSettingsError:
         smtp = self.smtp
         why = cause.verify_message or cause.reason
-        where = f"the TLS certificate of {smtp.host}:{smtp.port} was rejected: {why}"
+        where = _("the TLS certificate of {address} was rejected: {why}").format(
+            address=f"{smtp.host}:{smtp.port}", why=why
+        )
         if smtp.cert_bundle is not None:
             return _error(
-                f"{where} (it is not signed by the authority in {smtp.cert_bundle})",
+                _("{where} (it is not signed by the authority in {cert_bundle})").format(
+                    where=where, cert_bundle=smtp.cert_bundle
+                ),
                 "smtp.cert_bundle",
-                "name the certificate authority that signed this server's certificate, or "
-                "remove smtp.cert_bundle for a provider with a public certificate",
+                (
+                    _(
+                        "name the certificate authority that signed this server's certificate, or remove smtp.cert_bundle for a provider with a public certificate"
+                    )
+                ),
             )
         return _error(
             where,
             "smtp.host",
-            "check smtp.host (the name must match the certificate); for a private certificate "
-            "authority set smtp.cert_bundle",
+            (
+                _(
+                    "check smtp.host (the name must match the certificate); for a private certificate authority set smtp.cert_bundle"
+                )
+            ),
         )
 
     async def _login(self, client: aiosmtplib.SMTP) -> None:
@@ -336,13 +382,19 @@ class SessionOpener:
         plain_text = client.get_transport_info("sslcontext") is None
         if not offered:
             if plain_text and client.supports_extension("starttls"):
-                raise _advise_starttls(smtp, "offers AUTH only after STARTTLS")
+                raise _advise_starttls(smtp, _("offers AUTH only after STARTTLS"))
             raise _error(
-                f"{smtp.host}:{smtp.port} offers no login (no AUTH in its EHLO reply), but "
-                f"smtp.username is {smtp.username}",
+                (
+                    _(
+                        "{host}:{port} offers no login (no AUTH in its EHLO reply), but smtp.username is {username}"
+                    ).format(host=smtp.host, port=smtp.port, username=smtp.username)
+                ),
                 "smtp.username",
-                "remove smtp.username if this server needs no login; for a provider's "
-                "submission port use port 587 with security: starttls (or 465 with tls)",
+                (
+                    _(
+                        "remove smtp.username if this server needs no login; for a provider's submission port use port 587 with security: starttls (or 465 with tls)"
+                    )
+                ),
             )
         mechanism = _mechanism(smtp, offered)
         secret = self.password or ""
@@ -405,10 +457,18 @@ def _mechanism(smtp: Smtp, offered: list[str]) -> str:
     if smtp.auth != "auto":
         if smtp.auth not in offered:
             raise _error(
-                f"{smtp.host}:{smtp.port} does not offer AUTH {smtp.auth.upper()} "
-                f"(it offers {' '.join(m.upper() for m in offered)})",
+                (
+                    _(
+                        "{host}:{port} does not offer AUTH {mechanism} (it offers {mechanisms})"
+                    ).format(
+                        host=smtp.host,
+                        port=smtp.port,
+                        mechanism=smtp.auth.upper(),
+                        mechanisms=" ".join(m.upper() for m in offered),
+                    )
+                ),
                 "smtp.auth",
-                "set smtp.auth to one of the mechanisms offered (or auto for a password)",
+                _("set smtp.auth to one of the mechanisms offered (or auto for a password)"),
             )
         return smtp.auth
     for mechanism in ("plain", "login"):
@@ -416,12 +476,17 @@ def _mechanism(smtp: Smtp, offered: list[str]) -> str:
             return mechanism
     oauth = [m for m in OAUTH if m in offered]
     raise _error(
-        f"{smtp.host}:{smtp.port} offers no password login "
-        f"(it offers {' '.join(m.upper() for m in offered)})",
+        (
+            _("{host}:{port} offers no password login (it offers {mechanisms})").format(
+                host=smtp.host, port=smtp.port, mechanisms=" ".join(m.upper() for m in offered)
+            )
+        ),
         "smtp.auth",
-        f"set auth: {oauth[0]} with a password_command that prints an OAuth2 token"
+        _("set auth: {oauth} with a password_command that prints an OAuth2 token").format(
+            oauth=oauth[0]
+        )
         if oauth
-        else "ask the provider which login its submission server expects",
+        else _("ask the provider which login its submission server expects"),
     )
 
 
@@ -440,7 +505,10 @@ async def _auth_oauthbearer(client: aiosmtplib.SMTP, smtp: Smtp, token: str) -> 
         reply = await client.execute_command(base64.b64encode(b"\x01"))
         if reply.code != 235:
             raise aiosmtplib.SMTPAuthenticationError(
-                reply.code, f"{reply.message} ({_oauth_status(challenge)})"
+                reply.code,
+                _("{message} ({oauth_status})").format(
+                    message=reply.message, oauth_status=_oauth_status(challenge)
+                ),
             )
     if reply.code != 235:
         raise aiosmtplib.SMTPAuthenticationError(reply.code, reply.message)
@@ -457,9 +525,11 @@ def _oauth_status(challenge: str) -> str:
 
 def _advise_starttls(smtp: Smtp, what: str) -> ServerSettingsError:
     return _error(
-        f"{smtp.host}:{smtp.port} {what}, but security is none",
+        _("{host}:{port} {what}, but security is none").format(
+            host=smtp.host, port=smtp.port, what=what
+        ),
         "smtp.security",
-        "set security: starttls for this port (587 is the usual submission port)",
+        _("set security: starttls for this port (587 is the usual submission port)"),
     )
 
 
@@ -469,24 +539,38 @@ def login_refused(
     """The settings error for a refused login, or for a 530 at MAIL (authentication required)."""
     in_clear = client.get_transport_info("sslcontext") is None
     if in_clear and client.supports_extension("starttls") and smtp.security == "none":
-        return _advise_starttls(smtp, f"requires STARTTLS ({code} {text})")
+        return _advise_starttls(
+            smtp, _("requires STARTTLS ({code} {text})").format(code=code, text=text)
+        )
     if not smtp.username:
         return _error(
-            f"{smtp.host} requires a login: {code} {text}",
+            _("{host} requires a login: {code} {text}").format(
+                host=smtp.host, code=code, text=text
+            ),
             "smtp.username",
-            "set smtp.username and smtp.password_env (the password of the sending account)",
+            _("set smtp.username and smtp.password_env (the password of the sending account)"),
         )
     if mechanism in OAUTH:
         return _error(
-            f"{smtp.host} refused the OAuth2 token of {smtp.username}: {code} {text}",
+            _("{host} refused the OAuth2 token of {username}: {code} {text}").format(
+                host=smtp.host, username=smtp.username, code=code, text=text
+            ),
             "smtp.password_command",
-            f"the token printed by {smtp.password_command!r} may have expired or lack the "
-            "SMTP permission: run it again (or re-authorise the account), then send again",
+            (
+                _(
+                    "the token printed by {password_command} may have expired or lack the SMTP permission: run it again (or re-authorise the account), then send again"
+                ).format(password_command=repr(smtp.password_command))
+            ),
         )
-    where = f"${smtp.password_env}" if smtp.password_env else "the password command's output"
+    where = f"${smtp.password_env}" if smtp.password_env else _("the password command's output")
     return _error(
-        f"{smtp.host} refused the login of {smtp.username}: {code} {text}",
+        _("{host} refused the login of {username}: {code} {text}").format(
+            host=smtp.host, username=smtp.username, code=code, text=text
+        ),
         "smtp.username",
-        f"check smtp.username and the password in {where}; nothing was sent and no "
-        "recipient's attempts were used",
+        (
+            _(
+                "check smtp.username and the password in {where}; nothing was sent and no recipient's attempts were used"
+            ).format(where=where)
+        ),
     )

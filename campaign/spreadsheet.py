@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 
 SPREADSHEET_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm", ".xls", ".ods"}
 _DELIMITERS = [";", ",", "\t", "|"]
@@ -41,17 +42,21 @@ def read_table(path: Path, *, display: str | None = None) -> Table:
     suffix = path.suffix.lower()
     if suffix not in SPREADSHEET_SUFFIXES:
         raise InputError(
-            f"unsupported file type {suffix or '(none)'}",
+            _("unsupported file type {suffix}").format(suffix=suffix or _("(none)")),
             place=Place(file=shown),
-            hint="save the spreadsheet as .xlsx, .ods or .csv",
+            hint=_("save the spreadsheet as .xlsx, .ods or .csv"),
         )
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise InputError(f"cannot read the file: {err.strerror}", place=Place(file=shown)) from None
+        raise InputError(
+            _("cannot read the file: {reason}").format(reason=err.strerror), place=Place(file=shown)
+        ) from None
     if not raw.strip():
         raise InputError(
-            "the file is empty", place=Place(file=shown), hint="export the spreadsheet again"
+            _("the file is empty"),
+            place=Place(file=shown),
+            hint=_("export the spreadsheet again"),
         )
     if suffix in {".csv", ".txt", ".tsv"}:
         grid = _read_csv(raw, shown)
@@ -63,15 +68,17 @@ def read_table(path: Path, *, display: str | None = None) -> Table:
 def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
     if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise InputError(
-            "this is a workbook (Excel or LibreOffice) saved under a .csv name, not a CSV file",
+            _("this is a workbook (Excel or LibreOffice) saved under a .csv name, not a CSV file"),
             place=Place(file=shown),
-            hint="rename it to .xlsx (or .ods), or open it and export it as CSV",
+            hint=_("rename it to .xlsx (or .ods), or open it and export it as CSV"),
         )
     if b"\x00" in raw[:65536] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(
-            "this is not a text file (it holds binary data)",
+            _("this is not a text file (it holds binary data)"),
             place=Place(file=shown),
-            hint="if it is an Excel file, give it the .xlsx extension; otherwise export it as CSV",
+            hint=_(
+                "if it is an Excel file, give it the .xlsx extension; otherwise export it as CSV"
+            ),
         )
     text = decode_text(raw)
     delimiter = sniff_delimiter(text)
@@ -87,7 +94,7 @@ def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
             engine="c",
         )
     except pd.errors.EmptyDataError:
-        raise InputError("the file is empty", place=Place(file=shown)) from None
+        raise InputError(_("the file is empty"), place=Place(file=shown)) from None
     except (pd.errors.ParserError, ValueError):
         # Rows of different lengths (pandas wants them all as long as the first): the csv module
         # reads them as they are, and `_to_table` reports the cells that stick out.
@@ -103,9 +110,9 @@ def _read_csv_ragged(text: str, delimiter: str, shown: str) -> list[list[str]]:
         ]
     except csv.Error as err:
         raise InputError(
-            f"cannot read the CSV file: {err}",
+            _("cannot read the CSV file: {error}").format(error=err),
             place=Place(file=shown),
-            hint="check the quotes and the separator, or export the spreadsheet again",
+            hint=_("check the quotes and the separator, or export the spreadsheet again"),
         ) from None
 
 
@@ -157,9 +164,9 @@ def _read_workbook(path: Path, shown: str) -> list[list[str]]:
         frame = pd.read_excel(path, engine="calamine", header=None, dtype=object, sheet_name=0)
     except Exception as err:  # calamine raises its own types for every kind of damage
         raise InputError(
-            f"cannot read the spreadsheet: {err}".rstrip(),
+            _("cannot read the spreadsheet: {error}").format(error=err).rstrip(),
             place=Place(file=shown),
-            hint="open it in Excel or LibreOffice and save it again as .xlsx or .ods",
+            hint=_("open it in Excel or LibreOffice and save it again as .xlsx or .ods"),
         ) from None
     grid: list[list[object]] = frame.to_numpy(dtype=object).tolist()
     try:
@@ -337,7 +344,7 @@ def _to_table(path: Path, grid: list[list[str]], shown: str) -> Table:
     while numbered and not any(c.strip() for c in numbered[0][1]):
         numbered.pop(0)  # leading empty rows: the header is the first row with text
     if not numbered:
-        raise InputError("the file has no header row", place=Place(file=shown))
+        raise InputError(_("the file has no header row"), place=Place(file=shown))
     header_row, header_cells = numbered[0]
     # A record longer than the header (a ragged CSV) widens the table: its extra cells then show
     # as a column with values but no header, reported with the first row that has one.

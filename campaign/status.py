@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from campaign.errors import InputError, Place
+from campaign.i18n import _
 from campaign.ledger import Delivery, Ledger, State
 from campaign.outbox import check_output_path
 
@@ -277,8 +278,8 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
         path.chmod(0o600)
     except OSError as err:
         raise InputError(
-            f"cannot write the export: {err.strerror}",
+            _("cannot write the export: {reason}").format(reason=err.strerror),
             place=Place(file=str(path)),
-            hint="choose a folder you can write to",
+            hint=_("choose a folder you can write to"),
         ) from None
     return path

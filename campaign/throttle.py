@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from campaign.i18n import _, number, plural
+
 if TYPE_CHECKING:
     from campaign.settings import Throttle as ThrottleSettings
 
@@ -57,7 +59,11 @@ class DayCapReached(Exception):
         self.cap = cap
         self.next_at = next_at
         when = time.strftime("%H:%M", time.localtime(next_at))
-        super().__init__(f"{sent_today} sent today, cap {cap} reached; next possible at {when}")
+        super().__init__(
+            _("{sent} sent today, cap {cap} reached; next possible at {time}").format(
+                sent=sent_today, cap=cap, time=when
+            )
+        )
 
 
 def windows_from(settings: ThrottleSettings) -> list[Window]:
@@ -175,22 +181,32 @@ class PaceReport:
         """E.g. 'the server limited us to about 10/min; throttle lowered from 30 to 10/min'."""
         parts: list[str] = []
         if self.server is not None:
-            parts.append(f"the server limited us to about {per_minute(self.server)}")
+            parts.append(
+                _("the server limited us to about {rate}").format(rate=per_minute(self.server))
+            )
         if self.rate is not None and self.rate != self.start:
             before = per_minute(self.start or self.configured)
-            parts.append(f"throttle lowered from {before} to {per_minute(self.rate)}")
+            parts.append(
+                _("throttle lowered from {before} to {after}").format(
+                    before=before, after=per_minute(self.rate)
+                )
+            )
         if self.refusals:
-            parts.append(f"{self.refusals} refusal{'s' if self.refusals != 1 else ''}")
+            parts.append(plural(self.refusals, "{n} refusal", "{n} refusals"))
         if self.outages:
-            parts.append(f"server unreachable {self.outages}× ({self.paused:.0f} s paused)")
+            parts.append(
+                _("server unreachable {n}× ({seconds} s paused)").format(
+                    n=self.outages, seconds=number(self.paused)
+                )
+            )
         return "; ".join(parts)
 
 
 def per_minute(rate: float | None) -> str:
     if rate is None:
-        return "no limit"
+        return _("no limit")
     value = rate * 60
-    return f"{value:.0f}/min" if value >= 10 else f"{value:.1f}/min"
+    return _("{n}/min").format(n=number(value, decimals=0 if value >= 10 else 1))
 
 
 class Pace:

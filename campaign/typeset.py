@@ -23,6 +23,8 @@ from typing import Any
 
 from campaign import tagging
 from campaign.errors import InputError, Place
+from campaign.i18n import N_, _
+from campaign.i18n import number as said_number
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
 from campaign.recorded import LAYOUT_VERSION as LAYOUT_VERSION
@@ -59,9 +61,11 @@ def stylesheet_path(inputs: Inputs) -> Path | None:
     path = letter.path.parent / str(letter.front["stylesheet"])
     if not path.is_file():
         raise InputError(
-            f"stylesheet {letter.front['stylesheet']} not found",
+            _("stylesheet {path} not found").format(path=letter.front["stylesheet"]),
             place=Place(file=letter.display, key="stylesheet"),
-            hint=f"the path is relative to the letter's folder: {letter.path.parent}",
+            hint=_("the path is relative to the letter's folder: {folder}").format(
+                folder=letter.path.parent
+            ),
         )
     return path
 
@@ -140,7 +144,7 @@ def letter_html(inputs: Inputs, recipient: Recipient) -> str:
     letter = inputs.letter
     merged = inputs.merged(recipient).letter
     if letter is None or merged is None:
-        raise InputError("the campaign has no letter", place=Place(key="letter"))
+        raise InputError(_("the campaign has no letter"), place=Place(key="letter"))
     fields = merged.fields
     sender = inputs.campaign.settings.sender
     subject = french(inputs.subject_for(recipient))
@@ -203,7 +207,8 @@ def harfbuzz_subset_available() -> bool:
     return fonts.harfbuzz_subset is not None
 
 
-HARFBUZZ_WARNING = (
+# Said with _() where it is given (pdf.render_letters).
+HARFBUZZ_WARNING = N_(
     "libharfbuzz-subset is not installed: fonts are subset with fontTools, about 3× slower "
     "(Debian/Ubuntu: apt-get install libharfbuzz-subset0; macOS: brew install harfbuzz)"
 )
@@ -285,10 +290,10 @@ def layout_faults(document: Any, window: Window) -> LayoutFaults:
                 last_line = (box, ancestors)
                 element = ancestors[-1].element if ancestors else None
                 if element is not None and element.get("class") == "line" and number == 1:
-                    outside, scale = _outside(box, element, window)
+                    outside, scale, wide = _outside(box, element, window)
                     faults.address_scale = min(faults.address_scale, scale)
                     faults.address += outside
-                    if any("wide" in fault for fault in outside):
+                    if wide:
                         faults.wide_lines.append(element.text or "")
         if last_line is None or number == len(pages):
             continue
@@ -303,26 +308,36 @@ def layout_faults(document: Any, window: Window) -> LayoutFaults:
     return faults
 
 
-def _outside(line: Any, element: Any, window: Window) -> tuple[list[str], float]:
-    """Where an address line lies outside the window ([] when inside), and the share of its
-    size at which it would fit its width."""
+def _outside(line: Any, element: Any, window: Window) -> tuple[list[str], float, bool]:
+    """Where an address line lies outside the window ([] when inside), the share of its size at
+    which it would fit its width, and whether it is too wide."""
     texts = [b for b, _ in _boxes(line) if hasattr(b, "text")]
     if not texts:
-        return [], 1.0
+        return [], 1.0, False
     left = min(b.position_x for b in texts) * MM_PER_PX
     right = max(b.position_x + b.width for b in texts) * MM_PER_PX
     top = line.position_y * MM_PER_PX
     bottom = (line.position_y + line.height) * MM_PER_PX
     shown = "".join(b.text for b in texts)
     faults = []
-    if right > window.left + window.width + 0.01 or left < window.left - 0.01:
+    wide = right > window.left + window.width + 0.01 or left < window.left - 0.01
+    if wide:
         faults.append(
-            f"{shown!r} is {right - left:.1f} mm wide, to {right:.1f} mm (window {window.width:g} mm)"
+            _("{line} is {width} mm wide, to {right} mm (window {window} mm)").format(
+                line=repr(shown),
+                width=said_number(right - left, decimals=1),
+                right=said_number(right, decimals=1),
+                window=f"{window.width:g}",
+            )
         )
     if bottom > window.top + window.height + 0.01 or top < window.top - 0.01:
-        faults.append(f"{shown!r} falls below the window ({window.height:g} mm high)")
+        faults.append(
+            _("{line} falls below the window ({height} mm high)").format(
+                line=repr(shown), height=f"{window.height:g}"
+            )
+        )
     room = window.left + window.width - left
-    return faults, min(1.0, room / (right - left)) if right > left else 1.0
+    return faults, min(1.0, room / (right - left)) if right > left else 1.0, wide
 
 
 class Renderer:
@@ -401,11 +416,17 @@ class Renderer:
                 continue
             if faults.address:
                 raise InputError(
-                    f"the address does not fit the envelope's window even at {MIN_ADDRESS_PT} pt: "
-                    + "; ".join(faults.address),
+                    _(
+                        "the address does not fit the envelope's window even at {size} pt: {faults}"
+                    ).format(
+                        size=said_number(MIN_ADDRESS_PT, decimals=1),
+                        faults="; ".join(faults.address),
+                    ),
                     place=Place(key="layout.window"),
-                    hint="shorten the address lines (the postal norm allows 38 characters and "
-                    "6 lines), or give layout.window the size of your envelope's window",
+                    hint=_(
+                        "shorten the address lines (the postal norm allows 38 characters and "
+                        "6 lines), or give layout.window the size of your envelope's window"
+                    ),
                 )
             fresh = faults.hyphenated_blocks - held
             if not fresh:

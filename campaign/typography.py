@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+from campaign.i18n import _
+
 NNBSP = "\u202f"  # narrow no-break space: before ; ? ! (and : by default) and inside « »
 NBSP = "\u00a0"  # no-break space the width of a word space: before : in the "word" style
 APOSTROPHE = "\u2019"
@@ -79,7 +81,11 @@ def as_date(value: object) -> date:
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise ValueError(f"{text!r} is not a date such as 2020-05-07") from None
+        raise ValueError(
+            _("{value} is not a date such as {example}").format(
+                value=repr(text), example="2020-05-07"
+            )
+        ) from None
 
 
 def date_fr(value: object) -> str:

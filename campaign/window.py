@@ -21,6 +21,7 @@ from datetime import time as clock_time
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from campaign.i18n import N_, _, current_language, number, plural
 from campaign.throttle import DAY, DayCapReached, Throttle, Wait, Window
 
 if TYPE_CHECKING:  # `campaign status` forecasts without importing the settings' models
@@ -46,7 +47,7 @@ class Caps(Protocol):
 
 # A window that opens on none of the next this many days is taken as never opening.
 _SEARCH_DAYS = 400
-_DAY_SHORT = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+_DAY_SHORT = [N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun")]
 # What the dispatcher's wait shows while the window is closed; cap 0: no count frees it.
 CLOSED = Window("send window", DAY, 0)
 
@@ -126,7 +127,7 @@ class SendWindow:
                 return opens
             if t < closes:
                 return t
-        raise NeverOpens("the send window does not open in the coming year")
+        raise NeverOpens(_("the send window does not open in the coming year"))
 
     def closing(self, t: float) -> float:
         """When the window open at `t` closes (call only when `is_open(t)`)."""
@@ -135,11 +136,11 @@ class SendWindow:
     def describe(self) -> str:
         """The window in a few words: `weekdays 08:30–18:00`."""
         if self.days == frozenset(range(5)):
-            days = "weekdays"
+            days = _("weekdays")
         elif self.days == frozenset(range(7)):
-            days = "every day"
+            days = _("every day")
         else:
-            days = ", ".join(_DAY_SHORT[d] for d in sorted(self.days))
+            days = ", ".join(_(_DAY_SHORT[d]) for d in sorted(self.days))
         return f"{days} {_hhmm(self.start)}–{_hhmm(self.end)}"
 
 
@@ -156,10 +157,14 @@ def window_of(settings: ThrottleSettings) -> SendWindow | None:
     return SendWindow.from_settings(settings.window) if settings.window is not None else None
 
 
-def format_opening(when: float, window: SendWindow, language: str = "en") -> str:
-    """`Monday 4 May at 08:30` (English) or `lundi 4 mai à 08:30` (French), in the window's zone."""
+def format_opening(when: float, window: SendWindow, language: str | None = None) -> str:
+    """`Monday 4 May at 08:30` (English) or `lundi 4 mai à 08:30` (French), in the window's zone.
+
+    `language` defaults to the language of the messages.
+    """
     from babel.dates import format_datetime
 
+    language = language or current_language()
     pattern = "EEEE d MMMM 'à' HH:mm" if language.startswith("fr") else "EEEE d MMMM 'at' HH:mm"
     return str(format_datetime(window.local(when), pattern, locale=language))
 
@@ -172,7 +177,9 @@ class WindowClosed(DayCapReached):
         self.window = window
         self.sent_today = sent_today
         self.cap = 0
-        Exception.__init__(self, f"next window opens {format_opening(next_at, window)}")
+        Exception.__init__(
+            self, _("next window opens {when}").format(when=format_opening(next_at, window))
+        )
 
 
 class WindowedThrottle(Throttle):
@@ -231,21 +238,22 @@ class Forecast:
     def duration(self) -> str:
         """`about 2 days`, `about 3 hours`, `about 12 minutes`, `under a minute`."""
         if self.sending_days > 1:
-            return f"about {self.sending_days} days"
+            return plural(self.sending_days, "about {n} day", "about {n} days")
         seconds = self.finishes_at - self.starts_at
         if seconds < 60:
-            return "under a minute"
+            return _("under a minute")
         if seconds < 5400:
-            minutes = round(seconds / 60)
-            return f"about {minutes} minute{'s' if minutes != 1 else ''}"
-        hours = round(seconds / 3600)
-        return f"about {hours} hours"
+            return plural(round(seconds / 60), "about {n} minute", "about {n} minutes")
+        return plural(round(seconds / 3600), "about {n} hour", "about {n} hours")
 
     def summary(self) -> str:
         """`711 to send: about 2 days (500/day, weekdays 08:30–18:00)`."""
-        limits = [part for part in (self.per_day and f"{self.per_day}/day", self.window) if part]
+        per_day = _("{n}/day").format(n=number(self.per_day)) if self.per_day else None
+        limits = [part for part in (per_day, self.window) if part]
         why = f" ({', '.join(limits)})" if limits else ""
-        return f"{self.count} to send: {self.duration}{why}"
+        return _("{count} to send: {duration}{why}").format(
+            count=number(self.count), duration=self.duration, why=why
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -293,7 +301,7 @@ def forecast(
     starts_at = finishes_at = now
     days = 0
     budget = (per_day - sent_last_day) if per_day is not None else math.inf
-    for _ in range(_SEARCH_DAYS * 2):
+    for _day in range(_SEARCH_DAYS * 2):
         if remaining <= 0:
             break
         start = window.next_opening(t) if window is not None else t

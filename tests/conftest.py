@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner, Result
+# The tests read the English messages unless they ask for French (tests/test_i18n.py): the
+# environment says C (in UTF-8) for this process and every command it starts, before campaign.cli is
+# imported (its --help texts are read then).
+for _variable in ("LANGUAGE", "LC_MESSAGES"):
+    os.environ.pop(_variable, None)
+os.environ["LC_ALL"] = os.environ["LANG"] = "C.UTF-8"
 
-from campaign.cli import main
+import pytest  # noqa: E402
+from click.testing import CliRunner, Result  # noqa: E402
+
+from campaign import i18n  # noqa: E402
+from campaign.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _language_of_the_environment() -> Iterator[None]:
+    """A command that read `language: fr` in-process leaves no trace on the next test."""
+    yield
+    i18n.use_language(None)
+
+
 DATA = Path(__file__).resolve().parent / "data"
 
 Run = Callable[..., Result]
@@ -163,7 +181,6 @@ def approve_proofed(run: Run, campaign: str, *args: str) -> Result:
 
 # --- real mail servers (issue 10): Dovecot alone, and Postfix on top of it (tests/mailservers.py) ---
 
-from collections.abc import Iterator  # noqa: E402
 
 from tests.mailservers import Dovecot, Postfix, make_root, missing  # noqa: E402
 

@@ -105,11 +105,16 @@ def test_the_stamp_is_in_the_margin_not_over_the_text(hospitals: Path) -> None:
 
 
 def test_the_cover_lists_the_sample_and_why(hospitals: Path) -> None:
+    # The sample letter is French (the campaign's lang: fr, the default): so is its cover.
     cover = PdfReader(pack(hospitals) / "proofs.pdf").pages[0].extract_text()
     flat = " ".join(cover.replace("-\n", "-").split())
     assert HOSPITALS in cover
-    assert "40 ready to send" in cover
-    assert "longest name" in cover
+    assert "40 prêts pour l’envoi" in flat
+    assert "champ nom le plus long" in flat
+    for label in ("Épreuves", "Pourquoi cette ligne", "Fait le"):
+        assert label in flat
+    for english in ("Proofs", "Why this row", "Made on", "ready to send", "longest"):
+        assert english not in flat
     assert "Marie-Hélène de La Tour-d’Auvergne" in flat
     assert "civilité « Madame »" in flat
     manifest = (pack(hospitals) / "manifest.json").read_text()
@@ -156,10 +161,12 @@ def test_the_index_shows_each_email_as_it_will_be_sent(hospitals: Path) -> None:
     for frame in parser.iframes:
         assert frame["sandbox"] == ""
         assert "Health Data Hub" in str(frame["srcdoc"])
-    for header in ("From", "To", "Reply-To", "Subject", "Attachments"):
+    # The email's own headers keep their names; the rest speaks the letter's language (French).
+    for header in ("From", "To", "Reply-To", "Subject", "Pièces jointes"):
         assert f"<th>{header}</th>" in page
+    assert '<html lang="fr">' in page
     assert "Collectif Données de santé &lt;contact@example.org&gt;" in page
-    assert re.search(r"lettre-hopitaux – François Le Goff\.pdf: application/pdf, [\d.]+ KB", page)
+    assert re.search(r"lettre-hopitaux – François Le Goff\.pdf: application/pdf, [\d,]+ Ko", page)
     assert "<pre>Monsieur le directeur délégué," in page  # the plain-text part
 
 

@@ -93,7 +93,7 @@ def test_sink_command_runs_until_sigterm_and_says_where_messages_are(tmp_path: P
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0
-    assert f"sink stopped: 1 messages stored in {maildir}/new" in rest
+    assert f"sink stopped: 1 message stored in {maildir}/new" in rest
     assert len(list((maildir / "new").iterdir())) == 1
 
 

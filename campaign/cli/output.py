@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from campaign.errors import Problem, Severity
+from campaign.i18n import N_, _, ngettext, number, plural
 
 if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet library to start
     from rich.console import Console
@@ -73,18 +75,18 @@ def print_problems(problems: list[Problem]) -> None:
     from rich.table import Table
 
     table = Table(show_lines=False, header_style="bold")
-    for name in ("severity", "file", "row/line", "column", "message", "hint"):
+    for name in (_("severity"), _("file"), _("row/line"), _("column"), _("message"), _("hint")):
         table.add_column(name, overflow="fold")
     for problem in problems:
         place = problem.place
         where = (
             str(place.row)
             if place.row is not None
-            else (f"line {place.line}" if place.line is not None else "")
+            else (_("line {line}").format(line=place.line) if place.line is not None else "")
         )
         colour = "red" if problem.severity is Severity.ERROR else "yellow"
         table.add_row(
-            f"[{colour}]{problem.severity.value}[/]",
+            f"[{colour}]{problem.severity.label}[/]",
             escape(place.file or ""),
             where,
             escape(place.column or place.key or ""),
@@ -94,60 +96,87 @@ def print_problems(problems: list[Problem]) -> None:
     console.print(table)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _rows(rows: list[int]) -> str:
     if not rows:
         return ""
     shown = ", ".join(map(str, rows[:_ROWS_SHOWN]))
-    more = f" and {len(rows) - _ROWS_SHOWN} more" if len(rows) > _ROWS_SHOWN else ""
-    return f" (row{'s' if len(rows) > 1 else ''} {shown}{more})"
+    if len(rows) > _ROWS_SHOWN:
+        more = len(rows) - _ROWS_SHOWN
+        shown = ngettext("{shown} and {n} more", "{shown} and {n} more", more).format(
+            shown=shown, n=number(more)
+        )
+    return " (" + ngettext("row {rows}", "rows {rows}", len(rows)).format(rows=shown) + ")"
 
 
 def print_send_report(report: SendReport) -> None:
     """The end of `campaign send`: what this run did, why some were not sent, what the log holds."""
     name = f"[bold]{escape(report.campaign)}[/]"
     if report.mode == "dry-run":
-        console.print(f"{name}: {report.written} messages composed, nothing sent")
-        console.print(f"messages in {escape(str(report.folder))}")
+        composed = plural(
+            report.written,
+            "{n} message composed, nothing sent",
+            "{n} messages composed, nothing sent",
+        )
+        console.print(f"{name}: {composed}")
+        console.print(_("messages in {folder}").format(folder=escape(str(report.folder))))
         return
     safe, unsure = report.recovered
     if safe or unsure:
         console.print(
-            f"previous run interrupted: {safe} to send again, {unsure} uncertain "
-            "(campaign status lists them)"
+            _(
+                "previous run interrupted: {safe} to send again, {unsure} uncertain "
+                "(campaign status lists them)"
+            ).format(safe=number(safe), unsure=number(unsure))
         )
     tally = report.tally
     style = "red" if tally.failed or tally.uncertain or tally.deferred else "green"
-    what = "test messages" if report.mode == "test" else "this run"
-    console.print(
-        f"{name}, {what}: [{style}]{tally.sent} sent, {tally.deferred} deferred, "
-        f"{tally.failed} failed, {tally.uncertain} uncertain[/] in {report.seconds:.1f} s "
-        f"over {_plural(tally.connections, 'connection')}"
+    what = _("test messages") if report.mode == "test" else _("this run")
+    counts = ", ".join(
+        (
+            plural(tally.sent, "{n} sent", "{n} sent"),
+            plural(tally.deferred, "{n} deferred", "{n} deferred"),
+            plural(tally.failed, "{n} failed", "{n} failed"),
+            plural(tally.uncertain, "{n} uncertain", "{n} uncertain"),
+        )
     )
+    took = _("in {seconds} s over {connections}").format(
+        seconds=number(report.seconds, decimals=1),
+        connections=plural(tally.connections, "{n} connection", "{n} connections"),
+    )
+    console.print(f"{name}, {what}: [{style}]{counts}[/] {took}")
     for reason in report.reasons:
-        console.print(f"  {reason.count} {reason.state.value}: {escape(reason.text)}")
+        console.print(f"  {state_count(reason.state.value, reason.count)}: {escape(reason.text)}")
     if tally.pace is not None and tally.pace.describe():
-        console.print(f"[yellow]server[/]: {escape(tally.pace.describe())}")
+        console.print("[yellow]" + _("server") + f"[/]: {escape(tally.pace.describe())}")
     if report.stopped == "interrupted":
-        console.print("[yellow]interrupted[/]: messages in flight were finished and recorded")
+        console.print(
+            "[yellow]"
+            + _("interrupted")
+            + "[/]: "
+            + _("messages in flight were finished and recorded")
+        )
     elif report.stopped == "retries pending" and report.next_retry:
         when = time.strftime("%H:%M:%S", time.localtime(report.next_retry))
-        console.print(f"deferred messages wait for a retry at {when}; run send again then")
+        console.print(
+            _("deferred messages wait for a retry at {time}; run send again then").format(time=when)
+        )
     elif report.stopped:
-        console.print(f"[yellow]stopped[/]: {escape(report.stopped)}")
+        console.print("[yellow]" + _("stopped") + f"[/]: {escape(report.stopped)}")
     _print_copies(report.copies)
     for note in report.notes:
-        console.print(f"[yellow]note[/]: {escape(note)}")
+        console.print("[yellow]" + _("note") + f"[/]: {escape(note)}")
     if report.mode == "send":
-        counts = ", ".join(f"{n} {state}" for state, n in report.counts.items() if n)
-        console.print(f"delivery log: {counts or 'empty'} ({escape(str(report.ledger))})")
+        counts = ", ".join(state_count(state, n) for state, n in report.counts.items() if n)
+        console.print(
+            _("delivery log: {counts} ({path})").format(
+                counts=counts or _("empty"), path=escape(str(report.ledger))
+            )
+        )
         if report.counts.get("failed") or report.counts.get("uncertain"):
             console.print(
-                "see campaign status for the replies; --retry-failed and --resend-uncertain "
-                "send to them again"
+                _(
+                    "see campaign status for the replies; {retry} and {resend} send to them again"
+                ).format(retry="--retry-failed", resend="--resend-uncertain")
             )
 
 
@@ -156,18 +185,61 @@ def _print_copies(copies: CopyReport | None) -> None:
     if copies is None:
         return
     if copies.provider_files and not copies.saved and not copies.failed:
-        console.print("Sent: the provider files sent mail itself; no copy appended")
+        console.print(_("Sent: the provider files sent mail itself; no copy appended"))
         return
     if not copies.saved and not copies.failed:
         return
     folder = escape(copies.folder or "Sent")
-    line = f"{copies.saved} {'copy' if copies.saved == 1 else 'copies'} saved in {folder}"
+    line = ngettext("{n} copy saved in {folder}", "{n} copies saved in {folder}", copies.saved)
+    line = line.format(n=number(copies.saved), folder=folder)
     if copies.failed:
         line += (
-            f", [yellow]{copies.failed} not saved[/] ({escape('; '.join(copies.errors))}): "
-            "the next send or inbox saves them; nothing is sent again"
+            ", [yellow]"
+            + plural(copies.failed, "{n} not saved", "{n} not saved")
+            + "[/] "
+            + _("({errors}): the next send or inbox saves them; nothing is sent again").format(
+                errors=escape("; ".join(copies.errors))
+            )
         )
     console.print(line)
+
+
+# The delivery states as a person reads them (`--json` and the log keep the names themselves).
+_STATES: dict[str, Callable[[int], str]] = {
+    "pending": lambda n: plural(n, "{n} pending", "{n} pending"),
+    "sending": lambda n: plural(n, "{n} sending", "{n} sending"),
+    "sent": lambda n: plural(n, "{n} sent", "{n} sent"),
+    "deferred": lambda n: plural(n, "{n} deferred", "{n} deferred"),
+    "failed": lambda n: plural(n, "{n} failed", "{n} failed"),
+    "uncertain": lambda n: plural(n, "{n} uncertain", "{n} uncertain"),
+    "suppressed": lambda n: plural(n, "{n} suppressed", "{n} suppressed"),
+    "bounced": lambda n: plural(n, "{n} bounced", "{n} bounced"),
+    "delivered": lambda n: plural(n, "{n} delivered", "{n} delivered"),
+}
+_STATE_NAMES = {
+    "pending": N_("pending"),
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "deferred": N_("deferred"),
+    "failed": N_("failed"),
+    "uncertain": N_("uncertain"),
+    "suppressed": N_("suppressed"),
+    "bounced": N_("bounced"),
+    "delivered": N_("delivered"),
+    "not sent yet": N_("not sent yet"),
+}
+
+
+def state_count(state: str, n: int) -> str:
+    """`3 sent`, `1 échec`: a count of a delivery state, its word agreeing with the number."""
+    count = _STATES.get(state)
+    return count(n) if count is not None else f"{number(n)} {state}"
+
+
+def state_name(state: str) -> str:
+    """The name of a delivery state in the current language (a table's heading)."""
+    known = _STATE_NAMES.get(state)
+    return _(known) if known else state
 
 
 def print_status(report: StatusReport) -> None:
@@ -176,73 +248,105 @@ def print_status(report: StatusReport) -> None:
 
     name = f"[bold]{escape(report.campaign)}[/]"
     if not report.started:
-        console.print(f"{name}: nothing sent yet (no {escape(str(report.log))})")
+        console.print(
+            f"{name}: " + _("nothing sent yet (no {path})").format(path=escape(str(report.log)))
+        )
     else:
-        console.print(f"{name}: delivery log {escape(str(report.log))}")
+        console.print(f"{name}: " + _("delivery log {path}").format(path=escape(str(report.log))))
         # One row per state met: nine states side by side do not fit 80 columns.
         table = Table(header_style="bold")
-        table.add_column("state")
-        table.add_column("recipients", justify="right")
+        table.add_column(_("state"))
+        table.add_column(_("recipients"), justify="right")
         for state, n in report.counts.items():
             if n:
-                table.add_row(state, str(n))
+                table.add_row(state_name(state), number(n))
         console.print(table)
-    console.print(f"approval: {escape(report.approval)}")
+    console.print(_("approval: {state}").format(state=escape(report.approval)))
+    waiting = len(report.not_sent_yet)
     if report.not_sent_yet and report.started:
         console.print(
-            f"[yellow]{len(report.not_sent_yet)} not sent yet[/]: in the spreadsheet, not yet in "
-            f"the log{_rows(report.not_sent_yet)}; campaign send sends them"
+            "[yellow]"
+            + plural(waiting, "{n} not sent yet", "{n} not sent yet")
+            + "[/]: "
+            + _("in the spreadsheet, not yet in the log{rows}; campaign send sends them").format(
+                rows=_rows(report.not_sent_yet)
+            )
         )
     elif report.not_sent_yet:
-        console.print(f"{len(report.not_sent_yet)} recipients ready to send")
-    if report.not_in_sheet:
-        shown = ", ".join(report.not_in_sheet[:_ROWS_SHOWN])
-        more = (
-            f" and {len(report.not_in_sheet) - _ROWS_SHOWN} more"
-            if len(report.not_in_sheet) > _ROWS_SHOWN
-            else ""
-        )
         console.print(
-            f"{_plural(len(report.not_in_sheet), 'entry').replace('entrys', 'entries')} of the log no longer in the "
-            f"spreadsheet (kept, never sent again): {escape(shown)}{more}"
+            plural(waiting, "{n} recipient ready to send", "{n} recipients ready to send")
+        )
+    if report.not_in_sheet:
+        shown = escape(", ".join(report.not_in_sheet[:_ROWS_SHOWN]))
+        if len(report.not_in_sheet) > _ROWS_SHOWN:
+            more = len(report.not_in_sheet) - _ROWS_SHOWN
+            shown = ngettext("{shown} and {n} more", "{shown} and {n} more", more).format(
+                shown=shown, n=number(more)
+            )
+        console.print(
+            ngettext(
+                "{n} entry of the log no longer in the spreadsheet (kept, never sent again): {who}",
+                "{n} entries of the log no longer in the spreadsheet (kept, never sent again): {who}",
+                len(report.not_in_sheet),
+            ).format(n=number(len(report.not_in_sheet)), who=shown)
         )
     groups = report.groups
     if groups:
-        problems = Table(header_style="bold", title="needing attention")
-        for column in ("recipients", "state", "SMTP reply", "rows"):
+        problems = Table(header_style="bold", title=_("needing attention"))
+        for column in (_("recipients"), _("state"), _("SMTP reply"), _("rows")):
             problems.add_column(column, overflow="fold")
         for group in groups:
             reply = " ".join(str(p) for p in (group.code, group.reply) if p)
-            who = group.emails[0] if group.count == 1 else str(group.count)
+            who = group.emails[0] if group.count == 1 else number(group.count)
             rows = _rows(group.rows).strip(" ()")
-            problems.add_row(escape(who), group.state.value, escape(reply), rows)
+            problems.add_row(escape(who), state_name(group.state.value), escape(reply), rows)
         console.print(problems)
     if report.replied or report.auto_replied or report.delayed or report.bounces:
         console.print(
-            f"mailbox: {report.replied} replied, {report.auto_replied} auto-replied, "
-            f"{len(report.bounces)} bounced, {report.delayed} delay notices"
+            _("mailbox: {replied}, {auto_replied}, {bounced}, {delayed}").format(
+                replied=plural(report.replied, "{n} replied", "{n} replied"),
+                auto_replied=plural(report.auto_replied, "{n} auto-replied", "{n} auto-replied"),
+                bounced=state_count("bounced", len(report.bounces)),
+                delayed=plural(report.delayed, "{n} delay notice", "{n} delay notices"),
+            )
         )
     if report.bounces:
-        bounced = Table(header_style="bold", title="bounced (added to the suppression list)")
-        for column in ("row", "recipient", "reason"):
+        bounced = Table(header_style="bold", title=_("bounced (added to the suppression list)"))
+        for column in (_("row"), _("recipient"), _("reason")):
             bounced.add_column(column, overflow="fold")
         for item in report.bounces:
             bounced.add_row(str(item.row or ""), escape(item.email), escape(item.reason))
         console.print(bounced)
     for email, what in report.searched.items():
-        console.print(f"[yellow]uncertain[/] {escape(email)}: {escape(what)}")
+        console.print("[yellow]" + _("uncertain") + f"[/] {escape(email)}: {escape(what)}")
     if report.copies_not_saved:
         console.print(
-            f"[yellow]Sent[/]: {report.copies_not_saved} copies not saved yet "
-            "(the next send or inbox saves them)"
+            "[yellow]Sent[/]: "
+            + ngettext(
+                "{n} copy not saved yet (the next send or inbox saves it)",
+                "{n} copies not saved yet (the next send or inbox saves them)",
+                report.copies_not_saved,
+            ).format(n=number(report.copies_not_saved))
         )
     if report.per_minute is not None:
         console.print(
-            f"{_plural(report.runs, 'run')}, {report.run_seconds:.1f} s sending, "
-            f"{report.per_minute} messages/min; {report.sent_last_24h} in the last 24 h"
+            _(
+                "{runs}, {seconds} s sending, {rate} messages/min; {last_day} in the last 24 h"
+            ).format(
+                runs=plural(report.runs, "{n} run", "{n} runs"),
+                seconds=number(report.run_seconds, decimals=1),
+                rate=number(report.per_minute),
+                last_day=number(report.sent_last_24h),
+            )
         )
     if report.test_sends:
-        console.print(f"{report.test_sends} test messages (recorded apart)")
+        console.print(
+            plural(
+                report.test_sends,
+                "{n} test message (recorded apart)",
+                "{n} test messages (recorded apart)",
+            )
+        )
 
 
 def print_inbox(report: InboxReport) -> None:
@@ -250,33 +354,51 @@ def print_inbox(report: InboxReport) -> None:
     from rich.table import Table
 
     folders = ", ".join(report.folders)
-    console.print(
-        f"[bold]{escape(report.campaign)}[/]: read {report.read} new messages in "
-        f"{escape(folders)} ({report.mailbox}), {report.fetched} of them whole"
+    read = ngettext(
+        "read {n} new message in {folders} ({mailbox}), {whole} of them whole",
+        "read {n} new messages in {folders} ({mailbox}), {whole} of them whole",
+        report.read,
+    ).format(
+        n=number(report.read),
+        folders=escape(folders),
+        mailbox=report.mailbox,
+        whole=number(report.fetched),
     )
+    console.print(f"[bold]{escape(report.campaign)}[/]: {read}")
     counts = report.as_dict()
     console.print(
-        f"{counts['bounced']} bounced, {counts['delayed']} delay notices, "
-        f"{counts['delivered']} delivery reports, {counts['replied']} replied, "
-        f"{counts['auto_replied']} auto-replied; {report.unmatched} about no recipient "
-        "(left alone)"
+        _("{bounced}, {delayed}, {delivered}, {replied}, {auto_replied}; {unmatched}").format(
+            bounced=state_count("bounced", counts["bounced"]),
+            delayed=plural(counts["delayed"], "{n} delay notice", "{n} delay notices"),
+            delivered=plural(counts["delivered"], "{n} delivery report", "{n} delivery reports"),
+            replied=plural(counts["replied"], "{n} replied", "{n} replied"),
+            auto_replied=plural(counts["auto_replied"], "{n} auto-replied", "{n} auto-replied"),
+            unmatched=plural(
+                report.unmatched,
+                "{n} about no recipient (left alone)",
+                "{n} about no recipient (left alone)",
+            ),
+        )
     )
     if report.bounces:
-        table = Table(header_style="bold", title="bounced")
-        for column in ("recipient", "reason"):
+        table = Table(header_style="bold", title=_("bounced"))
+        for column in (_("recipient"), _("reason")):
             table.add_column(column, overflow="fold")
         for bounce in report.bounces:
             table.add_row(escape(bounce.email), escape(bounce.reason))
         console.print(table)
     if report.suppressed:
         console.print(
-            f"added to the suppression list {escape(report.suppression_file)}: "
-            + escape(", ".join(report.suppressed))
+            _("added to the suppression list {path}: {emails}").format(
+                path=escape(report.suppression_file), emails=escape(", ".join(report.suppressed))
+            )
         )
     for email, evidence in report.resolved.items():
-        console.print(f"uncertain → sent: {escape(email)}: {escape(evidence)}")
+        console.print(_("uncertain → sent") + f": {escape(email)}: {escape(evidence)}")
     for email, searched in report.uncertain.items():
-        console.print(f"[yellow]still uncertain[/] {escape(email)}: {escape(searched)}")
+        console.print(
+            "[yellow]" + _("still uncertain") + f"[/] {escape(email)}: {escape(searched)}"
+        )
     _print_copies(report.copies)
 
 
@@ -305,7 +427,7 @@ class SendProgress:
             disable=disable or not console.is_terminal,
             transient=True,
         )
-        self.task = self.bar.add_task("sending", total=None, rate="")
+        self.task = self.bar.add_task(_("sending"), total=None, rate="")
         self.disabled = disable
         self.done = 0
 
@@ -325,10 +447,12 @@ class SendProgress:
         elif kind == "done":
             self.done += 1
             speed = self.bar.tasks[0].speed
-            rate = f"{speed * 60:.0f}/min" if speed else ""
-            self.bar.update(self.task, completed=self.done, description="sending", rate=rate)
+            rate = _("{n}/min").format(n=number(speed * 60)) if speed else ""
+            self.bar.update(self.task, completed=self.done, description=_("sending"), rate=rate)
         elif kind == "wait":
-            description = f"waiting {event.seconds:.0f} s ({event.text})"
+            description = _("waiting {seconds} s ({why})").format(
+                seconds=number(event.seconds), why=event.text
+            )
             self.bar.update(self.task, description=description)
         elif kind == "stopping":
-            self.bar.update(self.task, description="stopping: finishing messages in flight")
+            self.bar.update(self.task, description=_("stopping: finishing messages in flight"))

@@ -1,0 +1,233 @@
+"""The commands in French and in English: the locale, `language:` in settings.yaml, the proof pack.
+
+The other tests read English (conftest sets LC_ALL=C.UTF-8); here each test says its language:
+through the environment (in-process, monkeypatched; or for a new process) or the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from pypdf import PdfReader
+
+from campaign.cli import main
+from tests.conftest import Run, approve_proofed
+from tests.smtp_server import FaultyServer, make_project
+
+FRENCH = "fr_FR.UTF-8"
+
+
+def speak(monkeypatch: pytest.MonkeyPatch, locale: str) -> None:
+    """The environment of a French (or English) organiser: LANG only, as a desktop sets it."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", locale)
+
+
+def with_language(settings: Path, language: str) -> Path:
+    settings.write_text(
+        f"language: {language}\n" + settings.read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    return settings
+
+
+def command(*args: str, locale: str) -> subprocess.CompletedProcess[str]:
+    """`campaign ARGS` in a new process whose environment says `locale`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    env["LANG"] = locale
+    return subprocess.run(
+        [sys.executable, "-m", "campaign.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_help_follows_the_environment() -> None:
+    french = command("--help", locale=FRENCH)
+    assert french.returncode == 0, french.stderr
+    assert "Utilisation :" in french.stdout
+    assert "Vérifier paramètres, lettre et destinataires" in french.stdout
+    assert "Afficher ce message et quitter." in french.stdout  # click's own text too
+    assert "Usage:" not in french.stdout
+    assert "Options :" in french.stdout and "Commandes :" in french.stdout
+    assert "..." not in french.stdout.split("Commandes")[1]  # whole summaries in French too
+    english = command("--help", locale="C")
+    assert "Usage:" in english.stdout
+    assert "Validate settings, letter and recipients; merge every row." in english.stdout
+    # The technical names stay: commands and options.
+    for name in ("check", "send", "status", "--settings"):
+        assert name in french.stdout
+
+
+def test_a_usage_error_of_click_is_french_too() -> None:
+    done = command("chek", locale=FRENCH)
+    assert done.returncode == 2
+    assert "Erreur : Commande inconnue : 'chek'. Vouliez-vous dire 'check' ?" in done.stderr
+
+
+def test_check_in_french_and_in_english(
+    run: Run, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    speak(monkeypatch, FRENCH)
+    french = run("check")
+    assert french.exit_code == 0, french.output
+    assert "40 destinataires, 40 prêts, 0 exclu, 0 erreur, 0 avertissement" in french.output
+    speak(monkeypatch, "C")
+    english = run("check")
+    assert "40 recipients, 40 ready, 0 suppressed, 0 errors, 0 warnings" in english.output
+
+
+def test_a_check_problem_is_said_in_french(
+    run: Run, few_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = few_project / "recipients" / "few.csv"
+    csv.write_text(
+        csv.read_text(encoding="utf-8").replace("camille@example.org", "camille@"),
+        encoding="utf-8",
+    )
+    speak(monkeypatch, FRENCH)
+    result = run("check", "hopitaux-2020-05")
+    assert result.exit_code == 1
+    assert "gravité" in result.output and "conseil" in result.output  # the table's headings
+    assert "1 erreur, 2 avertissements" in result.output
+    report = json.loads(run("check", "hopitaux-2020-05", "--json").output)
+    problem = next(p for p in report["problems"] if p["row"] == 4)
+    assert problem["severity"] == "error"  # --json keeps the technical values
+    assert problem["message"].startswith("ce n’est pas une adresse électronique : 'camille@'")
+    assert problem["hint"].startswith("vouliez-vous dire")
+
+
+def test_a_settings_error_in_both_languages(
+    run: Run, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = project / "settings.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8").replace("  port: 8025", "  port: huit"),
+        encoding="utf-8",
+    )
+    speak(monkeypatch, FRENCH)
+    french = run("check")
+    assert french.exit_code == 2
+    assert "erreur :" in french.output
+    assert "clé 'smtp.port'" in french.output
+    assert "un nombre entier est attendu (et non 'huit')" in french.output
+    speak(monkeypatch, "C")
+    english = run("check")
+    assert "key 'smtp.port'" in english.output
+    assert "expected a whole number (not 'huit')" in english.output
+
+
+def test_the_settings_language_wins_over_the_environment(
+    run: Run, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = with_language(project / "settings.yaml", "fr")
+    speak(monkeypatch, "C")
+    assert "40 destinataires, 40 prêts" in run("check").output
+    # Its own errors too: the language is read before the rest is validated.
+    settings.write_text(
+        settings.read_text(encoding="utf-8").replace("smtp:", "smtpp:"), encoding="utf-8"
+    )
+    assert "clé inconnue 'smtpp'" in run("check").output
+    settings.write_text("language: en\n" + settings.read_text(encoding="utf-8").split("\n", 1)[1])
+    speak(monkeypatch, FRENCH)
+    assert "unknown key 'smtpp'" in run("check").output
+
+
+def test_help_reads_no_settings(project: Path) -> None:
+    with_language(project / "settings.yaml", "fr")
+    done = command("--settings", str(project / "settings.yaml"), "--help", locale="C")
+    assert "Usage:" in done.stdout
+
+
+def test_send_and_status_in_french(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = with_language(make_project(tmp_path, port=server.port, recipients=1), "fr")
+        sent = CliRunner().invoke(main, ["--settings", str(settings), "send", "--quiet"])
+        assert sent.exit_code == 0, sent.output
+        flat = " ".join(sent.output.split())
+        # Plurals agree: one message, one connection.
+        assert "1 envoyé, 0 différé, 0 en échec, 0 incertain" in flat
+        assert "sur 1 connexion" in flat
+        assert "journal d’envoi : 1 envoyé" in flat
+        status = CliRunner().invoke(main, ["--settings", str(settings), "status"])
+        shown = " ".join(status.output.split())
+        assert "journal d’envoi" in shown
+        assert "envoyé" in shown  # the table's heading: the state in French
+        assert "approbation : " in shown
+        assert "1 session d’envoi" in shown
+        # --json keeps the technical names.
+        data = CliRunner().invoke(main, ["--settings", str(settings), "status", "--json"])
+        assert '"sent": 1' in data.output
+
+
+def test_send_summary_in_english_agrees_with_its_numbers(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=1)
+        sent = CliRunner().invoke(main, ["--settings", str(settings), "send", "--quiet"])
+        assert "over 1 connection" in sent.output
+        assert "1 connections" not in sent.output
+
+
+def cover_text(project: Path) -> str:
+    pdf = project / "outbox" / "hopitaux-2020-05" / "proofs" / "proofs.pdf"
+    return " ".join(PdfReader(pdf).pages[0].extract_text().split())
+
+
+def test_the_proof_pack_speaks_the_letters_language(
+    run: Run, few_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    speak(monkeypatch, "C")  # the organiser's terminal is English; the letter is French
+    result: Result = approve_proofed(run, "hopitaux-2020-05", "--by", "Maître Dupont")
+    assert result.exit_code == 0, result.output
+    french = cover_text(few_project)
+    for words in ("Épreuves", "Pourquoi cette ligne", "Fait le", "ÉPREUVE — NE PAS ENVOYER"):
+        assert words in french
+    # French typography: a narrow no-break space before the colon.
+    pdf = few_project / "outbox" / "hopitaux-2020-05" / "proofs" / "proofs.pdf"
+    assert "Épreuves\u202f: hopitaux-2020-05" in PdfReader(pdf).pages[0].extract_text()
+    index = (few_project / "outbox" / "hopitaux-2020-05" / "proofs" / "index.html").read_text(
+        encoding="utf-8"
+    )
+    assert "Ouvrir le PDF" in index and "Open the PDF" not in index
+
+    settings = few_project / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(
+        text.replace(
+            "    letter: letters/lettre-hopitaux.md\n",
+            "    letter: letters/lettre-hopitaux.md\n    lang: en\n",
+        ),
+        encoding="utf-8",
+    )
+    speak(monkeypatch, FRENCH)  # now the other way round
+    assert run("proof", "hopitaux-2020-05", "--rows", "2").exit_code == 0
+    english = cover_text(few_project)
+    for words in ("Proofs: hopitaux-2020-05", "Why this row", "Made on", "PROOF — DO NOT SEND"):
+        assert words in english
+    assert "Épreuves" not in english
+
+
+def test_the_status_report_speaks_the_language_of_the_run(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = with_language(make_project(tmp_path, port=server.port, recipients=2), "fr")
+        assert CliRunner().invoke(main, ["--settings", str(settings), "send", "-q"]).exit_code == 0
+        page = tmp_path / "suivi.html"
+        done = CliRunner().invoke(
+            main, ["--settings", str(settings), "status", "--report", str(page)]
+        )
+        assert done.exit_code == 0, done.output
+        assert "rapport écrit dans" in done.output
+        html = page.read_text(encoding="utf-8")
+        assert '<html lang="fr">' in html
+        for words in ("Où en est chaque destinataire", "2 destinataires dans le journal d’envoi"):
+            assert words in html
+        assert "Where each recipient stands" not in html

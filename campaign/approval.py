@@ -336,9 +336,13 @@ def only_left(approved: Fingerprint, current: Fingerprint) -> bool:
     """Whether the only difference is recipients no longer to be sent: everyone still to be sent
     gets exactly what was approved (same shared parts, same row), so the approval still holds."""
     left = approved.rows.keys() - current.rows.keys()
-    return bool(left) and approved.components == current.components and all(
-        key in approved.rows and approved.rows[key].hash == stamp.hash
-        for key, stamp in current.rows.items()
+    return (
+        bool(left)
+        and approved.components == current.components
+        and all(
+            key in approved.rows and approved.rows[key].hash == stamp.hash
+            for key, stamp in current.rows.items()
+        )
     )
 
 

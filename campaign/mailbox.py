@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from campaign.bounces import TRIAGE_HEADERS
-from campaign.errors import DeliveryError, Place, SettingsError
+from campaign.errors import DeliveryError, Place, ServerSettingsError, SettingsError
 from campaign.i18n import _
 from campaign.ledger import ScanPosition
 from campaign.settings import Imap, Mailbox, Settings
@@ -101,7 +101,7 @@ class ImapBox:
         self.config = config
         password = imap.password()
         if password is not None and imap.security == "none" and not imap.is_loopback:
-            raise DeliveryError(
+            raise ServerSettingsError(
                 _("refusing to send the password for {username} unencrypted to {host}").format(
                     username=imap.username, host=imap.host
                 ),
@@ -125,7 +125,7 @@ class ImapBox:
                 self.client.starttls(context)
             self.client.login(imap.username, password or "")
         except ssl.SSLCertVerificationError as err:
-            raise DeliveryError(
+            raise ServerSettingsError(
                 _("the TLS certificate of {address} was rejected: {why}").format(
                     address=where, why=err.verify_message or err.reason
                 ),
@@ -141,7 +141,7 @@ class ImapBox:
                 hint=_("check mailbox.imap.host, port and security"),
             ) from None
         except Exception as err:  # imapclient's LoginError, IMAP4.error...
-            raise DeliveryError(
+            raise ServerSettingsError(
                 _("{address} refused the login of {username}: {error}").format(
                     address=where, username=imap.username, error=err
                 ),

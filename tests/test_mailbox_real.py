@@ -170,3 +170,19 @@ def test_a_report_fetched_by_its_parts_is_classified_as_the_whole_message(
         assert len(parts[uid]) <= len(whole[uid])
         by_parts, entire = classify(parse_message(parts[uid])), classify(parse_message(whole[uid]))
         assert by_parts == entire
+
+
+def test_a_wrong_imap_password_is_a_settings_error_naming_the_key(
+    project: Path, run: Run, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _imap_settings(project, dovecot, monkeypatch)
+    monkeypatch.setenv("CAMPAIGN_IMAP_PASSWORD", "not-the-password")
+    campaign = load_settings(project / "settings.yaml").campaign("hopitaux-2020-05")
+    with Ledger.for_campaign(campaign.layout) as log:
+        log.enqueue([Entry("jean.dupont@example.com", 2, "Jean Dupont", MID)], [], 1.0)
+    result = run("inbox", "hopitaux-2020-05")
+    assert result.exit_code == 2, result.output  # the settings' fault, as for SMTP
+    said = " ".join(result.output.split())
+    assert "refused the login of collectif@example.org" in said
+    assert "mailbox.imap.username" in said
+    assert "not-the-password" not in said

@@ -6,18 +6,22 @@ errors, failed or uncertain deliveries, refused send); 2 usage or configuration 
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import gettext
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 
-from campaign import i18n
+from campaign.cli.base import (
+    CAMPAIGN_ARG,
+    CAMPAIGN_HELP,
+    QUIET,
+    Context,
+    _InOrder,
+    pass_context,
+    reports_errors,
+)
 from campaign.cli.output import (
     SendProgress,
     console,
@@ -28,98 +32,8 @@ from campaign.cli.output import (
     print_status,
 )
 from campaign.cli.output import escape as _escape
-from campaign.errors import CampaignError, CheckFailed
-from campaign.i18n import _, ngettext, number, plural
-
-if TYPE_CHECKING:
-    from campaign.settings import Campaign, Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# click translates its own texts (Usage:, Options, its usage errors) with the stdlib's gettext in the
-# program's text domain: ours, whose catalogs hold them (campaign.cli.clickmessages).
-gettext.bindtextdomain(i18n.DOMAIN, str(i18n.LOCALE_DIR))
-gettext.textdomain(i18n.DOMAIN)
-
-
-def reports_errors(command: F) -> F:
-    """Turn the tool's own errors into a message and an exit code, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except CampaignError as err:
-            if isinstance(err, CheckFailed):
-                print_problems(err.problems)
-            err_console.print("[bold red]" + _("error:") + f"[/] {_escape(str(err))}")
-            sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            err_console.print(_("interrupted"))
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Context:
-    """What every command receives: where the settings are, and how to print."""
-
-    def __init__(self, settings_path: Path | None, *, quiet: bool) -> None:
-        self.settings_path = settings_path
-        self.quiet = quiet
-
-    def settings(self) -> Settings:
-        # Imported here: `campaign --help` need not pay for pydantic and email-validator.
-        # Loading them also sets the language of the messages (`language:`, else the locale).
-        from campaign.settings import DEFAULT_SETTINGS, load_settings
-
-        return load_settings(self.settings_path or DEFAULT_SETTINGS)
-
-    def campaign(self, name: str | None) -> Campaign:
-        return self.settings().campaign(name)
-
-
-pass_context = click.make_pass_decorator(Context)
-
-
-class _Formatter(click.HelpFormatter):
-    """click's help, with the space French puts before a colon ("Options :")."""
-
-    def write_heading(self, heading: str) -> None:
-        colon = " :" if i18n.current_language() == "fr" else ":"
-        self.write(f"{'':>{self.current_indent}}{heading}{colon}\n")
-
-
-class _Context(click.Context):
-    formatter_class = _Formatter
-
-
-class _Command(click.Command):
-    context_class = _Context
-
-
-class _InOrder(click.Group):
-    """Lists the commands in the order they are used, not alphabetically."""
-
-    context_class = _Context
-    command_class = _Command
-
-    ORDER = (
-        "init",
-        "check",
-        "render",
-        "proof",
-        "approve",
-        "send",
-        "inbox",
-        "status",
-        "sink",
-        "purge",
-    )
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        rank = {name: i for i, name in enumerate(self.ORDER)}
-        return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))
+from campaign.cli.tools import purge, sink
+from campaign.i18n import _, number, plural
 
 
 @click.group(cls=_InOrder, context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,14 +58,6 @@ def main(ctx: click.Context, settings_path: Path | None, quiet: bool) -> None:
 # reads no settings).
 main.help = _(
     "Mail-merge letter campaigns: spreadsheet + letter → PDF letters and emails, sent safely."
-)
-CAMPAIGN_HELP = _(
-    "CAMPAIGN is a key of campaigns: in settings.yaml; without it, the command takes "
-    "default_campaign, or the only campaign there is."
-)
-CAMPAIGN_ARG = click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
-QUIET = click.option(
-    "-q", "--quiet", "quiet", is_flag=True, help=_("No progress bar; print the summary.")
 )
 
 
@@ -555,168 +461,8 @@ def inbox(ctx: Context, campaign_name: str | None, as_json: bool) -> None:
     sys.exit(report.exit_code)
 
 
-@main.command(
-    short_help=_("Run a local SMTP server that keeps what it receives."),
-    help=_("Run a local SMTP server on 127.0.0.1 that stores what it receives as a Maildir.")
-    + "\n\n"
-    + _(
-        "With a mailbox Maildir it also plays the recipients' servers: bounces and "
-        "out-of-office replies arrive there, for campaign inbox to read."
-    ),
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8025,
-    show_default=True,
-    help=_("The port to listen on (0: any free port)."),
-)
-@click.option(
-    "--maildir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help=_("Where to store messages [outbox/sink next to settings.yaml]."),
-)
-@click.option(
-    "--log",
-    "log_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help=_("Also append a line per message: receive time, Message-ID, recipients."),
-)
-@click.option(
-    "--mailbox",
-    "mailbox_path",
-    type=click.Path(path_type=Path, file_okay=False),
-    help=_(
-        "The sender's mailbox Maildir, where bounces and out-of-office replies go "
-        "[mailbox.maildir of the settings]."
-    ),
-)
-@click.option(
-    "--bounce",
-    default="rebond.*@*",
-    show_default=True,
-    help=_("Recipients (a pattern) whose server refuses the message and bounces it."),
-)
-@click.option(
-    "--absence",
-    default="absence.*@*",
-    show_default=True,
-    help=_("Recipients (a pattern) who answer with an out-of-office reply."),
-)
-@pass_context
-@reports_errors
-def sink(
-    ctx: Context,
-    port: int,
-    maildir: Path | None,
-    log_path: Path | None,
-    mailbox_path: Path | None,
-    bounce: str,
-    absence: str,
-) -> None:
-    from campaign.outbox import sink_folder
-    from campaign.sink import Remote, run_sink
-
-    settings = None
-    with contextlib.suppress(CampaignError):  # the sink also runs outside a project
-        settings = ctx.settings()
-    if maildir is None:
-        if settings is not None:
-            maildir = sink_folder(settings.resolve(settings.outbox))
-        else:
-            maildir = sink_folder(Path("outbox"))
-    configured = settings.mailbox if settings is not None else None
-    if mailbox_path is None and settings is not None and configured and configured.maildir:
-        mailbox_path = settings.resolve(configured.maildir)
-    remote = Remote(mailbox_path, bounce, absence) if mailbox_path is not None else None
-
-    def ready(actual: int) -> None:
-        # Scripts wait for "127.0.0.1:PORT" on the first line, in any language.
-        click.echo(
-            _("sink listening on {address}, storing messages in {folder} (Ctrl-C to stop)").format(
-                address=f"127.0.0.1:{actual}", folder=f"{maildir}/new"
-            )
-        )
-        if remote is not None:
-            click.echo(
-                _(
-                    "playing the remote servers: {bounce} bounces, {absence} is away; "
-                    "answers go to {folder}"
-                ).format(bounce=bounce, absence=absence, folder=f"{remote.mailbox}/new")
-            )
-        sys.stdout.flush()
-
-    count = run_sink(maildir, port=port, log=log_path, on_ready=ready, remote=remote)
-    stopped = ngettext(
-        "sink stopped: {n} message stored in {folder}",
-        "sink stopped: {n} messages stored in {folder}",
-        count,
-    )
-    click.echo(stopped.format(n=number(count), folder=f"{maildir}/new"))
-
-
-@main.command(
-    short_help=_("Delete the campaign's personal data from the outbox."),
-    help=_("Delete the campaign's personal data: PDFs, proofs, dry runs and the sink's copies."),
-    epilog=CAMPAIGN_HELP,
-)
-@CAMPAIGN_ARG
-@click.option(
-    "--all", "include_log", is_flag=True, help=_("Also delete the delivery log and the approvals.")
-)
-@click.option("--yes", is_flag=True, help=_("Do not ask for confirmation."))
-@pass_context
-@reports_errors
-def purge(ctx: Context, campaign_name: str | None, include_log: bool, yes: bool) -> None:
-    from campaign import commands
-    from campaign.errors import UsageError
-
-    campaign = ctx.campaign(campaign_name)
-    shown = _escape(campaign.settings.display(campaign.outbox))
-
-    def what(plan: Any) -> str:
-        files = plural(len(plan.files), "{n} file", "{n} files")
-        copies = plural(len(plan.sink_copies), "{n} copy", "{n} copies")
-        if include_log:
-            text = _(
-                "{files} under {folder} (delivery log included) and {copies} in the local sink"
-            )
-        else:
-            text = _("{files} under {folder} and {copies} in the local sink")
-        return text.format(files=files, folder=shown, copies=copies)
-
-    def confirm(plan: Any) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            again = f"campaign purge {campaign.name}{' --all' if include_log else ''} --yes"
-            raise UsageError(
-                _("purge would delete {files}; it needs a confirmation").format(
-                    files=plural(plan.total, "{n} file", "{n} files")
-                ),
-                hint=_("run it in a terminal, or confirm with {command}").format(command=again),
-            )
-        return click.confirm(_("Delete {what}?").format(what=what(plan)), default=False, err=True)
-
-    result = commands.purge(campaign, include_log=include_log, confirm=confirm)
-    for warning in result.warnings:
-        err_console.print("[yellow]" + _("warning:") + f"[/] {_escape(warning)}")
-    if result.plan.total == 0:
-        console.print(f"[bold]{campaign.name}[/]: " + _("no personal data to delete"))
-        return
-    if not result.confirmed:
-        console.print(_("nothing deleted"))
-        sys.exit(1)
-    deleted = ngettext("deleted {n} file ({what})", "deleted {n} files ({what})", result.deleted)
-    deleted = deleted.format(n=number(result.deleted), what=what(result.plan))
-    console.print(f"[bold]{campaign.name}[/]: {deleted}")
-    if not include_log:
-        console.print(
-            _(
-                "kept the delivery log and approvals (they record who was sent what); "
-                "{option} deletes them too"
-            ).format(option="--all")
-        )
+main.add_command(sink)
+main.add_command(purge)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from campaign.cli import main
@@ -103,3 +104,16 @@ def test_help_imports_no_heavy_library() -> None:
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
+
+
+def test_a_long_bounced_address_is_never_cut_in_two(capsys: pytest.CaptureFixture[str]) -> None:
+    """In a pipe (80 columns) the reason wraps, the address stays whole on its line."""
+    from campaign.cli.output import print_inbox
+    from campaign.inbox import Bounce, InboxReport
+
+    address = "rebond.marie-christine.de-la-fontaine@hopital-exemple.example.org"
+    reason = "550 5.1.1 <" + address + ">: Recipient address rejected: User unknown in table"
+    report = InboxReport(campaign="c", mailbox="maildir", bounces=[Bounce(address, reason, 0.0)])
+    print_inbox(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(address in line for line in lines), "\n".join(lines)

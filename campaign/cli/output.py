@@ -312,8 +312,10 @@ def print_status(report: StatusReport) -> None:
         )
     if report.bounces:
         bounced = Table(header_style="bold", title=_("bounced (added to the suppression list)"))
-        for column in (_("row"), _("recipient"), _("reason")):
-            bounced.add_column(column, overflow="fold")
+        # An address is never cut in two (the reason column wraps instead).
+        bounced.add_column(_("row"))
+        bounced.add_column(_("recipient"), no_wrap=True)
+        bounced.add_column(_("reason"), overflow="fold")
         for item in report.bounces:
             bounced.add_row(str(item.row or ""), escape(item.email), escape(item.reason))
         console.print(bounced)
@@ -382,8 +384,8 @@ def print_inbox(report: InboxReport) -> None:
     )
     if report.bounces:
         table = Table(header_style="bold", title=_("bounced"))
-        for column in (_("recipient"), _("reason")):
-            table.add_column(column, overflow="fold")
+        table.add_column(_("recipient"), no_wrap=True)  # an address is never cut in two
+        table.add_column(_("reason"), overflow="fold")
         for bounce in report.bounces:
             table.add_row(escape(bounce.email), escape(bounce.reason))
         console.print(table)

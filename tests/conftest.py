@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result  # noqa: E402
 
 from campaign import i18n  # noqa: E402
 from campaign.cli import main  # noqa: E402
+from campaign.sink import Remote  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,13 +126,25 @@ def few_project(project: Path) -> Path:
     return project
 
 
+def cli(settings: Path, *args: str) -> Result:
+    """Run `campaign --settings SETTINGS ARGS…` in-process."""
+    return CliRunner().invoke(main, ["--settings", str(settings), *args])
+
+
+def said(result: Result) -> str:
+    """The command's output (stdout and stderr) with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
 # --- reliability and security (issue 6): the real local sink, running in a thread ---
 
 
 class RunningSink:
     """The project's own sink (`campaign.sink`) on 127.0.0.1, port 0, in a thread."""
 
-    def __init__(self, maildir: Path, *, log: Path | None = None) -> None:
+    def __init__(
+        self, maildir: Path, *, log: Path | None = None, remote: Remote | None = None
+    ) -> None:
         import asyncio
         import threading
 
@@ -139,7 +152,7 @@ class RunningSink:
 
         self.maildir = maildir
         self.port = 0
-        self._handler = MaildirHandler(maildir, log=log)
+        self._handler = MaildirHandler(maildir, log=log, remote=remote)
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()

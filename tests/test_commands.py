@@ -24,16 +24,12 @@ from campaign.outbox import run_lock
 from campaign.recipients import Recipient
 from campaign.send import SendMode, SendOptions
 from campaign.settings import Campaign, load_settings
-from tests.conftest import REPO
+from tests.conftest import REPO, cli
 from tests.smtp_server import Fault, FaultyServer, make_project
 
 
 def campaign_of(settings: Path, name: str = "mini") -> Campaign:
     return load_settings(settings).campaign(name)
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
 
 
 def flat(result: Result) -> str:

@@ -20,20 +20,12 @@ from pathlib import Path
 
 import pypdf
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from campaign.cli import main
+from tests.conftest import cli, said
 from tests.smtp_server import Fault, FaultyServer, make_project
 
 LOG = ("outbox", "mini", "delivery.sqlite")
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
-
-
-def said(result: Result) -> str:
-    return " ".join(result.output.split())
 
 
 def clean_exit(result: Result, code: int) -> None:

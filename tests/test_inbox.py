@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +11,8 @@ import pytest
 from campaign import ledger
 from campaign.ledger import Ledger, State
 from campaign.settings import load_settings
-from campaign.sink import MaildirHandler, Remote, serve
-from tests.conftest import DATA, Run, approve_proofed
+from campaign.sink import MaildirHandler, Remote
+from tests.conftest import DATA, Run, RunningSink, approve_proofed
 
 ROWS = [
     ("Nathalie", "Noël", "nathalie.noel@example.org"),
@@ -22,40 +20,6 @@ ROWS = [
     ("Claire", "Dufresne", "absence.claire.dufresne@example.org"),
     ("Paul", "Martin", "paul.martin@example.com"),
 ]
-
-
-class RemoteSink:
-    """The project's sink playing the remote servers, in a thread on a free port."""
-
-    def __init__(self, maildir: Path, mailbox: Path) -> None:
-        self.handler = MaildirHandler(maildir, remote=Remote(mailbox))
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            await serve(self.handler, port=0, on_ready=self._on_ready, stop=self._stop)
-
-        self._loop.run_until_complete(main())
-
-    def _on_ready(self, port: int) -> None:
-        self.port = port
-        self._ready.set()
-
-    def __enter__(self) -> RemoteSink:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture
@@ -71,7 +35,8 @@ def sent(project: Path, run: Run) -> Iterator[Path]:
     text = settings.read_text(encoding="utf-8").replace(
         "recipients/signataires.csv", "recipients/few-signataires.csv"
     )
-    with RemoteSink(project / "outbox" / "sink", project / "outbox" / "mailbox") as sink:
+    remote = Remote(project / "outbox" / "mailbox")  # the sink plays the remote servers
+    with RunningSink(project / "outbox" / "sink", remote=remote) as sink:
         settings.write_text(text.replace("port: 8025", f"port: {sink.port}"), encoding="utf-8")
         approved = approve_proofed(run, "merci-signataires", "--by", "test")
         assert approved.exit_code == 0, approved.output

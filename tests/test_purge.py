@@ -14,18 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from campaign.cli import main
 from campaign.outbox import Layout, run_lock, write_private
-from tests.conftest import RunningSink
+from tests.conftest import RunningSink, cli
 from tests.smtp_server import make_project
 
 OTHER = b"From: a@example.com\r\nMessage-ID: <other@example.com>\r\n\r\nnot ours\r\n"
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
 
 
 def sent_project(tmp_path: Path) -> tuple[Path, Path]:

@@ -12,13 +12,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from campaign import commands
-from campaign.cli import main
 from campaign.errors import UsageError
 from campaign.ledger import Entry, Ledger, State, begin, bounced, delivered, noted, outcome
 from campaign.settings import Campaign, load_settings
+from tests.conftest import cli
 from tests.smtp_server import Fault, FaultyServer, make_project
 
 HOSTILE = '<script>alert("pwned")</script>'
@@ -27,10 +26,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 def campaign_of(settings: Path) -> Campaign:
     return load_settings(settings).campaign("mini")
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
 
 
 class Page(HTMLParser):

@@ -17,27 +17,17 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from openpyxl import load_workbook
 
-from campaign.cli import main
 from campaign.errors import DeliveryError
 from campaign.ledger import Ledger, State
 from campaign.settings import Smtp
 from campaign.sink import read_log
-from tests.conftest import RunningSink
+from tests.conftest import RunningSink, cli, said
 from tests.smtp_server import FaultyServer, make_project, tls_contexts
 
 USER = "collectif"
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
-
-
-def said(result: Result) -> str:
-    """The command's output (stdout and stderr) with rich's line wrapping undone."""
-    return " ".join(result.output.split())
 
 
 def no_traceback(result: Result) -> None:

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from campaign.cli import main
 from campaign.errors import DeliveryError
 from campaign.inputs import load_inputs
 from campaign.ledger import Ledger, State
 from campaign.send import SendOptions, SendReport, send_campaign
 from campaign.settings import load_settings
+from tests.conftest import cli
 from tests.smtp_server import Fault, FaultyServer, make_project, tls_contexts
 
 FIRST = "personne0001@example.org"
@@ -40,10 +39,6 @@ def states(settings: Path) -> dict[str, State]:
 def delivery(settings: Path, email: str = FIRST) -> Any:
     with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
         return log.get(email)
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
 
 
 def later(hours: float) -> Callable[[], float]:

@@ -14,25 +14,16 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from campaign.cli import main
 from campaign.ledger import Ledger, State
 from campaign.smtpsession import helo_name
+from tests.conftest import cli, said
 from tests.mailservers import USERS, Postfix, auth_failures
 from tests.smtp_server import FaultyServer, make_project, tls_contexts
 
 USER = "collectif"
 POSTFIX_USER = "collectif@example.org"
-
-
-def cli(settings: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--settings", str(settings), *args])
-
-
-def said(result: Result) -> str:
-    """The command's output with rich's line wrapping undone."""
-    return " ".join(result.output.split())
 
 
 def untouched(settings: Path) -> None:

@@ -122,3 +122,81 @@ def test_an_ods_header_row_group_and_repeated_rows_keep_the_row_numbers(tmp_path
     doc.save(str(tmp_path / "d.ods"))
     assert padded_cells(tmp_path / "d.ods") == {(3, 1): 5}
     assert read_table(tmp_path / "d.ods").rows[-1] == (4, ["", "06000"])
+
+
+# What pandas' C reader made of these files (dtype=str, no NA values, blank lines kept) is what
+# the csv module must make of them: the cells are the same whichever reads them.
+TRICKY_CSV = [
+    "Nom;Courriel\r\nDupont;a@example.org\r\n",
+    "Nom;Courriel\nDupont;a@example.org",  # no final newline
+    'Nom;Adresse;Courriel\r\n"Dupont";"1 rue ""Haute""; bât. B";a@example.org\r\n',
+    'Nom,Adresse,Courriel\n"Dupont","ligne 1\nligne 2",a@example.org\n',  # a newline in a cell
+    'Nom,Adresse,Courriel\r\n"Dupont","ligne 1\r\nligne 2",a@example.org\r\n',
+    "Nom;Courriel\r\n\r\nDupont;a@example.org\r\n\r\n\r\n",  # blank lines inside and after
+    "Nom;Prénom;Courriel\r\nDupont;;a@example.org\r\n;;\r\n",  # empty cells, an empty row
+    "Nom;Courriel;Code\r\nDupont; a@example.org ;01000\r\n",  # spaces and a leading zero
+    "Nom\tCourriel\r\nDupont\ta@example.org\r\n",
+    "Nom|Courriel\r\nDupont|a@example.org\r\n",
+    "Nom;Courriel\rDupont;a@example.org\r",  # old Mac line ends
+    'Nom;Courriel\r\nab"c;a@example.org\r\n',  # a quote inside a cell
+    'Nom;Courriel\r\n"Dup"ont;a@example.org\r\n',  # text after a closing quote
+    "Nom;Courriel;Ville\r\nDupont;a@example.org\r\n",  # a short row
+    "NA;NULL;nan\r\nN/A;#N/A;None\r\n",  # what pandas would have taken for missing values
+    "Nom;Courriel\r\n=SOMME(A1);a@example.org\r\n",
+]
+
+
+def test_csv_cells_are_those_pandas_read(tmp_path: Path) -> None:
+    import io
+
+    import pandas as pd
+
+    from campaign.spreadsheet import decode_text, sniff_delimiter
+
+    for number, text in enumerate(TRICKY_CSV):
+        path = tmp_path / f"f{number}.csv"
+        path.write_bytes(text.encode("utf-8"))
+        decoded = decode_text(path.read_bytes())
+        frame = pd.read_csv(
+            io.StringIO(decoded),
+            sep=sniff_delimiter(decoded),
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+        by_pandas = frame.to_numpy(dtype=object).tolist()
+        table = read_table(path)
+        width = len(table.headers)
+        padded = [(row + [""] * width)[:width] for row in by_pandas]
+        shown = [r for r in padded if any(c.strip() for c in r)]
+        assert [table.headers] + [cells for _, cells in table.rows if any(cells)] == [
+            [c.strip() for c in shown[0]],
+            *shown[1:],
+        ], text
+
+
+def test_reading_a_csv_file_does_not_import_pandas(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "liste.csv"
+    path.write_text("Nom;Courriel\r\nDupont;a@example.org\r\n", encoding="utf-8")
+    code = (
+        "import sys; from pathlib import Path; from campaign.spreadsheet import read_table; "
+        f"t = read_table(Path({str(path)!r})); assert t.rows == [(2, ['Dupont', 'a@example.org'])]; "
+        "print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_blank_lines_before_the_header_keep_the_row_numbers(tmp_path: Path) -> None:
+    # pandas' C reader said "No columns to parse" here: the file looked empty.
+    path = tmp_path / "liste.csv"
+    path.write_text("\r\n;\r\nNom;Courriel\r\nDupont;a@example.org\r\n", encoding="utf-8")
+    table = read_table(path)
+    assert (table.header_row, table.headers) == (3, ["Nom", "Courriel"])
+    assert table.rows == [(4, ["Dupont", "a@example.org"])]

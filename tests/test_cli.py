@@ -117,3 +117,45 @@ def test_a_long_bounced_address_is_never_cut_in_two(capsys: pytest.CaptureFixtur
     print_inbox(report)
     lines = capsys.readouterr().out.splitlines()
     assert any(address in line for line in lines), "\n".join(lines)
+
+
+def test_send_progress_draws_on_a_terminal_and_stays_idle_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from campaign.cli import output
+    from campaign.dispatch import Event, EventKind
+
+    events = [Event(EventKind.START, total=3, text="3 to send")] + [
+        Event(EventKind.DONE, key=f"r{i}@example.org") for i in range(3)
+    ]
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(output.err_console, "_console", terminal)
+    with output.SendProgress(disable=False) as progress:
+        for event in events:
+            progress(event)
+        assert progress.bar is not None
+        assert progress.bar.tasks[0].completed == 3
+        assert progress.bar.tasks[0].total == 3
+    assert progress.done == 3
+    assert "3/3" in screen.getvalue()
+
+    pipe = io.StringIO()
+    monkeypatch.setattr(output.err_console, "_console", Console(file=pipe, force_terminal=False))
+    with output.SendProgress(disable=False) as progress:
+        for event in events:
+            progress(event)
+    assert progress.bar is None  # no bar in a pipe, but the forecast is still said
+    assert progress.done == 3
+    assert pipe.getvalue().strip() == "3 to send"
+
+    quiet = io.StringIO()
+    monkeypatch.setattr(output.err_console, "_console", Console(file=quiet, force_terminal=True))
+    with output.SendProgress(disable=True) as progress:
+        for event in events:
+            progress(event)
+    assert progress.bar is None and progress.done == 3 and quiet.getvalue() == ""

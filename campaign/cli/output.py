@@ -404,10 +404,24 @@ def print_inbox(report: InboxReport) -> None:
     _print_copies(report.copies)
 
 
+RATE_EVERY = 0.25  # seconds between two readings of the sending rate shown beside the bar
+
+
 class SendProgress:
     """A progress bar with rate and estimated finish, and the countdown of waits."""
 
     def __init__(self, *, disable: bool) -> None:
+        # Not on a terminal (a pipe, a log file): no bar, which would leave an empty line there;
+        # and then no rich Progress at all (its import, and its updates per message).
+        console = err_console.rich()
+        self.console = console
+        self.disabled = disable
+        self.done = 0
+        self._rate = ""
+        self._rate_at = 0.0
+        self.bar: Any = None
+        if disable or not console.is_terminal:
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -416,8 +430,6 @@ class SendProgress:
             TimeRemainingColumn,
         )
 
-        # Not on a terminal (a pipe, a log file): no bar, which would leave an empty line there.
-        console = err_console.rich()
         self.bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -426,31 +438,38 @@ class SendProgress:
             "{task.fields[rate]}",
             TimeRemainingColumn(),
             console=console,
-            disable=disable or not console.is_terminal,
             transient=True,
         )
         self.task = self.bar.add_task(_("sending"), total=None, rate="")
-        self.disabled = disable
-        self.done = 0
 
     def __enter__(self) -> SendProgress:
-        self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
     def __call__(self, event: Any) -> None:
         kind = str(event.kind)
-        if kind == "start":
+        if kind == "start" and event.text and not self.disabled:
+            # The forecast ("711 to send: about 2 days (…)"), with or without a bar.
+            self.console.print(escape(event.text))
+        if self.bar is None:
+            self.done += kind == "done"
+        elif kind == "start":
             self.bar.update(self.task, total=event.total)
-            if event.text and not self.disabled:  # the forecast: "711 to send: about 2 days (…)"
-                self.bar.console.print(escape(event.text))
         elif kind == "done":
             self.done += 1
-            speed = self.bar.tasks[0].speed
-            rate = _("{n}/min").format(n=number(speed * 60)) if speed else ""
-            self.bar.update(self.task, completed=self.done, description=_("sending"), rate=rate)
+            now = time.monotonic()
+            if now - self._rate_at >= RATE_EVERY:  # rich's speed scans all its samples
+                speed = self.bar.tasks[0].speed
+                self._rate = _("{n}/min").format(n=number(speed * 60)) if speed else ""
+                self._rate_at = now
+            self.bar.update(
+                self.task, completed=self.done, description=_("sending"), rate=self._rate
+            )
         elif kind == "wait":
             description = _("waiting {seconds} s ({why})").format(
                 seconds=number(event.seconds), why=event.text

@@ -176,6 +176,7 @@ class Composer:
             )
             for policy in (SMTP, SMTPUTF8)
         }
+        self._to_lines = ToLines()
         # One Markdown rendering per distinct merged body: rows that merge alike share it.
         self._bodies: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[bytes, bytes]] = {}
         self._parts: dict[tuple[EmailPolicy[EmailMessage], Attachment], bytes] = {}
@@ -203,7 +204,7 @@ class Composer:
         policy = SMTPUTF8 if utf8 else SMTP
         headers = [
             self._sender_lines[policy][0],
-            _fold(policy, "To", to),
+            self._to_lines.line(policy, to),
             _fold(policy, "Subject", subject),
             _fold(policy, "Message-ID", mid),
         ]
@@ -266,6 +267,86 @@ def _fold(policy: EmailPolicy[EmailMessage], name: str, value: object) -> bytes:
 
 
 _SIMPLE = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+class ToLines:
+    """The To line of each message, as the stdlib folds it, without folding every one of them.
+
+    Folding `Prénom Nom <address>` (parsing the header, encoding its words, refolding) is a third
+    of the cost of composing a message. Two display names of the same *shape* (the same string
+    once every ASCII letter and digit is replaced by `x`: `Prénom12` and `Trénol47` are both
+    `xxéxxxxx`) fold alike: the header parser and the RFC 2047 encoder treat every ASCII letter
+    and digit the same way (atext; left as they are in a `q` encoded word; the choice between
+    `q` and `b` depends on lengths only), and the line is folded by lengths alone. So the shape
+    is folded once with a stand-in address, and each row's letters are put back in order into
+    it, the row's address after it.
+
+    Only where that holds for sure: a plain dot-atom ASCII address, a display name without `=?`
+    (an encoded word's opening), no `b` encoded word in the template (base64 mixes the letters),
+    a template on one line, and a result short enough that the stdlib would not fold it either.
+    A shape is trusted from its second row on, and only if the template gives that row exactly
+    the stdlib's bytes; anything else is folded by the stdlib, as before.
+    """
+
+    _STAND_IN = "x@x.x"
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[EmailPolicy[EmailMessage], str]] = set()
+        self._templates: dict[tuple[EmailPolicy[EmailMessage], str], list[bytes] | None] = {}
+
+    def line(self, policy: EmailPolicy[EmailMessage], to: Address) -> bytes:
+        name, address = to.display_name, to.addr_spec
+        if not name or policy is not SMTP or "=?" in name or not _DOT_ATOM.fullmatch(address):
+            return _fold(policy, "To", to)
+        shape = _WORD_CHAR.sub("x", name)
+        key = (policy, shape)
+        template = self._templates.get(key)
+        if template is not None:
+            made = _filled(template, name, address)
+            if made is not None:
+                return made
+        folded = _fold(policy, "To", to)
+        if key not in self._templates:
+            if key in self._seen:  # the shape's second row: make its template, check it
+                template = self._template(policy, shape)
+                good = template is not None and _filled(template, name, address) == folded
+                self._templates[key] = template if good else None
+                self._seen.discard(key)
+            elif len(self._seen) < _SHAPES_KEPT:
+                self._seen.add(key)
+        return folded
+
+    def _template(self, policy: EmailPolicy[EmailMessage], shape: str) -> list[bytes] | None:
+        stand_in = Address(display_name=shape, addr_spec=self._STAND_IN)
+        folded = policy.fold_binary("To", policy.header_factory("To", stand_in))
+        tail = b" <" + self._STAND_IN.encode() + b">\r\n"
+        if not folded.startswith(b"To: ") or not folded.endswith(tail):
+            return None
+        name = folded[4 : -len(tail)]
+        if b"\r\n" in name or b"?b?" in name.lower():
+            return None
+        pieces = name.split(b"x")
+        if len(pieces) - 1 != len(_WORD_CHAR.findall(shape)):
+            return None
+        return pieces
+
+
+def _filled(template: list[bytes], name: str, address: str) -> bytes | None:
+    """The To line of `name` from its shape's template; None if the stdlib would fold it."""
+    letters = _WORD_CHAR.findall(name)
+    out = [b"To: ", template[0]]
+    for letter, piece in zip(letters, template[1:], strict=True):
+        out += [letter.encode("ascii"), piece]
+    out += [b" <", address.encode("ascii"), b">\r\n"]
+    line = b"".join(out)
+    return line if len(line) <= _UNFOLDED else None
+
+
+_WORD_CHAR = re.compile(r"[A-Za-z0-9]")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_SHAPES_KEPT = 4096  # shapes seen once, remembered to spot their second row: a bound
+_UNFOLDED = 76 + 2  # a To line up to 76 characters and its CRLF (the stdlib folds beyond 78)
 
 
 def _boundary(parts: list[bytes]) -> str:

@@ -184,3 +184,43 @@ def test_an_international_mailbox_gets_utf8_headers_and_an_ascii_domain_in_the_e
     assert not needs_smtputf8("user@bücher.example")
     assert envelope_address("user@bücher.example") == "user@xn--bcher-kva.example"
     assert envelope_address("anne@example.org") == "anne@example.org"
+
+
+def test_to_lines_are_the_stdlibs_for_every_name_and_reuse_the_shapes() -> None:
+    import random
+
+    from campaign.compose import ToLines, _fold, make_address
+
+    rng = random.Random(2020)
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    risky = "éèêëàâçîïôöùûüÉÈÀÇŒœß -'.,\"()<>@;:=?_ \u00a0\u202f😀\\[]"
+    words = ["Marie", "Dupont", "Élise", "Noël", "de", "La", "Tour", "Prénom7", "x", "X9", "=?"]
+    names = []
+    for _ in range(4000):
+        kind = rng.random()
+        if kind < 0.4:  # names as people have them
+            names.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))))
+        elif kind < 0.8:  # the same shapes, other letters
+            base = rng.choice(words) + " " + rng.choice(words)
+            names.append(
+                "".join(rng.choice(letters) if c.isalnum() and c.isascii() else c for c in base)
+            )
+        else:  # anything, long ones folded
+            pool = letters * 3 + risky
+            names.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 90))).strip())
+    addresses = [
+        "a@example.org",
+        "marie.dupont-x@hopital.example.org",
+        "x+y_z@example.com",
+        "Élise@example.org",
+    ]
+    lines = ToLines()
+    for name in names:
+        address = rng.choice(addresses)
+        for way in (policy.SMTP, policy.SMTPUTF8):
+            if not address.isascii() and way is policy.SMTP:
+                continue
+            to = make_address(name, address)
+            assert lines.line(way, to) == _fold(way, "To", to), (name, address)
+    trusted = [key for key, template in lines._templates.items() if template is not None]
+    assert len(trusted) > 30  # the shapes were used, not only the stdlib

@@ -49,6 +49,8 @@ from campaign.throttle import DayCapReached, Pace, PaceReport, Throttle
 
 IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
 NOOP_TIMEOUT = 5.0
+_DOT = b".\r\n"  # the final dot, after the body's last CRLF (RFC 5321 §4.1.1.4)
+_END_OF_DATA = b"\r\n" + _DOT
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -325,9 +327,13 @@ class Dispatcher:
             start = await client.execute_command(b"DATA")
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
-            await self._write([ledger.begin(job.key, now, Phase.BODY)])
+            # The body mark must be on the disk before the final dot (only then may the server
+            # accept the message): the body itself goes meanwhile, while the mark is fsynced.
+            if client.protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost before the message body")
+            marked = asyncio.ensure_future(self._write([ledger.begin(job.key, now, Phase.BODY)]))
             unwritten, in_body = [], True
-            reply = await self._transmit(client, data)
+            reply = await self._transmit(slot, client, data, marked)
             conn.messages += 1
             conn.last_used = self.clock()
             if reply.code != 250:
@@ -358,7 +364,7 @@ class Dispatcher:
                 job.put_back += 1  # the connection was lost before the server heard of anyone
                 return None
             text = _describe(err)
-            if in_body:
+            if in_body and not isinstance(err, _NotDelivered):
                 await self._write(
                     [ledger.outcome(job.key, State.UNCERTAIN, None, text, self.clock())]
                 )
@@ -391,12 +397,27 @@ class Dispatcher:
         )
         return State.DEFERRED
 
-    async def _transmit(self, client: aiosmtplib.SMTP, data: bytes) -> aiosmtplib.SMTPResponse:
-        """Send the body and wait for the reply to the final dot (RFC 5321: up to 10 minutes)."""
+    async def _transmit(
+        self, slot: int, client: aiosmtplib.SMTP, data: bytes, marked: asyncio.Future[None]
+    ) -> aiosmtplib.SMTPResponse:
+        """Send the body, the final dot once `marked` is done, and wait for the server's reply.
+
+        The server may accept a message only once it has the final dot (RFC 5321 §4.1.1.4: a
+        body cut before it is not delivered), so the body goes while its mark is being committed
+        and the dot only once the mark is durable. If the mark cannot be committed, the
+        connection is closed without the dot and the message is not delivered.
+        """
+        assert data.endswith(_END_OF_DATA) and client.protocol is not None
         protocol = client.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("connection lost before the message body")
-        protocol.write(data)
+        protocol.write(memoryview(data)[: -len(_DOT)])  # type: ignore[arg-type]
+        try:
+            await marked
+        except BaseException:
+            self._drop(slot)
+            raise
+        if not protocol.is_connected:
+            raise _NotDelivered("connection lost before the final dot")
+        protocol.write(_DOT)
         return await protocol.read_response(timeout=self.smtp.data_timeout)
 
     async def _connection(self, slot: int) -> _Connection:
@@ -474,6 +495,10 @@ class Dispatcher:
     def _emit(self, event: Event) -> None:
         if self.progress is not None:
             self.progress(event)
+
+
+class _NotDelivered(aiosmtplib.SMTPServerDisconnected):
+    """The connection was lost during the body, before its final dot: the server has no message."""
 
 
 def _why(window: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,66 @@ def test_connection_lost_before_mail_is_answered_costs_no_attempt(tmp_path: Path
         assert (report.tally.sent, report.tally.failed, report.tally.deferred) == (3, 0, 0)
         assert server.connections == 3 and max(server.copies().values()) == 1
     assert delivery(settings).attempts == 1
+
+
+def _body_marks(writes: list[tuple[str, tuple[object, ...]]]) -> list[str]:
+    """The recipients whose body mark is among `writes` (ledger.begin with Phase.BODY)."""
+    return [
+        str(params[-1])
+        for sql, params in writes
+        if sql.startswith("UPDATE deliveries SET state = 'sending'") and params[0] == "body"
+    ]
+
+
+def test_the_final_dot_waits_for_the_body_mark_to_be_on_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from campaign import logwriter
+
+    durable: dict[str, float] = {}
+    commit = logwriter.apply_writes
+
+    def slow_commit(conn: Any, writes: Any) -> None:
+        marks = _body_marks(writes)
+        if marks:
+            time.sleep(0.05)  # a slow disk: the body is on the wire meanwhile, not the dot
+        commit(conn, writes)
+        for key in marks:
+            durable[key] = time.time()
+
+    monkeypatch.setattr(logwriter, "apply_writes", slow_commit)
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=6)
+        report = send(settings)
+        assert report.tally.sent == 6
+        for stored in server.stored:
+            (address,) = stored.recipients
+            assert durable[address.lower()] <= stored.at, address
+
+
+def test_a_body_mark_that_cannot_be_written_sends_no_final_dot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from campaign import logwriter
+    from campaign.errors import StateError
+
+    commit = logwriter.apply_writes
+
+    def failing_commit(conn: Any, writes: Any) -> None:
+        if _body_marks(writes):
+            raise sqlite3.OperationalError("disk I/O error")
+        commit(conn, writes)
+
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3)
+        monkeypatch.setattr(logwriter, "apply_writes", failing_commit)
+        with pytest.raises(StateError):
+            send(settings)
+        assert server.stored == []  # the body went, never its final dot: nothing delivered
+        monkeypatch.setattr(logwriter, "apply_writes", commit)
+        report = send(settings)
+        assert report.tally.sent == 3 and max(server.copies().values()) == 1

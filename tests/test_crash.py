@@ -136,7 +136,7 @@ def project_for(tmp_path: Path, port: int) -> Path:
         tmp_path / "project",
         port=port,
         recipients=RECIPIENTS,
-        throttle=f"per_second: 100\n  per_minute: null\n  per_day: 100000\n"
+        throttle=f"per_second: 50\n  per_minute: null\n  per_day: 100000\n"
         f"  concurrency: {CONCURRENCY}\n  messages_per_connection: 40",
         retry="max_attempts: 10\n  backoff: [0s]",
     )

@@ -15,7 +15,7 @@ from bench.soak import run_soak
 @pytest.mark.slow
 def test_killed_sender_skips_nobody_and_sends_nobody_twice(tmp_path: Path) -> None:
     result = run_soak(
-        tmp_path, recipients=300, kills=3, concurrency=4, seed=7, kill_after=(0.5, 2.0)
+        tmp_path, recipients=300, kills=3, concurrency=4, seed=7, kill_after=(0.4, 1.0)
     )
     assert result.kills == 3
     assert result.faults > 0  # the server did misbehave

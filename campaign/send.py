@@ -339,6 +339,7 @@ class _Plan:
         self._pool: composepool.ComposePool[Recipient] | None = None
         self._stamp_time = _now()
         self._stamp = b""
+        self._date = (-1, b"")
         if options.test_to:
             targets = list(self.ready.values())[: max(options.count, 1)]
         else:
@@ -435,7 +436,7 @@ class _Plan:
                 at = -1 if data is None else data.find(self._stamp)
                 if data is not None and at >= 0:
                     # Dated when it goes, as a message composed here and now would be.
-                    return data[:at] + _date_line(_now()) + data[at + len(self._stamp) :]
+                    return data[:at] + self._date_line_now() + data[at + len(self._stamp) :]
             return self._compose(recipient)
 
         address = envelope_address(recipient.email)
@@ -447,6 +448,13 @@ class _Plan:
             attempts,
             utf8=needs_smtputf8(address),
         )
+
+    def _date_line_now(self) -> bytes:
+        """The Date line of a message leaving now: made once a second (it shows seconds)."""
+        second = int(time.time())
+        if second != self._date[0]:
+            self._date = (second, _date_line(datetime.fromtimestamp(second).astimezone()))
+        return self._date[1]
 
     def _compose(self, recipient: Recipient, *, now: datetime | None = None) -> bytes:
         own = with_recipient_attachments(self.inputs, recipient, self.attachments)

@@ -320,11 +320,19 @@ class Dispatcher:
         unwritten: list[Write] = [ledger.begin(job.key, now)]
         in_body = mailed = False
         mail, rcpt = self.dsn.options(client, job.key, job.recipient) if self.dsn else ([], [])
+        step = self.smtp.timeout
         try:
-            await client.mail(job.sender, options=options + mail, encoding=encoding)
-            mailed = True
-            await client.rcpt(job.recipient, options=rcpt, encoding=encoding)
-            start = await client.execute_command(b"DATA")
+            # One deadline moved at each step rather than a timeout per reply (asyncio.wait_for:
+            # two futures, a timer and a loop turn more for each of the four replies).
+            async with _Deadline(step) as deadline:
+                await client.mail(
+                    job.sender, options=options + mail, encoding=encoding, timeout=None
+                )
+                mailed = True
+                deadline.again(step)
+                await client.rcpt(job.recipient, options=rcpt, encoding=encoding, timeout=None)
+                deadline.again(step)
+                start = await client.execute_command(b"DATA", timeout=None)
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
             # The body mark must be on the disk before the final dot (only then may the server
@@ -418,7 +426,8 @@ class Dispatcher:
         if not protocol.is_connected:
             raise _NotDelivered("connection lost before the final dot")
         protocol.write(_DOT)
-        return await protocol.read_response(timeout=self.smtp.data_timeout)
+        async with _Deadline(self.smtp.data_timeout):
+            return await protocol.read_response(timeout=None)
 
     async def _connection(self, slot: int) -> _Connection:
         """The slot's connection: reused while fresh and alive, else a new one."""
@@ -495,6 +504,28 @@ class Dispatcher:
     def _emit(self, event: Event) -> None:
         if self.progress is not None:
             self.progress(event)
+
+
+class _Deadline:
+    """`asyncio.timeout(seconds)`, moved on at each step, its expiry raised as aiosmtplib's own."""
+
+    def __init__(self, seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = asyncio.Timeout(self._loop.time() + seconds)
+
+    def again(self, seconds: float) -> None:
+        """Give the next step `seconds` from now."""
+        self._timeout.reschedule(self._loop.time() + seconds)
+
+    async def __aenter__(self) -> _Deadline:
+        await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(self, kind: Any, error: Any, trace: Any) -> None:
+        try:
+            await self._timeout.__aexit__(kind, error, trace)
+        except TimeoutError:
+            raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from None
 
 
 class _NotDelivered(aiosmtplib.SMTPServerDisconnected):

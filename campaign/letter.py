@@ -12,6 +12,7 @@ front matter included.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -349,13 +350,21 @@ def _line_of_key(front: str, key: str) -> int:
 
 def _compile(env: SandboxedEnvironment, source: str, shown: str) -> jinja2.Template:
     try:
-        return env.from_string(source)
+        template = env.from_string(source)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateError(
             _("template syntax error: {error}").format(error=err.message),
             place=Place(file=shown, line=err.lineno),
             hint=_("check the {{ }} and {% %} around this line"),
         ) from None
+    if not meta.find_undeclared_variables(env.parse(source)) - set(env.globals):
+        _FIXED[template] = None  # the same text for everyone: rendered once, when first asked
+    return template
+
+
+# The templates that read no variable (a fixed place, signature or subject: the helpers are pure
+# functions of what they are given), each with its text once rendered.
+_FIXED: weakref.WeakKeyDictionary[jinja2.Template, str | None] = weakref.WeakKeyDictionary()
 
 
 def compile_text(source: str, shown: str) -> jinja2.Template:
@@ -502,8 +511,13 @@ def front_matter_line(letter: Letter, key: str) -> int:
 
 def render_template(template: jinja2.Template, context: Mapping[str, Any], shown: str) -> str:
     """Render a compiled template; undefined names and sandbox violations name the line."""
+    fixed = template in _FIXED
+    if fixed:
+        text = _FIXED[template]
+        if text is not None:
+            return text
     try:
-        return template.render(context)
+        text = template.render(context)
     except jinja2.UndefinedError as err:
         raise TemplateError(
             _("undefined placeholder: {error}").format(error=err.message),
@@ -528,6 +542,9 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any], shown
             _("template error: {error}").format(error=f"{type(err).__name__}: {err}"),
             place=Place(file=shown, line=_error_line(err)),
         ) from None
+    if fixed:
+        _FIXED[template] = text
+    return text
 
 
 def _error_line(err: BaseException) -> int | None:

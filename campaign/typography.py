@@ -90,9 +90,13 @@ def as_date(value: object) -> date:
 
 def date_fr(value: object) -> str:
     """Write a date in French: `7 mai 2020`, `1er mai 2020`."""
+    return _date_fr(as_date(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _date_fr(day: date) -> str:
     from babel.dates import format_date
 
-    day = as_date(value)
     text = str(format_date(day, "d MMMM y", locale="fr_FR"))
     return text.replace("1 ", "1er ", 1) if day.day == 1 else text
 

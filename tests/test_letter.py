@@ -170,3 +170,18 @@ def test_sample_letter_merges_with_its_four_footnotes() -> None:
     assert len(merged.footnotes) == 4
     assert merged.fields["date"] == "7 mai 2020"
     assert merged.pdf_html.count('class="footnote"') == 4
+
+
+def test_a_template_that_reads_no_cell_is_rendered_once_and_one_that_does_each_time() -> None:
+    from campaign import letter
+
+    fixed = letter.compile_text("Paris, le {{ date_fr('2020-05-01') }}", "place")
+    personal = letter.compile_text("{{ prenom }} {{ nom | upper }}", "to_name")
+    assert fixed in letter._FIXED and personal not in letter._FIXED
+    first = letter.render_template(fixed, {"prenom": "Élise"}, "place")
+    assert first == "Paris, le 1er mai 2020" and letter._FIXED[fixed] == first
+    assert letter.render_template(fixed, {}, "place") == first  # no context needed any more
+    names = [letter.render_template(personal, {"prenom": p, "nom": "Noël"}, "x") for p in "AB"]
+    assert names == ["A NOËL", "B NOËL"]
+    with pytest.raises(TemplateError):  # an error is never kept as the text
+        letter.render_template(letter.compile_text("{{ 1 / 0 }}", "place"), {}, "place")

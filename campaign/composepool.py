@@ -45,8 +45,15 @@ def available() -> bool:
 
 
 def worker_count() -> int:
-    """As many workers as cores: the sender mostly waits on the network."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    """A worker per core but the sender's own, at most 4.
+
+    The sender (SMTP, the log, progress) keeps a core busy when the server answers fast; with a
+    worker on every core the three processes took turns on two cores, and the sender's pauses
+    held up every connection (measured in docs/performance-send.md: one worker is 10-15 %
+    faster end to end than two on a 2-core machine, and keeps up: composing costs less than
+    sending).
+    """
+    return max(1, min((os.cpu_count() or 1) - 1, 4))
 
 
 class ComposePool(Generic[T]):

@@ -105,9 +105,15 @@ def mail_per_session(log: str) -> list[int]:
     return found
 
 
-def assert_each_delivered_once(postfix: Postfix, settings: Path, addresses: set[str]) -> None:
-    """Every address in `addresses` has exactly one copy, its Message-ID the logged one."""
-    lines = postfix.wait_delivered(len(addresses), seconds=60)
+def assert_each_delivered_once(
+    postfix: Postfix, settings: Path, addresses: set[str], *, mark: int
+) -> None:
+    """Every address in `addresses` has exactly one copy, its Message-ID the logged one.
+
+    Deliveries are counted from `mark` (the log's size before the send): counted from the
+    start, an earlier test's deliveries let it look before the last message was in its Maildir.
+    """
+    lines = postfix.wait_delivered(len(addresses), mark=mark, seconds=60)
     assert len(lines) >= len(addresses)
     log = logged(settings)
     boxes = maildir_ids(postfix)
@@ -131,7 +137,7 @@ def test_clean_campaign_one_queue_id_per_message_and_connections_reused(
     result, report = send(settings)
     assert result.exit_code == 0, result.output
     assert (report["sent"], report["failed"], report["deferred"]) == (count, 0, 0)
-    assert_each_delivered_once(postfix, settings, set(logged(settings)))
+    assert_each_delivered_once(postfix, settings, set(logged(settings)), mark=mark)
     server_log = postfix.log_since(mark)
     ids = queue_ids(server_log)
     assert len(ids) == len(set(ids)) == count  # one queue ID per message, no message twice
@@ -159,7 +165,7 @@ def test_message_rate_limit_slows_the_run_and_nobody_fails(
     result, report = send(settings)
     assert result.exit_code == 0, result.output
     assert (report["sent"], report["failed"], report["deferred"]) == (count, 0, 0)
-    assert_each_delivered_once(postfix, settings, set(logged(settings)))
+    assert_each_delivered_once(postfix, settings, set(logged(settings)), mark=mark)
     server_log = postfix.log_since(mark)
     limited = len(re.findall(r"Message delivery request rate limit exceeded", server_log))
     pace = report["server"]
@@ -193,7 +199,7 @@ def test_recipient_refused_with_5xx_fails_with_postfix_text_and_the_others_arriv
     assert isinstance(attention, list)
     assert [(a["email"], a["code"]) for a in attention] == [(refused, 550)]
     others = set(logged(settings)) - {refused}
-    assert_each_delivered_once(postfix, settings, others)
+    assert_each_delivered_once(postfix, settings, others, mark=mark)
     assert len(queue_ids(server_log)) == 3
 
 
@@ -282,7 +288,7 @@ def test_postfix_stopped_mid_send_is_a_pause_and_everyone_arrives_once(
     pace = report["server"]
     assert isinstance(pace, dict) and pace["outages"] == 1
     assert pace["paused_seconds"] >= outage - 5
-    assert_each_delivered_once(postfix, settings, set(logged(settings)))
+    assert_each_delivered_once(postfix, settings, set(logged(settings)), mark=mark)
     assert all(attempts == 1 for _, _, attempts, _ in logged(settings).values())
     ids = queue_ids(postfix.log_since(mark))
     assert len(ids) == count and max(Counter(ids).values()) == 1

@@ -48,12 +48,12 @@ from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
-from campaign.sentcopy import CopyReport, SentCopier
 from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
 from campaign.window import Forecast, WindowedThrottle, forecast, window_of
 
 if TYPE_CHECKING:
     from campaign.pdf import ApprovedLetters
+    from campaign.sentcopy import CopyReport
 
 
 class SendMode(StrEnum):
@@ -235,6 +235,8 @@ def send_campaign(
         rounds = plan.next_round
         copier = None
         if mode is SendMode.SEND and settings.mailbox and settings.mailbox.save_sent != "never":
+            from campaign.sentcopy import SentCopier  # IMAP: imported only when it is used
+
             copier = SentCopier(settings, campaign.layout)  # its own thread and connection
             progress, rounds = copier.watching(progress), copier.rounds(rounds)
             dispatcher.progress = progress

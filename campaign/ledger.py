@@ -18,10 +18,10 @@ so does its copy in the Sent folder. The scan positions (UIDVALIDITY, last UID p
 copies appended to Sent (`sent_copies`: recorded before the APPEND, so a crash never appends
 twice) are kept here too.
 
-Each step is committed before the SMTP step that depends on it: the mark that the body is about
-to go out is committed *and fsynced*, in one statement with the start of the transaction, before
-its first byte is sent (a crash before it leaves the recipient pending or deferred: nothing was
-transmitted); the server's 250 is committed without holding the connection up, within a few
+Each step is committed before the SMTP step that depends on it: the mark that the body is going
+out is committed *and fsynced*, in one statement with the start of the transaction, before the
+final dot is sent (the body goes meanwhile; a crash before the mark is durable leaves the
+recipient pending or deferred: without its final dot the server has no message); the server's 250 is committed without holding the connection up, within a few
 milliseconds, usually in the next fsynced commit (lost in a crash, the message shows as uncertain:
 it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
 knows which messages never left (safe to send again) and which were on the wire without a

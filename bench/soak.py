@@ -124,8 +124,13 @@ def run_soak(
     seed: int = 1,
     kill_after: tuple[float, float] = (0.3, 4.0),
     max_runs: int = 200,
+    per_second: int | None = None,
 ) -> SoakResult:
-    """Send `recipients` messages through a faulty server, killing the sender `kills` times."""
+    """Send `recipients` messages through a faulty server, killing the sender `kills` times.
+
+    `per_second` throttles the sender, so that the kills fall in the middle of the sending
+    whatever the machine's speed (the short soak of `make test`); the bench runs unthrottled.
+    """
     rng = random.Random(seed)
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--fault-rate", str(fault_rate), "--seed", str(seed)],
@@ -143,7 +148,7 @@ def run_soak(
             port=port,
             recipients=recipients,
             throttle=(
-                "per_minute: null\n  per_day: null\n"
+                f"per_second: {per_second or 'null'}\n  per_minute: null\n  per_day: null\n"
                 f"  concurrency: {concurrency}\n  messages_per_connection: 50"
             ),
             retry="max_attempts: 25\n  backoff: [0.05s]",

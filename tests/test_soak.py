@@ -14,8 +14,16 @@ from bench.soak import run_soak
 
 @pytest.mark.slow
 def test_killed_sender_skips_nobody_and_sends_nobody_twice(tmp_path: Path) -> None:
+    # Throttled, so that each kill falls while messages are on the wire however fast the
+    # machine: at most 50 in a burst and 50 a second, each run is killed before it is done.
     result = run_soak(
-        tmp_path, recipients=300, kills=3, concurrency=4, seed=7, kill_after=(0.4, 1.0)
+        tmp_path,
+        recipients=300,
+        kills=3,
+        concurrency=4,
+        seed=7,
+        kill_after=(0.5, 2.0),
+        per_second=50,
     )
     assert result.kills == 3
     assert result.faults > 0  # the server did misbehave

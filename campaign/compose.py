@@ -306,7 +306,7 @@ class ToLines:
             if made is not None:
                 return made
         folded = _fold(policy, "To", to)
-        if key not in self._templates:
+        if key not in self._templates and len(self._templates) < _SHAPES_KEPT:
             if key in self._seen:  # the shape's second row: make its template, check it
                 template = self._template(policy, shape)
                 good = template is not None and _filled(template, name, address) == folded
@@ -345,7 +345,7 @@ def _filled(template: list[bytes], name: str, address: str) -> bytes | None:
 _WORD_CHAR = re.compile(r"[A-Za-z0-9]")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
-_SHAPES_KEPT = 4096  # shapes seen once, remembered to spot their second row: a bound
+_SHAPES_KEPT = 4096  # shapes remembered (seen once; with a template): a bound on memory
 _UNFOLDED = 76 + 2  # a To line up to 76 characters and its CRLF (the stdlib folds beyond 78)
 
 

@@ -71,11 +71,39 @@ def _plain(value: object) -> object:
     return "" if value is None else value
 
 
+# The longest text (or list) a template may make by repeating one (`{{ nom * 100000 }}`): a
+# letter is a few thousand characters, and WeasyPrint takes minutes to lay out a million.
+MAX_REPEATED = 10_000
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, which also refuses to repeat a text or a list into a huge one."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for items, times in ((left, right), (right, left)):
+                if (
+                    isinstance(items, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(items) * times > MAX_REPEATED
+                ):
+                    raise SecurityError(
+                        _("a text repeated into {n} characters (at most {most})").format(
+                            n=len(items) * times, most=MAX_REPEATED
+                        )
+                    )
+        if operator == "**" and isinstance(right, int) and abs(right) > 100:
+            raise SecurityError(_("a power of more than 100"))
+        return super().call_binop(context, operator, left, right)
+
+
 def make_environment(*, markdown: bool) -> SandboxedEnvironment:
     """A sandboxed Jinja2 environment; in Markdown templates every printed value is escaped."""
     from campaign import typography  # the helpers templates may call
 
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -185,3 +185,15 @@ def test_a_template_that_reads_no_cell_is_rendered_once_and_one_that_does_each_t
     assert names == ["A NOËL", "B NOËL"]
     with pytest.raises(TemplateError):  # an error is never kept as the text
         letter.render_template(letter.compile_text("{{ 1 / 0 }}", "place"), {}, "place")
+
+
+def test_a_template_cannot_repeat_a_text_into_a_huge_one() -> None:
+    from campaign import letter
+
+    bomb = letter.compile_text("{{ nom * 100000 }}", "mini.md")
+    with pytest.raises(TemplateError, match="repeated into 400000 characters"):
+        letter.render_template(bomb, {"nom": "Noël"}, "mini.md")
+    rule = letter.compile_text("{{ '-' * 40 }} {{ 2 ** 10 }} {{ 3 * 4 }}", "mini.md")
+    assert letter.render_template(rule, {}, "mini.md") == "-" * 40 + " 1024 12"
+    with pytest.raises(TemplateError, match="power"):
+        letter.render_template(letter.compile_text("{{ 9 ** 99999 }}", "x"), {}, "x")

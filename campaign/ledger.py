@@ -21,9 +21,9 @@ twice) are kept here too.
 Each step is committed before the SMTP step that depends on it: the mark that the body is going
 out is committed *and fsynced*, in one statement with the start of the transaction, before the
 final dot is sent (the body goes meanwhile; a crash before the mark is durable leaves the
-recipient pending or deferred: without its final dot the server has no message); the server's 250 is committed without holding the connection up, within a few
-milliseconds, usually in the next fsynced commit (lost in a crash, the message shows as uncertain:
-it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
+recipient pending or deferred: without its final dot the server has no message); the server's
+250 is committed without holding the connection up, within a few milliseconds, usually in the
+next fsynced commit (lost in a crash, the message shows as uncertain: it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
 knows which messages never left (safe to send again) and which were on the wire without a
 recorded reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in
 their own table. `LedgerWriter` commits the steps of concurrent connections from one thread,

@@ -385,7 +385,7 @@ def _compile(env: SandboxedEnvironment, source: str, shown: str) -> jinja2.Templ
             place=Place(file=shown, line=err.lineno),
             hint=_("check the {{ }} and {% %} around this line"),
         ) from None
-    if not meta.find_undeclared_variables(env.parse(source)) - set(env.globals):
+    if not template_variables(source):  # it parsed: the two environments share a syntax
         _FIXED[template] = None  # the same text for everyone: rendered once, when first asked
     return template
 

@@ -7,7 +7,7 @@ twice, out of the batch, or the worker failed): the caller then composes it itse
 is raised, with its place and hint, in the process that reports it.
 
 The workers are forked once the inputs are loaded and the shared parts prepared, and before the
-delivery log's writer thread and the event loop start: they inherit everything already imported
+event loop starts: they inherit everything already imported
 and computed, so starting one costs a few milliseconds and no import. A worker closes every file
 it inherited but its pipe (the run lock's descriptor must not outlive the run), ignores Ctrl-C
 (the run decides when to stop) and leaves when its parent is gone. Each worker composes at most

@@ -23,7 +23,6 @@ at once (the log then says `uncertain` for any message whose body was on the wir
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import re
 import signal
@@ -178,7 +177,6 @@ class Dispatcher:
     _pool: list[_Connection | None] = field(default_factory=list)
     _opener: SessionOpener = field(init=False, repr=False)
     _freed: asyncio.Event | None = None
-    _unconfirmed: list[concurrent.futures.Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Settings the server need not be asked about are refused here, before any connection.
@@ -339,7 +337,7 @@ class Dispatcher:
             # accept the message): the body itself goes meanwhile, while the mark is fsynced.
             if client.protocol is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost before the message body")
-            marked = asyncio.ensure_future(self._write([ledger.begin(job.key, now, Phase.BODY)]))
+            marked = self.writer.commit([ledger.begin(job.key, now, Phase.BODY)])
             unwritten, in_body = [], True
             reply = await self._transmit(slot, client, data, marked)
             conn.messages += 1
@@ -382,7 +380,8 @@ class Dispatcher:
             return self._done(job, state, None, text)
         text = reply.message
         self.pace.accepted(self.clock())
-        self._record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
+        # Lost in a crash, the message shows as uncertain (it was in flight): not waited for.
+        self.writer.record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
         return self._done(job, State.SENT, reply.code, text)
 
     def _settle(
@@ -406,7 +405,7 @@ class Dispatcher:
         return State.DEFERRED
 
     async def _transmit(
-        self, slot: int, client: aiosmtplib.SMTP, data: bytes, marked: asyncio.Future[None]
+        self, slot: int, client: aiosmtplib.SMTP, data: bytes, marked: Awaitable[None]
     ) -> aiosmtplib.SMTPResponse:
         """Send the body, the final dot once `marked` is done, and wait for the server's reply.
 
@@ -417,7 +416,10 @@ class Dispatcher:
         """
         assert data.endswith(_END_OF_DATA) and client.protocol is not None
         protocol = client.protocol
-        protocol.write(memoryview(data)[: -len(_DOT)])  # type: ignore[arg-type]
+        try:
+            protocol.write(memoryview(data)[: -len(_DOT)])  # type: ignore[arg-type]
+        except aiosmtplib.SMTPServerDisconnected:
+            raise _NotDelivered("connection lost before the message body") from None
         try:
             await marked
         except BaseException:
@@ -475,26 +477,13 @@ class Dispatcher:
         if conn is not None:
             conn.client.close()
 
-    def _record(self, writes: Sequence[Write]) -> None:
-        """Queue `writes` without waiting: they are committed in order, before any later write.
-
-        For the step whose loss is harmless: a 250 reply (lost, the message was in flight at the
-        crash and shows as uncertain). It is committed within `logwriter.LINGER`, and always before
-        the next body mark of the same connection.
-        """
-        self._unconfirmed.append(self.writer.submit(writes, fsync=False))
-
     async def _write(self, writes: Sequence[Write]) -> None:
-        """Commit and fsync `writes` (and every write queued before) before going on."""
-        earlier, self._unconfirmed = self._unconfirmed, []
-        await asyncio.wrap_future(self.writer.submit(writes, fsync=True))
-        for future in earlier:
-            future.result()  # committed in order, so done: raise if that commit failed
+        """Commit and fsync `writes` (and every write handed over before) before going on."""
+        await self.writer.commit(writes)
 
     async def confirm(self) -> None:
-        """Commit and fsync every queued write now, and wait for it."""
-        if self._unconfirmed:
-            await self._write([])
+        """Commit and fsync every recorded write now, and wait for it."""
+        await self.writer.commit([])
 
     def _done(self, job: Job, state: State, code: int | None, text: str) -> State:
         self.tally.add(state)

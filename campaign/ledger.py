@@ -26,7 +26,7 @@ recipient pending or deferred: without its final dot the server has no message);
 next fsynced commit (lost in a crash, the message shows as uncertain: it was in flight). So after a crash at any moment (kill -9, power cut) `recover`
 knows which messages never left (safe to send again) and which were on the wire without a
 recorded reply (`uncertain`: never resent automatically). Test sends (`--test-to`) are kept in
-their own table. `LedgerWriter` commits the steps of concurrent connections from one thread,
+their own table. `LedgerWriter` commits the steps of concurrent connections on the event loop,
 several per transaction.
 """
 
@@ -448,7 +448,7 @@ class Ledger:
         return int(cursor.lastrowid or 0)
 
 
-# The steps of one SMTP transaction, as writes for `Ledger.apply` or `LedgerWriter.submit`.
+# The steps of one SMTP transaction, as writes for `Ledger.apply` or `LedgerWriter.commit`.
 # `key` is the recipient's lower-cased address, or the id of a test send.
 
 

@@ -250,7 +250,7 @@ def send_campaign(
         run = log.start_run(clock())
         try:
             # The compose workers fork here: after the inputs and shared parts are ready, before
-            # the log's writer thread (started by its first write) and the event loop run.
+            # the event loop runs.
             plan.prepare(pace.configured)
             if copier is not None:
                 copier.start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -117,17 +119,80 @@ def test_test_sends_are_recorded_apart(log: Ledger) -> None:
     assert log.sent_times(NOW) == [NOW + 1]  # a test still counts against the provider's cap
 
 
-def test_writer_commits_durably_before_its_future_completes(log: Ledger) -> None:
+def _states(path: Path) -> list[tuple[str]]:
+    """The states of personne1 and personne2, as another connection (what is committed) sees them."""
+    other = sqlite3.connect(path)
+    try:
+        return other.execute(
+            "SELECT state FROM deliveries WHERE email IN (?, ?) ORDER BY email",
+            ("personne1@example.org", "personne2@example.org"),
+        ).fetchall()
+    finally:
+        other.close()
+
+
+def test_writer_commits_the_steps_of_one_turn_together_before_their_futures_complete(
+    log: Ledger,
+) -> None:
     writer = LedgerWriter(log.path)
-    futures = [writer.submit([ledger.begin(f"personne{n}@example.org", NOW)]) for n in (1, 2, 3)]
-    for future in futures:
-        future.result(timeout=10)
-    other = sqlite3.connect(log.path)  # another reader sees every step at once
-    states = other.execute("SELECT state FROM deliveries").fetchall()
-    other.close()
+
+    async def steps() -> list[tuple[str]]:
+        futures = [writer.commit([ledger.begin(f"personne{n}@example.org", NOW)]) for n in (1, 2)]
+        assert _states(log.path) == [("pending",)] * 2  # handed over, not yet committed
+        await asyncio.gather(*futures)
+        return _states(log.path)
+
+    assert asyncio.run(steps()) == [("sending",)] * 2
+    assert (writer.commits, writer.fsyncs) == (1, 1)  # one transaction, one fsync for both
     writer.close()
-    assert states == [("sending",)] * 3
-    assert 1 <= writer.commits <= 3
+
+
+def test_a_recorded_step_is_committed_within_the_linger_or_with_the_next_commit(
+    log: Ledger,
+) -> None:
+    from campaign.logwriter import LINGER
+
+    writer = LedgerWriter(log.path)
+    first, second = "personne1@example.org", "personne2@example.org"
+
+    async def steps() -> None:
+        writer.record([ledger.begin(first, NOW)])
+        await asyncio.sleep(LINGER * 4)
+        assert _states(log.path) == [("sending",), ("pending",)]  # alone, without an fsync
+        assert (writer.commits, writer.fsyncs) == (1, 0)
+        writer.record([ledger.outcome(first, State.SENT, 250, "ok", NOW)])
+        await writer.commit([ledger.begin(second, NOW)])  # takes the recorded step along
+        assert _states(log.path) == [("sent",), ("sending",)]
+        assert (writer.commits, writer.fsyncs) == (2, 1)
+        writer.record([ledger.outcome(second, State.SENT, 250, "ok", NOW)])
+
+    asyncio.run(steps())  # ends before the linger: the last step is still held …
+    writer.close()  # … and committed, durably, when the writer closes
+    assert _states(log.path) == [("sent",), ("sent",)]
+    assert (writer.commits, writer.fsyncs) == (3, 2)
+
+
+def test_a_failed_commit_of_recorded_steps_is_said_to_the_next_step_that_waits(
+    log: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign import logwriter
+
+    writer = LedgerWriter(log.path)
+    commit = logwriter.apply_writes
+
+    def failing(conn: sqlite3.Connection, writes: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def steps() -> None:
+        monkeypatch.setattr(logwriter, "apply_writes", failing)
+        writer.record([ledger.begin("personne1@example.org", NOW)])
+        await asyncio.sleep(logwriter.LINGER * 4)
+        monkeypatch.setattr(logwriter, "apply_writes", commit)
+        with pytest.raises(StateError, match="disk I/O error"):
+            await writer.commit([ledger.begin("personne2@example.org", NOW)])
+
+    asyncio.run(steps())
+    writer.close()
 
 
 def test_a_damaged_log_is_reported_not_overwritten(tmp_path: Path) -> None:

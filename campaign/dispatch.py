@@ -36,7 +36,7 @@ from typing import Any
 
 import aiosmtplib
 
-from campaign import ledger
+from campaign import ledger, smtpwire
 from campaign.dsn import DsnRequest
 from campaign.errors import DeliveryError
 from campaign.i18n import N_, _
@@ -148,6 +148,11 @@ class _Connection:
     client: aiosmtplib.SMTP
     last_used: float
     messages: int = 0
+    pipelined: bool = False  # the server offers PIPELINING (RFC 2920): MAIL, RCPT, DATA in one go
+
+    @classmethod
+    def opened(cls, client: aiosmtplib.SMTP, now: float) -> _Connection:
+        return cls(client, now, pipelined=client.supports_extension("pipelining"))
 
 
 @dataclass
@@ -316,30 +321,25 @@ class Dispatcher:
         # transaction ended): lost in a crash before then, the recipient stays pending or
         # deferred, which is what a transaction that never reached the body recovers to.
         unwritten: list[Write] = [ledger.begin(job.key, now)]
-        in_body = mailed = False
+        in_body = False
+        wire: smtpwire.Wire | None = None
         mail, rcpt = self.dsn.options(client, job.key, job.recipient) if self.dsn else ([], [])
-        step = self.smtp.timeout
+        commands = [
+            smtpwire.command(b"MAIL", job.sender, options + mail, encoding),
+            smtpwire.command(b"RCPT", job.recipient, rcpt, encoding),
+            b"DATA\r\n",
+        ]
         try:
-            # One deadline moved at each step rather than a timeout per reply (asyncio.wait_for:
-            # two futures, a timer and a loop turn more for each of the four replies).
-            async with _Deadline(step) as deadline:
-                await client.mail(
-                    job.sender, options=options + mail, encoding=encoding, timeout=None
-                )
-                mailed = True
-                deadline.again(step)
-                await client.rcpt(job.recipient, options=rcpt, encoding=encoding, timeout=None)
-                deadline.again(step)
-                start = await client.execute_command(b"DATA", timeout=None)
-            if start.code != 354:
-                raise aiosmtplib.SMTPDataError(start.code, start.message)
-            # The body mark must be on the disk before the final dot (only then may the server
-            # accept the message): the body itself goes meanwhile, while the mark is fsynced.
-            if client.protocol is None:
-                raise aiosmtplib.SMTPServerDisconnected("connection lost before the message body")
-            marked = self.writer.commit([ledger.begin(job.key, now, Phase.BODY)])
-            unwritten, in_body = [], True
-            reply = await self._transmit(slot, client, data, marked)
+            with smtpwire.Wire(client) as wire:
+                # One deadline moved at each reply rather than a timeout per reply (asyncio.wait_for:
+                # two futures, a timer and a loop turn more for each of the four replies).
+                async with _Deadline(self.smtp.timeout) as deadline:
+                    await smtpwire.exchange(wire, commands, pipelined=conn.pipelined, step=deadline)
+                # The body mark must be on the disk before the final dot (only then may the server
+                # accept the message): the body itself goes meanwhile, while the mark is fsynced.
+                marked = self.writer.commit([ledger.begin(job.key, now, Phase.BODY)])
+                unwritten, in_body = [], True
+                reply = await self._transmit(slot, wire, data, marked)
             conn.messages += 1
             conn.last_used = self.clock()
             if reply.code != 250:
@@ -366,6 +366,7 @@ class Dispatcher:
             return self._done(job, state, code, text)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
             self._drop(slot)
+            mailed = wire is not None and wire.replies > 0  # the server heard of this message
             if not mailed and job.put_back < MAX_PUT_BACK:
                 job.put_back += 1  # the connection was lost before the server heard of anyone
                 return None
@@ -405,7 +406,7 @@ class Dispatcher:
         return State.DEFERRED
 
     async def _transmit(
-        self, slot: int, client: aiosmtplib.SMTP, data: bytes, marked: Awaitable[None]
+        self, slot: int, wire: smtpwire.Wire, data: bytes, marked: Awaitable[None]
     ) -> aiosmtplib.SMTPResponse:
         """Send the body, the final dot once `marked` is done, and wait for the server's reply.
 
@@ -414,10 +415,9 @@ class Dispatcher:
         and the dot only once the mark is durable. If the mark cannot be committed, the
         connection is closed without the dot and the message is not delivered.
         """
-        assert data.endswith(_END_OF_DATA) and client.protocol is not None
-        protocol = client.protocol
+        assert data.endswith(_END_OF_DATA)
         try:
-            protocol.write(memoryview(data)[: -len(_DOT)])  # type: ignore[arg-type]
+            wire.write(memoryview(data)[: -len(_DOT)])
         except aiosmtplib.SMTPServerDisconnected:
             raise _NotDelivered("connection lost before the message body") from None
         try:
@@ -425,11 +425,11 @@ class Dispatcher:
         except BaseException:
             self._drop(slot)
             raise
-        if not protocol.is_connected:
+        if not wire.is_connected:
             raise _NotDelivered("connection lost before the final dot")
-        protocol.write(_DOT)
+        wire.write(_DOT)
         async with _Deadline(self.smtp.data_timeout):
-            return await protocol.read_response(timeout=None)
+            return await wire.reply()
 
     async def _connection(self, slot: int) -> _Connection:
         """The slot's connection: reused while fresh and alive, else a new one."""
@@ -447,7 +447,7 @@ class Dispatcher:
                 self._drop(slot)
                 conn = None
         if conn is None:
-            conn = _Connection(await self._opener.open(), self.clock())
+            conn = _Connection.opened(await self._opener.open(), self.clock())
             self._pool[slot] = conn
             self.tally.connections += 1
         return conn
@@ -500,11 +500,12 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self._loop = asyncio.get_running_loop()
+        self._seconds = seconds
         self._timeout = asyncio.Timeout(self._loop.time() + seconds)
 
-    def again(self, seconds: float) -> None:
-        """Give the next step `seconds` from now."""
-        self._timeout.reschedule(self._loop.time() + seconds)
+    def again(self) -> None:
+        """Give the next step as long again, from now."""
+        self._timeout.reschedule(self._loop.time() + self._seconds)
 
     async def __aenter__(self) -> _Deadline:
         await self._timeout.__aenter__()

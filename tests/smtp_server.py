@@ -7,9 +7,10 @@ certificate) or implicit TLS; require AUTH (passwords, or OAuth2 tokens over XOA
 OAUTHBEARER; or offer no AUTH at all); limit the rate like a provider (`RateLimit`: N messages
 per window, then 450 4.7.1, and 421 closing after repeated refusals); go down (`down()`: stop
 listening, cut every session) and come back on the same port (`up()`); advertise DSN and record
-the MAIL/RCPT arguments (`dsn=True`). It stores what it accepts in memory, with the time, the
-connection and the envelope's arguments, so tests count copies per Message-ID, and counts the
-logins it saw (AUTH commands, accepted, refused) and the EHLO names clients gave.
+the MAIL/RCPT arguments (`dsn=True`); offer PIPELINING (unless `pipelining=False`). It stores
+what it accepts in memory, with the time, the connection and the envelope's arguments, so tests
+count copies per Message-ID, and counts the logins it saw (AUTH commands, accepted, refused) and
+the EHLO names clients gave.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class _State:
     rate: RateLimit | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
     dsn: bool = False  # advertise DSN (RFC 3461) and take its MAIL and RCPT parameters
+    pipelining: bool = True  # advertise PIPELINING (RFC 2920), as Postfix and providers do
     on_store: Callable[[Stored], None] | None = None  # e.g. file it in Sent, as Gmail does
     live: set[asyncio.Transport] = field(default_factory=set)  # open sessions, cut by `down`
 
@@ -120,6 +122,8 @@ class _Handler:
         session.host_name = hostname
         if self.state.dsn:
             responses.insert(1, "250-DSN")
+        if self.state.pipelining:  # aiosmtpd reads commands in order: pipelined ones too
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(
@@ -322,6 +326,7 @@ class FaultyServer:
         port: int = 0,
         tokens: dict[str, str] | None = None,
         offer_auth: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.state = _State(
             list(faults or []),
@@ -330,6 +335,7 @@ class FaultyServer:
             tokens=tokens or {},
             dsn=dsn,
             on_store=on_store,
+            pipelining=pipelining,
         )
         self.oauth = tokens is not None
         self.offer_auth = offer_auth

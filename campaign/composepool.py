@@ -1,8 +1,10 @@
 """Recipients → their message bytes, composed in worker processes ahead of the sender, in order.
 
 `ComposePool` takes the recipients of a send in the order the dispatcher will ask for them and a
-function that composes one message; `take(recipient)` gives that message's bytes, composed by a
-worker while earlier messages were on the wire, or None when the pool did not compose it (asked
+function that composes one message; `take(recipient)` gives what it made (the run's: the message
+in pieces, each attachment part every message shares as its index, so that 40 KB of base64 are
+not pickled and piped for each message), composed by a worker while earlier messages were on the
+wire, or None when the pool did not compose it (asked
 twice, out of the batch, or the worker failed): the caller then composes it itself, so an error
 is raised, with its place and hint, in the process that reports it.
 
@@ -30,6 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")  # what composing one item gives (a message's pieces)
 
 # Below this many messages composing in the run's own process costs less than starting workers
 # (measured in docs/performance-send.md: two workers cost ~20 ms to fork; a message ~1 ms).
@@ -56,12 +59,12 @@ def worker_count() -> int:
     return max(1, min((os.cpu_count() or 1) - 1, 4))
 
 
-class ComposePool(Generic[T]):
+class ComposePool(Generic[T, R]):
     """Compose `items` with `compose` in forked workers, `chunk` at a time, in order."""
 
     def __init__(
         self,
-        compose: Callable[[T], bytes],
+        compose: Callable[[T], R],
         items: Sequence[T],
         key: Callable[[T], object],
         *,
@@ -73,7 +76,7 @@ class ComposePool(Generic[T]):
         self._index = {key(item): i for i, item in enumerate(items)}
         self._chunk = chunk
         self._chunks = (len(items) + chunk - 1) // chunk
-        self._results: dict[int, list[bytes | None]] = {}
+        self._results: dict[int, list[R | None]] = {}
         self._taken: set[int] = set()
         self._next_task = 0  # the next chunk to hand to a worker
         self._ahead = ahead
@@ -94,7 +97,7 @@ class ComposePool(Generic[T]):
     def _start(
         self,
         context: Any,
-        compose: Callable[[T], bytes],
+        compose: Callable[[T], R],
         items: Sequence[T],
         chunk: int,
         parent: int,
@@ -114,8 +117,8 @@ class ComposePool(Generic[T]):
             self._processes.append(process)
             self._pending.append([])
 
-    def take(self, item: T) -> bytes | None:
-        """The composed bytes of `item`, waiting for its worker if need be; None if not composed."""
+    def take(self, item: T) -> R | None:
+        """What `compose` made of `item`, waiting for its worker if need be; None if not composed."""
         position = self._index.get(self._key(item))
         if position is None or position in self._taken or not self._pipes:
             return None
@@ -173,7 +176,7 @@ class ComposePool(Generic[T]):
 def _work(
     pipe: Connection,
     parents_end: Connection,
-    compose: Callable[[T], bytes],
+    compose: Callable[[T], R],
     items: Sequence[T],
     chunk: int,
     parent: int,
@@ -195,7 +198,7 @@ def _work(
             number = pipe.recv()
             if number is None:
                 return
-            out: list[bytes | None] = []
+            out: list[R | None] = []
             for item in items[number * chunk : (number + 1) * chunk]:
                 try:
                     out.append(compose(item))

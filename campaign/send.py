@@ -22,12 +22,16 @@ from typing import TYPE_CHECKING, Any
 from campaign import composepool, ledger
 from campaign.compose import (
     Composer,
+    Piece,
     dot_stuffed,
     eml_name,
     envelope_address,
+    joined,
     load_attachments,
     message_id,
     needs_smtputf8,
+    shareable,
+    stuffed_pieces,
     with_recipient_attachments,
 )
 from campaign.dispatch import (
@@ -338,7 +342,9 @@ class _Plan:
         self._test_jobs: list[Job] | None = None
         self._first: Sequence[Job] | float | None = None
         self._prepared = False
-        self._pool: composepool.ComposePool[Recipient] | None = None
+        self._pool: composepool.ComposePool[Recipient, list[Piece]] | None = None
+        self._shared: list[bytes] = []  # the parts every message has: see `prepare`
+        self._shared_ids: dict[int, int] = {}
         self._stamp_time = _now()
         self._stamp = b""
         self._date = (-1, b"")
@@ -383,6 +389,10 @@ class _Plan:
             return  # reported, as it always was, when that message is about to be sent
         self._stamp_time = _now()
         self._stamp = _date_line(self._stamp_time)
+        # The attachment parts every message has (made by the message above): the workers send
+        # their index, not their bytes (a 30 KB PDF is 40 KB of base64 to pickle and pipe).
+        self._shared = [part for part in self.composer.shared_parts() if shareable(part)]
+        self._shared_ids = {id(part): i for i, part in enumerate(self._shared)}
         self._pool = composepool.ComposePool(
             self._compose_ahead,
             recipients,
@@ -433,12 +443,13 @@ class _Plan:
 
     def _job(self, recipient: Recipient, attempts: int) -> Job:
         def message() -> bytes:
-            if self._pool is not None:
-                data = self._pool.take(recipient)
-                at = -1 if data is None else data.find(self._stamp)
-                if data is not None and at >= 0:
+            pieces = None if self._pool is None else self._pool.take(recipient)
+            if pieces is not None and isinstance(head := pieces[0], bytes):
+                at = head.find(self._stamp)
+                if at >= 0:
                     # Dated when it goes, as a message composed here and now would be.
-                    return data[:at] + self._date_line_now() + data[at + len(self._stamp) :]
+                    pieces[0] = head[:at] + self._date_line_now() + head[at + len(self._stamp) :]
+                    return joined(pieces, self._shared)
             return self._compose(recipient)
 
         address = envelope_address(recipient.email)
@@ -463,12 +474,12 @@ class _Plan:
         raw = self.composer.compose(recipient, pdf=self.pdf(recipient), attachments=own, now=now)
         return dot_stuffed(raw)
 
-    def _compose_ahead(self, recipient: Recipient) -> bytes:
+    def _compose_ahead(self, recipient: Recipient) -> list[Piece]:
         """In a worker: compose with the pool's date (replaced when sent); never re-render a PDF."""
         own = with_recipient_attachments(self.inputs, recipient, self.attachments)
         pdf = None if self.letters is None else self.letters.pdf(recipient, rerender=False)
-        raw = self.composer.compose(recipient, pdf=pdf, attachments=own, now=self._stamp_time)
-        return dot_stuffed(raw)
+        pieces = self.composer.pieces(recipient, pdf=pdf, attachments=own, now=self._stamp_time)
+        return stuffed_pieces(pieces, self._shared_ids)
 
     def _test_job(self, recipient: Recipient, address: str) -> Job:
         raw = self.composer.compose(

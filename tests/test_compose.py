@@ -11,11 +11,15 @@ import pytest
 
 from campaign.compose import (
     compose_message,
+    dot_stuffed,
     eml_name,
     header_text,
+    joined,
     load_attachments,
     make_address,
     message_id,
+    shareable,
+    stuffed_pieces,
     wire_bytes,
 )
 from campaign.inputs import Inputs, load_inputs
@@ -161,6 +165,18 @@ def test_wire_bytes_dot_stuff_and_end_with_the_final_dot() -> None:
     assert b"\r\n..hidden line\r\n" in data
     assert data.endswith(b"\r\n.\r\n")
     assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_stuffed_pieces_stand_for_the_dot_stuffed_message_with_shared_parts_by_index() -> None:
+    part = b"Content-Type: application/pdf\r\n\r\nJVBERi0xLjQK\r\n"
+    assert shareable(part)
+    assert not any(map(shareable, [b".x\r\n", b"a\r\n.b\r\n", b"no line end"]))
+    lookalike = part[:-2] + b"\r\n"  # equal bytes, another object: stuffed as the message
+    pieces = [b"To: x\r\n\r\n.first\r\n", part, b".after\r\n", lookalike, b".end"]
+    out = stuffed_pieces(pieces, {id(part): 0})
+    assert out.count(0) == 1 and sum(isinstance(p, int) for p in out) == 1
+    assert joined(out, [part]) == dot_stuffed(b"".join(pieces))
+    assert joined(out, [part]).endswith(b"\r\n..end\r\n.\r\n")
 
 
 def test_eml_names_are_stable_and_safe(tmp_path: Path) -> None:

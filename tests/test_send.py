@@ -120,6 +120,53 @@ def test_a_connection_lost_before_the_final_dot_is_sent_again_not_uncertain(
         assert delivery(settings).state is State.SENT and server.copies_to(FIRST) == 1
 
 
+def test_messages_composed_ahead_by_the_workers_are_those_composed_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' path (shared attachment parts sent by index, pieces dot-stuffed apart, the
+    Date put in when the message leaves) gives the server the bytes `Composer.compose` makes."""
+    import re
+
+    from campaign import composepool
+    from campaign.compose import Composer, load_attachments
+    from campaign.send import _Plan
+
+    if not composepool.available():
+        pytest.skip("compose workers need fork and two cores")
+    in_place: list[str] = []
+    compose = _Plan._compose
+    monkeypatch.setattr(
+        _Plan, "_compose", lambda self, r, **kw: in_place.append(r.email) or compose(self, r, **kw)
+    )
+    count = composepool.MIN_BATCH + 6
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=count, extra="attachments: [letters/annexe.pdf]"
+        )
+        (tmp_path / "letters" / "annexe.pdf").write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 120)
+        # A line of the text part starts with a dot: it must reach the server as it was written.
+        (tmp_path / "letters" / "mini.md").write_text(
+            "---\nsubject: Lettre\n---\nMadame, Monsieur {{ nom }},\n\n.NET et {{ prenom }}.\n",
+            encoding="utf-8",
+        )
+        report = send(settings)
+        assert report.tally.sent == count
+        assert len(in_place) == 1  # the first message (it warms the shared parts); then the workers
+        inputs = load_inputs(load_settings(settings).campaign("mini"))
+        composer, shared = Composer(inputs), load_attachments(inputs)
+        people = {r.email: r for r in inputs.recipients.ready}
+
+        def normal(data: bytes) -> bytes:  # boundaries are random and the Date is the send's
+            data = re.sub(rb"={15}\d{19}==", b"BOUNDARY", data)
+            return re.sub(rb"\r\nDate: [^\r]*\r\n", b"\r\nDate: D\r\n", data)
+
+        for stored in server.stored:
+            (address,) = stored.recipients
+            expected = composer.compose(people[address], attachments=shared)
+            assert b"\r\n.NET et " in stored.data
+            assert normal(stored.data) == normal(expected), address
+
+
 def test_deferred_recipient_is_retried_in_the_same_run_after_the_backoff(tmp_path: Path) -> None:
     with FaultyServer(faults=[Fault("rcpt", code=451, recipient=FIRST, times=2)]) as server:
         settings = make_project(

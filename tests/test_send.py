@@ -379,6 +379,20 @@ def test_send_command_reports_and_exits_1_while_failures_remain(tmp_path: Path) 
         assert "no such user" in data["attention"][0]["reply"]
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_recipient_leaves_the_connection_in_step_with_or_without_pipelining(
+    tmp_path: Path, pipelining: bool
+) -> None:
+    refusal = Fault("rcpt", code=550, text="5.1.1 no such user", recipient=FIRST)
+    with FaultyServer(faults=[refusal], pipelining=pipelining) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=4)
+        report = send(settings)
+        assert (report.tally.sent, report.tally.failed) == (3, 1)
+        assert delivery(settings).last_code == 550
+        assert server.connections == report.tally.connections == 2  # RSET, then reused
+        assert sorted(server.copies().values()) == [1, 1, 1]
+
+
 def test_send_refuses_while_check_finds_errors(tmp_path: Path) -> None:
     with FaultyServer() as server:
         settings = make_project(tmp_path, port=server.port, rows=[("A", "B", "not-an-address")])

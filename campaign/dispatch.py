@@ -3,10 +3,10 @@
 `Dispatcher` sends jobs over `concurrency` connections, each carrying up to
 `messages_per_connection` messages, within the throttle windows. It needs only the delivery log's
 writer, the throttle and the SMTP settings: what a job holds (its envelope and its bytes) is the
-campaign run's business (`campaign.send`). Every transaction is driven command by command (MAIL,
-RCPT, DATA, then the body once the server said 354) so that the log can tell a message that never
-left (safe to send again) from one that was on the wire when the connection dropped (`uncertain`,
-never resent automatically).
+campaign run's business (`campaign.send`). Every transaction is driven step by step (MAIL, RCPT
+and DATA, pipelined by `campaign.smtpwire` where the server offers it, then the body once the
+server said 354) so that the log can tell a message that never left (safe to send again) from one
+that was on the wire when the connection dropped (`uncertain`, never resent automatically).
 
 Replies about a recipient: 4xx, timeouts and drops are transient (`deferred`, retried with the
 configured backoff); 5xx is `failed`. Connections are opened by `campaign.smtpsession`: a settings

@@ -21,7 +21,7 @@ import resource
 import signal
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,8 +268,9 @@ def render_letters(
     total = len(todo)
     if progress:
         progress(0, total)
+    outcomes = _run(inputs, [(r, p) for r, p, _ in todo], jobs, shown, report)
     try:
-        for outcome in _run(inputs, [(r, p) for r, p, _ in todo], jobs, shown, report):
+        for outcome in outcomes:
             done += 1
             report.worker_rss_mib.append(outcome.rss_mib)
             if outcome.problem is None:
@@ -285,7 +286,12 @@ def render_letters(
             if progress:
                 progress(done, total)
     finally:
+        outcomes.close()  # a stop (Ctrl-C): the workers are terminated and reaped now
         _write_manifest(campaign.layout.manifest, manifest)
+        # A worker terminated in the middle of writing a PDF leaves its temporary file: the run
+        # holds the lock and its workers are gone, so nothing else is writing one.
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
     report.failures.sort(key=lambda p: p.place.row or 0)
     report.rendered.sort()
     report.seconds = time.perf_counter() - started
@@ -298,7 +304,7 @@ def _run(
     jobs: int | None,
     shown: str,
     report: RenderReport,
-) -> Iterator[_Outcome]:
+) -> Generator[_Outcome, None, None]:
     """Render in this process (one job or one letter) or in a pool of worker processes."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     report.jobs = jobs

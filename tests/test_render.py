@@ -117,6 +117,29 @@ def test_worker_processes_render_the_same_letters(few_project: Path) -> None:
         assert len(pdfium.PdfDocument(path)) == 2
 
 
+def test_a_stopped_render_leaves_no_temporary_file_of_a_worker_cut_mid_write(
+    few_project: Path,
+) -> None:
+    """A worker terminated by Ctrl-C while writing a PDF leaves `.NAME.pdf.XXXX.tmp`; the run
+    removes such files when it ends, whichever letters it rendered (here: one, by name)."""
+    inputs = load(few_project)
+    first = inputs.recipients.ready[0]
+    folder = letter_path(inputs.campaign, first).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    cut = folder / f".{letter_path(inputs.campaign, first).name}.k3j9x2.tmp"
+    cut.write_bytes(b"%PDF-1.7 cut")
+
+    def stop(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render_letters(inputs, inputs.recipients.ready[:3], jobs=2, progress=stop)
+    assert not list(folder.glob(".*.tmp"))
+    again = render_letters(load(few_project), jobs=1)
+    assert not again.failures and len(again.rendered) + again.skipped == again.total
+
+
 def test_render_refuses_while_check_finds_errors(few_project: Path, run: Run) -> None:
     letter = few_project / "letters" / "lettre-hopitaux.md"
     letter.write_text(letter.read_text(encoding="utf-8") + "\n{{ etablisement }}\n", "utf-8")

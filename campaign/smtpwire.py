@@ -142,6 +142,19 @@ class Wire(asyncio.Protocol):
         return None
 
 
+# An address of atext, dots and one @ (what nearly every validated address is): aiosmtplib's
+# quote_address (email.utils.parseaddr) gives it back unchanged between angle brackets, and took
+# 8 % of the sender's time at 80 µs an address (tests/test_smtpwire.py compares the two).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def quoted(address: str, encoding: str) -> bytes:
+    """`<address>` as MAIL FROM and RCPT TO take it, as aiosmtplib quotes it."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return _quoted(address, encoding)
+
+
 @functools.lru_cache(maxsize=64)
 def _quoted(address: str, encoding: str) -> bytes:
     return quote_address(address).encode(encoding)
@@ -149,7 +162,7 @@ def _quoted(address: str, encoding: str) -> bytes:
 
 def command(verb: bytes, address: str, options: Sequence[str], encoding: str) -> bytes:
     """`MAIL FROM:<address> options` or `RCPT TO:<address> options`, with its CRLF."""
-    words = [verb + (b" FROM:" if verb == b"MAIL" else b" TO:") + _quoted(address, encoding)]
+    words = [verb + (b" FROM:" if verb == b"MAIL" else b" TO:") + quoted(address, encoding)]
     words += [option.encode("ascii") for option in options]
     line = b" ".join(words)
     if _FORBIDDEN.search(line):

@@ -252,3 +252,25 @@ def test_a_malformed_reply_is_an_error_not_a_hang() -> None:
 def test_a_command_with_a_line_break_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(ValueError, match="prohibited"):
         smtpwire.command(b"RCPT", "personne1@example.org", ["NOTIFY=NEVER\r\nRSET"], "ascii")
+
+
+def test_a_plain_address_is_quoted_as_aiosmtplib_quotes_it() -> None:
+    import random
+
+    from aiosmtplib.email import quote_address
+
+    rng = random.Random(7)
+    local, domain = "aZ09!#$%&'*+/=?^_`{|}~.-", "b0.-"
+    plain = [
+        "".join(rng.choice(local) for _ in range(rng.randint(1, 8)))
+        + "@"
+        + "".join(rng.choice(domain) for _ in range(rng.randint(1, 6)))
+        for _ in range(20_000)
+    ]
+    others = ['"a b"@example.org', "Élise@exemple.fr", "a(b)@example.org", "<a@example.org>"]
+    for address in plain + others:
+        encoding = "ascii" if address.isascii() else "utf-8"
+        assert smtpwire.quoted(address, encoding) == quote_address(address).encode(encoding)
+    assert smtpwire.command(b"RCPT", "x.y@example.org", [], "ascii") == (
+        b"RCPT TO:<x.y@example.org>\r\n"
+    )

@@ -87,11 +87,10 @@ class ComposePool(Generic[T, R]):
         parent = os.getpid()
         # Frozen, what the workers inherit is never collected there: a garbage object owning a
         # descriptor (closed in the worker) could close one the worker opened under that number.
+        # It stays frozen in the run as well: the inputs and the shared parts live as long as it,
+        # and the collections of the send then go over what it makes, not over all it holds.
         gc.freeze()
-        try:
-            self._start(context, compose, items, chunk, parent, workers)
-        finally:
-            gc.unfreeze()
+        self._start(context, compose, items, chunk, parent, workers)
         self._feed()
 
     def _start(

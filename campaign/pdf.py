@@ -257,8 +257,6 @@ def render_letters(
             if stale.name not in keep:
                 stale.unlink()
                 report.removed.append(stale)
-        for leftover in folder.glob(".*.tmp"):  # from a run that was killed mid-write
-            leftover.unlink(missing_ok=True)
         manifest = {row: e for row, e in manifest.items() if e.get("file") in keep}
 
     if todo and not harfbuzz_subset_available():
@@ -288,8 +286,9 @@ def render_letters(
     finally:
         outcomes.close()  # a stop (Ctrl-C): the workers are terminated and reaped now
         _write_manifest(campaign.layout.manifest, manifest)
-        # A worker terminated in the middle of writing a PDF leaves its temporary file: the run
-        # holds the lock and its workers are gone, so nothing else is writing one.
+        # A worker terminated in the middle of writing a PDF (this run stopped, or an earlier one
+        # killed) leaves its temporary file: the run holds the lock and its workers are gone, so
+        # nothing else is writing one.
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
     report.failures.sort(key=lambda p: p.place.row or 0)

@@ -121,7 +121,7 @@ def test_a_stopped_render_leaves_no_temporary_file_of_a_worker_cut_mid_write(
     few_project: Path,
 ) -> None:
     """A worker terminated by Ctrl-C while writing a PDF leaves `.NAME.pdf.XXXX.tmp`; the run
-    removes such files when it ends, whichever letters it rendered (here: one, by name)."""
+    removes such files when it ends, whichever letters it rendered (here: three, by name)."""
     inputs = load(few_project)
     first = inputs.recipients.ready[0]
     folder = letter_path(inputs.campaign, first).parent

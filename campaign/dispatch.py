@@ -333,8 +333,14 @@ class Dispatcher:
             with smtpwire.Wire(client) as wire:
                 # One deadline moved at each reply rather than a timeout per reply (asyncio.wait_for:
                 # two futures, a timer and a loop turn more for each of the four replies).
-                async with _Deadline(self.smtp.timeout) as deadline:
-                    await smtpwire.exchange(wire, commands, pipelined=conn.pipelined, step=deadline)
+                envelope = self.writer.expect()  # the log may hold another mark for this one's
+                try:
+                    async with _Deadline(self.smtp.timeout) as deadline:
+                        await smtpwire.exchange(
+                            wire, commands, pipelined=conn.pipelined, step=deadline
+                        )
+                finally:
+                    self.writer.expected(envelope)
                 # The body mark must be on the disk before the final dot (only then may the server
                 # accept the message): the body itself goes meanwhile, while the mark is fsynced.
                 marked = self.writer.commit([ledger.begin(job.key, now, Phase.BODY)])

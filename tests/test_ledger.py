@@ -311,3 +311,53 @@ def test_a_new_log_is_made_whole_or_not_at_all(tmp_path: Path) -> None:
     Ledger(path).close()
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
     assert Ledger(path).counts()["pending"] == 0
+
+
+def test_a_commit_waits_for_the_mark_of_an_envelope_about_to_be_answered(
+    log: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign import logwriter
+
+    monkeypatch.setattr(logwriter, "GATHER", 30.0)  # long: only the answer may end the wait
+    writer = LedgerWriter(log.path)
+
+    async def steps() -> None:
+        envelope = writer.expect()  # the second connection's envelope is on the wire
+        first = writer.commit([ledger.begin("personne1@example.org", NOW)])
+        await asyncio.sleep(0.05)
+        assert not first.done() and writer.fsyncs == 0  # waiting for the other mark
+        writer.expected(envelope)
+        second = writer.commit([ledger.begin("personne2@example.org", NOW)])
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+    asyncio.run(steps())
+    assert (writer.commits, writer.fsyncs) == (1, 1)  # both marks, one fsync
+    assert _states(log.path) == [("sending",)] * 2
+    writer.close()
+
+
+def test_a_commit_waits_at_most_gather_and_not_for_a_slow_server(log: Ledger) -> None:
+    from campaign.logwriter import GATHER
+
+    writer = LedgerWriter(log.path)
+
+    async def steps() -> None:
+        loop = asyncio.get_running_loop()
+        envelope = writer.expect()  # never answered while the first mark waits
+        began = loop.time()
+        await writer.commit([ledger.begin("personne1@example.org", NOW)])
+        assert loop.time() - began >= GATHER * 0.9  # it waited for the other mark …
+        assert writer.fsyncs == 1  # … then went alone
+        for _ in range(30):  # a server whose envelopes take 20 ms to be answered
+            slow = writer.expect()
+            await asyncio.sleep(0.02)
+            writer.expected(slow)
+        writer.expected(envelope)
+        writer.expect()  # another envelope out, just sent: far from being answered
+        second = writer.commit([ledger.begin("personne2@example.org", NOW)])
+        await asyncio.sleep(0)  # one turn of the loop
+        assert writer.fsyncs == 2  # committed at once, without waiting for it
+        await second
+
+    asyncio.run(steps())
+    writer.close()

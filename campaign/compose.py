@@ -194,9 +194,22 @@ class Composer:
         pieces = self.pieces(recipient, pdf=pdf, attachments=attachments, test_to=test_to, now=now)
         return b"".join(pieces)
 
-    def shared_parts(self) -> list[bytes]:
-        """The attachment parts made so far: each is the very piece `pieces` gives for it."""
-        return list(self._parts.values())
+    def shared_parts(self, attachments: list[Attachment]) -> list[bytes]:
+        """The parts of `attachments` under both policies: the very pieces `pieces` gives for them.
+
+        Made now if need be, without composing a message (which would load the letter's
+        templates, its date's locale and Markdown: the workers do that on their own core).
+        """
+        return [self._part(policy, item) for policy in (SMTP, SMTPUTF8) for item in attachments]
+
+    def _part(self, policy: EmailPolicy[EmailMessage], item: Attachment) -> bytes:
+        """An attachment's part, encoded once per campaign and policy."""
+        part = self._parts.get((policy, item))
+        if part is None:
+            part = self._parts[(policy, item)] = _bytes_part(
+                policy, item.maintype, item.subtype, item.filename, item.data
+            )
+        return part
 
     def pieces(
         self,
@@ -249,13 +262,7 @@ class Composer:
             extra.append(
                 _bytes_part(policy, "application", "pdf", attachment_name(inputs, recipient), pdf)
             )
-        for item in attachments or []:
-            part = self._parts.get((policy, item))
-            if part is None:
-                part = self._parts[(policy, item)] = _bytes_part(
-                    policy, item.maintype, item.subtype, item.filename, item.data
-                )
-            extra.append(part)
+        extra += [self._part(policy, item) for item in attachments or []]
         if not extra:
             return [*headers, alternative]
         return [*headers, *_multipart(policy, "mixed", [alternative, *extra], top=True)]

@@ -383,15 +383,15 @@ class _Plan:
         ):
             return
         recipients = [self.ready[str(job.key)] for job in jobs]
-        try:  # warm the shared parts once, before the workers inherit them
-            self._compose(recipients[0])
-        except Exception:
-            return  # reported, as it always was, when that message is about to be sent
         self._stamp_time = _now()
         self._stamp = _date_line(self._stamp_time)
-        # The attachment parts every message has (made by the message above): the workers send
-        # their index, not their bytes (a 30 KB PDF is 40 KB of base64 to pickle and pipe).
-        self._shared = [part for part in self.composer.shared_parts() if shareable(part)]
+        # The attachment parts every message has, made before the workers inherit them: they
+        # send their index, not their bytes (a 30 KB PDF is 40 KB of base64 to pickle and pipe).
+        # No message is composed here: the first one's templates, date and Markdown (~20 ms)
+        # are the worker's, on its core, while this process connects; a message that cannot be
+        # composed is reported, as always, by this process when it is about to be sent.
+        shared = self.composer.shared_parts(self.attachments)
+        self._shared = [part for part in shared if shareable(part)]
         self._shared_ids = {id(part): i for i, part in enumerate(self._shared)}
         self._pool = composepool.ComposePool(
             self._compose_ahead,

@@ -128,7 +128,8 @@ def test_messages_composed_ahead_by_the_workers_are_those_composed_in_place(
     import re
 
     from campaign import composepool
-    from campaign.compose import Composer, load_attachments
+    from campaign import send as sending
+    from campaign.compose import Composer, joined, load_attachments
     from campaign.send import _Plan
 
     if not composepool.available():
@@ -137,6 +138,14 @@ def test_messages_composed_ahead_by_the_workers_are_those_composed_in_place(
     compose = _Plan._compose
     monkeypatch.setattr(
         _Plan, "_compose", lambda self, r, **kw: in_place.append(r.email) or compose(self, r, **kw)
+    )
+    by_index: list[int] = []  # per message from a worker: how many parts came as an index
+    monkeypatch.setattr(
+        sending,
+        "joined",
+        lambda pieces, shared: (
+            by_index.append(sum(isinstance(p, int) for p in pieces)) or joined(pieces, shared)
+        ),
     )
     count = composepool.MIN_BATCH + 6
     with FaultyServer() as server:
@@ -151,7 +160,8 @@ def test_messages_composed_ahead_by_the_workers_are_those_composed_in_place(
         )
         report = send(settings)
         assert report.tally.sent == count
-        assert len(in_place) == 1  # the first message (it warms the shared parts); then the workers
+        assert in_place == []  # every message composed by the workers …
+        assert by_index == [1] * count  # … the annex's part sent by its index, not its bytes
         inputs = load_inputs(load_settings(settings).campaign("mini"))
         composer, shared = Composer(inputs), load_attachments(inputs)
         people = {r.email: r for r in inputs.recipients.ready}

@@ -159,3 +159,4 @@ def test_send_progress_draws_on_a_terminal_and_stays_idle_elsewhere(
         for event in events:
             progress(event)
     assert progress.bar is None and progress.done == 3 and quiet.getvalue() == ""
+    assert progress.console is None  # --quiet, --json: no console made at all

@@ -412,15 +412,14 @@ class SendProgress:
 
     def __init__(self, *, disable: bool) -> None:
         # Not on a terminal (a pipe, a log file): no bar, which would leave an empty line there;
-        # and then no rich Progress at all (its import, and its updates per message).
-        console = err_console.rich()
-        self.console = console
-        self.disabled = disable
+        # and then no rich Progress at all (its import, and its updates per message). Disabled
+        # (--quiet, --json): not even the console, whose import and set-up take ~15 ms.
+        self.console = None if disable else err_console.rich()
         self.done = 0
         self._rate = ""
         self._rate_at = 0.0
         self.bar: Any = None
-        if disable or not console.is_terminal:
+        if self.console is None or not self.console.is_terminal:
             return
         from rich.progress import (
             BarColumn,
@@ -437,7 +436,7 @@ class SendProgress:
             TaskProgressColumn(),
             "{task.fields[rate]}",
             TimeRemainingColumn(),
-            console=console,
+            console=self.console,
             transient=True,
         )
         self.task = self.bar.add_task(_("sending"), total=None, rate="")
@@ -453,7 +452,7 @@ class SendProgress:
 
     def __call__(self, event: Any) -> None:
         kind = str(event.kind)
-        if kind == "start" and event.text and not self.disabled:
+        if kind == "start" and event.text and self.console is not None:
             # The forecast ("711 to send: about 2 days (…)"), with or without a bar.
             self.console.print(escape(event.text))
         if self.bar is None:

@@ -30,6 +30,7 @@ from campaign.letter import (
     load_letter,
     make_environment,
     merge_letter,
+    render_merged,
     render_template,
     template_problems,
     template_variables,
@@ -477,7 +478,7 @@ def _merge_rows(inputs: Inputs, per_row: _PerRow, rows: Iterable[Recipient]) -> 
             try:
                 if id(helpers) not in merged:
                     merged[id(helpers)] = {**helpers, **context}
-                _render_quick(template, merged[id(helpers)])
+                render_merged(template, merged[id(helpers)])
             except Exception:
                 failure = _explain(recipient.row, template, context, where)
                 if failure is not None:
@@ -566,17 +567,3 @@ def _merge_templates(inputs: Inputs) -> tuple[_PerRow, list[tuple[jinja2.Templat
             shared.append(helpers)
         per_row.append((template, where, helpers))
     return per_row, constant
-
-
-def _render_quick(template: jinja2.Template, merged: dict[str, Any]) -> str:
-    """Render with the globals already merged in: Template.render copies them for every call.
-
-    The compiled template is the same, sandbox checks and finalizer included; only the context
-    is built once instead of per call. Any exception makes the caller render again with
-    `render_template`, which reports it properly.
-    """
-    environment = template.environment
-    # globals=None: the helpers are in `merged` already, and Jinja would otherwise copy their
-    # names into a set on every call.
-    context = environment.context_class(environment, merged, template.name, template.blocks)
-    return "".join(template.root_render_func(context))

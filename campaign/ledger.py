@@ -123,7 +123,10 @@ class Ledger:
         self.path = path
         private_dir(path.parent)
         if not path.exists():
-            _create(path)
+            try:
+                _create(path)
+            except sqlite3.DatabaseError as err:  # a full disk, a drive removed: said, not raised
+                raise state_error(err, path) from None
         elif path.stat().st_size == 0:
             raise StateError(
                 _("the delivery log is empty (truncated?): it no longer says who was sent what"),

@@ -174,10 +174,24 @@ def create(path: Path) -> None:
         conn.executescript(_SCHEMA)
         conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         conn.execute("PRAGMA journal_mode = WAL")
-    finally:
+    except BaseException:
         conn.close()
+        for leftover in (temporary, Path(f"{temporary}-journal"), Path(f"{temporary}-wal")):
+            leftover.unlink(missing_ok=True)  # a half-made log is nobody's
+        raise
+    conn.close()
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
+
+
+# SQLite's words for a fault of the disk or of the file's permissions (SQLITE_IOERR, SQLITE_FULL,
+# SQLITE_READONLY, SQLITE_CANTOPEN), not of the log's contents.
+_DISK_FAULTS = (
+    "disk I/O error",
+    "database or disk is full",
+    "readonly database",
+    "unable to open database file",
+)
 
 
 def state_error(err: sqlite3.DatabaseError, path: Path) -> StateError:
@@ -187,6 +201,19 @@ def state_error(err: sqlite3.DatabaseError, path: Path) -> StateError:
             _("the delivery log is locked by another program"),
             place=Place(file=str(path)),
             hint=_("close whatever has it open (a SQLite browser?), then run the command again"),
+        )
+    if isinstance(err, sqlite3.OperationalError) and any(
+        known in str(err) for known in _DISK_FAULTS
+    ):
+        # The disk's fault, not the log's: calling the log damaged would send the organiser to
+        # a backup for nothing.
+        return StateError(
+            _("the delivery log could not be written or read: {error}").format(error=err),
+            place=Place(file=str(path)),
+            hint=_(
+                "check the disk that holds it (free space, write permission, a drive removed), "
+                "then run the command again: the log keeps what it had recorded"
+            ),
         )
     return StateError(
         _("the delivery log is damaged or not a delivery log: {error}").format(error=err),

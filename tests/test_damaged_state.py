@@ -305,3 +305,37 @@ def test_approval_file_is_private_and_survives_a_second_approval(tmp_path: Path)
     assert [a["by"] for a in history] == ["Maître Dupont", "Camille"]
     assert approval.stat().st_mode & 0o777 == 0o600
     assert os.stat(approval.parent).st_mode & 0o777 == 0o700
+
+
+def _no_file_growth() -> None:
+    """In the child: no file may grow past 2 KB (writes beyond fail with EFBIG, as on a full disk)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+
+@pytest.mark.parametrize("log", ["new", "existing"])
+def test_a_log_that_cannot_be_written_is_said_to_be_the_disk_s_fault(
+    tmp_path: Path, log: str
+) -> None:
+    from campaign.ledger import Ledger
+
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=3)
+        if log == "existing":
+            Ledger(tmp_path.joinpath(*LOG)).close()  # made; the run's first write will fail
+        result = subprocess.run(
+            [sys.executable, "-m", "campaign.cli", "--settings", str(settings), "send", "--quiet"],
+            capture_output=True,
+            text=True,
+            preexec_fn=_no_file_growth,  # the child only lowers its own file-size limit
+            timeout=120,
+            check=False,
+        )
+        assert server.stored == []  # nothing sent without a log to record it
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "could not be written or read" in result.stderr
+    assert "damaged" not in result.stderr
+    assert "free space" in result.stderr

@@ -361,3 +361,22 @@ def test_a_commit_waits_at_most_gather_and_not_for_a_slow_server(log: Ledger) ->
 
     asyncio.run(steps())
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "disk I/O error",
+        "database or disk is full",
+        "attempt to write a readonly database",
+        "unable to open database file",
+    ],
+)
+def test_a_fault_of_the_disk_is_not_called_a_damaged_log(tmp_path: Path, text: str) -> None:
+    from campaign.logschema import state_error
+
+    err = state_error(sqlite3.OperationalError(text), tmp_path / "delivery.sqlite")
+    assert text in err.message and "damaged" not in err.message
+    assert err.hint is not None and "free space" in err.hint
+    damaged = state_error(sqlite3.DatabaseError("file is not a database"), tmp_path / "x")
+    assert "damaged" in damaged.message and "backup" in str(damaged.hint)

@@ -137,6 +137,8 @@ class LedgerWriter:
 
     def _flush(self, gather: bool = True) -> None:
         loop = asyncio.get_running_loop()
+        if gather and self._gather is not None:
+            return  # the linger's turn, during a gather: the gather commits it all
         if gather and self._waiters and self._due(loop.time() + GATHER):
             # Another connection's mark is due within a reply: one fsync for both, rather than
             # one each a few hundred microseconds apart. The wait is short, and the first body

@@ -380,3 +380,30 @@ def test_a_fault_of_the_disk_is_not_called_a_damaged_log(tmp_path: Path, text: s
     assert err.hint is not None and "free space" in err.hint
     damaged = state_error(sqlite3.DatabaseError("file is not a database"), tmp_path / "x")
     assert "damaged" in damaged.message and "backup" in str(damaged.hint)
+
+
+def test_a_linger_that_ends_during_a_gather_leaves_the_commit_to_the_gather(
+    log: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign import logwriter
+
+    monkeypatch.setattr(logwriter, "LINGER", 0.01)
+    monkeypatch.setattr(logwriter, "GATHER", 30.0)
+    writer = LedgerWriter(log.path)
+
+    async def steps() -> None:
+        writer.record([ledger.begin("personne3@example.org", NOW)])  # its linger: 10 ms
+        envelope = writer.expect()
+        first = writer.commit([ledger.begin("personne1@example.org", NOW)])
+        await asyncio.sleep(0.05)  # the linger has come and gone: still one gather, no commit
+        assert writer.commits == 0 and not first.done()
+        writer.expected(envelope)
+        await asyncio.wait_for(writer.commit([ledger.begin("personne2@example.org", NOW)]), 5)
+        assert first.done()
+
+    asyncio.run(steps())
+    assert (writer.commits, writer.fsyncs) == (1, 1)  # the recorded step went with the marks
+    assert _states(log.path) == [("sending",)] * 2
+    third = log.get("personne3@example.org")
+    assert third is not None and third.state is State.SENDING
+    writer.close()

@@ -6,7 +6,6 @@ in the queue; it never counts against max_attempts, and the learnt rate is kept 
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -91,8 +90,9 @@ def test_next_run_starts_from_the_learnt_rate(tmp_path: Path) -> None:
         report = send(settings)
         assert report.tally.sent == 4
         times = sorted(s.at for s in server.stored)
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= 0.15  # paced at 5/s from the start, not a burst
+        # Paced at 5/s from the start, not a burst (which takes a few ms): 3 gaps of 0.2 s. The
+        # span, not each gap: a message late on a loaded machine is followed by one on time.
+        assert times[-1] - times[0] >= 3 * 0.2 * 0.85
         assert report.tally.pace is not None and report.tally.pace.start == 5.0
 
 

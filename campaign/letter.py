@@ -547,10 +547,16 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any], shown
     try:
         text = render_merged(template, {**template.globals, **context})
     except Exception:  # rendered again the documented way, which says what went wrong
-        text = None
+        text = _render_reported(template, context, shown)
+    if fixed:
+        _FIXED[template] = text
+    return text
+
+
+def _render_reported(template: jinja2.Template, context: Mapping[str, Any], shown: str) -> str:
+    """`template.render`, its failures said as `TemplateError`s that name the template line."""
     try:
-        if text is None:
-            text = template.render(context)
+        return template.render(context)
     except jinja2.UndefinedError as err:
         raise TemplateError(
             _("undefined placeholder: {error}").format(error=err.message),
@@ -575,9 +581,6 @@ def render_template(template: jinja2.Template, context: Mapping[str, Any], shown
             _("template error: {error}").format(error=f"{type(err).__name__}: {err}"),
             place=Place(file=shown, line=_error_line(err)),
         ) from None
-    if fixed:
-        _FIXED[template] = text
-    return text
 
 
 def render_merged(template: jinja2.Template, merged: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from campaign import recorded
 from campaign.depends import shown_path
 from campaign.errors import ApprovalError, Place, StateError, UsageError
-from campaign.i18n import N_, _, ngettext
+from campaign.i18n import N_, _, listed, ngettext
 from campaign.inputs import Inputs
 from campaign.outbox import write_private
 from campaign.recipients import Recipient
@@ -295,17 +295,18 @@ class ApprovalState:
         elif self.changes:
             text = _(
                 "approved by {name} on {when}, but the content changed since: {changes}"
-            ).format(name=self.last.by, when=self.last.when, changes="; ".join(self.changes))
+            ).format(name=self.last.by, when=self.last.when, changes=listed(self.changes))
         else:  # the same line as status's shortcut gives (campaign.recorded)
             text = recorded.approved_summary(
                 self.last.by, self.last.at, self.fingerprint.digest, required=self.required
             )
             if self.left:
-                text += "; " + ngettext(
+                since = ngettext(
                     "since then {n} recipient no longer to be sent (approved as {rows})",
                     "since then {n} recipients no longer to be sent (approved as {rows})",
                     len(self.left),
                 ).format(n=len(self.left), rows=_rows(self.left))
+                text = listed([text, since])
             return text
         if self.required:
             return text

@@ -234,12 +234,14 @@ def send(
 def _test_address(address: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
+    from campaign.emailreasons import reason
+
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as err:
         raise UsageError(
             _("{option} {address} is not an email address: {error}").format(
-                option="--test-to", address=repr(address), error=err
+                option="--test-to", address=repr(address), error=reason(err)
             )
         ) from None
 

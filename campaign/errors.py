@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from campaign.i18n import _
+from campaign.i18n import _, labelled
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class CampaignError(Exception):
 
     def __str__(self) -> str:
         where = str(self.place)
-        text = f"{where}: {self.message}" if where else self.message
+        text = labelled(where, self.message) if where else self.message
         return text + "\n  " + _("hint:") + f" {self.hint}" if self.hint else text
 
 
@@ -168,5 +168,5 @@ class Problem:
 
     def __str__(self) -> str:
         where = str(self.place)
-        text = f"{where}: {self.severity.label}: {self.message}"
+        text = labelled(where, labelled(self.severity.label, self.message))
         return f"{text} ({self.hint})" if self.hint else text

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gettext
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,6 +95,16 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def pgettext(context: str, message: str) -> str:
     """`message` in the current language, where the same English needs two translations."""
     return catalog().pgettext(context, message)
+
+
+def labelled(label: str, text: str) -> str:
+    """`label: text` as the current language writes it (French puts a space before the colon)."""
+    return _("{label}: {text}").format(label=label, text=text)
+
+
+def listed(parts: Iterable[str]) -> str:
+    """Reasons or faults one after the other, `; ` apart (French: ` ; `)."""
+    return pgettext("between items of a list", "; ").join(parts)
 
 
 def N_(message: str) -> str:

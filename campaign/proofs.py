@@ -32,7 +32,7 @@ from pathlib import Path
 
 from campaign.approval import Fingerprint, approval_state, compute_fingerprint
 from campaign.errors import InputError, Place, TemplateError, UsageError
-from campaign.i18n import Said, _, again, language_of, ngettext, number
+from campaign.i18n import Said, _, again, language_of, listed, ngettext, number
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status, variable_name
@@ -488,7 +488,7 @@ def _rows_of(inputs: Inputs, proofed: list[_Proofed]) -> list[dict[str, object]]
                 "row": r.row,
                 "name": inputs.to_name_for(r),
                 "email": r.email,
-                "reasons": "; ".join(again(reason) for reason in p.sample.reasons),
+                "reasons": listed(again(reason) for reason in p.sample.reasons),
                 "pages": p.pages,
                 "stem": p.stem,
                 "pdf": pdf_link,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from campaign.emailreasons import reason as refusal
 from campaign.errors import InputError, Place, Problem, Severity
 from campaign.i18n import _
 from campaign.spreadsheet import SPREADSHEET_SUFFIXES as SPREADSHEET_SUFFIXES
@@ -203,7 +204,7 @@ def read_recipients(
                 row_problems.append(
                     Problem.error(
                         _("not an email address: {address} ({reason})").format(
-                            address=repr(raw_email), reason=normalized
+                            address=repr(raw_email), reason=refusal(normalized)
                         ),
                         Place(file=shown, row=row, column=table.headers[email_index]),
                     )

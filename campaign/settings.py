@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from campaign.emailreasons import reason
 from campaign.errors import Place, SettingsError
 from campaign.i18n import _
 from campaign.outbox import Layout
@@ -125,7 +126,9 @@ class Sender(_Section):
             return validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError as err:
             raise ValueError(
-                _("{value} is not an email address: {error}").format(value=repr(value), error=err)
+                _("{value} is not an email address: {error}").format(
+                    value=repr(value), error=reason(err)
+                )
             ) from err
 
 

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
-from campaign.i18n import _
+from campaign.i18n import _, labelled
 from campaign.settings import (
     DEFAULT_SETTINGS,
     CampaignSettings,
@@ -169,7 +169,7 @@ def _settings_error(
                 text += " " + _("(not {value})").format(value=repr(item.get("input")))
         place = Place(file=str(path), line=line, key=key)
         first_place = first_place or place
-        messages.append(f"{place}: {text}")
+        messages.append(labelled(str(place), text))
     hint = None
     if any(str(item["loc"][-1]) == "password" for item in err.errors() if item["loc"]):
         hint = _("put the password in an environment variable and name it with smtp.password_env")
@@ -314,7 +314,7 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
         raise SettingsError(
             _("{n} problems in the settings:").format(n=len(problems))
             + "\n  "
-            + "\n  ".join(f"{p.place}: {p.message} ({p.hint})" for p in problems),
+            + "\n  ".join(labelled(str(p.place), f"{p.message} ({p.hint})") for p in problems),
             place=Place(file=str(settings.path)),
         )
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from campaign.i18n import _, number, plural
+from campaign.i18n import _, listed, number, plural
 
 if TYPE_CHECKING:
     from campaign.settings import Throttle as ThrottleSettings
@@ -199,7 +199,7 @@ class PaceReport:
                     n=self.outages, seconds=number(self.paused)
                 )
             )
-        return "; ".join(parts)
+        return listed(parts)
 
 
 def per_minute(rate: float | None) -> str:

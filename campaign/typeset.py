@@ -23,7 +23,7 @@ from typing import Any
 
 from campaign import tagging
 from campaign.errors import InputError, Place
-from campaign.i18n import N_, _
+from campaign.i18n import N_, _, listed
 from campaign.i18n import number as said_number
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
@@ -420,7 +420,7 @@ class Renderer:
                         "the address does not fit the envelope's window even at {size} pt: {faults}"
                     ).format(
                         size=said_number(MIN_ADDRESS_PT, decimals=1),
-                        faults="; ".join(faults.address),
+                        faults=listed(faults.address),
                     ),
                     place=Place(key="layout.window"),
                     hint=_(

@@ -80,10 +80,11 @@ def test_check_in_french_and_in_english(
     speak(monkeypatch, FRENCH)
     french = run("check")
     assert french.exit_code == 0, french.output
-    assert "40 destinataires, 40 prêts, 0 exclu, 0 erreur, 0 avertissement" in french.output
+    # French puts a space before the colon, English does not.
+    assert "-05 : 40 destinataires, 40 prêts, 0 exclu, 0 erreur, 0 avertissement" in french.output
     speak(monkeypatch, "C")
     english = run("check")
-    assert "40 recipients, 40 ready, 0 suppressed, 0 errors, 0 warnings" in english.output
+    assert "-05: 40 recipients, 40 ready, 0 suppressed, 0 errors, 0 warnings" in english.output
 
 
 def test_a_check_problem_is_said_in_french(
@@ -102,8 +103,16 @@ def test_a_check_problem_is_said_in_french(
     report = json.loads(run("check", "hopitaux-2020-05", "--json").output)
     problem = next(p for p in report["problems"] if p["row"] == 4)
     assert problem["severity"] == "error"  # --json keeps the technical values
-    assert problem["message"].startswith("ce n’est pas une adresse électronique : 'camille@'")
+    assert problem["message"] == (
+        "ce n’est pas une adresse électronique : 'camille@' (Il manque la partie après le @.)"
+    )  # email-validator's own reason too, not its English
     assert problem["hint"].startswith("vouliez-vous dire")
+    speak(monkeypatch, "C")
+    report = json.loads(run("check", "hopitaux-2020-05", "--json").output)
+    problem = next(p for p in report["problems"] if p["row"] == 4)
+    assert problem["message"] == (
+        "not an email address: 'camille@' (There must be something after the @-sign.)"
+    )
 
 
 def test_a_settings_error_in_both_languages(
@@ -118,11 +127,10 @@ def test_a_settings_error_in_both_languages(
     french = run("check")
     assert french.exit_code == 2
     assert "erreur :" in french.output
-    assert "clé 'smtp.port'" in french.output
-    assert "un nombre entier est attendu (et non 'huit')" in french.output
+    assert "clé 'smtp.port' : un nombre entier est attendu (et non 'huit')" in french.output
     speak(monkeypatch, "C")
     english = run("check")
-    assert "key 'smtp.port'" in english.output
+    assert "key 'smtp.port': expected a whole number" in english.output
     assert "expected a whole number (not 'huit')" in english.output
 
 
@@ -155,7 +163,7 @@ def test_send_and_status_in_french(tmp_path: Path) -> None:
         assert sent.exit_code == 0, sent.output
         flat = " ".join(sent.output.split())
         # Plurals agree: one message, one connection.
-        assert "1 envoyé, 0 différé, 0 en échec, 0 incertain" in flat
+        assert "cette session : 1 envoyé, 0 différé, 0 en échec, 0 incertain" in flat
         assert "sur 1 connexion" in flat
         assert "journal d’envoi : 1 envoyé" in flat
         status = CliRunner().invoke(main, ["--settings", str(settings), "status"])

@@ -35,7 +35,7 @@ from campaign.cli.output import (
 )
 from campaign.cli.output import escape as _escape
 from campaign.cli.tools import purge, sink
-from campaign.i18n import _, number, plural
+from campaign.i18n import _, labelled, listed, number, plural
 
 # At exit the interpreter collects once more every object the command made: 70-150 ms after a
 # send of 1,000 messages on the benchmark machine (docs/performance-send.md), for memory the
@@ -115,7 +115,7 @@ def check(ctx: Context, campaign_name: str | None, as_json: bool) -> None:
         if report.problems:
             print_problems(report.problems)
         style = "red" if report.errors else "green"
-        console.print(f"[bold]{campaign.name}[/]: [{style}]{report.summary()}[/]")
+        console.print(labelled(f"[bold]{campaign.name}[/]", f"[{style}]{report.summary()}[/]"))
     sys.exit(1 if report.errors else 0)
 
 
@@ -192,7 +192,9 @@ def render(
     )
     took = _("in {seconds} s").format(seconds=number(report.seconds, decimals=1))
     workers = plural(report.jobs, "{n} job", "{n} jobs")
-    console.print(f"[bold]{campaign.name}[/]: [{style}]{counts}[/] {took} ({workers}{rate})")
+    console.print(
+        labelled(f"[bold]{campaign.name}[/]", f"[{style}]{counts}[/] {took} ({workers}{rate})")
+    )
     console.print(_("letters in {folder}").format(folder=_escape(str(report.folder))))
     if done.print_pack is not None:
         console.print(_("print-ready PDF: {path}").format(path=_escape(str(done.print_pack))))
@@ -241,7 +243,7 @@ def proof(
         for name in (_("row"), _("recipient"), _("why this row")):
             table.add_column(name, overflow="fold")
         for item in pack.sample:
-            reasons = "; ".join(item.reasons)
+            reasons = listed(item.reasons)
             table.add_row(str(item.recipient.row), _escape(item.recipient.email), _escape(reasons))
         console.print(table)
     made = _("proofs of {recipients}, {pages}, fingerprint {fingerprint}").format(
@@ -249,7 +251,7 @@ def proof(
         pages=plural(pack.pages, "{n} page", "{n} pages"),
         fingerprint=pack.fingerprint.short,
     )
-    console.print(f"[bold]{campaign.name}[/]: {made}")
+    console.print(labelled(f"[bold]{campaign.name}[/]", made))
     console.print(f"  {_escape(str(pack.pdf))}\n  {_escape(str(pack.index))}")
     console.print(
         _("next: have them read, then {command}").format(
@@ -281,7 +283,7 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
         recipients=plural(record.recipients, "{n} recipient", "{n} recipients"),
         fingerprint=record.fingerprint[:12],
     )
-    console.print(f"[bold]{campaign.name}[/]: [green]{approved}[/] {rest}")
+    console.print(labelled(f"[bold]{campaign.name}[/]", f"[green]{approved}[/] {rest}"))
     console.print(_("recorded in {path}").format(path=_escape(str(campaign.layout.approval))))
 
 

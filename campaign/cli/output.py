@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from campaign.errors import Problem, Severity
-from campaign.i18n import N_, _, ngettext, number, plural
+from campaign.i18n import N_, _, labelled, listed, ngettext, number, plural
 
 if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet library to start
     from rich.console import Console
@@ -117,7 +117,7 @@ def print_send_report(report: SendReport) -> None:
             "{n} message composed, nothing sent",
             "{n} messages composed, nothing sent",
         )
-        console.print(f"{name}: {composed}")
+        console.print(labelled(name, composed))
         console.print(_("messages in {folder}").format(folder=escape(str(report.folder))))
         return
     safe, unsure = report.recovered
@@ -143,17 +143,19 @@ def print_send_report(report: SendReport) -> None:
         seconds=number(report.seconds, decimals=1),
         connections=plural(tally.connections, "{n} connection", "{n} connections"),
     )
-    console.print(f"{name}, {what}: [{style}]{counts}[/] {took}")
+    console.print(labelled(f"{name}, {what}", f"[{style}]{counts}[/] {took}"))
     for reason in report.reasons:
-        console.print(f"  {state_count(reason.state.value, reason.count)}: {escape(reason.text)}")
+        console.print(
+            "  " + labelled(state_count(reason.state.value, reason.count), escape(reason.text))
+        )
     if tally.pace is not None and tally.pace.describe():
-        console.print("[yellow]" + _("server") + f"[/]: {escape(tally.pace.describe())}")
+        console.print(labelled("[yellow]" + _("server") + "[/]", escape(tally.pace.describe())))
     if report.stopped == "interrupted":
         console.print(
-            "[yellow]"
-            + _("interrupted")
-            + "[/]: "
-            + _("messages in flight were finished and recorded")
+            labelled(
+                "[yellow]" + _("interrupted") + "[/]",
+                _("messages in flight were finished and recorded"),
+            )
         )
     elif report.stopped == "retries pending" and report.next_retry:
         when = time.strftime("%H:%M:%S", time.localtime(report.next_retry))
@@ -161,10 +163,10 @@ def print_send_report(report: SendReport) -> None:
             _("deferred messages wait for a retry at {time}; run send again then").format(time=when)
         )
     elif report.stopped:
-        console.print("[yellow]" + _("stopped") + f"[/]: {escape(report.stopped)}")
+        console.print(labelled("[yellow]" + _("stopped") + "[/]", escape(report.stopped)))
     _print_copies(report.copies)
     for note in report.notes:
-        console.print("[yellow]" + _("note") + f"[/]: {escape(note)}")
+        console.print(labelled("[yellow]" + _("note") + "[/]", escape(note)))
     if report.mode == "send":
         counts = ", ".join(state_count(state, n) for state, n in report.counts.items() if n)
         console.print(
@@ -198,7 +200,7 @@ def _print_copies(copies: CopyReport | None) -> None:
             + plural(copies.failed, "{n} not saved", "{n} not saved")
             + "[/] "
             + _("({errors}): the next send or inbox saves them; nothing is sent again").format(
-                errors=escape("; ".join(copies.errors))
+                errors=escape(listed(copies.errors))
             )
         )
     console.print(line)
@@ -249,10 +251,10 @@ def print_status(report: StatusReport) -> None:
     name = f"[bold]{escape(report.campaign)}[/]"
     if not report.started:
         console.print(
-            f"{name}: " + _("nothing sent yet (no {path})").format(path=escape(str(report.log)))
+            labelled(name, _("nothing sent yet (no {path})").format(path=escape(str(report.log))))
         )
     else:
-        console.print(f"{name}: " + _("delivery log {path}").format(path=escape(str(report.log))))
+        console.print(labelled(name, _("delivery log {path}").format(path=escape(str(report.log)))))
         # One row per state met: nine states side by side do not fit 80 columns.
         table = Table(header_style="bold")
         table.add_column(_("state"))
@@ -265,11 +267,11 @@ def print_status(report: StatusReport) -> None:
     waiting = len(report.not_sent_yet)
     if report.not_sent_yet and report.started:
         console.print(
-            "[yellow]"
-            + plural(waiting, "{n} not sent yet", "{n} not sent yet")
-            + "[/]: "
-            + _("in the spreadsheet, not yet in the log{rows}; campaign send sends them").format(
-                rows=_rows(report.not_sent_yet)
+            labelled(
+                "[yellow]" + plural(waiting, "{n} not sent yet", "{n} not sent yet") + "[/]",
+                _("in the spreadsheet, not yet in the log{rows}; campaign send sends them").format(
+                    rows=_rows(report.not_sent_yet)
+                ),
             )
         )
     elif report.not_sent_yet:
@@ -320,15 +322,17 @@ def print_status(report: StatusReport) -> None:
             bounced.add_row(str(item.row or ""), escape(item.email), escape(item.reason))
         console.print(bounced)
     for email, what in report.searched.items():
-        console.print("[yellow]" + _("uncertain") + f"[/] {escape(email)}: {escape(what)}")
+        console.print("[yellow]" + _("uncertain") + "[/] " + labelled(escape(email), escape(what)))
     if report.copies_not_saved:
         console.print(
-            "[yellow]Sent[/]: "
-            + ngettext(
-                "{n} copy not saved yet (the next send or inbox saves it)",
-                "{n} copies not saved yet (the next send or inbox saves them)",
-                report.copies_not_saved,
-            ).format(n=number(report.copies_not_saved))
+            labelled(
+                "[yellow]Sent[/]",
+                ngettext(
+                    "{n} copy not saved yet (the next send or inbox saves it)",
+                    "{n} copies not saved yet (the next send or inbox saves them)",
+                    report.copies_not_saved,
+                ).format(n=number(report.copies_not_saved)),
+            )
         )
     if report.per_minute is not None:
         console.print(
@@ -366,7 +370,7 @@ def print_inbox(report: InboxReport) -> None:
         mailbox=report.mailbox,
         whole=number(report.fetched),
     )
-    console.print(f"[bold]{escape(report.campaign)}[/]: {read}")
+    console.print(labelled(f"[bold]{escape(report.campaign)}[/]", read))
     counts = report.as_dict()
     console.print(
         _("{bounced}, {delayed}, {delivered}, {replied}, {auto_replied}; {unmatched}").format(
@@ -396,10 +400,10 @@ def print_inbox(report: InboxReport) -> None:
             )
         )
     for email, evidence in report.resolved.items():
-        console.print(_("uncertain → sent") + f": {escape(email)}: {escape(evidence)}")
+        console.print(labelled(_("uncertain → sent"), labelled(escape(email), escape(evidence))))
     for email, searched in report.uncertain.items():
         console.print(
-            "[yellow]" + _("still uncertain") + f"[/] {escape(email)}: {escape(searched)}"
+            "[yellow]" + _("still uncertain") + "[/] " + labelled(escape(email), escape(searched))
         )
     _print_copies(report.copies)
 

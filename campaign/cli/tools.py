@@ -14,7 +14,7 @@ from campaign.cli.base import CAMPAIGN_ARG, CAMPAIGN_HELP, Context, pass_context
 from campaign.cli.output import console, err_console
 from campaign.cli.output import escape as _escape
 from campaign.errors import CampaignError
-from campaign.i18n import _, ngettext, number, plural
+from campaign.i18n import _, labelled, ngettext, number, plural
 
 
 @click.command(
@@ -164,14 +164,14 @@ def purge(ctx: Context, campaign_name: str | None, include_log: bool, yes: bool)
     for warning in result.warnings:
         err_console.print("[yellow]" + _("warning:") + f"[/] {_escape(warning)}")
     if result.plan.total == 0:
-        console.print(f"[bold]{campaign.name}[/]: " + _("no personal data to delete"))
+        console.print(labelled(f"[bold]{campaign.name}[/]", _("no personal data to delete")))
         return
     if not result.confirmed:
         console.print(_("nothing deleted"))
         sys.exit(1)
     deleted = ngettext("deleted {n} file ({what})", "deleted {n} files ({what})", result.deleted)
     deleted = deleted.format(n=number(result.deleted), what=what(result.plan))
-    console.print(f"[bold]{campaign.name}[/]: {deleted}")
+    console.print(labelled(f"[bold]{campaign.name}[/]", deleted))
     if not include_log:
         console.print(
             _(

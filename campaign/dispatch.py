@@ -86,6 +86,7 @@ class Event:
     text: str = ""
     seconds: float = 0.0
     total: int = 0
+    server: bool = False  # a wait because of the server (unreachable, or its limit)
 
 
 Progress = Callable[[Event], None]
@@ -251,10 +252,9 @@ class Dispatcher:
             if self.stopping:
                 raise Stopped
             delay = self.pace.delay(self.clock())
-            if delay > 0:
-                if delay >= 1.0:
-                    why = _("server unreachable") if self.pace.down_since else _("server's limit")
-                    self._emit(Event(EventKind.WAIT, seconds=delay, text=why))
+            if delay > 0:  # the server's: said however short (the throttle's own: from 1 s)
+                why = _("server unreachable") if self.pace.down_since else _("server's limit")
+                self._emit(Event(EventKind.WAIT, seconds=delay, text=why, server=True))
                 await self.sleep(min(delay, 1.0))
                 continue
             if self.pace.holding and self._probing:
@@ -608,6 +608,7 @@ async def run_dispatcher(
     except (DayCapReached, ServerDown) as stop:
         return str(stop)
     finally:
+        dispatcher.pace.ended(dispatcher.clock())
         for number in handled:
             loop.remove_signal_handler(number)
         with contextlib.suppress(BaseException):

@@ -295,6 +295,12 @@ class Pace:
         gap = min(2.0 ** (self._misses - 1), self.max_probe_gap)
         self.hold_until = max(self.hold_until, now + gap)
 
+    def ended(self, now: float) -> None:
+        """The run ends: an outage not yet over counts as paused until now."""
+        if self.down_since is not None:
+            self.report.paused += now - self.down_since
+            self.down_since = None
+
     def _set(self, rate: float) -> None:
         floor = 1.0 / 60.0  # at least one message a minute
         if self.configured is not None:

@@ -7,6 +7,7 @@ For each fault: the state in the delivery log, how many copies the server stored
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from campaign.inputs import load_inputs
 from campaign.ledger import Ledger, State
 from campaign.send import SendOptions, SendReport, send_campaign
 from campaign.settings import load_settings
-from tests.conftest import cli
+from tests.conftest import cli, said
 from tests.smtp_server import Fault, FaultyServer, make_project, tls_contexts
 
 FIRST = "personne0001@example.org"
@@ -496,6 +497,22 @@ def test_unreachable_server_pauses_then_ends_the_run_with_attempts_untouched(
     assert delivery(settings).attempts == 0
     assert report.tally.pace is not None and report.tally.pace.outages == 1
     assert "connection refused by 127.0.0.1:" in report.stopped
+
+
+def test_an_outage_is_said_in_a_log_too_not_only_on_the_progress_bar(tmp_path: Path) -> None:
+    # Run from cron or piped to a file, there is no bar: the wait is said as lines of its own,
+    # one when it begins, then one a minute, rather than ten silent minutes.
+    with FaultyServer() as server:
+        port = server.port
+    settings = make_project(
+        tmp_path, port=port, recipients=2, smtp="probe_interval: 1s\n  outage_limit: 3s"
+    )
+    result = cli(settings, "send")
+    assert result.exit_code == 1, result.output
+    shown = said(result)
+    assert shown.count("s (server unreachable)") == 1, shown  # said once within the minute
+    assert re.search(r"waiting \d+ s \(server unreachable\)", shown)
+    assert re.search(r"server unreachable 1× \([3-9] s paused\)", shown), shown
 
 
 def test_untrusted_certificate_after_starttls_stops_the_run(tmp_path: Path) -> None:

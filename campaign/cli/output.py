@@ -409,6 +409,7 @@ def print_inbox(report: InboxReport) -> None:
 
 
 RATE_EVERY = 0.25  # seconds between two readings of the sending rate shown beside the bar
+WAIT_SAID_EVERY = 60.0  # seconds between two lines about the same wait, where there is no bar
 
 
 class SendProgress:
@@ -423,6 +424,7 @@ class SendProgress:
         self._rate = ""
         self._rate_at = 0.0
         self.bar: Any = None
+        self._wait_said: tuple[str, float] | None = None  # why, when: the last wait said
         if self.console is None or not self.console.is_terminal:
             return
         from rich.progress import (
@@ -461,6 +463,10 @@ class SendProgress:
             self.console.print(escape(event.text))
         if self.bar is None:
             self.done += kind == "done"
+            if kind == "done":
+                self._wait_said = None
+            elif kind == "wait" and (event.server or event.seconds >= WAIT_SAID_EVERY):
+                self._say_wait(event.seconds, event.text)  # not the throttle's usual pauses
         elif kind == "start":
             self.bar.update(self.task, total=event.total)
         elif kind == "done":
@@ -480,3 +486,15 @@ class SendProgress:
             self.bar.update(self.task, description=description)
         elif kind == "stopping":
             self.bar.update(self.task, description=_("stopping: finishing messages in flight"))
+
+    def _say_wait(self, seconds: float, why: str) -> None:
+        """Not on a terminal (a pipe, a log): a line when a wait begins, then one a minute."""
+        now = time.monotonic()
+        said = self._wait_said
+        if said is not None and said[0] == why and now - said[1] < WAIT_SAID_EVERY:
+            return
+        self._wait_said = (why, now)
+        if self.console is not None:
+            self.console.print(
+                escape(_("waiting {seconds} s ({why})").format(seconds=number(seconds), why=why))
+            )

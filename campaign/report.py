@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign.errors import InputError, Place
-from campaign.i18n import _
+from campaign.i18n import _, number
 from campaign.outbox import check_output_path
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, A
         "searched": report.searched,
         "runs": runs,
         "learnt_rate": _per_minute(log.learnt_rate()),
-        "per_minute": report.per_minute,
+        "per_minute": None if report.per_minute is None else number(report.per_minute),
         "run_seconds": round(report.run_seconds),
         "first_sent": _when(report.first_sent_at),
         "last_sent": _when(report.last_sent_at),

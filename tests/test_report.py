@@ -315,3 +315,36 @@ def test_no_report_before_the_first_send(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="nothing to report"):
         commands.status(campaign_of(settings), report_to=tmp_path / "suivi.html")
     assert not (tmp_path / "suivi.html").exists()
+
+
+@pytest.mark.parametrize(("seconds", "rate"), [(0.5, None), (120.0, "20")])
+def test_a_rate_is_given_only_over_a_minute_of_sending(
+    tmp_path: Path, seconds: float, rate: str | None
+) -> None:
+    # 40 messages in half a second are not "4,800 a minute" when the throttle allowed 3,000.
+    settings = make_project(tmp_path, port=9, recipients=40)
+    campaign = campaign_of(settings)
+    start = time.time() - 600
+    entries = [
+        Entry(f"personne{i:04d}@example.org", i + 1, None, f"<m{i}@example.org>")
+        for i in range(1, 41)
+    ]
+    with Ledger(campaign.layout.log) as ledger:
+        ledger.enqueue(entries, [], start)
+        run = ledger.start_run(start)
+        for entry in entries:
+            ledger.apply(
+                [begin(entry.email, start), outcome(entry.email, State.SENT, 250, "ok", start)]
+            )
+        ledger.end_run(run, start + seconds, 40, "done")
+    shown = " ".join(cli(settings, "status").output.split())
+    page = tmp_path / "suivi.html"
+    commands.status(campaign, report_to=page)
+    text = " ".join("".join(parse(page).text).split())
+    if rate is None:
+        assert "1 run, 0.5 s sending; 40 in the last 24 h" in shown
+        assert "messages/min" not in shown
+        assert "Overall: 1 run, 0 s sending." in text and "messages a minute" not in text
+    else:
+        assert "1 run, 120.0 s sending, 20 messages/min; 40 in the last 24 h" in shown
+        assert "Overall: 1 run, 120 s sending, 20 messages a minute." in text

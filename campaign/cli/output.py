@@ -334,17 +334,19 @@ def print_status(report: StatusReport) -> None:
                 ).format(n=number(report.copies_not_saved)),
             )
         )
-    if report.per_minute is not None:
-        console.print(
-            _(
-                "{runs}, {seconds} s sending, {rate} messages/min; {last_day} in the last 24 h"
-            ).format(
-                runs=plural(report.runs, "{n} run", "{n} runs"),
-                seconds=number(report.run_seconds, decimals=1),
-                rate=number(report.per_minute),
-                last_day=number(report.sent_last_24h),
+    if report.runs:
+        runs = plural(report.runs, "{n} run", "{n} runs")
+        seconds = number(report.run_seconds, decimals=1)
+        last_day = number(report.sent_last_24h)
+        if report.per_minute is None:  # under a minute of sending: no rate to speak of
+            line = _("{runs}, {seconds} s sending; {last_day} in the last 24 h").format(
+                runs=runs, seconds=seconds, last_day=last_day
             )
-        )
+        else:
+            line = _(
+                "{runs}, {seconds} s sending, {rate} messages/min; {last_day} in the last 24 h"
+            ).format(runs=runs, seconds=seconds, rate=number(report.per_minute), last_day=last_day)
+        console.print(line)
     if report.test_sends:
         console.print(
             plural(

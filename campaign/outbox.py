@@ -65,8 +65,12 @@ def check_output_path(path: Path, suffixes: tuple[str, ...], *, option: str, exa
         )
 
 
-def write_private(path: Path, data: bytes | str) -> Path:
-    """Write `data` to `path` atomically, readable by the owner only."""
+def write_private(path: Path, data: bytes | str, *, durable: bool = True) -> Path:
+    """Write `data` to `path` atomically, readable by the owner only.
+
+    `durable=False` skips the fsync: the file is whole or absent after a killed process, but
+    may be lost in a power cut (the Sent copies' spool, written on the sending loop).
+    """
     private_dir(path.parent)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -74,7 +78,8 @@ def write_private(path: Path, data: bytes | str) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:

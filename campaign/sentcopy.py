@@ -10,12 +10,15 @@ them without the SMTP dot-stuffing to the Sent folder (IMAP APPEND with \\Seen; 
   Message-ID in Sent for `mailbox.save_sent_wait` seconds; found, the provider files sent mail
   itself and nothing is appended (a second copy would be noise); not found, every message is
   copied. The answer is kept in the log's meta, so later runs do not look again. `never`: nothing.
-- Never twice, never a resend: each copy is recorded `pending` in the log's `sent_copies` (fsynced)
-  before its APPEND, then `done` or `failed`; its bytes wait in `outbox/<campaign>/sent-copies/`
-  until it is done. A copy left pending (a crash) or failed (the mailbox refused it, or could not
-  be reached) is retried by the next `send` or `inbox`, and first looked for in Sent by its
-  Message-ID: there already, it is done without a second APPEND. Only the copy is ever retried;
-  the message itself stays `sent`.
+- Never twice, never a resend, not lost to a killed run: the bytes go to
+  `outbox/<campaign>/sent-copies/` on the run's own thread as the 250 is handled, before the log
+  can record the message `sent`, so a run killed while the thread is behind leaves them there
+  (not fsynced, which would hold up every connection: a power cut may lose the last few). The
+  thread records the copy `pending` in the log's `sent_copies` (fsynced) before its APPEND, then
+  `done` or `failed`. A copy left pending or only spooled (a crash) or failed (the mailbox
+  refused it, or could not be reached) is retried by the next `send` or `inbox`, and first
+  looked for in Sent by its Message-ID: there already, it is done without a second APPEND. Only
+  the copy is ever retried; the message itself stays `sent`.
 """
 
 from __future__ import annotations
@@ -139,15 +142,18 @@ class Copies:
     def spool(self, email: str) -> Path:
         return spool_path(self.layout, email)
 
-    def add(self, email: str, data: bytes) -> None:
-        """A message just accepted (dot-stuffed, as sent after DATA): copy it to Sent if due."""
-        if self.mode == "never" or self.decision == PROVIDER:
-            return
-        raw = unstuffed(data)
+    def add(self, email: str, raw: bytes) -> None:
+        """A message just accepted (as the server stores it, spooled or not): copy it if due."""
         mid = message_id_in(raw)
-        if self.decision is None and self._provider_files(mid):
+        if (
+            self.mode == "never"
+            or self.decision == PROVIDER
+            or (self.decision is None and self._provider_files(mid))
+        ):
+            self.spool(email).unlink(missing_ok=True)  # the provider files it: no copy to make
             return
-        write_private(self.spool(email), raw)
+        if not self.spool(email).exists():
+            write_private(self.spool(email), raw)
         with contextlib.suppress(OSError):
             self.box()  # to record the folder; a mailbox that cannot be opened fails below
         folder = self.report.folder or ""
@@ -158,7 +164,8 @@ class Copies:
         """Save the copies an earlier run left pending or failed (never twice: look first)."""
         if self.mode == "never" or self.decision == PROVIDER:
             return
-        for email, mid, _state, _error in self.log.copies(["pending", "failed"]):
+        recorded = self.log.copies(["pending", "failed"])
+        for email, mid, _state, _error in recorded + self._only_spooled({c[0] for c in recorded}):
             path = self.spool(email)
             try:
                 raw = path.read_bytes()
@@ -169,6 +176,24 @@ class Copies:
                 self._failed(_(error))
                 continue
             self._append(email, mid, raw, look_first=True)
+
+    def _only_spooled(self, recorded: set[str]) -> list[tuple[str, str, str, str]]:
+        """Copies a killed run spooled but did not record: of messages the server accepted."""
+        spooled = {path.name for path in self.layout.sent_copies.glob("*.eml")}
+        if not spooled:
+            return []
+        found = []
+        for delivery in self.log.deliveries("sent_at IS NOT NULL"):
+            if delivery.email in recorded or self.spool(delivery.email).name not in spooled:
+                continue
+            path = self.spool(delivery.email)
+            try:
+                mid = message_id_in(path.read_bytes())
+            except OSError:
+                continue  # gone meanwhile: nothing to save
+            self.log.apply([ledger.sent_copy(delivery.email, mid, "pending", "", time.time())])
+            found.append((delivery.email, mid, "pending", ""))
+        return found
 
     def _append(self, email: str, mid: str, raw: bytes, *, look_first: bool) -> None:
         # Two tries: a connection idle through a long wait (retries, the send window) may have
@@ -277,13 +302,21 @@ class SentCopier:
         return kept
 
     def watching(self, progress: Progress | None) -> Progress:
-        """Pass events on; after each 250, queue the message's bytes for the thread."""
+        """Pass events on; after each 250, spool the message's bytes and queue them for the thread.
+
+        Spooled here, on the run's thread, as the 250 is handled: the log records the message
+        `sent` in a later turn of the loop, so a run killed while the thread is behind still
+        leaves the copy for the next `send` or `inbox` (`Copies.retry`).
+        """
 
         def on_event(event: Event) -> None:
             if event.kind is EventKind.DONE and isinstance(event.key, str):
                 data = self._bytes.pop(event.key, None)
                 if data is not None and event.state is State.SENT:
-                    self._queue.put((event.key, data))
+                    raw = unstuffed(data)
+                    if not self.report.provider_files:  # set by the thread (auto)
+                        write_private(spool_path(self.layout, event.key), raw, durable=False)
+                    self._queue.put((event.key, raw))
             if progress is not None:
                 progress(event)
 

@@ -95,6 +95,7 @@ def test_auto_appends_nothing_when_the_provider_files_sent_mail_like_gmail(
     assert report.copies.provider_files and report.copies.saved == 0
     assert len(_sent_files(tmp_path)) == 3  # the provider's, none of ours
     assert not _copies(settings)
+    assert not list((tmp_path / "outbox" / "mini" / "sent-copies").glob("*.eml"))  # unspooled
     with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
         assert log.meta(META_KEY) == "provider"
 
@@ -165,3 +166,42 @@ def test_a_crash_between_the_record_and_the_append_never_makes_two_copies(
         mid for _, mid, _, _ in rows
     )
     assert len(server.stored) == 2
+
+
+def test_the_copy_is_spooled_as_the_250_is_handled_before_the_thread_gets_to_it(
+    tmp_path: Path,
+) -> None:
+    # The log records the message `sent` in a later turn of the loop; the copier's thread may be
+    # minutes behind (a slow IMAP server). Spooled in the handler of the 250's event, the copy
+    # survives a run killed in between.
+    from campaign.dispatch import Event, EventKind
+    from campaign.sentcopy import SentCopier
+
+    settings = _project(tmp_path, 9, "always")
+    layout = load_settings(settings).campaign("mini").layout
+    copier = SentCopier(load_settings(settings), layout)  # its thread is never started
+    email = "personne0001@example.org"
+    data = dot_stuffed(b"Message-ID: <m1@example.org>\r\n\r\n.a dot\r\n")
+    copier._bytes[email] = data  # what the job's message gave when it was sent
+    copier.watching(None)(Event(EventKind.DONE, key=email, state=State.SENT))
+    assert spool_path(layout, email).read_bytes() == unstuffed(data)
+
+
+def test_a_copy_a_killed_run_only_spooled_is_saved_by_the_next_send(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = _project(tmp_path, server.port, "always", recipients=3)
+        send(settings)
+        # As if the run was killed after the 250 of the third message was recorded, while the
+        # copier's thread had not yet recorded its copy: spooled, no row, not in Sent.
+        layout = load_settings(settings).campaign("mini").layout
+        with Ledger(layout.log) as log:
+            email, mid, _, _ = log.copies(["done"])[2]
+            log.conn.execute("DELETE FROM sent_copies WHERE email = ?", (email,))
+        (filed,) = [f for f in _sent_files(tmp_path) if message_id_in(f.read_bytes()) == mid]
+        shutil.move(filed, spool_path(layout, email))
+        again = send(settings)
+    assert again.copies is not None and (again.copies.saved, again.copies.failed) == (1, 0)
+    assert len(server.stored) == 3  # the message itself is not sent again
+    assert sorted(message_id_in(f.read_bytes()) for f in _sent_files(tmp_path)).count(mid) == 1
+    assert set(_copies(settings).values()) == {"done"} and len(_copies(settings)) == 3
+    assert not spool_path(layout, email).exists()

@@ -361,7 +361,7 @@ def _status(
             run_lock(layout, campaign=view.name, action="inspected"),
         ):
             log.recover()
-        read_status(report, log, ready, now)
+        read_status(report, log, ready, now, layout)
         report.forecast = _forecast(view.caps, window, report, now)
         if then is not None:
             then(report, log)

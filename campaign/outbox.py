@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,6 +197,19 @@ class Layout:
     def sent_copies(self) -> Path:
         """The bytes of each message whose copy for Sent is not saved yet (save_sent)."""
         return self.root / "sent-copies"
+
+    def sent_copy(self, email: str) -> Path:
+        """Where the bytes of `email`'s copy for Sent wait until it is saved."""
+        digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+        return self.sent_copies / f"{digest}.eml"
+
+    def spooled_copies(self, emails: Iterable[str]) -> list[str]:
+        """Those of `emails` whose copy for Sent waits in `sent_copies`."""
+        try:
+            names = {path.name for path in self.sent_copies.iterdir()}
+        except FileNotFoundError:
+            return []
+        return [email for email in emails if self.sent_copy(email).name in names] if names else []
 
     @property
     def log(self) -> Path:

@@ -24,7 +24,6 @@ them without the SMTP dot-stuffing to the Sent folder (IMAP APPEND with \\Seen; 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import queue
 import re
 import threading
@@ -165,7 +164,7 @@ class Copies:
         if self.mode == "never" or self.decision == PROVIDER:
             return
         recorded = self.log.copies(["pending", "failed"])
-        for email, mid, _state, _error in recorded + self._only_spooled({c[0] for c in recorded}):
+        for email, mid, _state, _error in recorded + self._only_spooled():
             path = self.spool(email)
             try:
                 raw = path.read_bytes()
@@ -177,22 +176,16 @@ class Copies:
                 continue
             self._append(email, mid, raw, look_first=True)
 
-    def _only_spooled(self, recorded: set[str]) -> list[tuple[str, str, str, str]]:
-        """Copies a killed run spooled but did not record: of messages the server accepted."""
-        spooled = {path.name for path in self.layout.sent_copies.glob("*.eml")}
-        if not spooled:
-            return []
+    def _only_spooled(self) -> list[tuple[str, str, str, str]]:
+        """The copies a killed run spooled but did not record, now recorded pending."""
         found = []
-        for delivery in self.log.deliveries("sent_at IS NOT NULL"):
-            if delivery.email in recorded or self.spool(delivery.email).name not in spooled:
-                continue
-            path = self.spool(delivery.email)
+        for email in self.log.unrecorded_copies(self.layout):
             try:
-                mid = message_id_in(path.read_bytes())
+                mid = message_id_in(self.spool(email).read_bytes())
             except OSError:
                 continue  # gone meanwhile: nothing to save
-            self.log.apply([ledger.sent_copy(delivery.email, mid, "pending", "", time.time())])
-            found.append((delivery.email, mid, "pending", ""))
+            self.log.apply([ledger.sent_copy(email, mid, "pending", "", time.time())])
+            found.append((email, mid, "pending", ""))
         return found
 
     def _append(self, email: str, mid: str, raw: bytes, *, look_first: bool) -> None:
@@ -246,8 +239,7 @@ class Copies:
 
 def spool_path(layout: Layout, email: str) -> Path:
     """Where the bytes of `email`'s copy wait until the copy is saved."""
-    digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
-    return layout.sent_copies / f"{digest}.eml"
+    return layout.sent_copy(email)
 
 
 def _reason(err: BaseException) -> str:

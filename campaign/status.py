@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from campaign.errors import InputError, Place
 from campaign.i18n import _
 from campaign.ledger import Delivery, Ledger, State
-from campaign.outbox import check_output_path
+from campaign.outbox import Layout, check_output_path
 
 if TYPE_CHECKING:
     from campaign.window import Forecast
@@ -110,7 +110,7 @@ class StatusReport:
     delayed: int = 0
     bounces: list[BouncedRecipient] = field(default_factory=list)
     searched: dict[str, str] = field(default_factory=dict)  # uncertain: what inbox searched
-    copies_not_saved: int = 0  # copies for Sent pending or failed: the next send or inbox retries
+    copies_not_saved: int = 0  # for Sent: pending, failed or only spooled (saved by the next send)
 
     @property
     def started(self) -> bool:
@@ -172,7 +172,7 @@ class StatusReport:
 
 
 def read_status(
-    report: StatusReport, log: Ledger, ready: Sequence[Ready], now: float
+    report: StatusReport, log: Ledger, ready: Sequence[Ready], now: float, layout: Layout
 ) -> StatusReport:
     """Fill `report` from the log, and compare it with the spreadsheet's ready rows."""
     deliveries = log.deliveries()
@@ -213,7 +213,9 @@ def read_status(
         for d in deliveries
         if d.state is State.BOUNCED
     ]
-    report.copies_not_saved = len(log.copies(["pending", "failed"]))
+    report.copies_not_saved = len(log.copies(["pending", "failed"])) + len(
+        log.unrecorded_copies(layout)
+    )
     report.searched = {
         d.address: d.evidence for d in deliveries if d.state is State.UNCERTAIN and d.evidence
     }

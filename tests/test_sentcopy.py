@@ -199,9 +199,14 @@ def test_a_copy_a_killed_run_only_spooled_is_saved_by_the_next_send(tmp_path: Pa
             log.conn.execute("DELETE FROM sent_copies WHERE email = ?", (email,))
         (filed,) = [f for f in _sent_files(tmp_path) if message_id_in(f.read_bytes()) == mid]
         shutil.move(filed, spool_path(layout, email))
+        status = json.loads(cli(settings, "status", "mini", "--json").output)
+        assert status["sent_copies_not_saved"] == 1  # the organiser is told before the next run
         again = send(settings)
     assert again.copies is not None and (again.copies.saved, again.copies.failed) == (1, 0)
     assert len(server.stored) == 3  # the message itself is not sent again
     assert sorted(message_id_in(f.read_bytes()) for f in _sent_files(tmp_path)).count(mid) == 1
     assert set(_copies(settings).values()) == {"done"} and len(_copies(settings)) == 3
     assert not spool_path(layout, email).exists()
+    assert (
+        json.loads(cli(settings, "status", "mini", "--json").output)["sent_copies_not_saved"] == 0
+    )

@@ -608,7 +608,7 @@ async def run_dispatcher(
     except (DayCapReached, ServerDown) as stop:
         return str(stop)
     finally:
-        dispatcher.pace.ended(dispatcher.clock())
+        dispatcher.pace.outage_over(dispatcher.clock())
         for number in handled:
             loop.remove_signal_handler(number)
         with contextlib.suppress(BaseException):

@@ -412,9 +412,15 @@ class Ledger:
     def unrecorded_copies(self, layout: Layout) -> list[str]:
         """Recipients the server accepted whose copy for Sent is spooled but has no row: a run
         killed while its copier's thread was behind (`campaign.sentcopy`)."""
+        spooled = layout.spooled_copies()
+        if not spooled:
+            return []
         rows = {email for email, *_ in self.copies(["pending", "failed", "done"])}
-        accepted = [d.email for d in self.deliveries("sent_at IS NOT NULL") if d.email not in rows]
-        return layout.spooled_copies(accepted)
+        return [
+            d.email
+            for d in self.deliveries("sent_at IS NOT NULL")
+            if d.email not in rows and layout.sent_copy(d.email).name in spooled
+        ]
 
     def keep_pace(self, run: int, pace: dict[str, Any]) -> None:
         """What the server's limits did to run `run` (throttle.PaceReport's fields), for status."""

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,13 +203,12 @@ class Layout:
         digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
         return self.sent_copies / f"{digest}.eml"
 
-    def spooled_copies(self, emails: Iterable[str]) -> list[str]:
-        """Those of `emails` whose copy for Sent waits in `sent_copies`."""
+    def spooled_copies(self) -> set[str]:
+        """The file names of the copies for Sent waiting in `sent_copies`."""
         try:
-            names = {path.name for path in self.sent_copies.iterdir()}
+            return {path.name for path in self.sent_copies.iterdir()}
         except FileNotFoundError:
-            return []
-        return [email for email in emails if self.sent_copy(email).name in names] if names else []
+            return set()
 
     @property
     def log(self) -> Path:

@@ -139,7 +139,7 @@ class Copies:
                 box.close()
 
     def spool(self, email: str) -> Path:
-        return spool_path(self.layout, email)
+        return self.layout.sent_copy(email)
 
     def add(self, email: str, raw: bytes) -> None:
         """A message just accepted (as the server stores it, spooled or not): copy it if due."""
@@ -237,11 +237,6 @@ class Copies:
         return self.decision == PROVIDER
 
 
-def spool_path(layout: Layout, email: str) -> Path:
-    """Where the bytes of `email`'s copy wait until the copy is saved."""
-    return layout.sent_copy(email)
-
-
 def _reason(err: BaseException) -> str:
     message = getattr(err, "message", None) or str(err) or type(err).__name__
     return " ".join(str(message).split())[:300]
@@ -307,7 +302,7 @@ class SentCopier:
                 if data is not None and event.state is State.SENT:
                     raw = unstuffed(data)
                     if not self.report.provider_files:  # set by the thread (auto)
-                        write_private(spool_path(self.layout, event.key), raw, durable=False)
+                        write_private(self.layout.sent_copy(event.key), raw, durable=False)
                     self._queue.put((event.key, raw))
             if progress is not None:
                 progress(event)

@@ -257,9 +257,7 @@ class Pace:
             self.next_start = max(now, self.next_start) + 1.0 / self.rate
 
     def accepted(self, now: float) -> None:
-        if self.down_since is not None:
-            self.report.paused += now - self.down_since
-            self.down_since = None
+        self.outage_over(now)
         if self.limited:
             self.limited = False
             span = now - self._since[0] if self._since else 0.0
@@ -295,8 +293,8 @@ class Pace:
         gap = min(2.0 ** (self._misses - 1), self.max_probe_gap)
         self.hold_until = max(self.hold_until, now + gap)
 
-    def ended(self, now: float) -> None:
-        """The run ends: an outage not yet over counts as paused until now."""
+    def outage_over(self, now: float) -> None:
+        """An outage going on is over at `now` (the server answered, or the run ends): paused."""
         if self.down_since is not None:
             self.report.paused += now - self.down_since
             self.down_since = None

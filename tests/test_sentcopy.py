@@ -9,7 +9,7 @@ from pathlib import Path
 from campaign import ledger
 from campaign.compose import dot_stuffed
 from campaign.ledger import Ledger, State
-from campaign.sentcopy import META_KEY, message_id_in, spool_path, unstuffed
+from campaign.sentcopy import META_KEY, message_id_in, unstuffed
 from campaign.settings import load_settings
 from tests.smtp_server import FaultyServer, Stored, make_project
 from tests.test_send import cli, send, states
@@ -156,7 +156,7 @@ def test_a_crash_between_the_record_and_the_append_never_makes_two_copies(
         layout = load_settings(settings).campaign("mini").layout
         by_id = {message_id_in(f.read_bytes()): f for f in files}
         for email, mid, _, _ in rows:
-            shutil.copy(by_id[mid], spool_path(layout, email))
+            shutil.copy(by_id[mid], layout.sent_copy(email))
         second = next(f for f in files if message_id_in(f.read_bytes()) == rows[1][1])
         second.unlink()  # its APPEND never happened
         again = send(settings)
@@ -184,7 +184,7 @@ def test_the_copy_is_spooled_as_the_250_is_handled_before_the_thread_gets_to_it(
     data = dot_stuffed(b"Message-ID: <m1@example.org>\r\n\r\n.a dot\r\n")
     copier._bytes[email] = data  # what the job's message gave when it was sent
     copier.watching(None)(Event(EventKind.DONE, key=email, state=State.SENT))
-    assert spool_path(layout, email).read_bytes() == unstuffed(data)
+    assert layout.sent_copy(email).read_bytes() == unstuffed(data)
 
 
 def test_a_copy_a_killed_run_only_spooled_is_saved_by_the_next_send(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_a_copy_a_killed_run_only_spooled_is_saved_by_the_next_send(tmp_path: Pa
             email, mid, _, _ = log.copies(["done"])[2]
             log.conn.execute("DELETE FROM sent_copies WHERE email = ?", (email,))
         (filed,) = [f for f in _sent_files(tmp_path) if message_id_in(f.read_bytes()) == mid]
-        shutil.move(filed, spool_path(layout, email))
+        shutil.move(filed, layout.sent_copy(email))
         status = json.loads(cli(settings, "status", "mini", "--json").output)
         assert status["sent_copies_not_saved"] == 1  # the organiser is told before the next run
         again = send(settings)
@@ -206,7 +206,7 @@ def test_a_copy_a_killed_run_only_spooled_is_saved_by_the_next_send(tmp_path: Pa
     assert len(server.stored) == 3  # the message itself is not sent again
     assert sorted(message_id_in(f.read_bytes()) for f in _sent_files(tmp_path)).count(mid) == 1
     assert set(_copies(settings).values()) == {"done"} and len(_copies(settings)) == 3
-    assert not spool_path(layout, email).exists()
+    assert not layout.sent_copy(email).exists()
     assert (
         json.loads(cli(settings, "status", "mini", "--json").output)["sent_copies_not_saved"] == 0
     )

@@ -10,7 +10,6 @@ import pytest
 
 from campaign import ledger
 from campaign.ledger import Ledger, State
-from campaign.sentcopy import spool_path
 from campaign.settings import load_settings
 from tests.mailservers import USERS, Dovecot
 from tests.smtp_server import FaultyServer, make_project
@@ -99,8 +98,8 @@ def test_a_copy_recorded_but_not_known_to_be_appended_is_looked_for_first(
         with Ledger(layout.log) as log:
             for email, mid, _, folder in log.copies(["done"]):
                 log.apply([ledger.sent_copy(email, mid, "pending", folder, 1.0)])
-                spool_path(layout, email).parent.mkdir(parents=True, exist_ok=True)
-                spool_path(layout, email).write_bytes(by_id[mid])
+                layout.sent_copy(email).parent.mkdir(parents=True, exist_ok=True)
+                layout.sent_copy(email).write_bytes(by_id[mid])
         again = send(settings)
     assert again.copies is not None and again.copies.saved == 2
     assert len(_sent(imap)) == 2  # found in Sent: not appended a second time

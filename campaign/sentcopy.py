@@ -302,7 +302,10 @@ class SentCopier:
                 if data is not None and event.state is State.SENT:
                     raw = unstuffed(data)
                     if not self.report.provider_files:  # set by the thread (auto)
-                        write_private(self.layout.sent_copy(event.key), raw, durable=False)
+                        # A spool that cannot be written (a full disk) must not stop the send:
+                        # the thread tries again, and says why the copy is not saved.
+                        with contextlib.suppress(OSError):
+                            write_private(self.layout.sent_copy(event.key), raw, durable=False)
                     self._queue.put((event.key, raw))
             if progress is not None:
                 progress(event)

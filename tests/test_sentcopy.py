@@ -210,3 +210,16 @@ def test_a_copy_a_killed_run_only_spooled_is_saved_by_the_next_send(tmp_path: Pa
     assert (
         json.loads(cli(settings, "status", "mini", "--json").output)["sent_copies_not_saved"] == 0
     )
+
+
+def test_a_spool_that_cannot_be_written_stops_no_send(tmp_path: Path) -> None:
+    # The spool is written as the 250's event is handled; a disk fault there must not end the
+    # run: the messages stay sent once each, and the copies are said not saved.
+    with FaultyServer() as server:
+        settings = _project(tmp_path, server.port, "always")
+        (tmp_path / "outbox" / "mini").mkdir(parents=True)
+        (tmp_path / "outbox" / "mini" / "sent-copies").write_text("not a folder")
+        report = send(settings)
+    assert report.tally.sent == 3 and report.exit_code == 0
+    assert len(server.stored) == 3
+    assert report.copies is not None and report.copies.saved == 0 and report.copies.errors

@@ -19,7 +19,7 @@ import jinja2
 
 from campaign import postal
 from campaign.errors import Place, Problem, TemplateError
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.inputs import Inputs
 from campaign.letter import Letter, compile_text, merge_letter, render_template
 from campaign.recipients import Recipient, Status
@@ -224,12 +224,12 @@ def title_problems(inputs: Inputs) -> list[Problem]:
                     _(
                         "{file}, line {line}: the title is abbreviated where the person "
                         "is addressed ({text})"
-                    ).format(file=letter.display, line=line, text=repr(" ".join(text.split()))),
+                    ).format(file=letter.display, line=line, text=quoted(" ".join(text.split()))),
                     _(
                         "write {text}: a person addressed is written in full (the address "
                         "block may keep M. / Mme); {helper} writes it so"
                     ).format(
-                        text=repr((fixed + " " + rest).strip()),
+                        text=quoted((fixed + " " + rest).strip()),
                         helper="{{ salutation(civilite, fonction) }}",
                     ),
                 )

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from campaign import recorded
 from campaign.depends import shown_path
 from campaign.errors import ApprovalError, Place, StateError, UsageError
-from campaign.i18n import N_, _, listed, ngettext
+from campaign.i18n import N_, _, listed, ngettext, quoted
 from campaign.inputs import Inputs
 from campaign.outbox import write_private
 from campaign.recipients import Recipient
@@ -212,7 +212,7 @@ def read_history(campaign: Campaign) -> list[ApprovalRecord]:
     if history.campaign != campaign.name:
         raise StateError(
             _("the approval history belongs to campaign {other}, not {name}").format(
-                other=repr(history.campaign), name=repr(campaign.name)
+                other=quoted(history.campaign), name=quoted(campaign.name)
             ),
             place=Place(file=shown),
             hint=hint,

@@ -36,7 +36,7 @@ from campaign.errors import (
     StateError,
     UsageError,
 )
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.outbox import (
     Purge,
     action_done,
@@ -241,7 +241,7 @@ def _test_address(address: str) -> str:
     except EmailNotValidError as err:
         raise UsageError(
             _("{option} {address} is not an email address: {error}").format(
-                option="--test-to", address=repr(address), error=reason(err)
+                option="--test-to", address=quoted(address), error=reason(err)
             )
         ) from None
 

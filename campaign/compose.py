@@ -31,7 +31,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from campaign.errors import InputError, Place
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
 
@@ -64,7 +64,7 @@ def make_address(display_name: str, email: str) -> Address:
     """Build an address from a display name and a validated address, never by parsing a string."""
     username, _at, domain = email.rpartition("@")
     if not username or not domain:
-        raise InputError(_("not an email address: {address}").format(address=repr(email)))
+        raise InputError(_("not an email address: {address}").format(address=quoted(email)))
     try:
         domain.encode("ascii")
     except UnicodeEncodeError:

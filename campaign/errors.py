@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from campaign.i18n import _, labelled
+from campaign.i18n import _, labelled, quoted
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class Place:
         if self.line is not None:
             parts.append(_("line {line}").format(line=self.line))
         if self.key:
-            parts.append(_("key {key}").format(key=repr(self.key)))
+            parts.append(_("key {key}").format(key=quoted(self.key)))
         if self.option:
             parts.append(_("option {option}").format(option=self.option))
         if self.row is not None:
             parts.append(_("row {row}").format(row=self.row))
         if self.column:
-            parts.append(_("column {column}").format(column=repr(self.column)))
+            parts.append(_("column {column}").format(column=quoted(self.column)))
         return ", ".join(parts)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from campaign.errors import InputError, Place
-from campaign.i18n import N_, _
+from campaign.i18n import N_, _, quoted
 from campaign.ledger import Delivery, State
 from campaign.outbox import check_output_path
 from campaign.settings import Campaign
@@ -79,7 +79,7 @@ def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: 
     if config.email_column not in table.headers:
         raise InputError(
             _("the email column {column} is not in the spreadsheet").format(
-                column=repr(config.email_column)
+                column=quoted(config.email_column)
             ),
             place=Place(file=shown, column=config.email_column),
             hint=_("run {command}").format(command="campaign check"),

@@ -107,6 +107,16 @@ def listed(parts: Iterable[str]) -> str:
     return pgettext("between items of a list", "; ").join(parts)
 
 
+def quoted(value: object) -> str:
+    """A value the organiser wrote, quoted as the language quotes: 'smtp.port', « smtp.port ».
+
+    What cannot be seen is shown as `repr` shows it (a no-break space in a cell is `\\xa0`, a
+    line break `\\n`), so that a value refused for it can be told from the one that looks the same.
+    """
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return pgettext("a value quoted in a message", "'{value}'").format(value=text)
+
+
 def N_(message: str) -> str:
     """Mark `message` for the catalogs without translating it now (a constant read at import)."""
     return message

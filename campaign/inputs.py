@@ -20,7 +20,7 @@ from jinja2 import nodes
 
 from campaign.depends import Dependency, dependencies
 from campaign.errors import CampaignError, InputError, Place, Problem, Severity, TemplateError
-from campaign.i18n import _, plural
+from campaign.i18n import _, plural, quoted
 from campaign.letter import (
     FRONT_TEMPLATES,
     Letter,
@@ -114,7 +114,7 @@ class Inputs:
             if not target.is_relative_to(folder):
                 raise InputError(
                     _("the attachment {name} is outside {folder}").format(
-                        name=repr(name), folder=config.attachments_folder
+                        name=quoted(name), folder=config.attachments_folder
                     ),
                     place=Place(
                         file=self.campaign.settings.display(config.recipients),
@@ -238,7 +238,7 @@ def attachment_problems(inputs: Inputs) -> list[Problem]:
         return [
             Problem.error(
                 _("the attachments column {column} is not in the spreadsheet").format(
-                    column=repr(column)
+                    column=quoted(column)
                 ),
                 Place(file=shown, column=column),
                 _("add the column, or correct {key}").format(

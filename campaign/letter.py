@@ -33,7 +33,7 @@ from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
 from campaign.errors import Place, Problem, TemplateError
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.markdownshape import ShapeCache
 from campaign.plaintext import fill as _wrap
 from campaign.plaintext import plain_text as _plain_text
@@ -353,7 +353,7 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
         unknown = sorted(set(map(str, loaded)) - FRONT_MATTER_KEYS)
         if unknown:
             raise TemplateError(
-                _("unknown front matter key {key}").format(key=repr(unknown[0])),
+                _("unknown front matter key {key}").format(key=quoted(unknown[0])),
                 place=Place(file=shown, line=_line_of_key(raw_front, unknown[0]) + 1),
                 hint=_("the keys are: {keys}").format(keys=", ".join(sorted(FRONT_MATTER_KEYS))),
             )

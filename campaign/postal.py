@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from campaign.i18n import _, current_language
+from campaign.i18n import _, current_language, quoted
 
 MAX_LINES = 6
 MAX_WIDTH = 38
@@ -172,9 +172,9 @@ def postcode_issue(value: str) -> str | None:
         return _(
             "postcode {value} has {n} digits: a leading zero was probably lost "
             "(write {fixed}, and format the column as text or with the format 00000)"
-        ).format(value=repr(text), n=len(text), fixed=text.zfill(5))
+        ).format(value=quoted(text), n=len(text), fixed=text.zfill(5))
     return _("postcode {value} is not 5 digits (write it as 5 digits, e.g. 75013)").format(
-        value=repr(text)
+        value=quoted(text)
     )
 
 
@@ -231,8 +231,8 @@ def _line_issues(line: str, number: int, role: str, language: str) -> tuple[Addr
                 _(
                     "punctuation in line {number} of the address ({line}): "
                     "the norm allows none from the street down"
-                ).format(number=number, line=repr(line)),
-                _("write {text}").format(text=repr(proposal)),
+                ).format(number=number, line=quoted(line)),
+                _("write {text}").format(text=quoted(proposal)),
             )
         )
     if role == _LAST and not _LAST_LINE.fullmatch(line):
@@ -240,9 +240,9 @@ def _line_issues(line: str, number: int, role: str, language: str) -> tuple[Addr
             AddressIssue(
                 number,
                 _("the last line {line} is not a 5-digit postcode and the town in capitals").format(
-                    line=repr(line)
+                    line=quoted(line)
                 ),
-                _("write {text}").format(text=repr(proposal))
+                _("write {text}").format(text=quoted(proposal))
                 if _LAST_LINE.fullmatch(fixed)
                 else _(
                     "write the postcode (5 digits), a space and the town in capitals, "
@@ -257,7 +257,7 @@ def _line_issues(line: str, number: int, role: str, language: str) -> tuple[Addr
                 _("line {number} of the address has {n} characters; the norm allows {most}").format(
                     number=number, n=len(fixed), most=MAX_WIDTH
                 ),
-                _("write {text} (the norm's abbreviations)").format(text=repr(proposal))
+                _("write {text} (the norm's abbreviations)").format(text=quoted(proposal))
                 if proposal != fixed
                 else _(
                     "shorten it to {most} characters: the norm's abbreviations "

@@ -24,7 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from campaign.emailreasons import reason as refusal
 from campaign.errors import InputError, Place, Problem, Severity
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.spreadsheet import SPREADSHEET_SUFFIXES as SPREADSHEET_SUFFIXES
 from campaign.spreadsheet import Table as Table
 from campaign.spreadsheet import column_letter as column_letter
@@ -119,7 +119,7 @@ def read_recipients(
     if email_index is None:
         problems.append(
             Problem.error(
-                _("no column {column} for the email addresses").format(column=repr(email_column)),
+                _("no column {column} for the email addresses").format(column=quoted(email_column)),
                 Place(file=shown, row=table.header_row),
                 _did_you_mean(
                     email_column, table.headers, prefix=_("set email_column in settings.yaml")
@@ -188,7 +188,7 @@ def read_recipients(
                     row_problems.append(
                         Problem.error(
                             _("duplicate email address {address}: same as row {first}").format(
-                                address=repr(raw_email), first=first_row_of[key]
+                                address=quoted(raw_email), first=first_row_of[key]
                             ),
                             Place(file=shown, row=row, column=table.headers[email_index]),
                             _(
@@ -204,7 +204,7 @@ def read_recipients(
                 row_problems.append(
                     Problem.error(
                         _("not an email address: {address} ({reason})").format(
-                            address=repr(raw_email), reason=refusal(normalized)
+                            address=quoted(raw_email), reason=refusal(normalized)
                         ),
                         Place(file=shown, row=row, column=table.headers[email_index]),
                     )
@@ -295,7 +295,9 @@ def _name_columns(
         if not name:
             problems.append(
                 Problem.error(
-                    _("header {header} gives no usable variable name").format(header=repr(header)),
+                    _("header {header} gives no usable variable name").format(
+                        header=quoted(header)
+                    ),
                     Place(file=shown, row=table.header_row, column=header),
                     _("use letters or digits in the header"),
                 )
@@ -305,7 +307,7 @@ def _name_columns(
             problems.append(
                 Problem.error(
                     _("headers {first} and {second} both become the variable {name}").format(
-                        first=repr(names[name]), second=repr(header), name=repr(name)
+                        first=quoted(names[name]), second=quoted(header), name=quoted(name)
                     ),
                     Place(file=shown, row=table.header_row, column=header),
                     _("rename one of the two columns"),
@@ -338,7 +340,7 @@ def _required(
         if index is None:
             problems.append(
                 Problem.error(
-                    _("required column {column} is missing").format(column=repr(column)),
+                    _("required column {column} is missing").format(column=quoted(column)),
                     Place(file=shown, row=table.header_row),
                     _did_you_mean(column, table.headers, prefix=_("add the column"))
                     or _("add the column, or remove it from required_columns in settings.yaml"),
@@ -354,7 +356,7 @@ def _did_you_mean(word: str, candidates: Iterable[str], *, prefix: str) -> str |
     close = get_close_matches(variable_name(word), list(by_name), n=1, cutoff=0.6)
     if not close:
         return None
-    return _("did you mean {name}? ({then})").format(name=repr(by_name[close[0]]), then=prefix)
+    return _("did you mean {name}? ({then})").format(name=quoted(by_name[close[0]]), then=prefix)
 
 
 # RFC 5322 dot-atom, the ASCII local parts email-validator accepts as they are.
@@ -515,7 +517,7 @@ def read_suppression(
             addresses.add(cell.lower())
             problems.append(
                 Problem.warning(
-                    _("not an email address: {address}").format(address=repr(cell)),
+                    _("not an email address: {address}").format(address=quoted(cell)),
                     Place(file=shown, row=number),
                     _("correct or remove it"),
                 )

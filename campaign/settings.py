@@ -28,7 +28,7 @@ from pydantic import (
 
 from campaign.emailreasons import reason
 from campaign.errors import Place, SettingsError
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.outbox import Layout
 
 DEFAULT_SETTINGS = Path("settings.yaml")
@@ -47,7 +47,7 @@ def parse_duration(value: object) -> float:
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(
-            _("{value} is not a duration such as 30s, 2m or 1h").format(value=repr(value))
+            _("{value} is not a duration such as 30s, 2m or 1h").format(value=quoted(value))
         )
     number, unit = match.groups()
     return float(number) * _UNIT_SECONDS[unit or "s"]
@@ -127,7 +127,7 @@ class Sender(_Section):
         except EmailNotValidError as err:
             raise ValueError(
                 _("{value} is not an email address: {error}").format(
-                    value=repr(value), error=reason(err)
+                    value=quoted(value), error=reason(err)
                 )
             ) from err
 
@@ -187,7 +187,7 @@ def _window(value: Any) -> Any:
                 _(
                     "unknown window {value}: name a preset ({presets}) "
                     "or give left, top, width and height in mm"
-                ).format(value=repr(value), presets=", ".join(WINDOW_PRESETS))
+                ).format(value=quoted(value), presets=", ".join(WINDOW_PRESETS))
             )
         return WINDOW_PRESETS[value.strip().upper()]
     return value
@@ -212,19 +212,19 @@ def parse_hours(value: str) -> tuple[int, int]:
     match = _HOURS.match(value)
     if not match:
         raise ValueError(
-            _('{value} is not a range of hours such as "08:30-18:00"').format(value=repr(value))
+            _('{value} is not a range of hours such as "08:30-18:00"').format(value=quoted(value))
         )
     start_h, start_m, end_h, end_m = (int(part or 0) for part in match.groups())
     for hour, minute in ((start_h, start_m), (end_h, end_m)):
         if hour > 24 or minute > 59 or (hour == 24 and minute):
             raise ValueError(
-                _("{value} names an hour that does not exist").format(value=repr(value))
+                _("{value} names an hour that does not exist").format(value=quoted(value))
             )
     start, end = start_h * 60 + start_m, end_h * 60 + end_m
     if start >= end:
         raise ValueError(
             _("{value} ends before it starts; a window must open and close on the same day").format(
-                value=repr(value)
+                value=quoted(value)
             )
         )
     return start, end
@@ -251,7 +251,7 @@ class SendWindow(_Section):
             if str(day).strip().lower()[:3] not in _DAY_NAMES:
                 raise ValueError(
                     _("{day} is not a day of the week; write {days}").format(
-                        day=repr(day), days="mon, tue, wed, thu, fri, sat, sun"
+                        day=quoted(day), days="mon, tue, wed, thu, fri, sat, sun"
                     )
                 )
         return [str(day).strip().lower()[:3] for day in value]
@@ -271,10 +271,10 @@ class SendWindow(_Section):
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             close = get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
-            also = " " + _("(did you mean {name}?)").format(name=repr(close[0])) if close else ""
+            also = " " + _("(did you mean {name}?)").format(name=quoted(close[0])) if close else ""
             raise ValueError(
                 _("unknown time zone {value}{also}; write one such as Europe/Paris").format(
-                    value=repr(value), also=also
+                    value=quoted(value), also=also
                 )
             ) from None
         return value
@@ -292,13 +292,13 @@ class SendWindow(_Section):
             raise ValueError(
                 _(
                     "no public holidays are known for {value}; write a country code such as FR"
-                ).format(value=repr(value))
+                ).format(value=quoted(value))
             )
         regions = {str(r).upper(): str(r) for r in supported[country]}
         if region and region not in regions:
             raise ValueError(
                 _("{country} has no region {region}; the regions are: {regions}").format(
-                    country=country, region=repr(region), regions=", ".join(supported[country])
+                    country=country, region=quoted(region), regions=", ".join(supported[country])
                 )
             )
         return f"{country}-{regions[region]}" if region else country
@@ -459,7 +459,7 @@ class Settings(_Section):
                 )
         if name not in self.campaigns:
             raise SettingsError(
-                _("no campaign called {name}").format(name=repr(name)),
+                _("no campaign called {name}").format(name=quoted(name)),
                 place=Place(file=str(self.path), key="campaigns"),
                 hint=_("the campaigns are: {names}").format(names=", ".join(self.campaigns)),
             )

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from campaign.errors import Place, SettingsError
-from campaign.i18n import _, labelled
+from campaign.i18n import _, labelled, quoted
 from campaign.settings import (
     DEFAULT_SETTINGS,
     CampaignSettings,
@@ -80,7 +80,7 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
     if "root" in data or "path" in data:
         key = "root" if "root" in data else "path"
         raise SettingsError(
-            _("unknown key {key}").format(key=repr(key)),
+            _("unknown key {key}").format(key=quoted(key)),
             place=Place(file=str(path), line=lines.get((key,)), key=key),
         )
     _check_campaigns(settings, lines)
@@ -124,7 +124,7 @@ def _check_campaigns(settings: Settings, lines: dict[tuple[str, ...], int]) -> N
     for name in settings.campaigns:
         if not _CAMPAIGN_NAME.match(name):
             raise SettingsError(
-                _("campaign name {name} cannot be used as a folder name").format(name=repr(name)),
+                _("campaign name {name} cannot be used as a folder name").format(name=quoted(name)),
                 place=Place(
                     file=shown, line=lines.get(("campaigns", name)), key=f"campaigns.{name}"
                 ),
@@ -136,7 +136,7 @@ def _check_campaigns(settings: Settings, lines: dict[tuple[str, ...], int]) -> N
     default = settings.default_campaign
     if default is not None and default not in settings.campaigns:
         raise SettingsError(
-            _("default_campaign names no campaign: {name}").format(name=repr(default)),
+            _("default_campaign names no campaign: {name}").format(name=quoted(default)),
             place=Place(file=shown, line=lines.get(("default_campaign",)), key="default_campaign"),
             hint=_("the campaigns are: {names}").format(names=", ".join(settings.campaigns)),
         )
@@ -152,21 +152,21 @@ def _settings_error(
         key = ".".join(loc) or "(top level)"
         line = _nearest_line(loc, lines)
         if item["type"] == "extra_forbidden":
-            text = _("unknown key {key}").format(key=repr(loc[-1]))
+            text = _("unknown key {key}").format(key=quoted(loc[-1]))
             allowed = _allowed_keys(loc[:-1])
             close = get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
             if close:
-                text += " " + _("(did you mean {name}?)").format(name=repr(close[0]))
+                text += " " + _("(did you mean {name}?)").format(name=quoted(close[0]))
             elif allowed:
                 text += " " + _("(the keys here are: {keys})").format(keys=", ".join(allowed))
         elif item["type"] == "missing":
-            text = _("missing key {key}").format(key=repr(loc[-1]))
+            text = _("missing key {key}").format(key=quoted(loc[-1]))
         else:
             text = _pydantic_message(item["type"], item.get("ctx") or {}, str(item["msg"]))
             if item["type"].endswith(("_type", "_parsing")) and not isinstance(
                 item.get("input"), dict | list
             ):
-                text += " " + _("(not {value})").format(value=repr(item.get("input")))
+                text += " " + _("(not {value})").format(value=quoted(item.get("input")))
         place = Place(file=str(path), line=line, key=key)
         first_place = first_place or place
         messages.append(labelled(str(place), text))

@@ -28,7 +28,7 @@ from pathlib import Path
 import aiosmtplib
 
 from campaign.errors import Place, Problem, ServerSettingsError
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.settings import Smtp
 
 OAUTH = ("xoauth2", "oauthbearer")
@@ -559,7 +559,7 @@ def login_refused(
             (
                 _(
                     "the token printed by {password_command} may have expired or lack the SMTP permission: run it again (or re-authorise the account), then send again"
-                ).format(password_command=repr(smtp.password_command))
+                ).format(password_command=quoted(smtp.password_command))
             ),
         )
     where = f"${smtp.password_env}" if smtp.password_env else _("the password command's output")

@@ -23,7 +23,7 @@ from typing import Any
 
 from campaign import tagging
 from campaign.errors import InputError, Place
-from campaign.i18n import N_, _, listed
+from campaign.i18n import N_, _, listed, quoted
 from campaign.i18n import number as said_number
 from campaign.inputs import Inputs
 from campaign.recipients import Recipient
@@ -324,7 +324,7 @@ def _outside(line: Any, element: Any, window: Window) -> tuple[list[str], float,
     if wide:
         faults.append(
             _("{line} is {width} mm wide, to {right} mm (window {window} mm)").format(
-                line=repr(shown),
+                line=quoted(shown),
                 width=said_number(right - left, decimals=1),
                 right=said_number(right, decimals=1),
                 window=f"{window.width:g}",
@@ -333,7 +333,7 @@ def _outside(line: Any, element: Any, window: Window) -> tuple[list[str], float,
     if bottom > window.top + window.height + 0.01 or top < window.top - 0.01:
         faults.append(
             _("{line} falls below the window ({height} mm high)").format(
-                line=repr(shown), height=f"{window.height:g}"
+                line=quoted(shown), height=f"{window.height:g}"
             )
         )
     room = window.left + window.width - left

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 
 NNBSP = "\u202f"  # narrow no-break space: before ; ? ! (and : by default) and inside « »
 NBSP = "\u00a0"  # no-break space the width of a word space: before : in the "word" style
@@ -83,7 +83,7 @@ def as_date(value: object) -> date:
     except ValueError:
         raise ValueError(
             _("{value} is not a date such as {example}").format(
-                value=repr(text), example="2020-05-07"
+                value=quoted(text), example="2020-05-07"
             )
         ) from None
 

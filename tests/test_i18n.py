@@ -179,6 +179,19 @@ def test_labels_and_lists_follow_the_typography_of_the_language() -> None:
         )
 
 
+def test_a_value_is_quoted_as_the_language_quotes_and_what_is_invisible_shows() -> None:
+    with i18n.language_of("en"):
+        assert i18n.quoted("smtp.port") == "'smtp.port'"
+        assert i18n.quoted(8025) == "'8025'"
+    with i18n.language_of("fr"):
+        assert i18n.quoted("smtp.port") == "«\u00a0smtp.port\u00a0»"
+        # A no-break space or a line break in a cell is what makes it refused: it must show.
+        assert i18n.quoted("jean\u00a0dupont@example.org\r") == (
+            "«\u00a0jean\\xa0dupont@example.org\\r\u00a0»"
+        )
+        assert i18n.quoted("Établissement") == "«\u00a0Établissement\u00a0»"  # letters stay
+
+
 # Addresses email-validator refuses, each for a different sentence of its own (checked without
 # DNS, as the tool checks them).
 REFUSED = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,43 @@ def test_help_follows_the_environment() -> None:
         assert name in french.stdout
 
 
+def every_help(locale: str) -> dict[str, str]:
+    """The help of every command, in a new process whose environment says `locale`."""
+    script = (
+        "import json\n"
+        "from click.testing import CliRunner\n"
+        "from campaign.cli import main\n"
+        "print(json.dumps({n: CliRunner().invoke(main, [n, '--help']).output for n in main.commands}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    env["LANG"] = locale
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    helps: dict[str, str] = json.loads(done.stdout)
+    return helps
+
+
+def test_the_values_in_the_help_are_named_in_french() -> None:
+    """`--by NOM`, `[CAMPAGNE]`, `init DOSSIER`: no English placeholder left in a French help."""
+    english_words = re.compile(r"\b(CAMPAIGN|NAME|TEXT|INTEGER|RANGE|ADDR|DIR|FILE|PATTERN|ROWS)\b")
+    french, english = every_help(FRENCH), every_help("C")
+    assert set(french) == set(english) and len(french) >= 10
+    for name, text in french.items():
+        assert text.startswith("Utilisation"), (name, text)
+        assert not english_words.search(text), (name, english_words.findall(text), text)
+    assert "--by NOM" in french["approve"] and "que NOM a approuvé" in french["approve"]
+    assert "[CAMPAGNE]" in french["send"] and "CAMPAGNE est une clé" in french["send"]
+    assert "init [OPTIONS] DOSSIER" in french["init"] and "Créer dans DOSSIER" in french["init"]
+    assert "--test-to ADRESSE" in french["send"] and "à ADRESSE" in french["send"]
+    assert "--limit N" in french["send"] and "--bounce MOTIF" in french["sink"]
+    assert "--export FICHIER" in french["status"] and "FICHIER.csv" in french["status"]
+    # English keeps its words.
+    assert "--by NAME" in english["approve"] and "[CAMPAIGN]" in english["send"]
+    assert "init [OPTIONS] DIR" in english["init"] and "--rows ROWS" in english["proof"]
+
+
 def test_a_usage_error_of_click_is_french_too() -> None:
     done = command("chek", locale=FRENCH)
     assert done.returncode == 2
@@ -104,8 +142,9 @@ def test_a_check_problem_is_said_in_french(
     problem = next(p for p in report["problems"] if p["row"] == 4)
     assert problem["severity"] == "error"  # --json keeps the technical values
     assert problem["message"] == (
-        "ce n’est pas une adresse électronique : 'camille@' (Il manque la partie après le @.)"
-    )  # email-validator's own reason too, not its English
+        "ce n’est pas une adresse électronique : «\u00a0camille@\u00a0» (Il manque la partie "
+        "après le @.)"
+    )  # French quotes, and email-validator's own reason in French too, not its English
     assert problem["hint"].startswith("vouliez-vous dire")
     speak(monkeypatch, "C")
     report = json.loads(run("check", "hopitaux-2020-05", "--json").output)
@@ -127,7 +166,9 @@ def test_a_settings_error_in_both_languages(
     french = run("check")
     assert french.exit_code == 2
     assert "erreur :" in french.output
-    assert "clé 'smtp.port' : un nombre entier est attendu (et non 'huit')" in french.output
+    assert (
+        "clé «\u00a0smtp.port\u00a0» : un nombre entier est attendu (et non «\u00a0huit\u00a0»)"
+    ) in french.output  # French quotes around the key and the value
     speak(monkeypatch, "C")
     english = run("check")
     assert "key 'smtp.port': expected a whole number" in english.output
@@ -144,7 +185,7 @@ def test_the_settings_language_wins_over_the_environment(
     settings.write_text(
         settings.read_text(encoding="utf-8").replace("smtp:", "smtpp:"), encoding="utf-8"
     )
-    assert "clé inconnue 'smtpp'" in run("check").output
+    assert "clé inconnue «\u00a0smtpp\u00a0»" in run("check").output
     settings.write_text("language: en\n" + settings.read_text(encoding="utf-8").split("\n", 1)[1])
     speak(monkeypatch, FRENCH)
     assert "unknown key 'smtpp'" in run("check").output
@@ -239,3 +280,26 @@ def test_the_status_report_speaks_the_language_of_the_run(tmp_path: Path) -> Non
         for words in ("Où en est chaque destinataire", "2 destinataires dans le journal d’envoi"):
             assert words in html
         assert "Where each recipient stands" not in html
+
+
+def test_the_terminal_never_breaks_a_line_at_a_no_break_space() -> None:
+    """`civilité « Madame »` (no-break spaces) stays on one line of a table, at every width."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from campaign.cli.output import console
+
+    console.rich()  # the command line's console: what it sets up holds for every table it prints
+    reason = "l’une des 3 premières lignes ; champ adresse le plus long ; civilité\u00a0«\u202fMadame\u202f»"
+    for width in range(40, 80):  # wide enough for the reason's longest unbreakable part
+        out = StringIO()
+        table = Table()
+        table.add_column("ligne")
+        table.add_column("pourquoi cette ligne", overflow="fold")
+        table.add_row("2", reason)
+        Console(file=out, width=width).print(table)
+        lines = out.getvalue().splitlines()
+        assert any("civilité\u00a0«\u202fMadame\u202f»" in line for line in lines), (width, lines)
+        assert all(line.split("│")[-2:-1] != [" »"] for line in lines), (width, lines)

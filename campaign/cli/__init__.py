@@ -76,7 +76,7 @@ main.help = _(
         "a suppression list."
     ),
 )
-@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path, file_okay=True))
+@click.argument("folder", metavar=_("DIR"), type=click.Path(path_type=Path, file_okay=True))
 @reports_errors
 def init(folder: Path) -> None:
     from campaign.init import init_project
@@ -85,12 +85,9 @@ def init(folder: Path) -> None:
     for path in created.files:
         console.print(f"  {_escape(str(folder / path))}")
     shown = _escape(str(folder))
-    console.print(
-        "[green]"
-        + _("Created a campaign project in {folder}").format(folder=shown)
-        + "[/]; "
-        + _("next: {command}").format(command=f"cd {shown} && campaign check")
-    )
+    made = _("Created a campaign project in {folder}").format(folder=shown)
+    then = _("next: {command}").format(command=f"cd {shown} && campaign check")
+    console.print(listed([f"[green]{made}[/]", then]))
 
 
 @main.command(
@@ -100,7 +97,7 @@ def init(folder: Path) -> None:
     ),
     epilog=CAMPAIGN_HELP,
 )
-@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@CAMPAIGN_ARG
 @click.option("--json", "as_json", is_flag=True, help=_("Print the report as JSON."))
 @pass_context
 @reports_errors
@@ -145,6 +142,7 @@ def _bar(*, disable: bool) -> Any:
     "-j",
     "--jobs",
     type=click.IntRange(min=1),
+    metavar="N",
     default=None,
     help=_("Worker processes [all cores]."),
 )
@@ -208,9 +206,20 @@ def render(
 )
 @CAMPAIGN_ARG
 @click.option(
-    "--sample", "extra", type=click.IntRange(min=0), default=0, help=_("Add N random rows.")
+    "--sample",
+    "extra",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help=_("Add N random rows."),
 )
-@click.option("--rows", "rows", default=None, help=_("Proof these spreadsheet rows, e.g. 2,7,19."))
+@click.option(
+    "--rows",
+    "rows",
+    default=None,
+    metavar=_("ROWS"),
+    help=_("Proof these spreadsheet rows, e.g. 2,7,19."),
+)
 @click.option("--all", "everyone", is_flag=True, help=_("Proof every recipient."))
 @QUIET
 @pass_context
@@ -255,7 +264,7 @@ def proof(
     console.print(f"  {_escape(str(pack.pdf))}\n  {_escape(str(pack.index))}")
     console.print(
         _("next: have them read, then {command}").format(
-            command=f"campaign approve {campaign.name} --by NAME"
+            command=f"campaign approve {campaign.name} --by {_('NAME')}"
         )
     )
 
@@ -268,8 +277,14 @@ def proof(
     epilog=CAMPAIGN_HELP,
 )
 @CAMPAIGN_ARG
-@click.option("--by", "by", required=True, help=_("Who approves the content (name or email)."))
-@click.option("--note", default=None, help=_("A note kept with the approval."))
+@click.option(
+    "--by",
+    "by",
+    required=True,
+    metavar=_("NAME"),
+    help=_("Who approves the content (name or email)."),
+)
+@click.option("--note", default=None, metavar=_("TEXT"), help=_("A note kept with the approval."))
 @pass_context
 @reports_errors
 def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) -> None:
@@ -300,18 +315,22 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
 )
 @click.option(
     "--test-to",
-    metavar="ADDR",
+    metavar=_("ADDR"),
     help=_("Send the first letter(s) to ADDR, subject [TEST]; record nobody as sent."),
 )
 @click.option(
     "--count",
     type=click.IntRange(min=1),
+    metavar="N",
     default=1,
     show_default=True,
     help=_("With --test-to: how many letters."),
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), help=_("Send to at most N recipients in this run.")
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=_("Send to at most N recipients in this run."),
 )
 @click.option("--retry-failed", is_flag=True, help=_("Try the failed recipients again."))
 @click.option(
@@ -385,6 +404,7 @@ def send(
     "--export",
     "export_path",
     type=click.Path(path_type=Path, dir_okay=False),
+    metavar=_("FILE"),
     help=_("Also write the delivery log to FILE.csv or FILE.xlsx (safe to open in Excel)."),
 )
 @click.option(
@@ -399,6 +419,7 @@ def send(
     "--report",
     "report_path",
     type=click.Path(path_type=Path),
+    metavar=_("FILE"),
     help=_(
         "Also write a report for the organisers to FILE.html: counts, failures, bounces, the "
         "server's limits, what is left and the messages per hour (one page, opens offline)."
@@ -426,7 +447,9 @@ def status(
             from campaign.errors import UsageError
 
             raise UsageError(
-                _("{option} needs {other}").format(option="--with-sheet", other="--export FILE"),
+                _("{option} needs {other}").format(
+                    option="--with-sheet", other=f"--export {_('FILE')}"
+                ),
                 hint=_("e.g. {command}").format(command="status --export suivi.xlsx --with-sheet"),
             )
         report = commands.status(

@@ -113,7 +113,8 @@ CAMPAIGN_HELP = _(
     "CAMPAIGN is a key of campaigns: in settings.yaml; without it, the command takes "
     "default_campaign, or the only campaign there is."
 )
-CAMPAIGN_ARG = click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+# Metavars are words of the help like any other: a French organiser reads `[CAMPAGNE]`, `--by NOM`.
+CAMPAIGN_ARG = click.argument("campaign_name", metavar="[{}]".format(_("CAMPAIGN")), required=False)
 QUIET = click.option(
     "-q", "--quiet", "quiet", is_flag=True, help=_("No progress bar; print the summary.")
 )

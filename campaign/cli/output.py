@@ -38,12 +38,35 @@ class _Console:
         if self._console is None:
             from rich.console import Console
 
+            _keep_no_break_spaces()
             stream = sys.stderr if self._stderr else sys.stdout
             # In a pipe, lines are not wrapped at the console's width: sentences stay whole.
             self._console = Console(
                 stderr=self._stderr, highlight=False, soft_wrap=not stream.isatty()
             )
         return self._console
+
+
+# The spaces French typography puts inside « » and before ; : ? ! are no-break spaces.
+_NO_BREAK = "\u00a0\u2007\u202f"
+_RICH_WORD = r"\s*\S+\s*"
+
+
+def _keep_no_break_spaces() -> None:
+    """Make rich wrap lines only where a line may break: never at a no-break space.
+
+    rich cuts a table cell into words with `\\s*\\S+\\s*`, and `\\s` matches U+00A0 and U+202F too
+    (Textualize/rich#4196, open): a proof reason `civilité «\u202fMadame\u202f»` ended a line with
+    `Madame` and put `»` alone on the next. The pattern is replaced only while it is the one that
+    issue describes; tests/test_i18n_cli.py checks that the guillemets stay on one line.
+    """
+    import re
+
+    from rich import _wrap
+
+    if _wrap.re_word.pattern == _RICH_WORD:
+        space, word = f"[^\\S{_NO_BREAK}]", f"[\\S{_NO_BREAK}]"
+        _wrap.re_word = re.compile(f"{space}*{word}+{space}*")
 
 
 console = _Console(stderr=False)

@@ -29,6 +29,7 @@ from campaign.i18n import _, labelled, ngettext, number, plural
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
+    metavar=_("PORT"),
     default=8025,
     show_default=True,
     help=_("The port to listen on (0: any free port)."),
@@ -56,12 +57,14 @@ from campaign.i18n import _, labelled, ngettext, number, plural
 @click.option(
     "--bounce",
     default="rebond.*@*",
+    metavar=_("PATTERN"),
     show_default=True,
     help=_("Recipients (a pattern) whose server refuses the message and bounces it."),
 )
 @click.option(
     "--absence",
     default="absence.*@*",
+    metavar=_("PATTERN"),
     show_default=True,
     help=_("Recipients (a pattern) who answer with an out-of-office reply."),
 )

@@ -87,6 +87,7 @@ class Event:
     seconds: float = 0.0
     total: int = 0
     server: bool = False  # a wait because of the server (unreachable, or its limit)
+    detail: str = ""  # what the server did: the last connection's error, while it is unreachable
 
 
 Progress = Callable[[Event], None]
@@ -180,6 +181,7 @@ class Dispatcher:
     pace: Pace = field(default_factory=lambda: Pace(configured=None))
     stopping: bool = False
     _probing: bool = False
+    _unreachable: str = ""  # how the last connection failed, said with the waits of an outage
     _pool: list[_Connection | None] = field(default_factory=list)
     _opener: SessionOpener = field(init=False, repr=False)
     _freed: asyncio.Event | None = None
@@ -253,8 +255,12 @@ class Dispatcher:
                 raise Stopped
             delay = self.pace.delay(self.clock())
             if delay > 0:  # the server's: said however short (the throttle's own: from 1 s)
-                why = _("server unreachable") if self.pace.down_since else _("server's limit")
-                self._emit(Event(EventKind.WAIT, seconds=delay, text=why, server=True))
+                down = self.pace.down_since is not None
+                why = _("server unreachable") if down else _("server's limit")
+                detail = self._unreachable if down else ""
+                self._emit(
+                    Event(EventKind.WAIT, seconds=delay, text=why, server=True, detail=detail)
+                )
                 await self.sleep(min(delay, 1.0))
                 continue
             if self.pace.holding and self._probing:
@@ -292,6 +298,7 @@ class Dispatcher:
             # No connection at all: the server is down (or refuses us) for everyone. Pause and
             # probe; the recipient's attempts are untouched.
             self.pace.unreachable(self.clock())
+            self._unreachable = _describe(err, self.smtp)
             down = self.pace.down_since
             limit = self.smtp.outage_limit if self.outage_limit is None else self.outage_limit
             if down is not None and self.clock() - down > limit:

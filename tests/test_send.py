@@ -511,7 +511,13 @@ def test_an_outage_is_said_in_a_log_too_not_only_on_the_progress_bar(tmp_path: P
     assert result.exit_code == 1, result.output
     shown = said(result)
     assert shown.count("s (server unreachable)") == 1, shown  # said once within the minute
-    assert re.search(r"waiting \d+ s \(server unreachable\)", shown)
+    # With what the server did: a new organiser who forgot to start the server reads why.
+    assert re.search(
+        r"waiting \d+ s \(server unreachable\): connection refused by 127\.0\.0\.1:"
+        + str(port)
+        + r" \(is the SMTP server running\?\)",
+        shown,
+    ), shown
     assert re.search(r"server unreachable 1× \([3-9] s paused\)", shown), shown
 
 

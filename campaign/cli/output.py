@@ -437,6 +437,12 @@ RATE_EVERY = 0.25  # seconds between two readings of the sending rate shown besi
 WAIT_SAID_EVERY = 60.0  # seconds between two lines about the same wait, where there is no bar
 
 
+def _waiting(event: Any) -> str:
+    """`waiting 30 s (server unreachable): connection refused by …`, as the bar and a log say it."""
+    line = _("waiting {seconds} s ({why})").format(seconds=number(event.seconds), why=event.text)
+    return labelled(line, event.detail) if event.detail else line
+
+
 class SendProgress:
     """A progress bar with rate and estimated finish, and the countdown of waits."""
 
@@ -491,7 +497,7 @@ class SendProgress:
             if kind == "done":
                 self._wait_said = None
             elif kind == "wait" and (event.server or event.seconds >= WAIT_SAID_EVERY):
-                self._say_wait(event.seconds, event.text)  # not the throttle's usual pauses
+                self._say_wait(event)  # not the throttle's usual pauses
         elif kind == "start":
             self.bar.update(self.task, total=event.total)
         elif kind == "done":
@@ -505,21 +511,16 @@ class SendProgress:
                 self.task, completed=self.done, description=_("sending"), rate=self._rate
             )
         elif kind == "wait":
-            description = _("waiting {seconds} s ({why})").format(
-                seconds=number(event.seconds), why=event.text
-            )
-            self.bar.update(self.task, description=description)
+            self.bar.update(self.task, description=escape(_waiting(event)))
         elif kind == "stopping":
             self.bar.update(self.task, description=_("stopping: finishing messages in flight"))
 
-    def _say_wait(self, seconds: float, why: str) -> None:
+    def _say_wait(self, event: Any) -> None:
         """Not on a terminal (a pipe, a log): a line when a wait begins, then one a minute."""
         now = time.monotonic()
         said = self._wait_said
-        if said is not None and said[0] == why and now - said[1] < WAIT_SAID_EVERY:
+        if said is not None and said[0] == event.text and now - said[1] < WAIT_SAID_EVERY:
             return
-        self._wait_said = (why, now)
+        self._wait_said = (event.text, now)
         if self.console is not None:
-            self.console.print(
-                escape(_("waiting {seconds} s ({why})").format(seconds=number(seconds), why=why))
-            )
+            self.console.print(escape(_waiting(event)))

@@ -107,6 +107,11 @@ def listed(parts: Iterable[str]) -> str:
     return pgettext("between items of a list", "; ").join(parts)
 
 
+def either(first: str, second: str) -> str:
+    """`first or second` in the current language (two examples of a hint)."""
+    return _("{first} or {second}").format(first=first, second=second)
+
+
 def quoted(value: object) -> str:
     """A value the organiser wrote, quoted as the language quotes: 'smtp.port', « smtp.port ».
 

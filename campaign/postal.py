@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from campaign.i18n import _, current_language, quoted
+from campaign.i18n import _, current_language, either, quoted
 
 MAX_LINES = 6
 MAX_WIDTH = 38
@@ -247,7 +247,7 @@ def _line_issues(line: str, number: int, role: str, language: str) -> tuple[Addr
                 else _(
                     "write the postcode (5 digits), a space and the town in capitals, "
                     "e.g. {examples}"
-                ).format(examples="'75013 PARIS' or '38043 GRENOBLE CEDEX 9'"),
+                ).format(examples=either(quoted("75013 PARIS"), quoted("38043 GRENOBLE CEDEX 9"))),
             )
         )
     if len(fixed) > MAX_WIDTH:

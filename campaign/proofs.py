@@ -32,7 +32,7 @@ from pathlib import Path
 
 from campaign.approval import Fingerprint, approval_state, compute_fingerprint
 from campaign.errors import InputError, Place, TemplateError, UsageError
-from campaign.i18n import Said, _, again, language_of, listed, ngettext, number, quoted
+from campaign.i18n import Said, _, again, either, language_of, listed, ngettext, number, quoted
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status, variable_name
@@ -90,7 +90,7 @@ def parse_rows(text: str) -> list[int]:
                     option="--rows", value=quoted(part)
                 ),
                 hint=_("give spreadsheet row numbers, e.g. {example}").format(
-                    example="--rows 2,7,19 or --rows 4-9"
+                    example=either("--rows 2,7,19", "--rows 4-9")
                 ),
             )
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))

@@ -40,16 +40,19 @@ run approve merci-signataires --by demo --note "make demo"
 
 # Send both campaigns to the local sink (nothing leaves this machine), then stop the sink.
 mkdir -p "$outbox"
-$campaign --settings "$settings" sink --port "$port" > "$outbox/sink.out" 2>&1 &  # not via run(): $! must be the sink itself
+$campaign --settings "$settings" sink --port "$port" > "$outbox/sink.out" 2> "$outbox/sink.err" &  # not via run(): $! must be the sink itself
 sink=$!
 trap 'kill $sink 2>/dev/null || true; wait $sink 2>/dev/null || true' EXIT
+# The sink's first line on stdout says it listens, in the organiser's language, naming its address
+# (an error, "cannot listen on 127.0.0.1:PORT", goes to stderr).
+listening() { head -n 1 "$outbox/sink.out" | grep -Eq "127\.0\.0\.1:$port([^0-9]|$)"; }
 for _ in $(seq 100); do
-  grep -q "sink listening on 127.0.0.1:$port" "$outbox/sink.out" && break
+  listening && break
   kill -0 $sink 2>/dev/null || break
   sleep 0.1
 done
-if ! grep -q "sink listening on 127.0.0.1:$port" "$outbox/sink.out"; then
-  cat "$outbox/sink.out" >&2
+if ! listening; then
+  cat "$outbox/sink.out" "$outbox/sink.err" >&2
   echo "make demo: the local sink could not listen on 127.0.0.1:$port (is another program" \
     "using that port? stop it, then run make demo again); nothing was sent" >&2
   exit 1

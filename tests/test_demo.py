@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import openpyxl
+import pytest
 
 from tests.conftest import REPO
 
@@ -52,11 +53,15 @@ def _files(root: Path) -> dict[str, str]:
     }
 
 
-def _demo(settings: Path, port: int) -> str:
+def _demo(settings: Path, port: int, *, lang: str | None = None) -> str:
+    environ = dict(os.environ)
+    if lang is not None:  # an organiser's desktop: LANG only
+        environ = {k: v for k, v in environ.items() if not k.startswith(("LC_", "LANG"))}
+        environ["LANG"] = lang
     done = subprocess.run(
         ["bash", str(REPO / "scripts" / "demo.sh")],
         env={
-            **os.environ,
+            **environ,
             "CAMPAIGN": f"{sys.executable} -m campaign.cli",
             "SETTINGS": str(settings),
             "DEMO_SINK_PORT": str(port),
@@ -95,6 +100,44 @@ def test_the_demo_leaves_the_project_untouched_and_runs_again_the_same(tmp_path:
     assert "suppressed" not in " ".join(
         line for line in second.splitlines() if "rebond.julien.arnaud" in line
     )
+
+
+def test_the_demo_runs_for_a_french_organiser(tmp_path: Path) -> None:
+    # The script waited for the sink's English first line: in French it said the port was taken
+    # and sent nothing.
+    port = _free_port()
+    first = " ".join(_demo(_small_project(tmp_path, port), port, lang="fr_FR.UTF-8").split())
+    assert "serveur local à l’écoute sur 127.0.0.1:" in first
+    assert "1 rejeté" in first and "journal d’envoi" in first
+
+
+def test_the_demo_sends_nothing_when_another_program_has_the_port(tmp_path: Path) -> None:
+    # The sink's error names the address too ("ne peut écouter sur 127.0.0.1:PORT"): it must not
+    # pass for the sink's ready line, in either language.
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        foreign.settimeout(0)
+        port = foreign.getsockname()[1]
+        for lang in ("fr_FR.UTF-8", "C.UTF-8"):
+            environ = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+            done = subprocess.run(
+                ["bash", str(REPO / "scripts" / "demo.sh")],
+                env={
+                    **environ,
+                    "LANG": lang,
+                    "CAMPAIGN": f"{sys.executable} -m campaign.cli",
+                    "SETTINGS": str(_small_project(tmp_path / lang, port)),
+                    "DEMO_SINK_PORT": str(port),
+                },
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "nothing was sent" in done.stderr
+            with pytest.raises(BlockingIOError):
+                foreign.accept()  # nobody connected to the other program
 
 
 def test_the_demo_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -> None:

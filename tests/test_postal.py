@@ -85,6 +85,17 @@ def test_a_last_line_without_postcode_is_explained() -> None:
     assert "5 digits" in issues[0].hint
 
 
+def test_the_examples_of_a_last_line_are_in_the_readers_language() -> None:
+    from campaign.i18n import language_of
+
+    with language_of("fr"):
+        issues = address_issues([*GOOD[:4], "BOURG EN BRESSE"])
+    assert issues[0].hint.endswith(
+        "«\u00a075013 PARIS\u00a0» ou «\u00a038043 GRENOBLE CEDEX 9\u00a0»"
+    ), issues[0].hint
+    assert "5 digits" not in issues[0].hint  # the sentence is French too
+
+
 def test_postcodes() -> None:
     assert postcode_issue("01000") is None
     assert postcode_issue("") is None

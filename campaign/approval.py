@@ -297,8 +297,10 @@ class ApprovalState:
                 "approved by {name} on {when}, but the content changed since: {changes}"
             ).format(name=self.last.by, when=self.last.when, changes=listed(self.changes))
         else:  # the same line as status's shortcut gives (campaign.recorded)
+            # The fingerprint the reviewer approved: after a recipient left, the content's own
+            # differs (one row fewer), and the line must not name a fingerprint nobody approved.
             text = recorded.approved_summary(
-                self.last.by, self.last.at, self.fingerprint.digest, required=self.required
+                self.last.by, self.last.at, self.last.fingerprint, required=self.required
             )
             if self.left:
                 since = ngettext(

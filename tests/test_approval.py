@@ -369,6 +369,9 @@ def test_recipients_leaving_keep_the_approval(project: Path) -> None:
     assert state is not None and state.approved
     assert state.left == [5]
     assert "since then 1 recipient no longer to be sent (approved as row 5)" in state.summary()
+    # The fingerprint named is the approved one, not that of the content without row 5.
+    assert state.last is not None and state.fingerprint.digest != state.last.fingerprint
+    assert f"(fingerprint {state.last.fingerprint[:12]}, content unchanged)" in state.summary()
     # ... but a row changed as well is a change, and the refusal lists both.
     sheet.cell(row=6, column=5).value = "Hôpital renommé"
     book.save(path)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from campaign.bounces import TRIAGE_HEADERS
 from campaign.errors import DeliveryError, Place, ServerSettingsError, SettingsError
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 from campaign.ledger import ScanPosition
 from campaign.settings import Imap, Mailbox, Settings
 
@@ -123,7 +123,7 @@ class ImapBox:
             )
             if imap.security == "starttls":
                 self.client.starttls(context)
-            self.client.login(imap.username, password or "")
+            self._login(imap, password or "")
         except ssl.SSLCertVerificationError as err:
             raise ServerSettingsError(
                 _("the TLS certificate of {address} was rejected: {why}").format(
@@ -140,15 +140,51 @@ class ImapBox:
                 place=Place(key="mailbox.imap.host"),
                 hint=_("check mailbox.imap.host, port and security"),
             ) from None
+        except ServerSettingsError:
+            raise
         except Exception as err:  # imapclient's LoginError, IMAP4.error...
+            token = imap.auth != "auto"
             raise ServerSettingsError(
                 _("{address} refused the login of {username}: {error}").format(
                     address=where, username=imap.username, error=err
                 ),
-                place=Place(key="mailbox.imap.username"),
-                hint=_("check mailbox.imap.username and the password"),
+                place=Place(
+                    key="mailbox.imap.password_command" if token else "mailbox.imap.username"
+                ),
+                hint=_(
+                    "the token printed by {password_command} may have expired or lack the IMAP permission: run it again (or re-authorise the account)"
+                ).format(password_command=quoted(imap.password_command))
+                if token
+                else _("check mailbox.imap.username and the password"),
             ) from None
         self._selected: str | None = None
+
+    def _login(self, imap: Imap, secret: str) -> None:
+        """LOGIN with the password, or AUTHENTICATE with the OAuth2 token if the server offers it."""
+        if imap.auth == "auto":
+            self.client.login(imap.username, secret)
+            return
+        offered = sorted(
+            c.decode("ascii", "replace")[5:]
+            for c in self.client.capabilities()
+            if c.upper().startswith(b"AUTH=")
+        )
+        if imap.auth.upper() not in offered:
+            raise ServerSettingsError(
+                _("{address} does not offer AUTH {mechanism} (it offers {mechanisms})").format(
+                    address=f"{imap.host}:{imap.real_port}",
+                    mechanism=imap.auth.upper(),
+                    mechanisms=" ".join(offered) or "-",
+                ),
+                place=Place(key="mailbox.imap.auth"),
+                hint=_(
+                    "set mailbox.imap.auth to one of the mechanisms offered (or auto for a password)"
+                ),
+            )
+        if imap.auth == "xoauth2":
+            self.client.oauth2_login(imap.username, secret)
+        else:
+            self.client.oauthbearer_login(imap.username, secret)
 
     def sent_folder(self) -> str | None:
         if self.config.folders.sent:

@@ -320,11 +320,25 @@ class Imap(_Section):
     password_command: str | None = None
     cert_bundle: Path | None = None
     timeout: Duration = 30.0
+    # auto: LOGIN with the password; xoauth2/oauthbearer: AUTHENTICATE with an OAuth2 access
+    # token that password_command prints (Microsoft 365 and Gmail refuse passwords over IMAP).
+    auth: Literal["auto", "xoauth2", "oauthbearer"] = "auto"
 
     @model_validator(mode="before")
     @classmethod
     def _no_clear_password(cls, data: Any) -> Any:
         return refuse_clear_password(data, "CAMPAIGN_IMAP_PASSWORD")
+
+    @model_validator(mode="after")
+    def _token_from_a_command(self) -> Imap:
+        if self.auth != "auto" and not self.password_command:
+            # A token expires within the hour: read again for each run, never kept in a variable.
+            raise ValueError(
+                _("auth: {auth} needs a password_command that prints a fresh access token").format(
+                    auth=self.auth
+                )
+            )
+        return self
 
     @property
     def is_loopback(self) -> bool:

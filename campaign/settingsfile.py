@@ -166,7 +166,12 @@ def _settings_error(
             if item["type"].endswith(("_type", "_parsing")) and not isinstance(
                 item.get("input"), dict | list
             ):
-                text += " " + _("(not {value})").format(value=quoted(item.get("input")))
+                value = item.get("input")  # None: the key is there with nothing after it
+                text += " " + (
+                    _("(it is empty)")
+                    if value is None
+                    else _("(not {value})").format(value=quoted(value))
+                )
         place = Place(file=str(path), line=line, key=key)
         first_place = first_place or place
         messages.append(labelled(str(place), text))

@@ -18,7 +18,11 @@ the fixtures skip with that reason (or fail when CAMPAIGN_REAL_SERVERS=1).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
+import json
 import os
 import re
 import shutil
@@ -41,6 +45,24 @@ POSTMAP = "/usr/sbin/postmap"
 MAIL_USER = "nobody"  # owner of the Maildirs: a system user that is neither root nor dovecot
 
 USERS = {"collectif@example.org": "mot-de-passe-1", "autre@example.com": "mot-de-passe-2"}
+# The key Dovecot checks OAuth2 access tokens with (JWT, HS256, validated locally: no
+# authorisation server, no network), and the issuer the tokens name.
+TOKEN_KEY = b"campaign-tests-oauth2-signing-key"
+TOKEN_ISSUER = "https://auth.example.org"
+
+
+def access_token(user: str, *, key: bytes = TOKEN_KEY, lifetime: int = 3600) -> str:
+    """An OAuth2 access token for `user` as a provider issues it: a JWT signed with HS256."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    now = int(time.time())
+    claims = {"sub": user, "email": user, "iss": TOKEN_ISSUER, "iat": now, "nbf": now}
+    claims["exp"] = now + lifetime
+    signed = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims).encode())
+    signature = hmac.new(key, signed.encode("ascii"), hashlib.sha256).digest()
+    return f"{signed}.{part(signature)}"
 
 
 def missing(*, postfix: bool = True) -> str | None:
@@ -151,6 +173,19 @@ class Dovecot:
             lines.append(f"{user}:{hashed}")
         passwd = self.folder / "users"
         passwd.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # OAuth2 (XOAUTH2, OAUTHBEARER): tokens validated against a key in a folder, looked up
+        # as <azp>/<alg>/<kid> ("default" for a token that names none).
+        keys = self.folder / "oauth2-keys"
+        (keys / "default" / "HS256").mkdir(parents=True, exist_ok=True)
+        (keys / "default" / "HS256" / "default").write_bytes(base64.b64encode(TOKEN_KEY))
+        for folder in (keys, keys / "default", keys / "default" / "HS256"):
+            folder.chmod(0o755)
+        oauth2 = self.folder / "oauth2.conf.ext"
+        oauth2.write_text(
+            f"introspection_mode = local\nlocal_validation_key_dict = fs:posix:prefix={keys}/\n"
+            f"username_attribute = email\nissuers = {TOKEN_ISSUER}\n",
+            encoding="utf-8",
+        )
         self.imap_port = free_port()
         self.config.write_text(
             _DOVECOT_CONF.format(
@@ -164,6 +199,7 @@ class Dovecot:
                 gid=owner.pw_gid,
                 lmtp=self.lmtp_socket,
                 auth=self.auth_socket,
+                oauth2=oauth2,
             ),
             encoding="utf-8",
         )
@@ -249,9 +285,14 @@ protocols = imap lmtp
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 first_valid_uid = 1
 mail_location = maildir:{mail}/%d/%n/Maildir
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {oauth2}
+}}
 passdb {{
   driver = passwd-file
   args = scheme=SHA512-CRYPT username_format=%u {passwd}

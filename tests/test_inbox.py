@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socketserver
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -175,3 +178,57 @@ def test_a_version_2_log_is_upgraded_with_the_mailbox_columns(tmp_path: Path) ->
         assert row is not None and row.state is State.SENT and row.bounced_at is None
         assert log.scan_position("maildir:INBOX") is None
     assert path.with_name("delivery.sqlite.v2.bak").exists()
+
+
+class _PasswordOnlyImap(socketserver.StreamRequestHandler):
+    """An IMAP server that offers AUTH=PLAIN only, and notes every command it is sent."""
+
+    commands: ClassVar[list[bytes]] = []
+
+    def handle(self) -> None:
+        self.wfile.write(b"* OK IMAP4rev1 ready\r\n")
+        for line in self.rfile:
+            tag, _, rest = line.strip().partition(b" ")
+            verb = rest.split(b" ")[0].upper()
+            self.commands.append(verb)
+            if verb == b"CAPABILITY":
+                self.wfile.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+            elif verb == b"LOGOUT":
+                self.wfile.write(b"* BYE\r\n" + tag + b" OK bye\r\n")
+                return
+            else:
+                self.wfile.write(tag + b" BAD not here\r\n")
+
+
+def test_an_oauth2_mechanism_the_mailbox_does_not_offer_is_a_settings_error(
+    project: Path, run: Run
+) -> None:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _PasswordOnlyImap) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        settings = project / "settings.yaml"
+        settings.write_text(
+            settings.read_text(encoding="utf-8").replace(
+                "  maildir: outbox/mailbox",
+                f"  imap: {{host: 127.0.0.1, port: {port}, security: none, "
+                "username: collectif@example.org, auth: oauthbearer, "
+                "password_command: 'echo jeton'}",
+            ),
+            encoding="utf-8",
+        )
+        campaign = load_settings(settings).campaign("hopitaux-2020-05")
+        with Ledger.for_campaign(campaign.layout) as log:  # inbox reads a campaign that sent
+            log.enqueue(
+                [ledger.Entry("jean.dupont@example.com", 2, "Jean Dupont", "<1@example.org>")],
+                [],
+                1.0,
+            )
+        result = run("inbox", "hopitaux-2020-05")
+        server.shutdown()
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"127.0.0.1:{port} does not offer AUTH OAUTHBEARER (it offers PLAIN)" in said
+    assert "mailbox.imap.auth" in said
+    assert b"AUTHENTICATE" not in _PasswordOnlyImap.commands  # nothing tried that is not offered
+    assert b"CAPABILITY" in _PasswordOnlyImap.commands

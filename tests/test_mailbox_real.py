@@ -11,7 +11,7 @@ import pytest
 from campaign.ledger import Entry, Ledger, State, outcome
 from campaign.settings import load_settings
 from tests.conftest import DATA, Run, approve_proofed
-from tests.mailservers import USERS, Dovecot, Postfix
+from tests.mailservers import USERS, Dovecot, Postfix, access_token
 
 USER = "collectif@example.org"
 MID = "<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>"
@@ -186,3 +186,46 @@ def test_a_wrong_imap_password_is_a_settings_error_naming_the_key(
     assert "refused the login of collectif@example.org" in said
     assert "mailbox.imap.username" in said
     assert "not-the-password" not in said
+
+
+def _oauth_settings(project: Path, dovecot: Dovecot, auth: str, token: str) -> None:
+    """`mailbox.imap` logging in with an OAuth2 token that a command prints, as `oama` does."""
+    printer = project / "token.txt"
+    printer.write_text(token + "\n", encoding="utf-8")
+    settings = project / "settings.yaml"
+    text = settings.read_text(encoding="utf-8").replace(
+        "  maildir: outbox/mailbox",
+        f"  imap: {{host: 127.0.0.1, port: {dovecot.imap_port}, security: none, "
+        f"username: {USER}, auth: {auth}, password_command: 'cat {printer}'}}",
+    )
+    settings.write_text(text, encoding="utf-8")
+    campaign = load_settings(settings).campaign("hopitaux-2020-05")
+    with Ledger.for_campaign(campaign.layout) as log:
+        log.enqueue([Entry("jean.dupont@example.com", 2, "Jean Dupont", MID)], [], 1.0)
+
+
+@pytest.mark.parametrize("auth", ["xoauth2", "oauthbearer"])
+def test_inbox_logs_in_with_an_oauth2_token(
+    project: Path, run: Run, dovecot: Dovecot, auth: str
+) -> None:
+    # Microsoft 365 and Gmail take no password over IMAP: the token a command prints, checked
+    # here by Dovecot's oauth2 passdb (a JWT validated against its key, no network).
+    before = dovecot.log().count(f"user=<{USER}>, method={auth.upper()}")
+    _oauth_settings(project, dovecot, auth, access_token(USER))
+    result = run("inbox", "hopitaux-2020-05", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["mailbox"] == "imap"
+    assert dovecot.log().count(f"Login: user=<{USER}>, method={auth.upper()}") == before + 1
+
+
+def test_a_token_the_server_refuses_is_a_settings_error_about_the_command(
+    project: Path, run: Run, dovecot: Dovecot
+) -> None:
+    token = access_token(USER, key=b"a key the provider does not know")
+    _oauth_settings(project, dovecot, "xoauth2", token)
+    result = run("inbox", "hopitaux-2020-05")
+    assert result.exit_code == 2, result.output  # the settings' fault: nobody's mail is touched
+    said = " ".join(result.output.split())
+    assert "refused the login of collectif@example.org" in said
+    assert "mailbox.imap.password_command" in said and "may have expired" in said
+    assert token not in said and token.split(".")[2] not in said  # the token is a secret

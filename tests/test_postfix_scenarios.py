@@ -25,7 +25,7 @@ import pytest
 from click.testing import Result
 
 from campaign.ledger import Ledger, State
-from tests.mailservers import Postfix, auth_failures, queue_ids
+from tests.mailservers import Postfix, access_token, auth_failures, queue_ids
 from tests.smtp_server import make_project
 from tests.test_send import cli
 
@@ -218,6 +218,54 @@ def test_wrong_password_is_one_login_attempt_and_exit_2(
     assert "smtp.username" in result.output or PASSWORD_ENV in result.output
     assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
     assert all(attempts == 0 for _, _, attempts, _ in logged(settings).values())
+    assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
+
+
+def oauth2_project(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch, auth: str, token: str
+) -> Path:
+    """The submission campaign logging in with an OAuth2 token a command prints, not a password."""
+    settings = submission_project(tmp_path, postfix, monkeypatch, recipients=3)
+    printer = tmp_path / "token.txt"
+    printer.write_text(token + "\n", encoding="utf-8")
+    text = settings.read_text(encoding="utf-8").replace(
+        f"password_env: {PASSWORD_ENV}", f"password_command: 'cat {printer}'\n  auth: {auth}"
+    )
+    settings.write_text(text, encoding="utf-8")
+    return settings
+
+
+@pytest.mark.parametrize("auth", ["xoauth2", "oauthbearer"])
+def test_an_oauth2_token_logs_in_and_each_is_delivered_once(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch, auth: str
+) -> None:
+    # Postfix passes the mechanism to Dovecot's oauth2 passdb, which validates the JWT itself.
+    settings = oauth2_project(tmp_path, postfix, monkeypatch, auth, access_token(USER))
+    mark = postfix.log_mark()
+    result, report = send(settings)
+    assert result.exit_code == 0, result.output
+    assert report["sent"] == 3
+    assert_each_delivered_once(postfix, settings, set(logged(settings)), mark=mark)
+    server_log = postfix.log_since(mark)
+    logins = re.findall(r"sasl_method=(\w+), sasl_username=" + re.escape(USER), server_log)
+    assert logins and set(logins) == {auth.upper()}, server_log
+    assert auth_failures(server_log) == 0
+
+
+def test_a_refused_oauth2_token_is_one_attempt_and_exit_2(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = access_token(USER, key=b"a key the provider does not know")
+    settings = oauth2_project(tmp_path, postfix, monkeypatch, "xoauth2", token)
+    mark = postfix.log_mark()
+    result, _ = send(settings)
+    time.sleep(0.5)
+    server_log = postfix.log_since(mark)
+    assert result.exit_code == 2, result.output
+    assert auth_failures(server_log) == 1, server_log
+    assert "smtp.password_command" in result.output and "expired" in result.output
+    assert token not in result.output
+    assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
     assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
 
 

@@ -123,6 +123,29 @@ def test_wrong_type_is_named_with_its_key_and_line(tmp_path: Path) -> None:
     assert err.message == "expected a whole number (not 'huit')"
 
 
+def test_a_key_left_empty_is_said_empty_not_none(tmp_path: Path) -> None:
+    text = MINIMAL.replace("  name: Collectif", "  name:")
+    err = fails(make_project(tmp_path, text))
+    assert err.place.key == "sender.name"
+    assert err.message == "expected text (it is empty)"  # not "(not 'None')"
+
+
+def test_an_imap_oauth2_token_must_come_from_a_command(tmp_path: Path) -> None:
+    # A token expires within the hour: a variable exported once would be stale by the next run.
+    text = MINIMAL + (
+        "mailbox:\n  imap: {host: imap.example.org, username: collectif@example.org, "
+        "auth: xoauth2, password_env: JETON}\n"
+    )
+    err = fails(make_project(tmp_path, text))
+    assert err.place.key == "mailbox.imap"
+    assert err.message == "auth: xoauth2 needs a password_command that prints a fresh access token"
+    fine = text.replace(
+        "password_env: JETON", "password_command: oama access collectif@example.org"
+    )
+    imap = load_settings(make_project(tmp_path, fine)).mailbox
+    assert imap is not None and imap.imap is not None and imap.imap.auth == "xoauth2"
+
+
 def test_a_choice_outside_the_allowed_values_is_refused(tmp_path: Path) -> None:
     text = MINIMAL.replace("  port: 8025\n", "  port: 8025\n  security: ssl\n")
     err = fails(make_project(tmp_path, text))

@@ -238,7 +238,9 @@ def approve(
     if not by:
         raise UsageError(
             _("the approver's name is empty"),
-            hint=_("say who approves: {command}").format(command="campaign approve --by NAME"),
+            hint=_("say who approves: {command}").format(
+                command=f"campaign approve --by {_('NAME')}"
+            ),
         )
     history = read_history(campaign)
     current = fingerprint or compute_fingerprint(inputs)
@@ -366,7 +368,7 @@ def require_approval(inputs: Inputs) -> ApprovalState | None:
             place=place,
             hint=_("run {proof}, have the proofs read, then {approve}").format(
                 proof=f"campaign proof {campaign.name}",
-                approve=f"campaign approve {campaign.name} --by NAME",
+                approve=f"campaign approve {campaign.name} --by {_('NAME')}",
             ),
         )
     if state.changes:
@@ -379,7 +381,7 @@ def require_approval(inputs: Inputs) -> ApprovalState | None:
             place=place,
             hint=_("run {proof} and have the new proofs approved ({approve})").format(
                 proof=f"campaign proof {campaign.name}",
-                approve=f"campaign approve {campaign.name} --by NAME",
+                approve=f"campaign approve {campaign.name} --by {_('NAME')}",
             ),
         )
     return state

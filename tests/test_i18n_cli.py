@@ -303,3 +303,14 @@ def test_the_terminal_never_breaks_a_line_at_a_no_break_space() -> None:
         lines = out.getvalue().splitlines()
         assert any("civilité\u00a0«\u202fMadame\u202f»" in line for line in lines), (width, lines)
         assert all(line.split("│")[-2:-1] != [" »"] for line in lines), (width, lines)
+
+
+def test_a_refused_send_names_the_reviewer_in_french(
+    run: Run, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_language(project / "settings.yaml", "fr")
+    speak(monkeypatch, "C")
+    refused = run("send", "hopitaux-2020-05")
+    assert refused.exit_code == 1, refused.output
+    said = " ".join(refused.output.split())
+    assert "pas encore approuvée" in said and "campaign approve hopitaux-2020-05 --by NOM" in said

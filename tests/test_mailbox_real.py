@@ -17,15 +17,21 @@ USER = "collectif@example.org"
 MID = "<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>"
 
 
-def _imap_settings(project: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CAMPAIGN_IMAP_PASSWORD", USERS[USER])
+def _with_imap(project: Path, dovecot: Dovecot, login: str) -> Path:
+    """The project's mailbox on the test Dovecot, logging in as USER with `login`'s keys."""
     settings = project / "settings.yaml"
     text = settings.read_text(encoding="utf-8").replace(
         "  maildir: outbox/mailbox",
         f"  imap: {{host: 127.0.0.1, port: {dovecot.imap_port}, security: none, "
-        f"username: {USER}, password_env: CAMPAIGN_IMAP_PASSWORD}}",
+        f"username: {USER}, {login}}}",
     )
     settings.write_text(text, encoding="utf-8")
+    return settings
+
+
+def _imap_settings(project: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAMPAIGN_IMAP_PASSWORD", USERS[USER])
+    _with_imap(project, dovecot, "password_env: CAMPAIGN_IMAP_PASSWORD")
 
 
 def _client(dovecot: Dovecot):  # type: ignore[no-untyped-def]
@@ -192,13 +198,7 @@ def _oauth_settings(project: Path, dovecot: Dovecot, auth: str, token: str) -> N
     """`mailbox.imap` logging in with an OAuth2 token that a command prints, as `oama` does."""
     printer = project / "token.txt"
     printer.write_text(token + "\n", encoding="utf-8")
-    settings = project / "settings.yaml"
-    text = settings.read_text(encoding="utf-8").replace(
-        "  maildir: outbox/mailbox",
-        f"  imap: {{host: 127.0.0.1, port: {dovecot.imap_port}, security: none, "
-        f"username: {USER}, auth: {auth}, password_command: 'cat {printer}'}}",
-    )
-    settings.write_text(text, encoding="utf-8")
+    settings = _with_imap(project, dovecot, f"auth: {auth}, password_command: 'cat {printer}'")
     campaign = load_settings(settings).campaign("hopitaux-2020-05")
     with Ledger.for_campaign(campaign.layout) as log:
         log.enqueue([Entry("jean.dupont@example.com", 2, "Jean Dupont", MID)], [], 1.0)

@@ -292,6 +292,22 @@ def test_missing_cert_bundle_is_found_by_check_and_send_never_connects(tmp_path:
     assert str(tmp_path / "certs" / "absent.pem") in settings_error(result, "smtp.cert_bundle")
 
 
+def test_a_host_name_that_does_not_exist_stops_the_run_at_once(tmp_path: Path) -> None:
+    # Not a server down to wait for ten minutes: a typo. The name has a space, which the
+    # resolver refuses itself: no DNS query leaves the machine.
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=2, smtp="outage_limit: 2s\n  probe_interval: 1s"
+        )
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.replace("host: 127.0.0.1", "host: smtp exemple.org"), encoding="utf-8")
+    assert "smtp exemple.org" in settings.read_text(encoding="utf-8")
+    result = cli(settings, "send", "--quiet")
+    text = settings_error(result, "smtp.host")
+    assert "no server is called smtp exemple.org" in text and "check the spelling" in text
+    untouched(settings)
+
+
 def test_a_cert_bundle_that_is_no_certificate_is_found_by_check(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("not a certificate\n")
     settings = make_project(

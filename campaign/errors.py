@@ -123,6 +123,28 @@ class ServerSettingsError(SettingsError, DeliveryError):
     """
 
 
+def unknown_host(
+    host: str, key: str, examples: str, cause: BaseException | None
+) -> ServerSettingsError | None:
+    """The settings error for a host name the resolver says does not exist, else None.
+
+    getaddrinfo's EAI_NONAME or EAI_NODATA: a typo in the settings. Not EAI_AGAIN (a resolver that
+    cannot be reached, e.g. no network): that is an outage to wait for.
+    """
+    import socket
+
+    missing = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    if not isinstance(cause, socket.gaierror) or cause.errno not in missing:
+        return None
+    return ServerSettingsError(
+        _("no server is called {host}: the DNS does not know this name").format(host=host),
+        place=Place(key=key),
+        hint=_(
+            "check the spelling of {key} against the provider's documentation (e.g. {examples})"
+        ).format(key=key, examples=examples),
+    )
+
+
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"

@@ -15,6 +15,7 @@ which has no UIDs): the next scan reads only what came after.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import ssl
@@ -26,7 +27,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from campaign.bounces import TRIAGE_HEADERS
-from campaign.errors import DeliveryError, Place, ServerSettingsError, SettingsError
+from campaign.errors import (
+    DeliveryError,
+    Place,
+    ServerSettingsError,
+    SettingsError,
+    unknown_host,
+)
 from campaign.i18n import _, quoted
 from campaign.ledger import ScanPosition
 from campaign.settings import Imap, Mailbox, Settings
@@ -121,9 +128,14 @@ class ImapBox:
                 ssl_context=context,
                 timeout=imap.timeout,
             )
-            if imap.security == "starttls":
-                self.client.starttls(context)
-            self._login(imap, password or "")
+            try:
+                if imap.security == "starttls":
+                    self.client.starttls(context)
+                self._login(imap, password or "")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.client.shutdown()  # a refused login leaves no connection open
+                raise
         except ssl.SSLCertVerificationError as err:
             raise ServerSettingsError(
                 _("the TLS certificate of {address} was rejected: {why}").format(
@@ -133,6 +145,10 @@ class ImapBox:
                 hint=_("for a private certificate authority set mailbox.imap.cert_bundle"),
             ) from None
         except OSError as err:
+            examples = "outlook.office365.com, ssl0.ovh.net"
+            unknown = unknown_host(imap.host, "mailbox.imap.host", examples, err)
+            if unknown is not None:
+                raise unknown from None
             raise DeliveryError(
                 _("cannot reach the mailbox at {address}: {error}").format(
                     address=where, error=err
@@ -165,7 +181,7 @@ class ImapBox:
             self.client.login(imap.username, secret)
             return
         offered = sorted(
-            c.decode("ascii", "replace")[5:]
+            c.decode("ascii", "replace")[5:].upper()
             for c in self.client.capabilities()
             if c.upper().startswith(b"AUTH=")
         )

@@ -27,13 +27,11 @@ from pathlib import Path
 
 import aiosmtplib
 
-from campaign.errors import Place, Problem, ServerSettingsError
+from campaign.errors import Place, Problem, ServerSettingsError, unknown_host
 from campaign.i18n import _, quoted
 from campaign.settings import Smtp
 
 OAUTH = ("xoauth2", "oauthbearer")
-# getaddrinfo's answers that the name does not exist (not a DNS that cannot be reached: EAI_AGAIN).
-_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 IMPLICIT_TLS_PORT, SUBMISSION_PORT = 465, 587
 
 
@@ -315,20 +313,11 @@ class SessionOpener:
         except aiosmtplib.SMTPConnectError as err:
             cause = err.__cause__
             # Once a connection got through, a name that stops resolving is an outage.
-            if (
-                isinstance(cause, socket.gaierror)
-                and cause.errno in _NO_SUCH_NAME
-                and not self._verified
-            ):
-                raise _error(
-                    _("no server is called {host}: the DNS does not know this name").format(
-                        host=smtp.host
-                    ),
-                    "smtp.host",
-                    _(
-                        "check the spelling of smtp.host against the provider's documentation (e.g. smtp.office365.com, ssl0.ovh.net)"
-                    ),
-                ) from None
+            unknown = unknown_host(
+                smtp.host, "smtp.host", "smtp.office365.com, ssl0.ovh.net", cause
+            )
+            if unknown is not None and not self._verified:
+                raise unknown from None
             if isinstance(cause, ssl.SSLCertVerificationError):
                 raise self._certificate_error(cause) from None
             if isinstance(cause, ssl.SSLError) and not self._verified:

@@ -247,6 +247,11 @@ def test_the_proof_pack_speaks_the_letters_language(
         encoding="utf-8"
     )
     assert "Ouvrir le PDF" in index and "Open the PDF" not in index
+    # The command to approve names its value in French, and the sample's list keeps the French
+    # space before the colon after a row's link.
+    assert "--by NOM" in index and "--by NAME" not in index
+    assert "--by NOM" in french
+    assert re.search(r'<a href="#row-2">Ligne 2\u202f: [^<]+</a>', index), index
 
     settings = few_project / "settings.yaml"
     text = settings.read_text(encoding="utf-8")

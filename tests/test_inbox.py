@@ -232,3 +232,28 @@ def test_an_oauth2_mechanism_the_mailbox_does_not_offer_is_a_settings_error(
     assert "mailbox.imap.auth" in said
     assert b"AUTHENTICATE" not in _PasswordOnlyImap.commands  # nothing tried that is not offered
     assert b"CAPABILITY" in _PasswordOnlyImap.commands
+
+
+def test_a_mailbox_host_the_dns_does_not_know_is_a_settings_error(
+    project: Path, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name with a space: the resolver refuses it itself, no query leaves the machine.
+    settings = project / "settings.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8").replace(
+            "  maildir: outbox/mailbox",
+            "  imap: {host: imap exemple.org, username: collectif@example.org, "
+            "password_env: CAMPAIGN_TEST_IMAP_PASSWORD}",
+        ),
+        encoding="utf-8",
+    )
+    campaign = load_settings(settings).campaign("hopitaux-2020-05")
+    with Ledger.for_campaign(campaign.layout) as log:
+        log.enqueue(
+            [ledger.Entry("jean.dupont@example.com", 2, "Jean", "<1@example.org>")], [], 1.0
+        )
+    monkeypatch.setenv("CAMPAIGN_TEST_IMAP_PASSWORD", "x")
+    result = run("inbox", "hopitaux-2020-05")
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "no server is called imap exemple.org" in said and "mailbox.imap.host" in said

@@ -296,6 +296,8 @@ def test_proof_refuses_while_check_finds_errors_like_every_command(run: Run, pro
 def test_the_cover_never_splits_a_command_or_a_quoted_civility(hospitals: Path) -> None:
     document = pypdfium2.PdfDocument(pack(hospitals) / "proofs.pdf")
     lines = document[0].get_textpage().get_text_range().splitlines()
-    assert any(f"campaign approve {HOSPITALS} --by NAME" in line for line in lines), lines
+    assert any(f"campaign approve {HOSPITALS} --by NOM" in line for line in lines), (
+        lines
+    )  # the letter's language
     quoted = [line for line in lines if "civilité\u00a0«" in line or "«\u202fM" in line]
     assert len(quoted) == 3 and all("«" in line and "»" in line for line in quoted), lines

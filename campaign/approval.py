@@ -175,6 +175,12 @@ class _History(BaseModel):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
 
 
+def approve_command(name: str | None = None) -> str:
+    """The command a hint gives: `campaign approve NAME --by NOM`, its placeholder translated."""
+    target = f" {name}" if name else ""
+    return f"campaign approve{target} --by {_('NAME')}"
+
+
 def approval_path(campaign: Campaign) -> Path:
     return campaign.layout.approval
 
@@ -238,9 +244,7 @@ def approve(
     if not by:
         raise UsageError(
             _("the approver's name is empty"),
-            hint=_("say who approves: {command}").format(
-                command=f"campaign approve --by {_('NAME')}"
-            ),
+            hint=_("say who approves: {command}").format(command=approve_command()),
         )
     history = read_history(campaign)
     current = fingerprint or compute_fingerprint(inputs)
@@ -368,7 +372,7 @@ def require_approval(inputs: Inputs) -> ApprovalState | None:
             place=place,
             hint=_("run {proof}, have the proofs read, then {approve}").format(
                 proof=f"campaign proof {campaign.name}",
-                approve=f"campaign approve {campaign.name} --by {_('NAME')}",
+                approve=approve_command(campaign.name),
             ),
         )
     if state.changes:
@@ -381,7 +385,7 @@ def require_approval(inputs: Inputs) -> ApprovalState | None:
             place=place,
             hint=_("run {proof} and have the new proofs approved ({approve})").format(
                 proof=f"campaign proof {campaign.name}",
-                approve=f"campaign approve {campaign.name} --by {_('NAME')}",
+                approve=approve_command(campaign.name),
             ),
         )
     return state

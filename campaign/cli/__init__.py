@@ -233,6 +233,7 @@ def proof(
     quiet: bool,
 ) -> None:
     from campaign import commands
+    from campaign.approval import approve_command
 
     quiet = quiet or ctx.quiet
     campaign = ctx.campaign(campaign_name)
@@ -263,9 +264,7 @@ def proof(
     console.print(labelled(f"[bold]{campaign.name}[/]", made))
     console.print(f"  {_escape(str(pack.pdf))}\n  {_escape(str(pack.index))}")
     console.print(
-        _("next: have them read, then {command}").format(
-            command=f"campaign approve {campaign.name} --by {_('NAME')}"
-        )
+        _("next: have them read, then {command}").format(command=approve_command(campaign.name))
     )
 
 

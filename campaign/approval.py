@@ -164,7 +164,7 @@ class ApprovalRecord(BaseModel):
 
     @property
     def when(self) -> str:
-        """The time of the sign-off, in the organiser's words: 2026-05-07 14:32 UTC."""
+        """The time of the sign-off, on the organiser's clock: 2026-05-07 16:32."""
         return recorded.when(self.at)
 
 

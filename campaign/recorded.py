@@ -56,9 +56,10 @@ class ReadyKey:
 
 
 def when(at: str) -> str:
-    """The time of a sign-off, in the organiser's words: 2026-05-07 14:32 UTC."""
+    """The time of a sign-off, in the organiser's words and clock: 2026-05-07 16:32, as the
+    report and the export give the times of sending (the approval keeps it in UTC)."""
     try:
-        return datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M UTC")
+        return datetime.fromisoformat(at).astimezone().strftime("%Y-%m-%d %H:%M")
     except ValueError:
         return at
 

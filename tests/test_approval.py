@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 from pathlib import Path
 
 import openpyxl
 import pytest
 
-from campaign import commands
+from campaign import commands, recorded
 from campaign.approval import (
     approval_path,
     approval_state,
@@ -340,6 +341,23 @@ def test_status_shows_the_approval(project: Path, run: Run) -> None:
     shown = " ".join(run("status", HOSPITALS).output.split())
     assert "approved by Maître Dupont" in shown
     assert "content unchanged" in shown
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"), [("Europe/Paris", "2020-05-06 20:02"), ("UTC", "2020-05-06 18:02")]
+)
+def test_the_time_of_an_approval_is_said_on_the_organisers_clock(
+    monkeypatch: pytest.MonkeyPatch, zone: str, shown: str
+) -> None:
+    # Kept in UTC; said as the report and the export say the times of sending, on the local
+    # clock: a Paris organiser who approved at 20:02 read "18:02 UTC".
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert recorded.when("2020-05-06T18:02:41+00:00") == shown
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_the_email_body_template_is_named(project: Path) -> None:

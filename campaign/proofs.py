@@ -197,8 +197,9 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
             longest(lambda: _("name"), lambda r: " ".join(r.variables[c] for c in columns))
     organisation = next((v for v in _ORGANISATION_COLUMNS if v in names), None)
     if organisation:
-        header = names[organisation].lower()  # the organiser's own word: not translated
-        longest(lambda: header, lambda r: r.variables[organisation])
+        # The organiser's own word, not translated; bound now, as each label is said again later.
+        word = names[organisation].lower()
+        longest(lambda: word, lambda r: r.variables[organisation])
     address = [v for v in names if v.startswith(_ADDRESS_COLUMNS)]
     if address:
         longest(lambda: _("address"), lambda r: "\n".join(r.variables[c] for c in address))
@@ -228,15 +229,15 @@ def _extremes(inputs: Inputs, ready: list[Recipient]) -> list[tuple[Recipient, s
         first_of: dict[str, Recipient] = {}
         for r in ready:
             first_of.setdefault(r.variables[civility].strip(), r)
-        header = names[civility]
+        column = names[civility].lower()
         for value, r in list(first_of.items())[:_CIVILITIES_LISTED]:
             found.append(
                 # No-break spaces: "civilité «" and "Madame »" never part at a line's end.
                 (
                     r,
-                    f"{header.lower()}\u00a0«\u202f{value}\u202f»"
+                    f"{column}\u00a0«\u202f{value}\u202f»"
                     if value
-                    else Said(lambda: _("{column} empty").format(column=header.lower())),
+                    else Said(lambda: _("{column} empty").format(column=column)),
                 )
             )
     return found

@@ -111,6 +111,9 @@ def test_the_cover_lists_the_sample_and_why(hospitals: Path) -> None:
     assert HOSPITALS in cover
     assert "40 prêts pour l’envoi" in flat
     assert "champ nom le plus long" in flat
+    # Each reason is said again in French with its own field: the establishment, not the civility.
+    assert "champ établissement le plus long (38 caractères)" in flat
+    assert "Civilité le plus long" not in flat
     for label in ("Épreuves", "Pourquoi cette ligne", "Fait le"):
         assert label in flat
     for english in ("Proofs", "Why this row", "Made on", "ready to send", "longest"):

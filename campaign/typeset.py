@@ -41,7 +41,8 @@ DEFAULT_CSS = """
 @page { size: A4; margin: 20mm 20mm 25mm 25mm;
   @bottom-right { content: counter(page) "/" counter(pages); font-size: 8.5pt; }
   @footnote { padding-bottom: 0.01mm; } }
-html { font-family: "DejaVu Serif", serif; font-size: 10.5pt; hyphens: auto; }
+html { font-family: "DejaVu Serif", serif; font-size: 10.5pt; hyphens: auto;
+  hyphenate-limit-chars: 6 3 3; }
 .letterhead { height: 25mm; margin: 0; } .letterhead p { margin: 0; }
 .recipient { display: block; margin-left: 85mm; height: 35mm; font-style: normal; }
 .place-date, .signature { margin-left: 85mm; } .signature { white-space: pre-line; }
@@ -86,12 +87,23 @@ _TEXT_NODE = re.compile(r">([^<]+)<")
 _GUILLEMETS = re.compile(r"«[^«»<]{1,60}»")
 
 
+# A word made of words joined by hyphens: "Pradelles-le-Lac", "Haute-Garonne", "médecin-chef".
+_COMPOUND = re.compile(r"\w+(?:[-\u2010\u2011]\w+)+")
+
+
+def _unbroken(text: str) -> str:
+    """The text with each of its hyphenated compounds on one line (`.nobreak`)."""
+    return _COMPOUND.sub(lambda m: f'<span class="nobreak">{m.group(0)}</span>', text)
+
+
 def _hold_values(body: str, values: Iterable[str]) -> str:
     """Wrap each cell value found in the body's text in a span that is never hyphenated.
 
     The values are looked for in the text between tags only (never in a tag or a URL), as whole
     words and whatever their case (`salutation` lower-cases the function); a word shorter than
-    five letters is never hyphenated anyway.
+    five letters is never hyphenated anyway. A hyphenated name never breaks at its own hyphen
+    either: "Pradelles-le-Lac" in a value, and a capitalised compound of the letter's own text
+    ("Haute-Garonne"), are each kept on one line.
     """
     wanted = sorted(
         {
@@ -103,17 +115,29 @@ def _hold_values(body: str, values: Iterable[str]) -> str:
         key=len,
         reverse=True,
     )
-    if not wanted:
-        return body
-    pattern = re.compile(
-        r"(?<!\w)(" + "|".join(re.escape(w) for w in wanted) + r")(?!\w)", re.IGNORECASE
-    )
+    held = "|".join(re.escape(w) for w in wanted)
+    value = rf"(?i:(?<!\w)(?P<value>{held})(?!\w))|" if wanted else ""
+    pattern = re.compile(rf"{value}(?<!\w)(?P<compound>{_COMPOUND.pattern})")
 
-    def text(match: re.Match[str]) -> str:
-        held = pattern.sub(r'<span class="value">\1</span>', match.group(1))
-        return f">{held}<"
+    def hold(match: re.Match[str]) -> str:
+        compound = match.group("compound")
+        if compound is not None:  # of the letter's own text: only a proper name's is held
+            return f'<span class="nobreak">{compound}</span>' if compound[0].isupper() else compound
+        return f'<span class="value">{_unbroken(match.group("value"))}</span>'
 
-    return _TEXT_NODE.sub(text, body)
+    return _TEXT_NODE.sub(lambda m: f">{pattern.sub(hold, m.group(1))}<", body)
+
+
+# The last word of a paragraph (before its closing punctuation, or a note's call) is never
+# hyphenated: a paragraph does not end on a fragment such as "tinguées.".
+_LAST_WORD = re.compile(
+    r"(?<!\w)([^\W\d_][\w\u2019-]{5,})"
+    r"(?=(?:<span class=\"footnote\">[^<]*(?:<(?!/?span)[^>]*>[^<]*)*</span>)?[^\w<]*</(?:p|li)>)"
+)
+
+
+def _whole_last_words(body: str) -> str:
+    return _LAST_WORD.sub(r'<span class="whole">\1</span>', body)
 
 
 def _nobreak(text: str) -> str:
@@ -178,7 +202,7 @@ def letter_html(inputs: Inputs, recipient: Recipient) -> str:
         if subject
         else ""
     )
-    body = _notes_tagged(_number_blocks(_hold_values(merged.pdf_html, values)))
+    body = _notes_tagged(_number_blocks(_whole_last_words(_hold_values(merged.pdf_html, values))))
     return (
         '<!DOCTYPE html>\n<html lang="fr"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title>"
@@ -253,6 +277,8 @@ def window_css(window: Window) -> str:
         f".recipient {{ margin-left: {window.left - PAGE_LEFT_MM:.2f}mm; "
         f"width: {window.width:.2f}mm; height: {window.height:.2f}mm; min-height: 0; }}"
         ".recipient .line { white-space: nowrap; margin: 0; }"
+        # What letter_html holds together, whatever the campaign's own stylesheet says.
+        ".nobreak { white-space: nowrap; } .value, .whole { hyphens: manual; }"
     )
 
 

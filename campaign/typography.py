@@ -42,6 +42,17 @@ _APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)")
 # An incise between dashes keeps its dashes: "acteurs —\u00a0Commission … hôpitaux\u00a0—, le".
 _OPENING_DASH = re.compile(r"—[ ]+(?=\w)")
 _CLOSING_DASH = re.compile(r"(?<=\w)[ ]+—(?=[,.;:!?)]|$)")
+# A reference and its number, a day and its month, a month and its year never part at a line's end
+# ("l’article\u00a040", "alinéa\u00a02", "n°\u00a014130", "21\u00a0avril\u00a02020"), in the PDF and
+# in the plain-text part (textwrap breaks at ASCII spaces only).
+_MONTHS = "janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre"
+_BEFORE_NUMBER = re.compile(
+    r"(?<!\w)(articles?|alinéas?|al\.|paragraphes?|§|chapitres?|n°|p\.|pages?)"
+    r" (?=\d)",
+    re.IGNORECASE,
+)
+_DAY_MONTH = re.compile(rf"(?<![\w,.])(\d{{1,2}}(?:er)?) (?=(?:{_MONTHS})(?!\w))", re.IGNORECASE)
+_MONTH_YEAR = re.compile(rf"(?<!\w)({_MONTHS}) (?=\d{{4}}(?!\w))", re.IGNORECASE)
 
 
 def french(text: str) -> str:
@@ -60,8 +71,9 @@ def _french(text: str, colon_space: str) -> str:
         text = _BEFORE_HIGH.sub(NNBSP + r"\1", text)
     if ":" in text:
         text = _BEFORE_COLON.sub(colon_space + ":", text)
-    if "n° " in text:
-        text = text.replace("n° ", "n°\u00a0")
+    if any(c.isdigit() for c in text):
+        text = _BEFORE_NUMBER.sub("\\1\u00a0", text)
+        text = _MONTH_YEAR.sub("\\1\u00a0", _DAY_MONTH.sub("\\1\u00a0", text))
     if "—" in text:
         text = _OPENING_DASH.sub("—\u00a0", _CLOSING_DASH.sub("\u00a0—", text))
     if "«" in text:

@@ -55,6 +55,18 @@ def test_a_blockquote_keeps_its_marks_and_lists_their_bullets_in_plain_text() ->
     assert all(len(line) <= 72 for line in lines)
 
 
+def test_the_plain_text_never_parts_a_date_or_a_reference_at_a_line_end() -> None:
+    # "au sujet de l’arrêté du 21 avril⏎2020" in every email of the sample campaign.
+    inputs = load_inputs(load_settings(REPO / "settings.yaml").campaign("hopitaux-2020-05"))
+    for recipient in inputs.recipients.ready[:5]:
+        message = compose_message(inputs, recipient)
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert f"21{NBSP}avril{NBSP}2020" in text
+        assert not any(
+            line.rstrip().endswith(("avril", " 21", "article", "n°")) for line in text.splitlines()
+        ), text
+
+
 def test_a_long_quote_is_wrapped_inside_its_marks() -> None:
     text = MergedLetter("> " + "mot " * 60 + "\n").text
     assert all(line.startswith("> ") and len(line) <= 72 for line in text.splitlines())

@@ -9,6 +9,8 @@ pikepdf and the `pdfua` checker.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -138,18 +140,75 @@ def test_no_page_ends_on_a_hyphenated_word(letters: list[tuple[Recipient, bytes]
     assert len(feet) >= 40  # every sample letter has two pages: the check read each foot
 
 
+def text_lines(pdf: bytes) -> list[str]:
+    """The letter's lines, as pdfium reads them; it joins a line that ends on a hyphen-minus to
+    the next with U+FFFE ("Pradelles\ufffele-Lac"), which is a line break here."""
+    document = pdfium.PdfDocument(pdf)
+    return [
+        line.replace("\u00a0", " ").rstrip()
+        for n in range(len(document))
+        for line in document[n]
+        .get_textpage()
+        .get_text_range()
+        .replace("\ufffe", "-\n")
+        .splitlines()
+    ]
+
+
 def test_cell_values_are_never_hyphenated(letters: list[tuple[Recipient, bytes]]) -> None:
     for recipient, pdf in letters:
-        document = pdfium.PdfDocument(pdf)
-        text = "\n".join(document[n].get_textpage().get_text_range() for n in range(len(document)))
-        for line in text.splitlines():
-            words = line.rstrip().split()
+        lines = text_lines(pdf)
+        for line in lines:
+            words = line.split()
             if words and words[-1].endswith(HYPHENS[0]):
                 stem = words[-1].rstrip(HYPHENS[0])
                 words = recipient.variables["etablissement"].replace("-", " ").split()
                 assert not any(w.startswith(stem) for w in words), (recipient.row, line)
-        flat = " ".join(text.split())
+        flat = " ".join(" ".join(lines).split())
         assert recipient.variables["etablissement"] in flat
+
+
+def test_a_hyphenated_name_never_breaks_at_its_own_hyphen(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    # "Centre hospitalier de Pradelles- / le-Lac" reads as a hyphenated word, and splits a place
+    # name; so would "(Haute- / Garonne" in the letter's own note.
+    compounds = {"Haute-Garonne"}
+    broken = []
+    for recipient, pdf in letters:
+        names = {c for v in recipient.variables.values() for c in re.findall(r"\w+(?:-\w+)+", v)}
+        for line in text_lines(pdf):
+            last = line.split()[-1] if line.split() else ""
+            if last.endswith(HYPHENS) and last[-2:-1].isalpha():
+                stem = last.lstrip("(«").rstrip("".join(HYPHENS))
+                broken += [
+                    (recipient.row, line)
+                    for c in names | compounds
+                    if re.search(rf"(?<!\w){re.escape(stem)}-", c)
+                ]
+    assert names, "the sample has hyphenated names: the check read them"
+    assert not broken, broken
+
+
+def test_a_reference_stays_with_its_number_and_a_paragraph_ends_on_a_whole_word(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    # "de l’article / 40", "l’ar- / ticle 40", a closing line that is only "tinguées.".
+    seen = 0
+    for recipient, pdf in letters:
+        lines = text_lines(pdf)
+        for before, line in itertools.pairwise(lines):
+            seen += "article 40" in line
+            parted = (
+                re.search(r"(?:article|alinéa|n°|avril)$", before) and line[:1].isdigit()
+            ) or (re.search(r"\s\d{1,2}$", before) and line.startswith("avril"))
+            assert not parted, (recipient.row, before, line)
+            assert not before.endswith("l’ar" + HYPHENS[0]), (recipient.row, before)
+            if before.endswith(
+                HYPHENS[0]
+            ):  # the line is not a paragraph's end, all of it a fragment
+                assert not (len(line.split()) == 1 and line.endswith(".")), (recipient.row, line)
+    assert seen >= 40  # every letter cites article 40 on one line
 
 
 def test_closing_sentence_and_signature_share_a_page(

@@ -105,7 +105,8 @@ def test_a_failing_row_is_reported_and_leaves_no_file(few_project: Path) -> None
     assert not failing.exists()
     assert not list(report.folder.glob(".*.tmp"))
     assert (
-        "1er mars 2019" in pdfium.PdfDocument(report.rendered[0])[1].get_textpage().get_text_range()
+        "1er\u00a0mars\u00a02019"
+        in pdfium.PdfDocument(report.rendered[0])[1].get_textpage().get_text_range()
     )
 
 

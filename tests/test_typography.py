@@ -18,6 +18,12 @@ from campaign.typography import NNBSP, date_fr, french, salutation
         ("le «HDH»", f"le «{NNBSP}HDH{NNBSP}»"),
         ("l'arrêté d'avril", "l’arrêté d’avril"),
         ("n° 14130", "n°\u00a014130"),
+        # A reference and its number, a date's parts: never apart at a line's end.
+        ("de l'article 40, alinéa 2", "de l’article\u00a040, alinéa\u00a02"),
+        ("Articles 40 et 41", "Articles\u00a040 et 41"),
+        ("l'arrêté du 21 avril 2020,", "l’arrêté du 21\u00a0avril\u00a02020,"),
+        ("le 1er mai 2020", "le 1er\u00a0mai\u00a02020"),
+        ("nos 3 hôpitaux, 2020 mai, le 3, mai", "nos 3 hôpitaux, 2020 mai, le 3, mai"),
     ],
 )
 def test_french_spacing_and_apostrophes(typed: str, expected: str) -> None:

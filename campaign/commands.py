@@ -439,23 +439,26 @@ def purge(
     campaign: Campaign, *, include_log: bool = False, confirm: Callable[[Purge], bool]
 ) -> Purged:
     """Delete the campaign's personal data (and the sink's copies) once `confirm(plan)` says yes."""
-    from campaign.ledger import Ledger
+    from campaign.ledger import LEFT, Ledger
 
     layout = campaign.layout
     sink = sink_folder(campaign.settings.resolve(campaign.settings.outbox))
     with run_lock(layout, campaign=campaign.name, action="purged"):
         ids: set[str] = set()
+        served = 0
         warnings: list[str] = []
-        if layout.log.exists() and sink.is_dir():
+        if layout.log.exists() and (sink.is_dir() or include_log):
             try:
                 with Ledger(layout.log) as log:
                     ids = {d.message_id for d in log.deliveries()}
                     ids |= {str(t["message_id"]) for t in log.test_sends()}
+                    served = sum(n for state, n in log.counts().items() if state in LEFT)
             except StateError as err:
                 warnings.append(
                     _("the sink's copies cannot be found: {error}").format(error=err.message)
                 )
         plan = plan_purge(layout, sink, include_log=include_log, message_ids=ids)
+        plan.served = served if include_log else 0
         result = Purged(plan, warnings=warnings)
         if plan.total and not confirm(plan):
             result.confirmed = False

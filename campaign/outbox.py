@@ -317,6 +317,8 @@ class Purge:
     sink_copies: list[Path] = field(default_factory=list)
     include_log: bool = False
     unmatched: str | None = None  # why the sink's copies could not be found, if they could not
+    # Recipients the delivery log says were sent to: with the log gone, a send would write again.
+    served: int = 0
 
     @property
     def total(self) -> int:

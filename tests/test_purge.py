@@ -80,11 +80,27 @@ def test_purge_without_a_terminal_or_yes_refuses_and_deletes_nothing(tmp_path: P
     assert sorted(p for p in (tmp_path / "outbox").rglob("*") if p.is_file()) == before
 
 
-def _purge_in_a_terminal(settings: Path, answer: bytes) -> tuple[int, str]:
-    """Run `campaign purge mini` on a pseudo-terminal and type `answer` at the prompt."""
+def _purge_in_a_terminal(
+    settings: Path, *answers: bytes, french: bool = False, extra: tuple[str, ...] = ()
+) -> tuple[int, str]:
+    """Run `campaign purge mini` on a pseudo-terminal and type each answer at each prompt."""
     leader, follower = pty.openpty()
+    env = None
+    if french:  # a French desktop: LANG only
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+        env["LANG"] = "fr_FR.UTF-8"
     process = subprocess.Popen(
-        [sys.executable, "-m", "campaign.cli", "--settings", str(settings), "purge", "mini"],
+        [
+            sys.executable,
+            "-m",
+            "campaign.cli",
+            "--settings",
+            str(settings),
+            "purge",
+            "mini",
+            *extra,
+        ],
+        env=env,
         stdin=follower,
         stdout=follower,
         stderr=follower,
@@ -92,7 +108,7 @@ def _purge_in_a_terminal(settings: Path, answer: bytes) -> tuple[int, str]:
     )
     os.close(follower)
     seen = b""
-    answered = False
+    pending = list(answers)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 0.5)
@@ -104,9 +120,9 @@ def _purge_in_a_terminal(settings: Path, answer: bytes) -> tuple[int, str]:
             if not chunk:
                 break
             seen += chunk
-            if not answered and b"[y/N]" in seen:
-                os.write(leader, answer + b"\n")
-                answered = True
+            asked = seen.count(b"[y/N]") + seen.count(b"[o/N]")
+            if pending and asked > len(answers) - len(pending):
+                os.write(leader, pending.pop(0) + b"\n")
         elif process.poll() is not None:
             break
     code = process.wait(timeout=30)
@@ -127,6 +143,32 @@ def test_purge_asks_in_a_terminal_and_a_no_deletes_nothing(tmp_path: Path) -> No
     assert code == 0, shown
     assert not (outbox / "letters").exists()
     assert sink_messages(tmp_path) == [OTHER]
+
+
+def test_purge_asks_in_french_and_warns_that_the_log_is_what_prevents_a_second_letter(
+    tmp_path: Path,
+) -> None:
+    settings, outbox = sent_project(tmp_path)
+    # "o" is a French yes; "peut-être" is no answer: the question is asked again.
+    code, shown = _purge_in_a_terminal(
+        settings, "peut-être".encode(), b"o", french=True, extra=("--all",)
+    )
+    flat = " ".join(shown.split())
+    assert "[o/N]" in shown and "[y/N]" not in shown
+    assert "répondez o (oui) ou n (non)" in flat
+    assert "le journal d’envoi compte 3 destinataires déjà servis" in flat
+    assert "campaign send mini leur enverrait de nouveau" in flat
+    assert code == 0, shown
+    assert not (outbox / "delivery.sqlite").exists()
+
+
+def test_purge_yes_still_says_the_log_of_sent_recipients_is_gone(tmp_path: Path) -> None:
+    settings, _ = sent_project(tmp_path)
+    result = cli(settings, "purge", "mini", "--all", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "the delivery log records 3 recipients already sent" in " ".join(result.output.split())
+    kept = cli(settings, "purge", "mini", "--yes")  # without --all: nothing to say about the log
+    assert "already sent" not in kept.output
 
 
 def test_purge_waits_for_no_one_while_a_send_runs(tmp_path: Path) -> None:

@@ -82,7 +82,31 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
+def ask(question: str) -> bool:
+    """Ask a yes-or-no question on the terminal; no unless the person answers yes.
+
+    The answer is read in the language of the session: "o"/"oui" in French ("y"/"yes" always do);
+    Enter, "n" or "non" is a no; anything else asks again.
+    """
+    import click
+
+    yes = {"y", "yes", *(w.strip() for w in _("y, yes").split(","))}
+    no = {"n", "no", *(w.strip() for w in _("n, no").split(","))}
+    choices = _("[y/N]")
+    while True:
+        answer = click.prompt(
+            f"{question} {choices}", default="", show_default=False, err=True, prompt_suffix=" "
+        )
+        word = answer.strip().lower()
+        if word in yes:
+            return True
+        if not word or word in no:
+            return False
+        err_console.print(_("answer y (yes) or n (no)"))
+
+
 __all__ = [
+    "ask",
     "console",
     "err_console",
     "escape",

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from campaign.cli.base import CAMPAIGN_ARG, CAMPAIGN_HELP, Context, pass_context, reports_errors
-from campaign.cli.output import console, err_console
+from campaign.cli.output import ask, console, err_console
 from campaign.cli.output import escape as _escape
 from campaign.errors import CampaignError
 from campaign.i18n import _, labelled, ngettext, number, plural
@@ -161,9 +161,23 @@ def purge(ctx: Context, campaign_name: str | None, include_log: bool, yes: bool)
                 ),
                 hint=_("run it in a terminal, or confirm with {command}").format(command=again),
             )
-        return click.confirm(_("Delete {what}?").format(what=what(plan)), default=False, err=True)
+        return ask(_("Delete {what}?").format(what=what(plan)))
 
-    result = commands.purge(campaign, include_log=include_log, confirm=confirm)
+    def forgets(plan: Any) -> str:
+        return ngettext(
+            "the delivery log records {n} recipient already sent: once it is deleted, a later "
+            "{command} would send to them again",
+            "the delivery log records {n} recipients already sent: once it is deleted, a later "
+            "{command} would send to them again",
+            plan.served,
+        ).format(n=number(plan.served), command=f"campaign send {campaign.name}")
+
+    def warned_confirm(plan: Any) -> bool:
+        if plan.served:
+            err_console.print("[yellow]" + _("warning:") + f"[/] {_escape(forgets(plan))}")
+        return confirm(plan)
+
+    result = commands.purge(campaign, include_log=include_log, confirm=warned_confirm)
     for warning in result.warnings:
         err_console.print("[yellow]" + _("warning:") + f"[/] {_escape(warning)}")
     if result.plan.total == 0:

@@ -198,7 +198,7 @@ class MaildirHandler:
             private_dir(maildir / sub)
         self.maildir = maildir
         self._names = itertools.count()
-        self.count = 0
+        self.count = 0  # messages stored in new/ (what `campaign sink` says when it stops)
         self._log: IO[str] | None = None
         if log is not None:
             # The log's folder is the user's (it may be /tmp or their home): never tighten it;
@@ -219,8 +219,8 @@ class MaildirHandler:
             delivered = self._play(data, str(envelope.mail_from or ""), list(envelope.rcpt_tos))
         if delivered:
             self.deliver(data)
+            self.count += 1  # messages stored: one a remote server bounced is not in the Maildir
         received = Received(time.time(), message_id_of(data), tuple(envelope.rcpt_tos), len(data))
-        self.count += 1
         if self._log is not None:
             self._log.write(
                 f"{received.at:.6f}\t{received.message_id}\t{','.join(received.recipients)}\n"

@@ -173,6 +173,11 @@ class RunningSink:
         self.port = port
         self._ready.set()
 
+    @property
+    def stored(self) -> int:
+        """How many messages the sink says it stored (what `campaign sink` prints at its end)."""
+        return self._handler.count
+
     def __enter__(self) -> RunningSink:
         self._thread.start()
         assert self._ready.wait(10)

@@ -14,7 +14,8 @@ import threading
 from email.message import EmailMessage
 from pathlib import Path
 
-from campaign.sink import MaildirHandler, message_id_of, read_log, serve
+from campaign.sink import MaildirHandler, Remote, message_id_of, read_log, serve
+from tests.conftest import RunningSink
 
 
 def message(n: int) -> EmailMessage:
@@ -95,6 +96,18 @@ def test_sink_command_runs_until_sigterm_and_says_where_messages_are(tmp_path: P
     assert process.returncode == 0
     assert f"sink stopped: 1 message stored in {maildir}/new" in rest
     assert len(list((maildir / "new").iterdir())) == 1
+
+
+def test_a_message_the_sink_bounces_is_not_counted_as_stored(tmp_path: Path) -> None:
+    # It said "42 messages stored" over a Maildir of 41: the rebond.* one went back as a bounce.
+    maildir = tmp_path / "boite"
+    with RunningSink(maildir, remote=Remote(tmp_path / "mailbox")) as sink:
+        with smtplib.SMTP("127.0.0.1", sink.port) as client:
+            client.send_message(message(1), to_addrs=["rebond.personne1@example.org"])
+            client.send_message(message(2))
+        stored = sink.stored
+    assert stored == len(list((maildir / "new").iterdir())) == 1
+    assert len(list((tmp_path / "mailbox" / "new").iterdir())) == 1  # the bounce
 
 
 def test_the_log_of_the_sink_leaves_its_folder_as_it_was(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Loaded `Inputs` → the warnings about how each recipient is addressed, for `campaign check`.
 
-Two checks over every row: the printed address against the postal norm NF Z10-011 (the block is
-the one the letter prints, `pdf.address_lines`; the norm itself is `campaign.postal`), and a
-salutation or closing line that abbreviates a title ("Mme la directrice,"). Each warning names
+Three checks over every row: the printed address against the postal norm NF Z10-011 (the block
+is the one the letter prints, `pdf.address_lines`; the norm itself is `campaign.postal`), a
+salutation or closing line that abbreviates a title ("Mme la directrice,"), and a civility that
+`salutation` does not know ("Dr": the letter would open "Madame, Monsieur,"). Each warning names
 the row and the column; the same warning is listed for 20 rows, then counted. Long lists are
 checked on every core (forked workers), like the dry merge.
 """
@@ -23,6 +24,7 @@ from campaign.i18n import _, quoted
 from campaign.inputs import Inputs
 from campaign.letter import Letter, compile_text, merge_letter, render_template
 from campaign.recipients import Recipient, Status
+from campaign.typography import known_civility
 
 # Below this many rows, starting worker processes costs more than it saves.
 _PARALLEL_FROM = 20_000
@@ -234,6 +236,48 @@ def title_problems(inputs: Inputs) -> list[Problem]:
                     ),
                 )
                 break
+    return listed.problems()
+
+
+# The column a letter hands `salutation` as its civility: `{{ salutation(civilite, fonction) }}`.
+_SALUTATION_CIVILITY = re.compile(r"salutation\(\s*(\w+)")
+
+
+def civility_problems(inputs: Inputs) -> list[Problem]:
+    """A civility `salutation` does not know ("Dr", "Pr"): that letter opens "Madame, Monsieur,".
+
+    An empty cell is left alone (the neutral opening is what it asks for); a title such as
+    "Docteur" is no civility the salutation can agree a function with.
+    """
+    listed = _Listing(_shown(inputs))
+    names = inputs.recipients.names  # variable → header
+    variables = {
+        variable
+        for letter in (inputs.letter, inputs.email_body)
+        if letter is not None
+        for variable in _SALUTATION_CIVILITY.findall(letter.body)
+        if variable in names
+    }
+    for variable in sorted(variables):
+        for recipient in inputs.recipients.recipients:
+            value = recipient.variables.get(variable, "").strip()
+            if recipient.status is Status.INVALID or not value or known_civility(value):
+                continue
+            if not listed.count(f"civility {value}"):
+                continue
+            listed.add(
+                f"civility {value}",
+                recipient.row,
+                names[variable],
+                _(
+                    "the civility {value} is not one the salutation knows: this letter opens "
+                    "with {opening}"
+                ).format(value=quoted(value), opening=quoted("Madame, Monsieur,")),
+                _(
+                    "write Madame or Monsieur (Mme, M.) in this column, so that the letter "
+                    "opens with {example}; a title such as Docteur belongs in the letter's text"
+                ).format(example=quoted("Madame la directrice,")),
+            )
     return listed.problems()
 
 

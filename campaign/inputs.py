@@ -402,10 +402,15 @@ def check_inputs(inputs: Inputs) -> CheckReport:
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):
         problems += _dry_merge(inputs, recipients.recipients, failed)
     if not failed:
-        from campaign.addressing import postal_problems, title_problems  # they import this
+        from campaign.addressing import (  # they import this module
+            civility_problems,
+            postal_problems,
+            title_problems,
+        )
 
         problems += postal_problems(inputs)
         problems += title_problems(inputs)
+        problems += civility_problems(inputs)
     # A row whose letter cannot be merged is not ready, whatever its cells.
     unmergeable = sum(1 for r in recipients.ready if r.row in failed)
     return CheckReport(

@@ -132,6 +132,11 @@ _FEMALE = {"madame", "mme", "mademoiselle", "mlle"}
 _MALE = {"monsieur", "m", "mr"}
 
 
+def known_civility(civility: object) -> bool:
+    """Whether `salutation` knows this civility (Madame, Mme, Monsieur, M. …); empty is not one."""
+    return str(civility or "").strip().lower().rstrip(".") in _FEMALE | _MALE
+
+
 def _agree(role: str, female: bool) -> str:
     forms = _FEMININE if female else _MASCULINE
     return " ".join(forms.get(word, word) for word in role.split())

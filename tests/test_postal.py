@@ -225,6 +225,27 @@ def test_check_warns_when_the_salutation_abbreviates_a_title(tmp_path: Path) -> 
     assert titles[0].hint is not None and "'Madame la directrice,'" in titles[0].hint
 
 
+def test_check_warns_when_the_salutation_does_not_know_the_civility(tmp_path: Path) -> None:
+    # "Dr" in Civilité: the letter opened "Madame, Monsieur," and check said nothing.
+    (tmp_path / "letters").mkdir()
+    (tmp_path / "recipients").mkdir()
+    (tmp_path / "letters" / "lettre.md").write_text(
+        "{{ salutation(civilite, fonction) }}\n\nBonjour.\n", encoding="utf-8"
+    )
+    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
+    (tmp_path / "recipients" / "d.csv").write_text(
+        "Civilité;Fonction;Nom;Courriel\n"
+        "Dr;directrice;Noël;a@example.org\nMme;directrice;Roux;b@example.org\n"
+        ";directeur;Abel;c@example.org\nM.;directeur;Petit;d@example.org\n",
+        encoding="utf-8",
+    )
+    report = check_inputs(load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai")))
+    found = [p for p in report.problems if "civility" in p.message]
+    assert [(p.place.row, p.place.column) for p in found] == [(2, "Civilité")]
+    assert "'Dr'" in found[0].message and "'Madame, Monsieur,'" in found[0].message
+    assert report.errors == 0 and report.ready == 4  # a warning: the letter can still go
+
+
 def test_long_lists_are_checked_on_every_core_with_the_same_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

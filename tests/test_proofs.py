@@ -110,6 +110,7 @@ def test_the_cover_lists_the_sample_and_why(hospitals: Path) -> None:
     flat = " ".join(cover.replace("-\n", "-").split())
     assert HOSPITALS in cover
     assert "40 prêts pour l’envoi" in flat
+    assert "(sur 40 lignes\u202f; 0 exclu, 0 non valide)" in cover.replace("\n", " ")
     assert "champ nom le plus long" in flat
     # Each reason is said again in French with its own field: the establishment, not the civility.
     assert "champ établissement le plus long (38 caractères)" in flat

@@ -26,6 +26,7 @@ from campaign.letter import (
     Letter,
     MergedLetter,
     compile_text,
+    footnote_problems,
     front_matter_line,
     load_letter,
     make_environment,
@@ -377,10 +378,12 @@ def check_inputs(inputs: Inputs) -> CheckReport:
     problems = list(inputs.problems)
     recipients = inputs.recipients
     known = set(recipients.names)
-    static: list[Problem] = []
+    static: list[Problem] = []  # what would fail every row: reported once, no dry merge
+    structure: list[Problem] = []  # a footnote without text: the rows are still merged
     for letter in (inputs.letter, inputs.email_body):
         if letter is not None:
             static += template_problems(letter.body, letter.display, known, recipients.headers)
+            structure += footnote_problems(letter.body, letter.display)
             for key in FRONT_TEMPLATES:
                 value = letter.front.get(key)
                 if isinstance(value, str):
@@ -395,7 +398,7 @@ def check_inputs(inputs: Inputs) -> CheckReport:
         if source:
             where = f"{campaign.settings.path} (campaigns.{campaign.name}.{key})"
             static += template_problems(source, where, known, recipients.headers)
-    problems += static
+    problems += static + structure
     problems += attachment_problems(inputs)
     # A placeholder no column provides would fail every row: report it once, not per row.
     failed: set[int] = set()

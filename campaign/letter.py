@@ -412,7 +412,10 @@ def template_variables(source: str) -> set[str]:
 def template_problems(
     source: str, shown: str, known: Iterable[str], headers: Iterable[str] = ()
 ) -> list[Problem]:
-    """Placeholders no column provides (once each, with their line) and footnote mismatches."""
+    """Placeholders no column provides (once each, with their line), or a syntax error.
+
+    These fail every row alike; `footnote_problems` (a letter's structure) is checked apart.
+    """
     problems: list[Problem] = []
     known_names = set(known) | set(_TEXT_ENV.globals) | {"row", "row_number", "letter", "sender"}
     try:
@@ -458,7 +461,6 @@ def template_problems(
                 else _("add a column of that name to the spreadsheet")
             )
         problems.append(Problem.error(message, Place(file=shown, line=first_line.get(name)), hint))
-    problems += footnote_problems(source, shown)
     return problems
 
 

@@ -167,6 +167,21 @@ def test_a_template_error_for_one_row_names_that_row(tmp_path: Path) -> None:
     assert run_check(settings).exit_code == 1
 
 
+def test_a_letter_error_does_not_hide_the_rows_that_fail(tmp_path: Path) -> None:
+    # "every problem in one pass": a footnote without text hid row 4's failure, and the summary
+    # said all 4 rows were ready; fixing the note then showed a new error.
+    letter = LETTER.replace(
+        "est concerné[^arrete].", "({{ 1000 // (lits | int) }} par lit) est concerné[^arrete][^x]."
+    )
+    report = check(make_project(tmp_path, letter=letter))
+    messages = sorted((p.place.row or 0, p.message) for p in report.problems)
+    assert [m for _, m in messages if "footnote" in m] == [
+        "footnote [^x] is called but has no text"
+    ]
+    assert [row for row, m in messages if "ZeroDivisionError" in m] == [4]
+    assert report.ready == 3
+
+
 def test_the_same_row_failure_is_listed_a_few_times_then_summed_up(tmp_path: Path) -> None:
     letter = "Bonjour {{ nom.upper(1) }},\n"  # fails on every row
     sheet = tmp_path / "many.csv"

@@ -117,7 +117,7 @@ def test_a_note_reflows_across_the_source_line_break(
 
 
 def test_no_note_line_ends_where_the_source_did(letters: list[tuple[Recipient, bytes]]) -> None:
-    source_breaks = ("prescrivant les mesures", "n° 14130 de", "autorité constituée, tout")
+    source_breaks = ("prescrivant les mesures", "n° 14130 de", "autorité constituée,")
     for _, pdf in letters:
         for line in lines_of(pdfium.PdfDocument(pdf)[0]):
             text = line.text.replace("\u00a0", " ").rstrip()
@@ -209,6 +209,23 @@ def test_a_reference_stays_with_its_number_and_a_paragraph_ends_on_a_whole_word(
             ):  # the line is not a paragraph's end, all of it a fragment
                 assert not (len(line.split()) == 1 and line.endswith(".")), (recipient.row, line)
     assert seen >= 40  # every letter cites article 40 on one line
+
+
+def test_the_sample_letter_asserts_no_capacity_the_sheet_does_not_give(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    # A lawyer's review: a row without a function was told it stood "à la tête de
+    # l’établissement", tied to article 40; and note 4 quoted the statute as if a paraphrase.
+    unknown = [(r, pdf) for r, pdf in letters if not r.variables["fonction"].strip()]
+    assert unknown, "the sample has a row without a function"
+    for recipient, pdf in letters:
+        flat = " ".join(" ".join(text_lines(pdf)).split())
+        assert "à la tête" not in flat, recipient.row
+        assert "pénale : « Toute autorité constituée," in flat.replace("\u202f", " ")
+        assert "relatifs. »" in flat.replace("\u202f", " ")
+    for recipient, pdf in unknown:
+        flat = " ".join(" ".join(text_lines(pdf)).split())
+        assert f"au sein de l’établissement {recipient.variables['etablissement']}" in flat
 
 
 def test_closing_sentence_and_signature_share_a_page(

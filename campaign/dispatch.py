@@ -88,6 +88,7 @@ class Event:
     total: int = 0
     server: bool = False  # a wait because of the server (unreachable, or its limit)
     detail: str = ""  # what the server did: the last connection's error, while it is unreachable
+    since: float = 0.0  # how long the server has been unreachable, seconds (0: it is not)
 
 
 Progress = Callable[[Event], None]
@@ -255,11 +256,20 @@ class Dispatcher:
                 raise Stopped
             delay = self.pace.delay(self.clock())
             if delay > 0:  # the server's: said however short (the throttle's own: from 1 s)
-                down = self.pace.down_since is not None
+                down_since = self.pace.down_since
+                down = down_since is not None
                 why = _("server unreachable") if down else _("server's limit")
                 detail = self._unreachable if down else ""
+                since = self.clock() - down_since if down_since is not None else 0.0
                 self._emit(
-                    Event(EventKind.WAIT, seconds=delay, text=why, server=True, detail=detail)
+                    Event(
+                        EventKind.WAIT,
+                        seconds=delay,
+                        text=why,
+                        server=True,
+                        detail=detail,
+                        since=since,
+                    )
                 )
                 await self.sleep(min(delay, 1.0))
                 continue

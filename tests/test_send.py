@@ -521,6 +521,28 @@ def test_an_outage_is_said_in_a_log_too_not_only_on_the_progress_bar(tmp_path: P
     assert re.search(r"server unreachable 1× \([3-9] s paused\)", shown), shown
 
 
+def test_a_long_outage_says_each_longer_wait_and_how_long_the_server_has_been_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "waiting 1 s", then a minute of silence while the backoff grew, read as a hung run.
+    from campaign.cli import output
+
+    monkeypatch.setattr(output, "WAIT_SAID_AGAIN", 0.5)
+    with FaultyServer() as server:
+        port = server.port
+    settings = make_project(
+        tmp_path, port=port, recipients=1, smtp="probe_interval: 2s\n  outage_limit: 6s"
+    )
+    result = cli(settings, "send")
+    assert result.exit_code == 1, result.output
+    shown = said(result)
+    waits = re.findall(r"waiting (\d+) s \(server unreachable(?: for (\d+) s)?\)", shown)
+    assert len(waits) >= 2, shown
+    assert [int(s) for _, s in waits[1:] if s] == sorted(int(s) for _, s in waits[1:] if s)
+    assert waits[0][1] == "" and all(s for _, s in waits[1:]), waits  # the later ones: for how long
+    assert int(waits[-1][0]) > int(waits[0][0])  # the backoff grew, and the log says so
+
+
 def test_untrusted_certificate_after_starttls_stops_the_run(tmp_path: Path) -> None:
     context, _ = tls_contexts(tmp_path)
     with FaultyServer(starttls=context) as server:

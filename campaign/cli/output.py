@@ -461,9 +461,23 @@ RATE_EVERY = 0.25  # seconds between two readings of the sending rate shown besi
 WAIT_SAID_EVERY = 60.0  # seconds between two lines about the same wait, where there is no bar
 
 
+WAIT_SAID_AGAIN = 10.0  # seconds, at least, between the lines of the waits that follow a wait
+
+
 def _waiting(event: Any) -> str:
-    """`waiting 30 s (server unreachable): connection refused by …`, as the bar and a log say it."""
-    line = _("waiting {seconds} s ({why})").format(seconds=number(event.seconds), why=event.text)
+    """`waiting 30 s (server unreachable): connection refused by …`, as the bar and a log say it.
+
+    Once the outage has lasted a while, how long is said too: `waiting 30 s (server unreachable
+    for 61 s)`, so that a log read later shows the pause the summary will count.
+    """
+    seconds = number(event.seconds)
+    since = getattr(event, "since", 0.0)
+    if since >= 1:
+        line = _("waiting {seconds} s ({why} for {since} s)").format(
+            seconds=seconds, why=event.text, since=number(since)
+        )
+    else:
+        line = _("waiting {seconds} s ({why})").format(seconds=seconds, why=event.text)
     return labelled(line, event.detail) if event.detail else line
 
 
@@ -480,6 +494,7 @@ class SendProgress:
         self._rate_at = 0.0
         self.bar: Any = None
         self._wait_said: tuple[str, float] | None = None  # why, when: the last wait said
+        self._wait_left: float | None = None  # the seconds the last wait event had left
         if self.console is None or not self.console.is_terminal:
             return
         from rich.progress import (
@@ -519,7 +534,7 @@ class SendProgress:
         if self.bar is None:
             self.done += kind == "done"
             if kind == "done":
-                self._wait_said = None
+                self._wait_said = self._wait_left = None
             elif kind == "wait" and (event.server or event.seconds >= WAIT_SAID_EVERY):
                 self._say_wait(event)  # not the throttle's usual pauses
         elif kind == "start":
@@ -540,11 +555,20 @@ class SendProgress:
             self.bar.update(self.task, description=_("stopping: finishing messages in flight"))
 
     def _say_wait(self, event: Any) -> None:
-        """Not on a terminal (a pipe, a log): a line when a wait begins, then one a minute."""
+        """Not on a terminal (a pipe, a log): a line when a wait begins, then one a minute.
+
+        A new wait for the same reason (the server still down after a probe: the backoff grew)
+        is said too, at most every WAIT_SAID_AGAIN seconds: "waiting 1 s" then a minute's
+        silence read as a hung run.
+        """
         now = time.monotonic()
         said = self._wait_said
-        if said is not None and said[0] == event.text and now - said[1] < WAIT_SAID_EVERY:
-            return
+        left = self._wait_left
+        self._wait_left = event.seconds
+        if said is not None and said[0] == event.text:
+            again = left is not None and event.seconds > left + 0.5  # a longer wait began
+            if now - said[1] < (WAIT_SAID_AGAIN if again else WAIT_SAID_EVERY):
+                return
         self._wait_said = (event.text, now)
         if self.console is not None:
             self.console.print(escape(_waiting(event)))

@@ -26,10 +26,16 @@ FILE_MODE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable by the owner only; tighten it if it already exists."""
+    """Create `path` (and parents) readable by the owner only; tighten it if it already exists.
+
+    The parents it creates are private too (`outbox/` itself, on a first run); a parent that was
+    already there is left as it is.
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    if path.stat().st_mode & 0o777 != DIR_MODE:
-        path.chmod(DIR_MODE)
+    for folder in (path, *missing):
+        if folder.stat().st_mode & 0o777 != DIR_MODE:
+            folder.chmod(DIR_MODE)
     return path
 
 

@@ -46,7 +46,7 @@ from campaign.dispatch import (
     run_dispatcher,
 )
 from campaign.dsn import envelope_id, request_for
-from campaign.i18n import _
+from campaign.i18n import _, ngettext
 from campaign.inputs import Inputs
 from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
@@ -236,6 +236,14 @@ def send_campaign(
             dsn=request_for(settings.smtp.dsn, _envid(campaign.name, settings.sender.email)),
         )
         plan = _Plan(inputs, log, options, clock)
+        if options.test_to and options.count > plan.total:
+            report.notes.append(
+                ngettext(
+                    "--count {count}: only {n} recipient is ready, so {n} test message",
+                    "--count {count}: only {n} recipients are ready, so {n} test messages",
+                    plan.total,
+                ).format(count=options.count, n=plan.total)
+            )
         rounds = plan.next_round
         copier = None
         if mode is SendMode.SEND and settings.mailbox and settings.mailbox.save_sent != "never":

@@ -31,6 +31,14 @@ def test_written_files_are_owner_only(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "deep").stat().st_mode & 0o777 == 0o700
 
 
+def test_private_dir_makes_the_parents_it_creates_private_too(tmp_path: Path) -> None:
+    # A first run made outbox/ 0755 (only outbox/<campaign> was 0700), though README says 0700.
+    tmp_path.chmod(0o755)
+    private_dir(tmp_path / "outbox" / "hopitaux-2020-05")
+    assert (tmp_path / "outbox").stat().st_mode & 0o777 == 0o700
+    assert tmp_path.stat().st_mode & 0o777 == 0o755  # a folder that was there is left alone
+
+
 def test_private_dir_tightens_an_existing_open_folder(tmp_path: Path) -> None:
     folder = tmp_path / "open"
     folder.mkdir(mode=0o755)

@@ -7,6 +7,7 @@ For each fault: the state in the delivery log, how many copies the server stored
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -350,6 +351,29 @@ def test_test_to_sends_marked_copies_and_records_nobody_as_sent(tmp_path: Path) 
         # The real send still sends to everyone, with Message-IDs the tests did not use.
         assert cli(settings, "send", "--quiet").exit_code == 0
         assert len(server.copies()) == 6
+
+
+def test_a_test_send_asked_for_more_copies_than_rows_says_how_many_it_sent(
+    tmp_path: Path,
+) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=2)
+        result = cli(settings, "send", "--test-to", "relecteur@example.com", "--count", "9")
+        assert result.exit_code == 0, result.output
+        assert len(server.stored) == 2
+    assert "--count 9: only 2 recipients are ready, so 2 test messages" in said(result)
+
+
+def test_a_password_variable_unset_at_send_time_names_the_settings_file(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=1, smtp="password_env: CAMPAIGN_NOT_SET_HERE"
+        )
+        os.environ.pop("CAMPAIGN_NOT_SET_HERE", None)
+        result = cli(settings, "send")
+        assert server.stored == []
+    assert result.exit_code == 2, result.output
+    assert f"{settings}, key 'smtp.password_env'" in said(result)
 
 
 def test_dry_run_writes_eml_files_and_talks_to_no_server(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def reports_errors(command: F) -> F:
         except CampaignError as err:
             if isinstance(err, CheckFailed):
                 print_problems(err.problems)
+            _name_the_settings_file(err, args)
             err_console.print("[bold red]" + _("error:") + f"[/] {_escape(str(err))}")
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
@@ -46,6 +47,20 @@ def reports_errors(command: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _name_the_settings_file(err: CampaignError, args: tuple[Any, ...]) -> None:
+    """A settings error found late (a password variable unset at send time, an unknown host)
+    names its key but not its file: say which settings.yaml, as the errors found on loading do."""
+    from dataclasses import replace
+
+    from campaign.errors import SettingsError
+
+    context = next((a for a in args if isinstance(a, Context)), None)
+    if isinstance(err, SettingsError) and err.place.key and not err.place.file and context:
+        from campaign.settings import DEFAULT_SETTINGS
+
+        err.place = replace(err.place, file=str(context.settings_path or DEFAULT_SETTINGS))
 
 
 class Context:

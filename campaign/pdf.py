@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.errors import CampaignError, InputError, Place, Problem
-from campaign.i18n import _, ngettext
+from campaign.i18n import _, language_of, ngettext
 from campaign.inputs import Inputs
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient, Status
@@ -400,6 +400,14 @@ def _drop_entry(manifest: Path, row: int) -> None:
         _write_manifest(manifest, letters)
 
 
+def set_language(writer: Any, language: str) -> None:
+    """Give a PDF that pypdf assembles its language (`/Lang`), as each letter has: a screen
+    reader then reads French as French."""
+    from pypdf.generic import NameObject, TextStringObject
+
+    writer.root_object[NameObject("/Lang")] = TextStringObject(language)
+
+
 def print_pack(inputs: Inputs, *, name: str | None = None) -> Path:
     """Bind every ready recipient's letter into one PDF, each letter starting on a right-hand page."""
     from pypdf import PdfReader, PdfWriter
@@ -427,14 +435,23 @@ def print_pack(inputs: Inputs, *, name: str | None = None) -> Path:
             writer.add_blank_page(*a4)
     letter = inputs.letter
     title = str(letter.front.get("title") or letter.path.stem) if letter is not None else ""
+    language = campaign.config.lang
+    with language_of(language):  # the pack is the letters': in their language, not the terminal's
+        title = _("{title} – print ({campaign})").format(
+            title=title or campaign.name, campaign=campaign.name
+        )
+        subject = _("{campaign}: every letter, each starting on a right-hand page").format(
+            campaign=campaign.name
+        )
     writer.add_metadata(
         {
-            "/Title": f"{title or campaign.name} – impression ({campaign.name})",
+            "/Title": title,
             "/Author": campaign.settings.sender.name,
-            "/Subject": f"{campaign.name}: every letter, each starting on a right-hand page",
+            "/Subject": subject,
             "/Creator": "campaign",
         }
     )
+    set_language(writer, language)
     writer.page_mode = "/UseOutlines"
     buffer = io.BytesIO()
     writer.write(buffer)

@@ -514,6 +514,8 @@ def _proofs_pdf(
     from pypdf import PdfReader, PdfWriter
     from weasyprint import HTML
 
+    from campaign.pdf import set_language
+
     campaign = inputs.campaign
     recipients = inputs.recipients
     language = campaign.config.lang
@@ -550,8 +552,17 @@ def _proofs_pdf(
     for page in writer.pages:
         page.merge_page(stamp, over=True)
     writer.compress_identical_objects()  # one copy of the stamp's font
-    title = _("Proofs: {campaign}").format(campaign=campaign.name)
-    writer.add_metadata({"/Title": title, "/Subject": _stamp_text()})
+    with language_of(language):
+        title = _("Proofs: {campaign}").format(campaign=campaign.name)
+        writer.add_metadata(
+            {
+                "/Title": title,
+                "/Subject": _stamp_text(),
+                "/Author": campaign.settings.sender.name,
+                "/Creator": "campaign",
+            }
+        )
+    set_language(writer, language)
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue(), len(writer.pages)

@@ -128,6 +128,16 @@ def test_the_cover_lists_the_sample_and_why(hospitals: Path) -> None:
         assert re.search(rf"(?m)^{row} ", cover), f"row {row} not on the cover"
 
 
+def test_the_proof_pack_says_its_language_title_and_author(hospitals: Path) -> None:
+    reader = PdfReader(pack(hospitals) / "proofs.pdf")
+    assert reader.trailer["/Root"]["/Lang"] == "fr"
+    assert reader.metadata is not None
+    assert " ".join(str(reader.metadata.title).replace("\u202f", " ").split()) == (
+        f"Épreuves : {HOSPITALS}"
+    )
+    assert reader.metadata.author == "Collectif Données de santé"
+
+
 def test_the_index_is_self_contained(hospitals: Path) -> None:
     folder = pack(hospitals)
     page = (folder / "index.html").read_text(encoding="utf-8")

@@ -166,6 +166,10 @@ def test_print_pack_starts_every_letter_on_a_right_hand_page(few_project: Path, 
     reader = PdfReader(pack)
     assert reader.metadata is not None and reader.metadata.title
     assert CAMPAIGN in reader.metadata.title and "impression" in reader.metadata.title
+    # The letters' language, not the terminal's (English here): a French subject, /Lang fr.
+    subject = " ".join(str(reader.metadata.subject).replace("\u202f", " ").split())
+    assert subject == f"{CAMPAIGN} : toutes les lettres, chacune commençant sur une page de droite"
+    assert reader.trailer["/Root"]["/Lang"] == "fr"
     outline = [item.title for item in reader.outline if not isinstance(item, list)]
     assert len(outline) == 3 and "Élise Le Goff" in outline[0]
     assert [reader.get_destination_page_number(i) for i in reader.outline] == [0, 2, 4]

@@ -38,6 +38,7 @@ from campaign.markdownshape import ShapeCache
 from campaign.plaintext import fill as _wrap
 from campaign.plaintext import plain_text as _plain_text
 from campaign.typography import date_fr, french
+from campaign.yamlerrors import explain as explain_yaml
 
 FRONT_MATTER_KEYS = {
     "subject",
@@ -338,13 +339,11 @@ def load_letter(path: Path, *, display: str | None = None) -> Letter:
         try:
             loaded = yaml.safe_load(raw_front) or {}
         except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = mark.line + 2 if mark is not None else 1
+            said = explain_yaml(err)
             raise TemplateError(
-                _("front matter is not valid YAML: {problem}").format(
-                    problem=getattr(err, "problem", err)
-                ),
-                place=Place(file=shown, line=line),
+                _("front matter is not valid YAML: {problem}").format(problem=said.problem),
+                place=Place(file=shown, line=said.line + 1 if said.line is not None else 1),
+                hint=said.hint,
             ) from None
         if not isinstance(loaded, dict):
             raise TemplateError(

@@ -25,6 +25,7 @@ from campaign.settings import (
     CampaignSettings,
     Settings,
 )
+from campaign.yamlerrors import explain as explain_yaml
 
 
 def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
@@ -46,12 +47,11 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(err, "problem", None) or str(err)
+        said = explain_yaml(err)
         raise SettingsError(
-            _("not valid YAML: {problem}").format(problem=problem),
-            place=Place(file=str(path), line=line),
+            _("not valid YAML: {problem}").format(problem=said.problem),
+            place=Place(file=str(path), line=said.line),
+            hint=said.hint,
         ) from None
     if not isinstance(data, dict):
         raise SettingsError(

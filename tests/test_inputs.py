@@ -299,6 +299,17 @@ def test_a_malformed_front_matter_is_reported_with_its_line(tmp_path: Path) -> N
     assert report.problems[0].place.line is not None
 
 
+def test_a_front_matter_value_holding_a_colon_is_explained_with_its_file_line(
+    tmp_path: Path,
+) -> None:
+    letter = LETTER.replace("place: Paris", "place: Paris : siège")
+    report = check(make_project(tmp_path, letter=letter))
+    [problem] = [p for p in report.problems if "YAML" in p.message]
+    assert "holds ': '" in problem.message
+    assert (problem.place.file, problem.place.line) == ("letters/lettre.md", 2)
+    assert problem.hint is not None and "double quotes" in problem.hint
+
+
 def test_check_on_a_missing_campaign_exits_2(tmp_path: Path) -> None:
     result = run_check(make_project(tmp_path), "autre")
     assert result.exit_code == 2

@@ -181,6 +181,34 @@ def test_malformed_yaml_names_its_line(tmp_path: Path) -> None:
     assert err.place.line is not None and err.place.line >= line_of(text, "port:")
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "line", "said", "hint"),
+    [
+        # A French organiser's mistake: "campaigns:" one space in, under sender.
+        ("campaigns:", " campaigns:", 7, "not indented like the lines of its section", "line up"),
+        ("  port: 8025", "\tport: 8025", 6, "a tab is used to indent", "spaces only"),
+        ('subject: "Bonjour {{ nom }}"', "subject: Objet : {{ nom }}", 12, "holds ': '", "quotes"),
+        (
+            'subject: "Bonjour {{ nom }}"',
+            'subject: "Bonjour {{ nom }}',
+            12,
+            "never closed",
+            "close",
+        ),
+        ("  port: 8025", "  port: @8025", 6, "starts with '@'", "double quotes"),
+    ],
+)
+def test_a_yaml_mistake_is_said_in_plain_words_with_what_to_do(
+    tmp_path: Path, before: str, after: str, line: int, said: str, hint: str
+) -> None:
+    err = fails(make_project(tmp_path, MINIMAL.replace(before, after)))
+    assert err.message.startswith("not valid YAML: "), err.message
+    assert said in err.message, err.message
+    assert "<block" not in err.message and "token" not in err.message
+    assert err.hint is not None and hint in err.hint, err.hint
+    assert err.place.line == line
+
+
 def test_a_list_instead_of_a_mapping_is_refused(tmp_path: Path) -> None:
     err = fails(make_project(tmp_path, "- sender\n- campaigns\n"))
     assert "must be a mapping" in err.message

@@ -112,6 +112,9 @@ def test_the_cover_lists_the_sample_and_why(hospitals: Path) -> None:
     assert "40 prêts pour l’envoi" in flat
     assert "(sur 40 lignes\u202f; 0 exclu, 0 non valide)" in cover.replace("\n", " ")
     assert "champ nom le plus long" in flat
+    # The reviewer signs for 40 letters and sees 7: the pack says so, and how to see them all.
+    assert "Les 33 autres destinataires prêts pour l’envoi ne sont pas montrés" in flat
+    assert "campaign proof hopitaux-2020-05 --all les montre tous" in flat
     # Each reason is said again in French with its own field: the establishment, not the civility.
     assert "champ établissement le plus long (38 caractères)" in flat
     assert "Civilité le plus long" not in flat
@@ -179,6 +182,7 @@ def test_the_index_shows_each_email_as_it_will_be_sent(hospitals: Path) -> None:
     for header in ("From", "To", "Reply-To", "Subject", "Pièces jointes"):
         assert f"<th>{header}</th>" in page
     assert '<html lang="fr">' in page
+    assert "Les 33 autres destinataires prêts pour l’envoi ne sont pas montrés" in page
     assert "Collectif Données de santé &lt;contact@example.org&gt;" in page
     assert re.search(r"lettre-hopitaux – François Le Goff\.pdf: application/pdf, [\d,]+ Ko", page)
     assert "<pre>Monsieur le directeur délégué," in page  # the plain-text part

@@ -36,7 +36,7 @@ def read_settings(path: Path = DEFAULT_SETTINGS) -> Settings:
         raise SettingsError(
             _("{path}: settings file not found").format(path=path),
             hint=_("run the command from the project folder, or pass {option}").format(
-                option="--settings PATH"
+                option="--settings " + _("FILE")
             ),
         ) from None
     except (OSError, UnicodeDecodeError) as err:

@@ -106,6 +106,12 @@ def test_the_values_in_the_help_are_named_in_french() -> None:
     assert "init [OPTIONS] DIR" in english["init"] and "--rows ROWS" in english["proof"]
 
 
+def test_a_missing_settings_file_names_the_option_value_as_the_help_does(tmp_path: Path) -> None:
+    french = command("--settings", str(tmp_path / "absent.yaml"), "check", locale=FRENCH)
+    assert french.returncode == 2
+    assert "--settings FICHIER" in french.stderr and "PATH" not in french.stderr
+
+
 def test_a_usage_error_of_click_is_french_too() -> None:
     done = command("chek", locale=FRENCH)
     assert done.returncode == 2

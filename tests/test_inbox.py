@@ -80,6 +80,17 @@ def test_the_sink_bounces_one_and_answers_for_another_and_inbox_records_both(
     assert status["bounces"][0]["email"] == "rebond.olivier.chevalier@example.org"
 
 
+def test_the_summary_says_what_was_downloaded_whole_in_words_an_organiser_reads(
+    sent: Path, run: Run
+) -> None:
+    # "dont 1 en entier" meant nothing to a French organiser.
+    result = run("inbox", "merci-signataires")
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "read 2 new messages in INBOX (maildir); 1 downloaded whole (reports)" in flat, flat
+    assert "the others by their headers only" in flat
+
+
 def test_a_hard_bounce_joins_the_suppression_list_with_date_campaign_and_reason(
     sent: Path, run: Run
 ) -> None:

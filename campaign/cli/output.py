@@ -410,8 +410,10 @@ def print_inbox(report: InboxReport) -> None:
 
     folders = ", ".join(report.folders)
     read = ngettext(
-        "read {n} new message in {folders} ({mailbox}), {whole} of them whole",
-        "read {n} new messages in {folders} ({mailbox}), {whole} of them whole",
+        "read {n} new message in {folders} ({mailbox}); {whole} downloaded whole (reports), "
+        "the others by their headers only",
+        "read {n} new messages in {folders} ({mailbox}); {whole} downloaded whole (reports), "
+        "the others by their headers only",
         report.read,
     ).format(
         n=number(report.read),

@@ -39,6 +39,7 @@ from campaign.bounces import (
 )
 from campaign.bounces import sender_of as _sender_of
 from campaign.dsn import envelope_id, xtext_decode
+from campaign.i18n import _
 from campaign.ledger import Delivery, Ledger, State, Write
 from campaign.mailbox import Arrival, Box, open_mailbox
 from campaign.outbox import run_lock
@@ -293,7 +294,7 @@ def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
     config = campaign.config
     path = campaign.path(config.suppression)
     report.suppression_file = campaign.settings.display(config.suppression)
-    known, _ = read_suppression(path)
+    known, _problems = read_suppression(path)
     date = time.strftime("%Y-%m-%d", time.localtime(now))
     new = [b for b in report.bounces if b.email not in known]
     if not new:
@@ -323,7 +324,10 @@ def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
             csv.writer(buffer, lineterminator="\n").writerow(row)
             lines.append(buffer.getvalue())
         else:
-            why = _COMMENT_UNSAFE.sub(" ", f"# {date} {campaign.name} bounced: {reason}")
+            said = _("{date} {campaign} bounced: {reason}").format(
+                date=date, campaign=campaign.name, reason=reason
+            )
+            why = _COMMENT_UNSAFE.sub(" ", f"# {said}")
             lines += [why + "\n", bounce.email + "\n"]
         report.suppressed.append(bounce.email)
     with path.open("a", encoding="utf-8") as handle:

@@ -23,7 +23,6 @@ import json
 import random
 import re
 import shutil
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -311,7 +310,7 @@ def _write_pack(
     stems: set[str] = set()
     for done, item in enumerate(sample):
         recipient = item.recipient
-        stem = _stem(recipient, inputs.to_name_for(recipient), stems)
+        stem = _stem(inputs.campaign, recipient, stems)
         try:
             pdf = _letter_pdf(inputs, recipient) if campaign.config.attach_pdf else None
             own = with_recipient_attachments(inputs, recipient, attachments)
@@ -370,11 +369,12 @@ def _letter_pdf(inputs: Inputs, recipient: Recipient) -> bytes:
     return render_pdf(inputs, recipient)
 
 
-def _stem(recipient: Recipient, name: str, taken: set[str]) -> str:
-    """An ASCII file name stem for a sample row: `row-004-elise-le-goff`."""
-    text = unicodedata.normalize("NFKD", name or recipient.email.partition("@")[0])
-    slug = re.sub(r"[^a-z0-9]+", "-", text.encode("ascii", "ignore").decode().lower()).strip("-")
-    stem = f"row-{recipient.row:03d}" + (f"-{slug[:40].strip('-')}" if slug else "")
+def _stem(campaign: Campaign, recipient: Recipient, taken: set[str]) -> str:
+    """The file name stem of a sample row: the letter's own (`0004-ines-d-aubigne`), so that the
+    reviewer's copy and the letter in `letters/` are found by the same name."""
+    from campaign.pdf import letter_path
+
+    stem = letter_path(campaign, recipient).stem
     while stem in taken:
         stem += "-x"
     taken.add(stem)

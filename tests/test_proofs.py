@@ -17,6 +17,7 @@ from campaign import commands
 from campaign.cli import main
 from campaign.errors import CheckFailed
 from campaign.inputs import Inputs, load_inputs
+from campaign.pdf import letter_path
 from campaign.proofs import STAMP, choose_sample, parse_rows
 from campaign.settings import load_settings
 from tests.conftest import REPO, Run
@@ -264,7 +265,11 @@ def test_a_new_pack_replaces_the_old_one_and_approve_refuses_when_stale(
     second = run("proof", HOSPITALS, "--rows", "5")
     assert second.exit_code == 0, second.output
     letters = list((project / "outbox" / HOSPITALS / "proofs" / "letters").glob("*.pdf"))
-    assert [p.name[:7] for p in letters] == ["row-005"]
+    # The reviewer's copy has the letter's own name, as in letters/ (row 5, header = row 1).
+    inputs = inputs_of(project)
+    [row5] = [r for r in inputs.recipients.recipients if r.row == 5]
+    assert [p.name for p in letters] == [letter_path(inputs.campaign, row5).name]
+    assert letters[0].name.startswith("0005-")
     (project / "letters/lettre-hopitaux.md").write_text(
         (project / "letters/lettre-hopitaux.md").read_text(encoding="utf-8") + "\nP.-S.\n",
         encoding="utf-8",

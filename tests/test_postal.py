@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from campaign.inputs import check_inputs, load_inputs
+from campaign.inputs import CheckReport, check_inputs, load_inputs
 from campaign.postal import (
     MAX_WIDTH,
     abbreviate,
@@ -206,20 +206,23 @@ def test_check_reports_address_warnings_with_row_column_and_fix(tmp_path: Path) 
     assert not any(row == 4 for row, _, _ in found)
 
 
-def test_check_warns_when_the_salutation_abbreviates_a_title(tmp_path: Path) -> None:
+def check_csv(tmp_path: Path, letter: str, sheet: str) -> CheckReport:
+    """`check` of a project made of one letter and one semicolon CSV (d.csv)."""
     (tmp_path / "letters").mkdir()
     (tmp_path / "recipients").mkdir()
-    (tmp_path / "letters" / "lettre.md").write_text(
+    (tmp_path / "letters" / "lettre.md").write_text(letter, encoding="utf-8")
+    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
+    (tmp_path / "recipients" / "d.csv").write_text(sheet, encoding="utf-8")
+    return check_inputs(load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai")))
+
+
+def test_check_warns_when_the_salutation_abbreviates_a_title(tmp_path: Path) -> None:
+    report = check_csv(
+        tmp_path,
         "{{ civilite }} la directrice,\n\nBonjour.\n\n"
         "Veuillez agréer, {{ civilite }} la directrice, nos salutations.\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
-    (tmp_path / "recipients" / "d.csv").write_text(
         "Civilité;Nom;Courriel\nMadame;Noël;a@example.org\nMme;Roux;b@example.org\n",
-        encoding="utf-8",
     )
-    report = check_inputs(load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai")))
     titles = [p for p in report.problems if "abbreviated" in p.message]
     assert [(p.place.row, p.place.column) for p in titles] == [(3, "Civilité")]
     assert titles[0].hint is not None and "'Madame la directrice,'" in titles[0].hint
@@ -227,19 +230,13 @@ def test_check_warns_when_the_salutation_abbreviates_a_title(tmp_path: Path) -> 
 
 def test_check_warns_when_the_salutation_does_not_know_the_civility(tmp_path: Path) -> None:
     # "Dr" in Civilité: the letter opened "Madame, Monsieur," and check said nothing.
-    (tmp_path / "letters").mkdir()
-    (tmp_path / "recipients").mkdir()
-    (tmp_path / "letters" / "lettre.md").write_text(
-        "{{ salutation(civilite, fonction) }}\n\nBonjour.\n", encoding="utf-8"
-    )
-    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
-    (tmp_path / "recipients" / "d.csv").write_text(
+    report = check_csv(
+        tmp_path,
+        "{{ salutation(civilite, fonction) }}\n\nBonjour.\n",
         "Civilité;Fonction;Nom;Courriel\n"
         "Dr;directrice;Noël;a@example.org\nMme;directrice;Roux;b@example.org\n"
         ";directeur;Abel;c@example.org\nM.;directeur;Petit;d@example.org\n",
-        encoding="utf-8",
     )
-    report = check_inputs(load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai")))
     found = [p for p in report.problems if "civility" in p.message]
     assert [(p.place.row, p.place.column) for p in found] == [(2, "Civilité")]
     assert "'Dr'" in found[0].message and "'Madame, Monsieur,'" in found[0].message
@@ -271,20 +268,13 @@ def test_long_lists_are_checked_on_every_core_with_the_same_report(
 
 
 def test_a_front_matter_address_is_the_one_checked(tmp_path: Path) -> None:
-    (tmp_path / "letters").mkdir()
-    (tmp_path / "recipients").mkdir()
-    (tmp_path / "letters" / "lettre.md").write_text(
+    report = check_csv(
+        tmp_path,
         "---\naddress: |\n  {{ nom }}\n  {{ rue }}\n  {{ cp }} {{ ville }}\n---\nBonjour.\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "settings.yaml").write_text(SETTINGS.replace("d.xlsx", "d.csv"), encoding="utf-8")
-    (tmp_path / "recipients" / "d.csv").write_text(
         "Nom;Rue;CP;Ville;Courriel\n"
         "Noël;3 rue de la Paix;75013;PARIS;a@example.org\n"
         "Roux;3, rue de la Paix;75013;Paris;b@example.org\n",
-        encoding="utf-8",
     )
-    report = check_inputs(load_inputs(load_settings(tmp_path / "settings.yaml").campaign("essai")))
     assert {(p.place.row, p.hint) for p in report.problems} == {
         (3, "write '3 rue de la Paix'"),
         (3, "write '75013 PARIS'"),

@@ -140,6 +140,20 @@ def _whole_last_words(body: str) -> str:
     return _LAST_WORD.sub(r'<span class="whole">\1</span>', body)
 
 
+# A held value, with the compounds held inside it ("… de <span class="nobreak">Pradelles-le-Lac</span>").
+_SUBJECT_VALUE = re.compile(
+    r'<span class="value">((?:[^<]|<span class="nobreak">[^<]*</span>)+)</span>'
+)
+_SHORT_VALUE = 45  # characters as read: a longer value may break at its spaces
+
+
+def _whole_if_short(match: re.Match[str]) -> str:
+    inner = match.group(1)
+    if len(html.unescape(re.sub(r"<[^>]+>", "", inner))) > _SHORT_VALUE:
+        return match.group(0)
+    return f'<span class="value nobreak">{inner}</span>'
+
+
 def _nobreak(text: str) -> str:
     """Escaped text whose short « » quotations never break across lines."""
     return _GUILLEMETS.sub(
@@ -193,10 +207,8 @@ def letter_html(inputs: Inputs, recipient: Recipient) -> str:
     values = [v for k, v in recipient.variables.items() if v and k not in {"email", "courriel"}]
     subject_html = (
         '<p class="subject"><span class="label">Objet\u202f:</span> '
-        + re.sub(  # the subject never breaks inside a short value (an establishment's name)
-            r'<span class="value">([^<]{1,45})</span>',
-            r'<span class="value nobreak">\1</span>',
-            _hold_values(">" + _nobreak(subject) + "<", values)[1:-1],
+        + _SUBJECT_VALUE.sub(  # the subject never breaks inside a short value (an établissement)
+            _whole_if_short, _hold_values(">" + _nobreak(subject) + "<", values)[1:-1]
         )
         + "</p>"
         if subject

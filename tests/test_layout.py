@@ -211,6 +211,17 @@ def test_a_reference_stays_with_its_number_and_a_paragraph_ends_on_a_whole_word(
     assert seen >= 40  # every letter cites article 40 on one line
 
 
+def test_the_subject_never_breaks_inside_the_establishments_name(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    for recipient, pdf in letters:
+        lines = text_lines(pdf)
+        start = next(i for i, line in enumerate(lines) if line.startswith("Objet"))
+        name = recipient.variables["etablissement"]
+        assert len(name) <= 45
+        assert any(name in line for line in lines[start : start + 3]), lines[start : start + 3]
+
+
 def test_the_sample_letter_asserts_no_capacity_the_sheet_does_not_give(
     letters: list[tuple[Recipient, bytes]],
 ) -> None:

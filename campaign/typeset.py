@@ -195,7 +195,8 @@ def letter_html(inputs: Inputs, recipient: Recipient) -> str:
         for line in address_lines(recipient, fields)
     )
     place = esc(fields["place"] + ", le " if fields.get("place") else "") + esc(fields["date"])
-    contact = " · ".join(esc(a) for a in (sender.email, sender.reply_to) if a)
+    # Reply-To is printed only when it differs (`campaign init` writes the same address twice).
+    contact = " · ".join(esc(a) for a in dict.fromkeys((sender.email, sender.reply_to)) if a)
     postal = (
         '<p class="sender-address">'
         + "<br>".join(esc(line.strip()) for line in sender.address.splitlines() if line.strip())

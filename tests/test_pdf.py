@@ -17,7 +17,7 @@ from campaign.inputs import Inputs, load_inputs
 from campaign.letter import load_letter
 from campaign.pdf import letter_path
 from campaign.settings import Campaign, load_settings
-from campaign.typeset import render_pdf
+from campaign.typeset import letter_html, render_pdf
 from tests.conftest import FEW_RECIPIENTS, REPO, write_few_recipients
 
 MM = 72 / 25.4
@@ -198,6 +198,18 @@ def test_front_matter_address_replaces_the_default_block(inputs: Inputs) -> None
         left=left * MM, bottom=height - bottom * MM, right=right * MM, top=height - top * MM
     )
     assert " ".join(window.split()) == "À l’attention de Noël d’Aubigné MONTCLAIR-LES-BAINS"
+
+
+def test_the_letterhead_prints_a_reply_to_only_when_it_differs(inputs: Inputs) -> None:
+    # A new project's letterhead read "contact@example.org · contact@example.org".
+    settings = inputs.campaign.settings
+    same = settings.model_copy(
+        update={"sender": settings.sender.model_copy(update={"reply_to": settings.sender.email})}
+    )
+    campaign = dataclasses.replace(inputs.campaign, settings=same)
+    page = letter_html(dataclasses.replace(inputs, campaign=campaign), inputs.recipients.ready[0])
+    contact = re.search(r'<p class="sender-contact">(.*?)</p>', page)
+    assert contact is not None and contact.group(1) == settings.sender.email
 
 
 def test_a_hard_break_in_a_note_stays_a_break(inputs: Inputs) -> None:

@@ -452,13 +452,14 @@ def purge(
                 with Ledger(layout.log) as log:
                     ids = {d.message_id for d in log.deliveries()}
                     ids |= {str(t["message_id"]) for t in log.test_sends()}
-                    served = sum(n for state, n in log.counts().items() if state in LEFT)
+                    if include_log:
+                        served = sum(n for state, n in log.counts().items() if state in LEFT)
             except StateError as err:
                 warnings.append(
                     _("the sink's copies cannot be found: {error}").format(error=err.message)
                 )
         plan = plan_purge(layout, sink, include_log=include_log, message_ids=ids)
-        plan.served = served if include_log else 0
+        plan.served = served
         result = Purged(plan, warnings=warnings)
         if plan.total and not confirm(plan):
             result.confirmed = False

@@ -302,15 +302,17 @@ def _write_pack(
 ) -> int:
     """Write every file of the pack into `work`; return the number of pages of proofs.pdf."""
     from campaign.compose import compose_message, load_attachments, with_recipient_attachments
+    from campaign.pdf import letter_path
 
     campaign = inputs.campaign
     attachments = load_attachments(inputs)
     private_dir(work)
     proofed: list[_Proofed] = []
-    stems: set[str] = set()
     for done, item in enumerate(sample):
         recipient = item.recipient
-        stem = _stem(inputs.campaign, recipient, stems)
+        # The letter's own stem (`0004-ines-d-aubigne`, unique by its row number): the reviewer's
+        # copy and the letter in `letters/` are found by the same name.
+        stem = letter_path(campaign, recipient).stem
         try:
             pdf = _letter_pdf(inputs, recipient) if campaign.config.attach_pdf else None
             own = with_recipient_attachments(inputs, recipient, attachments)
@@ -367,18 +369,6 @@ def _letter_pdf(inputs: Inputs, recipient: Recipient) -> bytes:
     from campaign.typeset import render_pdf
 
     return render_pdf(inputs, recipient)
-
-
-def _stem(campaign: Campaign, recipient: Recipient, taken: set[str]) -> str:
-    """The file name stem of a sample row: the letter's own (`0004-ines-d-aubigne`), so that the
-    reviewer's copy and the letter in `letters/` are found by the same name."""
-    from campaign.pdf import letter_path
-
-    stem = letter_path(campaign, recipient).stem
-    while stem in taken:
-        stem += "-x"
-    taken.add(stem)
-    return stem
 
 
 def _thumbnails(pdf: bytes, folder: Path, stem: str) -> int:

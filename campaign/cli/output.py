@@ -473,10 +473,9 @@ def _waiting(event: Any) -> str:
     for 61 s)`, so that a log read later shows the pause the summary will count.
     """
     seconds = number(event.seconds)
-    since = getattr(event, "since", 0.0)
-    if since >= 1:
+    if event.since >= 1:
         line = _("waiting {seconds} s ({why} for {since} s)").format(
-            seconds=seconds, why=event.text, since=number(since)
+            seconds=seconds, why=event.text, since=number(event.since)
         )
     else:
         line = _("waiting {seconds} s ({why})").format(seconds=seconds, why=event.text)

@@ -192,3 +192,7 @@ class Problem:
         where = str(self.place)
         text = labelled(where, labelled(self.severity.label, self.message))
         return f"{text} ({self.hint})" if self.hint else text
+
+
+class HelperError(ValueError):
+    """A template helper (`date_fr`, …) refused its argument; its message is for the organiser."""

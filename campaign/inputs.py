@@ -31,6 +31,7 @@ from campaign.letter import (
     load_letter,
     make_environment,
     merge_letter,
+    python_error,
     render_merged,
     render_template,
     template_problems,
@@ -504,7 +505,7 @@ def _explain(
     except TemplateError as err:
         return (row, err.message, str(err.place), err.place.line, err.hint)
     except Exception as err:  # e.g. RecursionError from a macro calling itself
-        message = _("template error: {error}").format(error=f"{type(err).__name__}: {err}")
+        message = _("template error: {error}").format(error=python_error(err))
         return (row, message, where, None, None)
     return None
 

@@ -32,7 +32,7 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
-from campaign.errors import Place, Problem, TemplateError
+from campaign.errors import HelperError, Place, Problem, TemplateError
 from campaign.i18n import _, quoted
 from campaign.markdownshape import ShapeCache
 from campaign.plaintext import fill as _wrap
@@ -579,9 +579,38 @@ def _render_reported(template: jinja2.Template, context: Mapping[str, Any], show
         ) from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as err:
         raise TemplateError(
-            _("template error: {error}").format(error=f"{type(err).__name__}: {err}"),
+            _("template error: {error}").format(error=python_error(err)),
             place=Place(file=shown, line=_error_line(err)),
         ) from None
+
+
+def python_error(err: Exception) -> str:
+    """What an expression of the template ran into, in the organiser's words.
+
+    Python's own text follows in brackets (it is English, and it is what whoever helps the
+    organiser will search for); a helper's refusal is already written for the organiser.
+    """
+    if isinstance(err, HelperError):
+        return str(err)
+    if isinstance(err, ZeroDivisionError):
+        what = _("a division by zero")
+    elif isinstance(err, RecursionError):
+        what = _("a macro or an include that calls itself without end")
+    elif isinstance(err, ArithmeticError):
+        what = _("a calculation that cannot be done")
+    elif isinstance(err, TypeError):
+        what = _(
+            "values that do not go together in this operation (a number and a text, for instance)"
+        )
+    elif isinstance(err, ValueError):
+        what = _(
+            "a value that cannot be read as asked (a text where a number is expected, for instance)"
+        )
+    elif isinstance(err, LookupError):
+        what = _("an element that is not there (a position or a key beyond the value)")
+    else:
+        what = _("an expression that failed")
+    return _("{what} (Python: {detail})").format(what=what, detail=err)
 
 
 def render_merged(template: jinja2.Template, merged: dict[str, Any]) -> str:

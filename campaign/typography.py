@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+from campaign.errors import HelperError
 from campaign.i18n import _, quoted
 
 NNBSP = "\u202f"  # narrow no-break space: before ; ? ! (and : by default) and inside « »
@@ -93,7 +94,7 @@ def as_date(value: object) -> date:
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise ValueError(
+        raise HelperError(
             _("{value} is not a date such as {example}").format(
                 value=quoted(text), example="2020-05-07"
             )

@@ -35,7 +35,7 @@ from campaign.cli.output import (
 )
 from campaign.cli.output import escape as _escape
 from campaign.cli.tools import purge, sink
-from campaign.i18n import _, labelled, listed, number, plural
+from campaign.i18n import _, labelled, listed, ngettext, number, plural
 
 # At exit the interpreter collects once more every object the command made: 70-150 ms after a
 # send of 1,000 messages on the benchmark machine (docs/performance-send.md), for memory the
@@ -161,14 +161,31 @@ def render(
     from campaign import commands
 
     campaign = ctx.campaign(campaign_name)
-    with _bar(disable=quiet or ctx.quiet) as bar:
-        task = bar.add_task(_("rendering letters"), total=None)
-        done = commands.render(
-            campaign,
-            jobs=jobs,
-            print_pack=print_pack,
-            progress=lambda n, total: bar.update(task, completed=n, total=total),
+    seen = [0, 0]  # letters written so far, of how many to write
+
+    def progress(n: int, total: int) -> None:
+        seen[:] = [n, total]
+        bar.update(task, completed=n, total=total)
+
+    try:
+        with _bar(disable=quiet or ctx.quiet) as bar:
+            task = bar.add_task(_("rendering letters"), total=None)
+            done = commands.render(campaign, jobs=jobs, print_pack=print_pack, progress=progress)
+    except KeyboardInterrupt:
+        # The letters written are in the manifest and kept: the next run writes only the rest.
+        written, total = seen
+        err_console.print(
+            ngettext(
+                "interrupted: {n} letter of {total} written, and kept; {command} writes the rest",
+                "interrupted: {n} letters of {total} written, and kept; {command} writes the rest",
+                written,
+            ).format(
+                n=number(written),
+                total=number(total),
+                command=f"campaign render {campaign.name}",
+            )
         )
+        sys.exit(130)
     report = done.report
     for warning in report.warnings:
         err_console.print("[yellow]" + _("warning:") + f"[/] {_escape(warning)}")

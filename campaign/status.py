@@ -96,7 +96,8 @@ class StatusReport:
     not_sent_yet: list[int] = field(default_factory=list)  # spreadsheet rows, ready, not in log
     not_in_sheet: list[str] = field(default_factory=list)  # log addresses the sheet no longer has
     runs: int = 0
-    run_seconds: float = 0.0
+    run_seconds: float = 0.0  # sending, that is without `paused_seconds`
+    paused_seconds: float = 0.0  # waiting for an unreachable server to come back
     per_minute: float | None = None  # over runs of RATE_OVER seconds or more in all
     first_sent_at: float | None = None
     last_sent_at: float | None = None
@@ -161,6 +162,7 @@ class StatusReport:
             ],
             "runs": self.runs,
             "run_seconds": round(self.run_seconds, 3),
+            "paused_seconds": round(self.paused_seconds, 3),
             "per_minute": self.per_minute,
             "first_sent_at": self.first_sent_at,
             "last_sent_at": self.last_sent_at,
@@ -194,10 +196,13 @@ def read_status(
         for d in deliveries
         if d.email not in in_sheet and d.state not in (State.SUPPRESSED, State.BOUNCED)
     ]
-    runs = log.runs()
+    runs = log.run_details()
     report.runs = len(runs)
-    report.run_seconds = sum((end or start) - start for start, end, _ in runs)
-    run_sent = sum(sent for _, _, sent in runs)
+    # A run that waited for a server down is not sending meanwhile: the rate leaves it out.
+    report.paused_seconds = sum(float((run["pace"] or {}).get("paused", 0.0)) for run in runs)
+    spent = sum((run["ended_at"] or run["started_at"]) - run["started_at"] for run in runs)
+    report.run_seconds = max(0.0, spent - report.paused_seconds)
+    run_sent = sum(run["sent"] for run in runs)
     if report.run_seconds >= RATE_OVER:
         report.per_minute = round(run_sent / report.run_seconds * 60, 1)
     times = [d.sent_at for d in deliveries if d.state is State.SENT and d.sent_at is not None]

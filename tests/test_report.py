@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+from dataclasses import asdict
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from campaign import commands
 from campaign.errors import UsageError
 from campaign.ledger import Entry, Ledger, State, begin, bounced, delivered, noted, outcome
 from campaign.settings import Campaign, load_settings
+from campaign.throttle import PaceReport
 from tests.conftest import cli
 from tests.smtp_server import Fault, FaultyServer, make_project
 
@@ -348,3 +350,38 @@ def test_a_rate_is_given_only_over_a_minute_of_sending(
     else:
         assert "1 run, 120.0 s sending, 20 messages/min; 40 in the last 24 h" in shown
         assert "Overall: 1 run, 120 s sending, 20 messages a minute." in text
+
+
+def test_a_pause_for_a_server_down_is_not_counted_as_sending(tmp_path: Path) -> None:
+    # A run of 180 s that waited 60 s for the server sent its 40 messages in 120 s: 20 a minute,
+    # not 13.3, and status says where the other minute went.
+    settings = make_project(tmp_path, port=9, recipients=40)
+    campaign = campaign_of(settings)
+    start = time.time() - 600
+    entries = [
+        Entry(f"personne{i:04d}@example.org", i + 1, None, f"<m{i}@example.org>")
+        for i in range(1, 41)
+    ]
+    with Ledger(campaign.layout.log) as ledger:
+        ledger.enqueue(entries, [], start)
+        run = ledger.start_run(start)
+        for entry in entries:
+            ledger.apply(
+                [begin(entry.email, start), outcome(entry.email, State.SENT, 250, "ok", start)]
+            )
+        ledger.end_run(run, start + 180, 40, "done")
+        pace = PaceReport(configured=None, start=None, rate=None, server=None, outages=1)
+        pace.paused = 60.0
+        ledger.keep_pace(run, asdict(pace))
+    result = cli(settings, "status")
+    shown = " ".join(result.output.split())
+    assert (
+        "1 run, 120.0 s sending and 60.0 s waiting for the server, 20 messages/min; "
+        "40 in the last 24 h" in shown
+    ), shown
+    report = json.loads(cli(settings, "status", "--json").output)
+    assert (report["run_seconds"], report["paused_seconds"], report["per_minute"]) == (120, 60, 20)
+    page = tmp_path / "suivi.html"
+    commands.status(campaign, report_to=page)
+    text = " ".join("".join(parse(page).text).split())
+    assert "Overall: 1 run, 120 s sending, 20 messages a minute." in text

@@ -385,14 +385,25 @@ def print_status(report: StatusReport) -> None:
         runs = plural(report.runs, "{n} run", "{n} runs")
         seconds = number(report.run_seconds, decimals=1)
         last_day = number(report.sent_last_24h)
-        if report.per_minute is None:  # under a minute of sending: no rate to speak of
-            line = _("{runs}, {seconds} s sending; {last_day} in the last 24 h").format(
-                runs=runs, seconds=seconds, last_day=last_day
+        rate = number(report.per_minute or 0)
+        paused = number(report.paused_seconds, decimals=1)
+        if report.paused_seconds < 0.05 and report.per_minute is None:  # under a minute: no rate
+            line = _("{runs}, {seconds} s sending; {last_day} in the last 24 h")
+        elif report.paused_seconds < 0.05:
+            line = _(
+                "{runs}, {seconds} s sending, {rate} messages/min; {last_day} in the last 24 h"
+            )
+        elif report.per_minute is None:
+            line = _(
+                "{runs}, {seconds} s sending and {paused} s waiting for the server; "
+                "{last_day} in the last 24 h"
             )
         else:
             line = _(
-                "{runs}, {seconds} s sending, {rate} messages/min; {last_day} in the last 24 h"
-            ).format(runs=runs, seconds=seconds, rate=number(report.per_minute), last_day=last_day)
+                "{runs}, {seconds} s sending and {paused} s waiting for the server, "
+                "{rate} messages/min; {last_day} in the last 24 h"
+            )
+        line = line.format(runs=runs, seconds=seconds, paused=paused, rate=rate, last_day=last_day)
         console.print(line)
     if report.test_sends:
         console.print(

@@ -39,8 +39,10 @@ from campaign.typography import french
 # Used when the letter's front matter names no stylesheet: the bare essentials of `lettre.css`.
 DEFAULT_CSS = """
 @page { size: A4; margin: 20mm 20mm 25mm 25mm;
-  @bottom-right { content: counter(page) "/" counter(pages); font-size: 8.5pt; }
+  @bottom-right { content: counter(page) " / " counter(pages); font-size: 8.5pt; }
   @footnote { padding-bottom: 0.01mm; } }
+@page :nth(n+2) { @top-left { content: string(addressee) " — " string(letter-date);
+  font-size: 8.5pt; vertical-align: bottom; padding-bottom: 5mm; } }
 html { font-family: "DejaVu Serif", serif; font-size: 10.5pt; hyphens: auto;
   hyphenate-limit-chars: 6 3 3; }
 .letterhead { height: 25mm; margin: 0; } .letterhead p { margin: 0; }
@@ -292,6 +294,10 @@ def window_css(window: Window) -> str:
         ".recipient .line { white-space: nowrap; margin: 0; }"
         # What letter_html holds together, whatever the campaign's own stylesheet says.
         ".nobreak { white-space: nowrap; } .value, .whole { hyphens: manual; }"
+        # Named strings a stylesheet's page margins may print (`string(addressee)`): from page
+        # 2 on, a page parted from the first still says whose letter it is, and of what date.
+        ".recipient .line:first-child { string-set: addressee content(text); }"
+        ".place-date { string-set: letter-date content(text); }"
     )
 
 

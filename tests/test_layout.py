@@ -249,6 +249,34 @@ def test_closing_sentence_and_signature_share_a_page(
         assert "Pour le collectif," in last
 
 
+def test_every_page_says_its_number_and_a_later_page_names_its_addressee(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    # A page 2 parted from its page 1 (a stapler, a scanner) can still be matched to its letter:
+    # it names the addressee and the date, as the first lines of page 1 say them.
+    later = 0
+    for recipient, pdf in letters:
+        document = pdfium.PdfDocument(pdf)
+        first = lines_of(document[0])
+        address = min((ln for ln in first if ln.left >= 109 * MM), key=lambda ln: ln.top)
+        dated = next(ln.text for ln in first if ln.text.startswith("Paris, le "))
+        for number in range(len(document)):
+            lines = lines_of(document[number])
+            bottom = max(lines, key=lambda ln: ln.top)
+            assert bottom.text == f"page {number + 1} / {len(document)}", (recipient.row, bottom)
+            top = min(lines, key=lambda ln: ln.top)
+            if number == 0:
+                assert top.text.startswith("Collectif"), (recipient.row, top)  # the letterhead
+                continue
+            later += 1
+            assert top.text == f"{address.text} — {dated}", (recipient.row, top)
+            assert top.top < 20 * MM and top.size == bottom.size, (
+                recipient.row,
+                top,
+            )  # margin note
+    assert later >= 20  # most letters run onto a second page
+
+
 def test_every_address_line_lies_inside_the_window(
     inputs: Inputs, letters: list[tuple[Recipient, bytes]]
 ) -> None:

@@ -62,7 +62,7 @@ def test_page_numbers_read_n_of_total(first_pdf: bytes) -> None:
     texts = page_texts(first_pdf)
     assert len(texts) == 2
     for number, text in enumerate(texts, start=1):
-        assert f"{number}/2" in text
+        assert f"page {number} / 2" in text
 
 
 def test_page_is_a4_and_metadata_is_set(first_pdf: bytes) -> None:
@@ -149,6 +149,25 @@ def test_each_footnote_lands_on_the_page_of_its_call(inputs: Inputs, tmp_path: P
         note = [n for n, text in enumerate(texts) if f"Note N{k:02d}" in text]
         assert call and call == note, (k, call, note)
         assert re.search(rf"\b{k}\. Note N{k:02d}", texts[note[0]])
+
+
+def test_without_a_stylesheet_a_later_page_still_names_its_letter(
+    inputs: Inputs, tmp_path: Path
+) -> None:
+    source = inputs.letter.path.parent / "nue.md"  # type: ignore[union-attr]
+    body = "Un paragraphe assez long pour remplir quelques lignes de la page. " * 12
+    source.write_text(
+        "---\nplace: Lyon\ndate: 2020-05-07\n---\n" + "\n\n".join([body] * 12) + "\n",
+        encoding="utf-8",
+    )
+    plain = dataclasses.replace(inputs, letter=load_letter(source))
+    texts = page_texts(render_pdf(plain, inputs.recipients.recipients[0]))
+    assert len(texts) >= 2
+    for number, text in enumerate(texts, start=1):
+        assert flat(text).endswith(f"{number} / {len(texts)}"), (number, text[-80:])
+    for text in texts[1:]:
+        assert "\r\nMadame Élise Le Goff — Lyon, le 7 mai 2020\r\n" in text, text[-120:]
+    assert "—" not in texts[0]
 
 
 def test_page_one_renders_to_an_image(first_pdf: bytes, tmp_path: Path) -> None:

@@ -294,6 +294,9 @@ def window_css(window: Window) -> str:
         ".recipient .line { white-space: nowrap; margin: 0; }"
         # What letter_html holds together, whatever the campaign's own stylesheet says.
         ".nobreak { white-space: nowrap; } .value, .whole { hyphens: manual; }"
+        # A subject of two lines: the second starts under the text, not under « Objet : ».
+        ".subject { padding-left: 4.2em; text-indent: -4.2em; }"
+        ".subject .label { display: inline-block; width: 3.95em; text-indent: 0; }"
         # Named strings a stylesheet's page margins may print (`string(addressee)`): from page
         # 2 on, a page parted from the first still says whose letter it is, and of what date.
         ".recipient .line:first-child { string-set: addressee content(text); }"

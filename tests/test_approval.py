@@ -140,7 +140,7 @@ def test_one_byte_of_an_attachment_is_named(project: Path) -> None:
 
 def test_the_subject_is_named(project: Path) -> None:
     approve(inputs_of(project), by="reviewer")
-    edit_settings(project, "Health Data Hub : {{", "Health Data Hub — {{")
+    edit_settings(project, "Health Data Hub — {{", "Health Data Hub, {{")
     message = refusal(project)
     assert "subject changed" in message
     assert "recipient" not in message
@@ -326,7 +326,7 @@ def test_send_refuses_without_approval_but_dry_run_and_test_do_not_need_it(
 def test_send_names_what_changed_since_the_approval(project: Path, run: Run) -> None:
     assert approve_proofed(run, HOSPITALS, "--by", "reviewer").exit_code == 0
     set_cell(project, 4, "Nom", "Durand")
-    edit_settings(project, "Health Data Hub : {{", "Health Data Hub — {{")
+    edit_settings(project, "Health Data Hub — {{", "Health Data Hub, {{")
     refused = run("send", HOSPITALS)
     assert refused.exit_code == 1
     text = " ".join(refused.output.split())

@@ -97,17 +97,19 @@ def test_the_colon_setting_reaches_the_letters(tmp_path: Path) -> None:
     for folder in ("letters", "recipients"):
         shutil.copytree(REPO / folder, tmp_path / folder)
     try:
-        inputs = load_inputs(load_settings(tmp_path / "settings.yaml").campaign("hopitaux-2020-05"))
-        assert f"Hub{NBSP}:" in inputs.subject_for(inputs.recipients.ready[0])
+        inputs = load_inputs(
+            load_settings(tmp_path / "settings.yaml").campaign("merci-signataires")
+        )
+        assert f"alerte{NBSP}:" in inputs.subject_for(inputs.recipients.ready[0])
     finally:
         use_colon("fine")
 
 
 def test_the_subject_gets_the_body_typography(tmp_path: Path) -> None:
-    inputs = load_inputs(load_settings(REPO / "settings.yaml").campaign("hopitaux-2020-05"))
+    inputs = load_inputs(load_settings(REPO / "settings.yaml").campaign("merci-signataires"))
     recipient = inputs.recipients.ready[0]
     subject = inputs.subject_for(recipient)
-    assert f"Hub{NNBSP}:" in subject and " :" not in subject
+    assert f"alerte{NNBSP}:" in subject and " :" not in subject
     assert "’" in french("l'arrêté") and "'" not in inputs.subject_for(recipient)
     letter = tmp_path / "l.md"
     letter.write_text('---\nsubject: "L\'arrêté : « HDH »"\n---\nTexte.\n')

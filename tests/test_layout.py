@@ -222,6 +222,31 @@ def test_the_subject_never_breaks_inside_the_establishments_name(
         assert any(name in line for line in lines[start : start + 3]), lines[start : start + 3]
 
 
+def test_a_subject_of_two_lines_goes_on_under_its_text_with_one_colon(
+    letters: list[tuple[Recipient, bytes]],
+) -> None:
+    # « Objet : » is a column of its own: a second line starts under the subject's first word
+    # (it started under « Objet »), and the subject's own separator is no second colon.
+    wrapped = 0
+    for recipient, pdf in letters:
+        textpage = pdfium.PdfDocument(pdf)[0].get_textpage()
+        text = textpage.get_text_range()
+        label = text.index("Objet")
+        first = label + len("Objet\u202f: ")
+        assert text[first - 2 : first] == ": " and not text[first].isspace(), text[label:first]
+        end = text.index("\r\n", first)
+        following = text.index("\r\n", end + 2)
+        second = text[end + 2 : following]
+        subject = text[label:end]
+        if not second.endswith(","):  # the next line is the subject's own, not the salutation
+            wrapped += 1
+            subject += " " + second
+            left = [textpage.get_charbox(i)[0] / MM for i in (label, first, end + 2)]
+            assert abs(left[2] - left[1]) < 0.5 and left[1] - left[0] > 10, (recipient.row, left)
+        assert subject.count(":") == 1, (recipient.row, subject)
+    assert wrapped >= 3, wrapped
+
+
 def test_the_sample_letter_asserts_no_capacity_the_sheet_does_not_give(
     letters: list[tuple[Recipient, bytes]],
 ) -> None:

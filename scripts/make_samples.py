@@ -176,6 +176,7 @@ def ascii_slug(text: str) -> str:
 
 def directors(rng: random.Random, count: int = 40) -> list[list[str]]:
     rows = []
+    postcodes: dict[str, str] = {}  # one postcode a town: two hospitals of a town share it
     for i in range(count):
         female = rng.random() < 0.5
         first = rng.choice(FIRST_F if female else FIRST_M)
@@ -185,7 +186,7 @@ def directors(rng: random.Random, count: int = 40) -> list[list[str]]:
         # Over 38 characters the address line takes the norm's abbreviation (CHU, CHI…).
         establishment = abbreviate(f"{kind} {town}") or f"{kind} {town}"
         department = rng.choice([1, 2, 4, 5, 6, 7, 8, 9, 13, 21, 33, 35, 44, 59, 69, 75])
-        postcode = f"{department:02d}{rng.randint(0, 999):03d}"
+        postcode = postcodes.setdefault(town, f"{department:02d}{rng.randint(0, 999):03d}")
         address = f"{rng.randint(1, 120)} {rng.choice(STREETS)}"
         function = rng.choice(FUNCTIONS_F if female else FUNCTIONS_M)
         domain = "example.org" if i % 3 else "example.com"

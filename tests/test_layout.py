@@ -251,12 +251,16 @@ def test_the_sample_letter_asserts_no_capacity_the_sheet_does_not_give(
     letters: list[tuple[Recipient, bytes]],
 ) -> None:
     # A lawyer's review: a row without a function was told it stood "à la tête de
-    # l’établissement", tied to article 40; and note 4 quoted the statute as if a paraphrase.
+    # l’établissement", tied to article 40; note 4 quoted the statute as if a paraphrase; the
+    # decree was said "published on 21 April".
     unknown = [(r, pdf) for r, pdf in letters if not r.variables["fonction"].strip()]
     assert unknown, "the sample has a row without a function"
     for recipient, pdf in letters:
         flat = " ".join(" ".join(text_lines(pdf)).split())
         assert "à la tête" not in flat, recipient.row
+        # The decree is "of" 21 April 2020, as note 1 says; it was published the day after.
+        assert "Un arrêté1 du 21 avril 2020 incite" in flat.replace("\xa0", " "), recipient.row
+        assert "publié le 21 avril" not in flat, recipient.row
         assert "pénale : « Toute autorité constituée," in flat.replace("\u202f", " ")
         assert "relatifs. »" in flat.replace("\u202f", " ")
     for recipient, pdf in unknown:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import itertools
 import os
@@ -330,9 +331,14 @@ async def serve(
             port=port,
         )
     except OSError as err:
+        reasons = {  # the system's own text is English whatever the organiser reads
+            errno.EADDRINUSE: _("the port is already taken (by another program, or another sink)"),
+            errno.EACCES: _("not allowed (ports below 1024 are the system's)"),
+            errno.EADDRNOTAVAIL: _("this machine has no such address"),
+        }
         raise UsageError(
             _("cannot listen on {address}: {reason}").format(
-                address=f"{host}:{port}", reason=err.strerror
+                address=f"{host}:{port}", reason=reasons.get(err.errno or 0, err.strerror or err)
             ),
             place=Place(option="--port"),
             hint=_("another sink may already run there; stop it or choose another {option}").format(

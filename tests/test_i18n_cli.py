@@ -69,6 +69,35 @@ def test_help_follows_the_environment() -> None:
         assert name in french.stdout
 
 
+def test_a_count_that_is_no_number_is_said_in_the_organisers_words() -> None:
+    # click's own type name ("integer range") stayed English inside a French sentence.
+    french = command("send", "--limit", "abc", locale=FRENCH)
+    assert french.returncode == 2
+    assert "pour '--limit' : 'abc' n’est pas un nombre entier valide." in french.stderr
+    assert "integer" not in french.stderr
+    english = command("send", "--limit", "abc", locale="C")
+    assert "'abc' is not a valid whole number." in english.stderr, english.stderr
+    port = command("sink", "--port", "x", locale=FRENCH)
+    assert "'x' n’est pas un nombre entier valide." in port.stderr, port.stderr
+
+
+def test_a_port_in_use_is_said_in_french_not_in_the_systems_english(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        maildir = str(tmp_path / "boite")
+        french = command("sink", "--port", port, "--maildir", maildir, locale=FRENCH)
+        english = command("sink", "--port", port, "--maildir", maildir, locale="C")
+    assert french.returncode == 2, french.stderr
+    said = " ".join(french.stderr.split())
+    assert f"impossible d’écouter sur 127.0.0.1:{port} : le port est déjà pris" in said, said
+    assert "address already in use" not in said and "bind" not in said
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already taken" in english.stderr
+
+
 def every_help(locale: str) -> dict[str, str]:
     """The help of every command, in a new process whose environment says `locale`."""
     script = (

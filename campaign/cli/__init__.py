@@ -20,6 +20,7 @@ from campaign.cli.base import (
     CAMPAIGN_HELP,
     QUIET,
     Context,
+    WholeNumber,
     _InOrder,
     pass_context,
     reports_errors,
@@ -141,7 +142,7 @@ def _bar(*, disable: bool) -> Any:
 @click.option(
     "-j",
     "--jobs",
-    type=click.IntRange(min=1),
+    type=WholeNumber(min=1),
     metavar="N",
     default=None,
     help=_("Worker processes [all cores]."),
@@ -225,7 +226,7 @@ def render(
 @click.option(
     "--sample",
     "extra",
-    type=click.IntRange(min=0),
+    type=WholeNumber(min=0),
     default=0,
     metavar="N",
     help=_("Add N random rows."),
@@ -336,7 +337,7 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
 )
 @click.option(
     "--count",
-    type=click.IntRange(min=1),
+    type=WholeNumber(min=1),
     metavar="N",
     default=1,
     show_default=True,
@@ -344,7 +345,7 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=WholeNumber(min=1),
     metavar="N",
     help=_("Send to at most N recipients in this run."),
 )

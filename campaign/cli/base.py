@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class WholeNumber(click.IntRange):
+    """`click.IntRange` named in the organiser's words: click calls it "integer range", which its
+    message "'abc' is not a valid integer range." kept in English inside a French sentence."""
+
+    @property
+    def name(self) -> str:
+        return _("whole number")
+
+    @name.setter
+    def name(self, value: str) -> None:  # click's class attribute; the property says it
+        pass
+
+
 # click translates its own texts (Usage:, Options, its usage errors) with the stdlib's gettext in the
 # program's text domain: ours, whose catalogs hold them (campaign.cli.clickmessages).
 gettext.bindtextdomain(i18n.DOMAIN, str(i18n.LOCALE_DIR))

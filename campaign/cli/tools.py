@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from campaign.cli.base import CAMPAIGN_ARG, CAMPAIGN_HELP, Context, pass_context, reports_errors
+from campaign.cli.base import (
+    CAMPAIGN_ARG,
+    CAMPAIGN_HELP,
+    Context,
+    WholeNumber,
+    pass_context,
+    reports_errors,
+)
 from campaign.cli.output import ask, console, err_console
 from campaign.cli.output import escape as _escape
 from campaign.errors import CampaignError
@@ -28,7 +35,7 @@ from campaign.i18n import _, labelled, ngettext, number, plural
 )
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=WholeNumber(0, 65535),
     metavar=_("PORT"),
     default=8025,
     show_default=True,

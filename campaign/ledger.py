@@ -357,10 +357,6 @@ class Ledger:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
 
-    def runs(self) -> list[tuple[float, float | None, int]]:
-        rows = self.conn.execute("SELECT started_at, ended_at, sent FROM runs ORDER BY id")
-        return [(float(a), None if b is None else float(b), int(c)) for a, b, c in rows]
-
     # Runs and test sends --------------------------------------------------------------------
 
     def start_run(self, now: float) -> int:

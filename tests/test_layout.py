@@ -299,10 +299,8 @@ def test_every_page_says_its_number_and_a_later_page_names_its_addressee(
                 continue
             later += 1
             assert top.text == f"{address.text} — {dated}", (recipient.row, top)
-            assert top.top < 20 * MM and top.size == bottom.size, (
-                recipient.row,
-                top,
-            )  # margin note
+            # In the top margin, in the page number's type.
+            assert top.top < 20 * MM and top.size == bottom.size, (recipient.row, top)
     assert later >= 20  # most letters run onto a second page
 
 

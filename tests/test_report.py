@@ -319,13 +319,10 @@ def test_no_report_before_the_first_send(tmp_path: Path) -> None:
     assert not (tmp_path / "suivi.html").exists()
 
 
-@pytest.mark.parametrize(("seconds", "rate"), [(0.5, None), (120.0, "20")])
-def test_a_rate_is_given_only_over_a_minute_of_sending(
-    tmp_path: Path, seconds: float, rate: str | None
+def forty_sent_in_one_run(
+    campaign: Campaign, seconds: float, pace: PaceReport | None = None
 ) -> None:
-    # 40 messages in half a second are not "4,800 a minute" when the throttle allowed 3,000.
-    settings = make_project(tmp_path, port=9, recipients=40)
-    campaign = campaign_of(settings)
+    """A log in which one run of `seconds`, ten minutes ago, sent 40 messages (with its pace)."""
     start = time.time() - 600
     entries = [
         Entry(f"personne{i:04d}@example.org", i + 1, None, f"<m{i}@example.org>")
@@ -339,6 +336,18 @@ def test_a_rate_is_given_only_over_a_minute_of_sending(
                 [begin(entry.email, start), outcome(entry.email, State.SENT, 250, "ok", start)]
             )
         ledger.end_run(run, start + seconds, 40, "done")
+        if pace is not None:
+            ledger.keep_pace(run, asdict(pace))
+
+
+@pytest.mark.parametrize(("seconds", "rate"), [(0.5, None), (120.0, "20")])
+def test_a_rate_is_given_only_over_a_minute_of_sending(
+    tmp_path: Path, seconds: float, rate: str | None
+) -> None:
+    # 40 messages in half a second are not "4,800 a minute" when the throttle allowed 3,000.
+    settings = make_project(tmp_path, port=9, recipients=40)
+    campaign = campaign_of(settings)
+    forty_sent_in_one_run(campaign, seconds)
     shown = " ".join(cli(settings, "status").output.split())
     page = tmp_path / "suivi.html"
     commands.status(campaign, report_to=page)
@@ -357,22 +366,11 @@ def test_a_pause_for_a_server_down_is_not_counted_as_sending(tmp_path: Path) -> 
     # not 13.3, and status says where the other minute went.
     settings = make_project(tmp_path, port=9, recipients=40)
     campaign = campaign_of(settings)
-    start = time.time() - 600
-    entries = [
-        Entry(f"personne{i:04d}@example.org", i + 1, None, f"<m{i}@example.org>")
-        for i in range(1, 41)
-    ]
-    with Ledger(campaign.layout.log) as ledger:
-        ledger.enqueue(entries, [], start)
-        run = ledger.start_run(start)
-        for entry in entries:
-            ledger.apply(
-                [begin(entry.email, start), outcome(entry.email, State.SENT, 250, "ok", start)]
-            )
-        ledger.end_run(run, start + 180, 40, "done")
-        pace = PaceReport(configured=None, start=None, rate=None, server=None, outages=1)
-        pace.paused = 60.0
-        ledger.keep_pace(run, asdict(pace))
+    forty_sent_in_one_run(
+        campaign,
+        180,
+        PaceReport(configured=None, start=None, rate=None, server=None, outages=1, paused=60.0),
+    )
     result = cli(settings, "status")
     shown = " ".join(result.output.split())
     assert (

@@ -20,8 +20,8 @@ the same messages composed beforehand, sent by the same engine with and without 
 
 When `eatmydata` is installed (Debian package `eatmydata`), `campaign send` also runs under it,
 alternating with the two others: every fsync becomes a no-op, so the difference between the two
-commands' times is what the log's durability costs the command on its critical path (the writer
-commits on its own thread while the connections go on, so its busy seconds overlap other work).
+commands' times is what the log's durability costs the command on its critical path (the writer's
+busy seconds also count the statements, which run with or without fsyncs).
 
 The sink's dump folder goes to /dev/shm when there is one: on a shared disk, the sink's 45 MB per
 run of files slowed the log's fsyncs by a factor of 2–3 (the sink is the test server, not what is

@@ -20,15 +20,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from campaign.errors import InputError, Place
-from campaign.i18n import N_, _, quoted
-from campaign.ledger import Delivery, State
+from campaign.i18n import N_, _, csv_delimiter, quoted
+from campaign.ledger import Delivery, State, state_name
 from campaign.outbox import check_output_path
 from campaign.settings import Campaign
 from campaign.spreadsheet import decode_text, read_table, sniff_delimiter
 from campaign.status import neutralise
 
-# The added columns' headers; the lead's catalogs may translate them.
-# The added columns' headers, in the language of the run (the state values stay as in --json).
+# The added columns' headers, and their cells, in the language of the run.
 OUTCOME_COLUMNS = [N_("state"), N_("date sent"), N_("bounce reason"), N_("replied")]
 
 
@@ -58,7 +57,7 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
     replied = getattr(delivery, "replied", None)
     auto = getattr(delivery, "auto_replied", None)
     said = _("yes") if replied else _("auto-reply") if auto else ""
-    return [str(neutralise(cell)) for cell in (state, sent, reason, said)]
+    return [str(neutralise(cell)) for cell in (state_name(state), sent, reason, said)]
 
 
 def export_with_sheet(campaign: Campaign, deliveries: Iterable[Delivery], path: Path) -> Path:
@@ -167,7 +166,7 @@ def _encoding(raw: bytes) -> str:
 
 
 def _write_grid(path: Path, headers: list[str], rows: Sequence[list[str]]) -> None:
-    """Write text cells as .xlsx (openpyxl), .ods (pandas + odfpy) or .csv (UTF-8, `;`)."""
+    """Write text cells as .xlsx (openpyxl), .ods (pandas + odfpy) or .csv (UTF-8, Excel's separator)."""
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
         from openpyxl import Workbook
@@ -190,6 +189,6 @@ def _write_grid(path: Path, headers: list[str], rows: Sequence[list[str]]) -> No
             frame.to_excel(ods, index=False)
     else:
         with path.open("w", encoding="utf-8-sig", newline="") as handle:
-            out = csv.writer(handle, delimiter=";")
+            out = csv.writer(handle, delimiter=csv_delimiter())
             out.writerow(headers)
             out.writerows(rows)

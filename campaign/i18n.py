@@ -159,6 +159,11 @@ def again(text: str) -> str:
     return text.again() if isinstance(text, Said) else text
 
 
+def csv_delimiter() -> str:
+    """The separator the current language's Excel reads a .csv with: `;` where `,` is decimal."""
+    return ";" if current_language() == "fr" else ","
+
+
 def number(n: float, *, decimals: int = 0) -> str:
     """A number the way the current language writes it: 1 234,5 in French, 1234.5 in English.
 

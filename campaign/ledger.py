@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from campaign.errors import Place, StateError
-from campaign.i18n import _
+from campaign.i18n import N_, _
 from campaign.logschema import MAILBOX_COLUMNS
 from campaign.logschema import SCHEMA_VERSION as SCHEMA_VERSION
 from campaign.logschema import Write as Write
@@ -63,6 +63,27 @@ class State(StrEnum):
     SUPPRESSED = "suppressed"
     BOUNCED = "bounced"  # a permanent failure report came back (campaign inbox)
     DELIVERED = "delivered"  # a delivery report came back (campaign inbox)
+
+
+# The states as a person reads them, in the language of the run (the log, `--json` and the
+# English of the exports keep the names themselves).
+STATE_NAMES = {
+    "pending": N_("pending"),
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "deferred": N_("deferred"),
+    "failed": N_("failed"),
+    "uncertain": N_("uncertain"),
+    "suppressed": N_("suppressed"),
+    "bounced": N_("bounced"),
+    "delivered": N_("delivered"),
+}
+
+
+def state_name(state: str) -> str:
+    """The name of a delivery state in the current language: `envoyé` for `sent` in French."""
+    known = STATE_NAMES.get(state)
+    return _(known) if known else state
 
 
 # States in which the message left: they count against the provider's day cap.

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from campaign.errors import InputError, Place
-from campaign.i18n import _
-from campaign.ledger import Delivery, Ledger, State
+from campaign.i18n import _, csv_delimiter, pgettext
+from campaign.ledger import Delivery, Ledger, State, state_name
 from campaign.outbox import Layout, check_output_path
 
 if TYPE_CHECKING:
@@ -245,6 +245,34 @@ _TIME_COLUMNS = {
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def export_headers() -> list[str]:
+    """The export's headers in the language of the run; in English, the log's own field names."""
+    headers = {
+        "email": pgettext("export column", "email"),
+        "address": pgettext("export column", "address"),
+        "row": pgettext("export column", "row"),
+        "name": pgettext("export column", "name"),
+        "state": pgettext("export column", "state"),
+        "attempts": pgettext("export column", "attempts"),
+        "last_code": pgettext("export column", "last_code"),
+        "last_text": pgettext("export column", "last_text"),
+        "message_id": pgettext("export column", "message_id"),
+        "queued_at": pgettext("export column", "queued_at"),
+        "first_attempt_at": pgettext("export column", "first_attempt_at"),
+        "last_attempt_at": pgettext("export column", "last_attempt_at"),
+        "sent_at": pgettext("export column", "sent_at"),
+        "next_attempt_at": pgettext("export column", "next_attempt_at"),
+        "bounced_at": pgettext("export column", "bounced_at"),
+        "bounce_reason": pgettext("export column", "bounce_reason"),
+        "delivered_at": pgettext("export column", "delivered_at"),
+        "delayed_at": pgettext("export column", "delayed_at"),
+        "replied_at": pgettext("export column", "replied_at"),
+        "auto_replied_at": pgettext("export column", "auto_replied_at"),
+        "evidence": pgettext("export column", "evidence"),
+    }
+    return [headers[column] for column in EXPORT_COLUMNS]
+
+
 def neutralise(value: object) -> object:
     """Make a cell safe to open in a spreadsheet: text that could start a formula is quoted."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -253,7 +281,11 @@ def neutralise(value: object) -> object:
 
 
 def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
-    """Write the log to a .csv or .xlsx file that is safe to open in Excel."""
+    """Write the log to a .csv or .xlsx file that is safe to open in Excel.
+
+    Headers and states in the language of the run; a .csv separated as that language's Excel
+    expects (`;` in French, where `,` is the decimal mark).
+    """
     check_output_path(path, (".csv", ".xlsx"), option="--export", example="envoi.xlsx")
     suffix = path.suffix.lower()
     rows: list[list[object]] = []
@@ -264,6 +296,8 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
             value = record[column]
             if column in _TIME_COLUMNS and value is not None:
                 value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+            elif column == "state":
+                value = state_name(str(value))
             elif isinstance(value, StrEnum):
                 value = value.value
             row.append(neutralise(value))
@@ -271,8 +305,8 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
     try:
         if suffix == ".csv":
             with path.open("w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(EXPORT_COLUMNS)
+                writer = csv.writer(handle, delimiter=csv_delimiter())
+                writer.writerow(export_headers())
                 writer.writerows(rows)
         else:
             from openpyxl import Workbook
@@ -281,7 +315,7 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
             sheet = book.active
             assert sheet is not None
             sheet.title = "delivery"
-            sheet.append(EXPORT_COLUMNS)
+            sheet.append(export_headers())
             for row in rows:
                 sheet.append(row)
             book.save(path)

@@ -6,6 +6,7 @@ through the environment (in-process, monkeypatched; or for a new process) or the
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from campaign.cli import main
@@ -320,6 +322,27 @@ def test_the_status_report_speaks_the_language_of_the_run(tmp_path: Path) -> Non
         for words in ("Où en est chaque destinataire", "2 destinataires dans le journal d’envoi"):
             assert words in html
         assert "Where each recipient stands" not in html
+
+
+def test_the_exports_open_in_a_french_excel_in_french(tmp_path: Path) -> None:
+    # French Excel splits a .csv at `;` (`,` is its decimal mark): a comma export opened as one
+    # column, with English headers and states.
+    with FaultyServer() as server:
+        settings = with_language(make_project(tmp_path, port=server.port, recipients=2), "fr")
+        assert CliRunner().invoke(main, ["--settings", str(settings), "send", "-q"]).exit_code == 0
+    log, sheet = tmp_path / "journal.csv", tmp_path / "suivi.xlsx"
+    for args in (["--export", str(log)], ["--export", str(sheet), "--with-sheet"]):
+        done = CliRunner().invoke(main, ["--settings", str(settings), "status", *args])
+        assert done.exit_code == 0, done.output
+    with log.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert len(rows) == 2 and rows[0]["état"] == "envoyé", rows
+    assert rows[0]["envoyé le"].startswith("20") and rows[0]["tentatives"] == "1"
+    book = load_workbook(sheet).active
+    assert book is not None
+    header = [cell.value for cell in book[1]]
+    states = [row[header.index("état")] for row in book.iter_rows(min_row=2, values_only=True)]
+    assert states == ["envoyé", "envoyé"]
 
 
 def test_the_terminal_never_breaks_a_line_at_a_no_break_space() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from campaign.errors import Problem, Severity
-from campaign.i18n import N_, _, labelled, listed, ngettext, number, plural
+from campaign.i18n import _, labelled, listed, ngettext, number, plural
 
 if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet library to start
     from rich.console import Console
@@ -265,18 +265,6 @@ _STATES: dict[str, Callable[[int], str]] = {
     "bounced": lambda n: plural(n, "{n} bounced", "{n} bounced"),
     "delivered": lambda n: plural(n, "{n} delivered", "{n} delivered"),
 }
-_STATE_NAMES = {
-    "pending": N_("pending"),
-    "sending": N_("sending"),
-    "sent": N_("sent"),
-    "deferred": N_("deferred"),
-    "failed": N_("failed"),
-    "uncertain": N_("uncertain"),
-    "suppressed": N_("suppressed"),
-    "bounced": N_("bounced"),
-    "delivered": N_("delivered"),
-    "not sent yet": N_("not sent yet"),
-}
 
 
 def state_count(state: str, n: int) -> str:
@@ -287,8 +275,11 @@ def state_count(state: str, n: int) -> str:
 
 def state_name(state: str) -> str:
     """The name of a delivery state in the current language (a table's heading)."""
-    known = _STATE_NAMES.get(state)
-    return _(known) if known else state
+    from campaign.ledger import state_name as ledger_state_name  # sqlite3: not at start-up
+
+    if state == "not sent yet":
+        return _("not sent yet")
+    return ledger_state_name(state)
 
 
 def print_status(report: StatusReport) -> None:

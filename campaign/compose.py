@@ -72,9 +72,17 @@ def make_address(display_name: str, email: str) -> Address:
     return Address(display_name=header_text(display_name), username=username, domain=domain)
 
 
-def message_id(campaign: str, email: str, domain: str) -> str:
-    """The Message-ID of `campaign`'s message to `email`: the same on every attempt."""
-    digest = hashlib.sha256(f"{campaign}\0{email.lower()}".encode()).hexdigest()[:32]
+def message_id(campaign: str, email: str, domain: str, salt: str = "") -> str:
+    """The Message-ID of `campaign`'s message to `email`: the same on every attempt.
+
+    `salt` is the campaign's own (`Ledger.id_salt`, random, kept in its delivery log): another
+    mailing with the same campaign name to the same people (every `campaign init` project is
+    `ma-campagne`) gets other Message-IDs, which RFC 5322 §3.6.4 wants and without which a
+    mailbox may drop the second letter as a copy of the first. Without one (proofs, dry runs, and
+    logs begun before salts) the ID depends on the name and the address alone.
+    """
+    seed = f"{campaign}\0{email.lower()}" + (f"\0{salt}" if salt else "")
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:32]
     slug = re.sub(r"[^A-Za-z0-9-]+", "-", campaign).strip("-") or "campaign"
     return f"<{digest}.{slug}@{domain}>"
 
@@ -151,9 +159,13 @@ class Composer:
     body is folded or encoded once per campaign instead of once per message.
     """
 
-    def __init__(self, inputs: Inputs) -> None:
+    def __init__(self, inputs: Inputs, *, id_salt: str = "") -> None:
         self.inputs = inputs
+        self.id_salt = id_salt  # the campaign's part of its Message-IDs (`message_id`)
         campaign = inputs.campaign
+        # The letter's language, said to the reader's client (RFC 3282) and in the HTML part.
+        self.lang = campaign.config.lang
+        self._language = f"Content-Language: {self.lang}\r\n".encode("ascii")
         sender = campaign.settings.sender
         letter = inputs.email_body or inputs.letter
         if letter is None:
@@ -229,7 +241,7 @@ class Composer:
             mid = test_message_id(self.domain)
         else:
             to = make_address(inputs.to_name_for(recipient), recipient.email)
-            mid = message_id(inputs.campaign.name, recipient.email, self.domain)
+            mid = message_id(inputs.campaign.name, recipient.email, self.domain, self.id_salt)
         utf8 = needs_smtputf8(self.sender.addr_spec) or needs_smtputf8(to.addr_spec)
         policy = SMTPUTF8 if utf8 else SMTP
         headers = [
@@ -240,6 +252,7 @@ class Composer:
         ]
         headers.append(self._sender_lines[policy][1])
         headers.append(_fold(policy, "Date", format_datetime(now or datetime.now().astimezone())))
+        headers.append(self._language)
         headers += [_fold(policy, name, value) for name, value in self.unsubscribe]
 
         merged = inputs.merged(recipient).email
@@ -249,7 +262,7 @@ class Composer:
         if body is None:
             body = (
                 _text_part(policy, "plain", merged.text),
-                _text_part(policy, "html", _html_document(merged.html, title)),
+                _text_part(policy, "html", _html_document(merged.html, title, self.lang)),
             )
             if len(self._bodies) < _BODIES_KEPT:
                 self._bodies[key] = body
@@ -420,8 +433,13 @@ def _text_part(policy: EmailPolicy[EmailMessage], subtype: str, text: str) -> by
 
 @functools.lru_cache(maxsize=8192)
 def _qp_line(line: bytes) -> bytes:
-    """One line (no line break in it) in quoted-printable, soft-broken at 78 columns."""
-    return quoprimime.body_encode(line.decode("latin-1"), 78, "\r\n").encode("ascii")
+    """One line (no line break in it) in quoted-printable, soft-broken within 76 columns.
+
+    RFC 2045 §6.7 (5): an encoded line, its soft break's `=` included, is at most 76 characters.
+    (The stdlib's `set_content` breaks at the policy's 78, which spam filters score as
+    MIME_QP_LONG_LINE.)
+    """
+    return quoprimime.body_encode(line.decode("latin-1"), 76, "\r\n").encode("ascii")
 
 
 def _bytes_part(
@@ -483,11 +501,11 @@ def _crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def _html_document(body: str, title: str) -> str:
+def _html_document(body: str, title: str, lang: str) -> str:
     if body.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
         return body
     return (
-        '<!DOCTYPE html>\n<html lang="fr">\n<head>\n<meta charset="utf-8">\n'
+        f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n</head>\n<body>\n{body}</body>\n</html>\n"
     )
 

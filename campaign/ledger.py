@@ -33,6 +33,7 @@ several per transaction.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -406,6 +407,20 @@ class Ledger:
         with self.conn:
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def id_salt(self) -> str:
+        """The campaign's own part of its Message-IDs (`compose.message_id`), made with the log.
+
+        Random, so that another mailing under the same campaign name gets other IDs; kept, so that
+        every attempt of a message has the same one. A log that queued recipients before salts
+        existed keeps none: the IDs it holds stay those of its messages.
+        """
+        salt = self.meta("message_id_salt")
+        if salt is None:
+            queued = self.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+            salt = "" if queued else secrets.token_hex(16)
+            self.keep_meta("message_id_salt", salt)
+        return salt
 
     def learnt_rate(self) -> float | None:
         """Messages per second the server allowed when last limited, or None."""

@@ -183,11 +183,12 @@ def send_campaign(
         report.ledger = log.path
         report.recovered = log.recover()
         ready = inputs.recipients.ready
+        salt = log.id_salt()
         if not options.test_to:
             log.enqueue(
-                (_entry(inputs, r) for r in ready),
+                (_entry(inputs, r, salt) for r in ready),
                 (
-                    _entry(inputs, r)
+                    _entry(inputs, r, salt)
                     for r in inputs.recipients.recipients
                     if r.status == "suppressed"
                 ),
@@ -233,7 +234,7 @@ def send_campaign(
             outage_limit=None if options.wait_retries else 0.0,
             tally=report.tally,
             pace=pace,
-            dsn=request_for(settings.smtp.dsn, _envid(campaign.name, settings.sender.email)),
+            dsn=request_for(settings.smtp.dsn, _envid(campaign.name, settings.sender.email, salt)),
         )
         plan = _Plan(inputs, log, options, clock)
         if options.test_to and options.count > plan.total:
@@ -297,14 +298,14 @@ def send_campaign(
     return report
 
 
-def _envid(campaign: str, sender: str) -> Callable[[str | int], str]:
+def _envid(campaign: str, sender: str, salt: str) -> Callable[[str | int], str]:
     """A job's key → its RFC 3461 ENVID: the left part of the recipient's Message-ID."""
     domain = sender.rpartition("@")[2]
 
     def envid(key: str | int) -> str:
         if isinstance(key, int):
             return f"test.{key}"  # a test send: reported about, never matched to a recipient
-        return envelope_id(message_id(campaign, key, domain))
+        return envelope_id(message_id(campaign, key, domain, salt))
 
     return envid
 
@@ -322,14 +323,14 @@ def _counting(reasons: Counter[tuple[State, str]], progress: Progress | None) ->
     return on_event
 
 
-def _entry(inputs: Inputs, recipient: Recipient) -> ledger.Entry:
+def _entry(inputs: Inputs, recipient: Recipient, salt: str) -> ledger.Entry:
     campaign = inputs.campaign
     domain = campaign.settings.sender.email.rpartition("@")[2]
     return ledger.Entry(
         address=recipient.email,
         row=recipient.row,
         name=inputs.to_name_for(recipient) if inputs.to_name else None,
-        message_id=message_id(campaign.name, recipient.email, domain),
+        message_id=message_id(campaign.name, recipient.email, domain, salt),
     )
 
 
@@ -346,7 +347,7 @@ class _Plan:
         self.skipped_by_limit = False
         self.sender = inputs.campaign.settings.sender.email
         self.attachments = load_attachments(inputs)
-        self.composer = Composer(inputs)
+        self.composer = Composer(inputs, id_salt=log.id_salt())
         self._test_jobs: list[Job] | None = None
         self._first: Sequence[Job] | float | None = None
         self._prepared = False

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from campaign.compose import message_id
 from campaign.dsn import envelope_id, xtext, xtext_decode
 from campaign.ledger import Ledger, State
 from campaign.settings import load_settings
@@ -40,7 +39,10 @@ def test_a_server_offering_dsn_gets_notify_orcpt_ret_and_envid(
         report = send(settings)
     assert report.tally.sent == 2 and not report.notes
     first = next(s for s in server.stored if s.recipients == [FIRST])
-    envid = envelope_id(message_id("mini", FIRST, "example.org"))
+    with Ledger.for_campaign(load_settings(settings).campaign("mini").layout) as log:
+        delivery = log.get(FIRST)
+    assert delivery is not None and delivery.message_id == first.message_id
+    envid = envelope_id(delivery.message_id)
     assert first.mail_args.split()[1:] == ["RET=HDRS", f"ENVID={envid}"]
     assert first.rcpt_args[0].split()[1:] == [f"NOTIFY={notify}", f"ORCPT=rfc822;{FIRST}"]
     assert envid.endswith(".mini")  # the recipient's key: the address's hash and the campaign

@@ -3,7 +3,9 @@
 Each case composes one recipient's message with a fixed date and fixed attachment bytes; MIME
 boundaries (random by design) and a test send's fresh Message-ID are normalised before comparing.
 The golden files were made from the stdlib composer before composing was made fast, so any change
-in structure, encodings, folding or file names shows here. Regenerate them on purpose only:
+in structure, encodings, folding or file names shows here; since then they differ from it on
+purpose in two ways: quoted-printable lines end by column 76 (RFC 2045; the stdlib's reach 78)
+and the message says its language (Content-Language, RFC 3282). Regenerate them on purpose only:
 `CAMPAIGN_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py`.
 """
 
@@ -154,3 +156,25 @@ def test_only_the_top_level_has_a_mime_version(tmp_path: Path) -> None:
     parsed = email.message_from_bytes(raw, policy=policy.default)
     assert parsed["MIME-Version"] == "1.0"
     assert all(part["MIME-Version"] is None for part in parsed.walk() if part is not parsed)
+
+
+def test_quoted_printable_lines_stay_within_76_columns(tmp_path: Path) -> None:
+    # RFC 2045 §6.7 (5): 76 at most, the soft break's `=` included (the stdlib writes 78).
+    parsed = email.message_from_bytes(_case("long-letter-folded-headers", tmp_path))
+    encoded = [
+        line
+        for part in parsed.walk()
+        if part.get("Content-Transfer-Encoding") == "quoted-printable"
+        for line in str(part.get_payload()).splitlines()
+    ]
+    assert encoded and max(map(len, encoded)) == 76  # long lines are broken, at 76
+    assert sum(line.endswith("=") for line in encoded) > 5
+
+
+def test_the_message_says_the_letters_language(tmp_path: Path) -> None:
+    raw = _case("long-letter-folded-headers", tmp_path)
+    assert b"\r\nContent-Language: fr\r\n" in raw.split(b"\r\n\r\n")[0] + b"\r\n"
+    assert b'<html lang=3D"fr">' in raw
+    english = _inputs(tmp_path / "en", [("Ann", "Lee", "ann@example.org")], extra="lang: en")
+    raw = Composer(english).compose(english.recipients.ready[0], now=NOW)
+    assert b"\r\nContent-Language: en\r\n" in raw and b'<html lang=3D"en">' in raw

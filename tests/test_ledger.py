@@ -40,6 +40,22 @@ def test_new_recipients_are_pending_and_keyed_by_lower_case_address(log: Ledger)
     assert found.message_id == "<id1@example.org>"
 
 
+def test_a_new_log_makes_the_campaigns_message_id_salt_and_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    with Ledger(path) as first:
+        salt = first.id_salt()
+    assert len(salt) == 32 and int(salt, 16) >= 0
+    with Ledger(path) as again:
+        assert again.id_salt() == salt  # every attempt of a message keeps its Message-ID
+    with Ledger(tmp_path / "other.sqlite") as other:
+        assert other.id_salt() != salt
+
+
+def test_a_log_that_queued_before_salts_keeps_the_ids_it_holds(log: Ledger) -> None:
+    assert log.id_salt() == ""  # its recipients were queued under unsalted Message-IDs
+    assert log.id_salt() == ""
+
+
 def test_the_log_is_private_and_in_wal_mode(log: Ledger) -> None:
     assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.path.parent.stat().st_mode) == 0o700

@@ -165,7 +165,9 @@ def test_messages_composed_ahead_by_the_workers_are_those_composed_in_place(
         assert in_place == []  # every message composed by the workers …
         assert by_index == [1] * count  # … the annex's part sent by its index, not its bytes
         inputs = load_inputs(load_settings(settings).campaign("mini"))
-        composer, shared = Composer(inputs), load_attachments(inputs)
+        with Ledger.for_campaign(inputs.campaign.layout) as log:
+            salt = log.id_salt()  # the run's Message-IDs are the campaign's own
+        composer, shared = Composer(inputs, id_salt=salt), load_attachments(inputs)
         people = {r.email: r for r in inputs.recipients.ready}
 
         def normal(data: bytes) -> bytes:  # boundaries are random and the Date is the send's
@@ -264,6 +266,19 @@ def test_message_id_is_the_same_on_every_attempt(tmp_path: Path) -> None:
         planned = delivery(settings).message_id
         send(settings, clock=later(2))
         assert [s.message_id for s in server.stored] == [planned]
+
+
+def test_another_mailing_under_the_same_name_gets_other_message_ids(tmp_path: Path) -> None:
+    # Every `campaign init` project is named ma-campagne: a second letter to the same people under
+    # the first one's Message-IDs may be dropped by their mailbox as a copy (RFC 5322 §3.6.4).
+    with FaultyServer() as server:
+        first = make_project(tmp_path / "lettre", port=server.port, recipients=2)
+        second = make_project(tmp_path / "relance", port=server.port, recipients=2)
+        send(first)
+        send(second)
+        ids = [s.message_id for s in server.stored]
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert {delivery(first).message_id, delivery(second).message_id} <= set(ids)
 
 
 def test_limit_sends_to_n_recipients_and_the_next_run_resumes(tmp_path: Path) -> None:

@@ -27,6 +27,17 @@ cp "$source_settings" "$demo/settings.yaml"
 cp -R "$project/letters" "$project/recipients" "$demo/"
 settings=$demo/settings.yaml
 outbox=$demo/outbox
+# The copy sends to the demo's own sink: with DEMO_SINK_PORT, its smtp.port (the sample's 8025)
+# becomes that port, or the sends would knock at 8025 while the sink listens elsewhere.
+if [ -n "${DEMO_SINK_PORT:-}" ]; then
+  sed -E "/^smtp:/,/^[^ #]/ s/^(  port:)[[:space:]]*[0-9]+/\1 $port/" "$settings" \
+    > "$settings.new"
+  mv "$settings.new" "$settings"
+  if ! sed -n '/^smtp:/,/^[^ #]/p' "$settings" | grep -Eq "^  port: $port([^0-9]|\$)"; then
+    echo "make demo: could not set smtp.port to $port in $settings; set it there yourself" >&2
+    exit 2
+  fi
+fi
 echo "make demo: running in a copy of the sample project: $demo"
 run() { $campaign --settings "$settings" "$@"; }
 

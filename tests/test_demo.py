@@ -26,8 +26,10 @@ def _free_port() -> int:
     return port
 
 
-def _small_project(root: Path, port: int) -> Path:
-    """Two directors and two signatories, plus the sample's bounced and out-of-office rows."""
+def _small_project(root: Path, port: int | None) -> Path:
+    """Two directors and two signatories, plus the sample's bounced and out-of-office rows.
+
+    With `port` None the settings keep the sample's own smtp.port (8025)."""
     shutil.copytree(REPO / "letters", root / "letters")
     recipients = root / "recipients"
     recipients.mkdir()
@@ -40,7 +42,9 @@ def _small_project(root: Path, port: int) -> Path:
     (recipients / "signataires.csv").write_bytes(b"".join(lines[:3] + lines[-1:]))
     shutil.copy(REPO / "recipients" / "suppression.csv", recipients / "suppression.csv")
     text = (REPO / "settings.yaml").read_text(encoding="utf-8")
-    (root / "settings.yaml").write_text(text.replace("port: 8025", f"port: {port}"))
+    if port is not None:
+        text = text.replace("port: 8025", f"port: {port}")
+    (root / "settings.yaml").write_text(text)
     return root / "settings.yaml"
 
 
@@ -102,13 +106,18 @@ def test_the_demo_leaves_the_project_untouched_and_runs_again_the_same(tmp_path:
     )
 
 
-def test_the_demo_runs_for_a_french_organiser(tmp_path: Path) -> None:
+def test_the_demo_runs_for_a_french_organiser_on_a_port_of_his_choice(tmp_path: Path) -> None:
     # The script waited for the sink's English first line: in French it said the port was taken
-    # and sent nothing.
+    # and sent nothing. And with DEMO_SINK_PORT, the sink listened there while the sends went to
+    # the sample's smtp.port, 8025: ten minutes of "connection refused", then exit 1.
     port = _free_port()
-    first = " ".join(_demo(_small_project(tmp_path, port), port, lang="fr_FR.UTF-8").split())
-    assert "serveur local à l’écoute sur 127.0.0.1:" in first
+    settings = _small_project(tmp_path, None)
+    first = " ".join(_demo(settings, port, lang="fr_FR.UTF-8").split())
+    assert f"serveur local à l’écoute sur 127.0.0.1:{port}" in first
     assert "1 rejeté" in first and "journal d’envoi" in first
+    assert "port: 8025" in settings.read_text(encoding="utf-8")  # the project's own file
+    copy = tmp_path / "outbox" / "demo" / "settings.yaml"
+    assert f"  port: {port}\n" in copy.read_text(encoding="utf-8")
 
 
 def test_the_demo_sends_nothing_when_another_program_has_the_port(tmp_path: Path) -> None:

@@ -215,14 +215,34 @@ def _tls_context(smtp: Smtp) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=cafile)
 
 
-def helo_name(configured: str | None, fqdn: str, local: tuple[str, ...] | None) -> str:
-    """The EHLO name: smtp.helo_name, else a dotted FQDN, else the address literal (RFC 5321 §4.1.4).
+# Names a home or office network gives a machine, which no one outside it knows (RFC 6762 .local,
+# RFC 8375 home.arpa, ICANN's .internal; the boxes' .home, .lan, .box): not the FQDN RFC 5321
+# asks for, and often the organiser's own name (`MacBook-Pro-de-Marie.local`), which the
+# provider would write into every recipient's Received line.
+_PRIVATE_SUFFIXES = (
+    ".local",
+    ".localdomain",
+    ".home.arpa",
+    ".internal",
+    ".home",
+    ".lan",
+    ".box",
+    ".intranet",
+    ".corp",
+    ".private",
+)
 
-    Never a bare `localhost`: a remote server scores it as a spammer's.
+
+def helo_name(configured: str | None, fqdn: str, local: tuple[str, ...] | None) -> str:
+    """The EHLO name: smtp.helo_name, else a public FQDN, else the address literal (RFC 5321 §4.1.4).
+
+    Never a bare `localhost` (a remote server scores it as a spammer's), nor a name only the
+    local network knows (it names the machine, often its owner, in every recipient's headers).
     """
     if configured:
         return configured
-    if "." in fqdn and not fqdn.lower().startswith("localhost"):
+    name = fqdn.lower().rstrip(".")
+    if "." in name and not name.startswith("localhost") and not name.endswith(_PRIVATE_SUFFIXES):
         return fqdn
     address = local[0] if local else "127.0.0.1"
     return f"[IPv6:{address}]" if ":" in address else f"[{address}]"

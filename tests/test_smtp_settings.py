@@ -382,6 +382,15 @@ def test_helo_name_falls_back_to_the_address_literal() -> None:
     assert helo_name(None, "box", ("2001:db8::1", 4000, 0, 0)) == "[IPv6:2001:db8::1]"
 
 
+@pytest.mark.parametrize(
+    "fqdn", ["MacBook-Pro-de-Marie.local", "PC-JDUPONT.home", "portable.lan", "poste.home.arpa."]
+)
+def test_a_name_only_the_local_network_knows_is_not_said_to_the_provider(fqdn: str) -> None:
+    # The provider writes the EHLO name into the Received line every recipient can read.
+    assert helo_name(None, fqdn, ("192.168.1.23", 4000)) == "[192.168.1.23]"
+    assert helo_name("mail.example.org", fqdn, ("192.168.1.23", 4000)) == "mail.example.org"
+
+
 # --- OAuth2 ---------------------------------------------------------------------------------
 
 

@@ -276,7 +276,7 @@ def civility_problems(inputs: Inputs) -> list[Problem]:
                 _(
                     "write Madame or Monsieur (Mme, M.) in this column, so that the letter "
                     "opens with {example}; a title such as Docteur belongs in the letter's text"
-                ).format(example=quoted("Madame la directrice,")),
+                ).format(example=quoted("Madame la Directrice,")),
             )
     return listed.problems()
 

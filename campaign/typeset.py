@@ -51,7 +51,7 @@ html { font-family: "DejaVu Serif", serif; font-size: 10.5pt; hyphens: auto;
 .subject { font-weight: bold; } .letter-body p { text-align: justify; orphans: 2; widows: 2; }
 .place-date, .nobreak, .recipient .line { white-space: nowrap; } .value { hyphens: manual; }
 .signature { break-before: avoid; break-inside: avoid; }
-.letter-body > :last-child { break-after: avoid; }
+.letter-body > :last-child { break-after: avoid; hyphens: manual; }
 .footnote { float: footnote; font-size: 8.5pt; }
 """
 

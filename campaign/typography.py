@@ -144,11 +144,13 @@ def _agree(role: str, female: bool) -> str:
 
 
 def salutation(civility: object = "", function: object = "") -> str:
-    """`Madame la directrice,` / `Monsieur le directeur,` from civility and function.
+    """`Madame la Directrice,` / `Monsieur le Directeur,` from civility and function.
 
     Without a known civility the salutation is `Madame, Monsieur,`; without a function it is
     `Madame,` or `Monsieur,`. The function agrees with the civility (`Madame` + `Directeur
-    général` gives `Madame la directrice générale,`).
+    général` gives `Madame la Directrice générale,`), and its first word takes the capital that
+    French correspondence gives a title one writes to (« Monsieur le Directeur », Lexique de
+    l'Imprimerie nationale), whatever the cell's case.
     """
     civ = str(civility or "").strip().lower().rstrip(".")
     role = " ".join(str(function or "").split()).lower()
@@ -159,7 +161,8 @@ def salutation(civility: object = "", function: object = "") -> str:
     if not role:
         return f"{title},"
     role = _agree(role, female)
-    article = "l’" if role[0] in "aeéèêiîoôu" else ("la " if female else "le ")
+    role = role[0].upper() + role[1:]
+    article = "l’" if role[0] in "AEÉÈÊIÎOÔU" else ("la " if female else "le ")
     return f"{title} {article}{role},"
 
 

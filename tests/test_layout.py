@@ -274,8 +274,21 @@ def test_closing_sentence_and_signature_share_a_page(
     for recipient, pdf in letters:
         document = pdfium.PdfDocument(pdf)
         last = " ".join(document[len(document) - 1].get_textpage().get_text_range().split())
-        assert "salutations distinguées." in last.replace("‐ ", ""), recipient.row
+        assert "salutations distinguées." in last, recipient.row
         assert "Pour le collectif," in last
+
+
+def test_no_word_of_the_closing_sentence_is_cut(letters: list[tuple[Recipient, bytes]]) -> None:
+    # « saluta-tions distinguées » in two of the sample's letters: a lawyer reads it as a slip.
+    closings = 0
+    for recipient, pdf in letters:
+        lines = text_lines(pdf)
+        start = next(i for i, line in enumerate(lines) if "Nous vous prions" in line)
+        end = next(i for i in range(start, len(lines)) if "distinguées." in lines[i])
+        closing = lines[start : end + 1]
+        assert not any(line.endswith(HYPHENS) for line in closing), (recipient.row, closing)
+        closings += len(closing) > 1
+    assert closings >= 20  # most closings take two lines: the check saw line ends
 
 
 def test_every_page_says_its_number_and_a_later_page_names_its_addressee(

@@ -136,7 +136,7 @@ def test_typography_touches_text_but_not_tags_or_urls(tmp_path: Path) -> None:
 
 def test_salutation_helper_in_a_letter(tmp_path: Path) -> None:
     merged = merge_letter(write_letter(tmp_path, LETTER), CONTEXT)
-    assert merged.text.startswith("Madame la directrice,")
+    assert merged.text.startswith("Madame la Directrice,")
 
 
 def test_undefined_placeholder_names_the_file_line(tmp_path: Path) -> None:

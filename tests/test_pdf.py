@@ -55,7 +55,7 @@ def test_name_and_establishment_are_on_page_one(first_pdf: bytes) -> None:
     first = flat(page_texts(first_pdf)[0])
     assert "Élise Le Goff" in first
     assert "Centre hospitalier de Valbrune" in first
-    assert "Madame la directrice déléguée," in first
+    assert "Madame la Directrice déléguée," in first
 
 
 def test_page_numbers_read_n_of_total(first_pdf: bytes) -> None:

@@ -60,13 +60,14 @@ def test_date_fr_refuses_text_that_is_no_date() -> None:
 @pytest.mark.parametrize(
     ("civility", "function", "expected"),
     [
-        ("Madame", "Directrice", "Madame la directrice,"),
-        ("Monsieur", "Directeur", "Monsieur le directeur,"),
-        ("Mme", "Directrice générale", "Madame la directrice générale,"),
-        ("M.", "Directeur délégué", "Monsieur le directeur délégué,"),
-        ("Madame", "Directeur général adjoint", "Madame la directrice générale adjointe,"),
-        ("Monsieur", "Directrice", "Monsieur le directeur,"),
-        ("Monsieur", "Administrateur", "Monsieur l’administrateur,"),
+        ("Madame", "Directrice", "Madame la Directrice,"),
+        ("Monsieur", "Directeur", "Monsieur le Directeur,"),
+        ("Mme", "Directrice générale", "Madame la Directrice générale,"),
+        ("M.", "Directeur délégué", "Monsieur le Directeur délégué,"),
+        ("Madame", "Directeur général adjoint", "Madame la Directrice générale adjointe,"),
+        ("Monsieur", "Directrice", "Monsieur le Directeur,"),
+        ("Monsieur", "Administrateur", "Monsieur l’Administrateur,"),
+        ("Mme", "DIRECTRICE DES SOINS", "Madame la Directrice des soins,"),  # whatever the case
         ("Madame", "", "Madame,"),
         ("Monsieur", None, "Monsieur,"),
         ("", "Directrice", "Madame, Monsieur,"),

@@ -124,7 +124,7 @@ def read_recipients(
                 _did_you_mean(
                     email_column, table.headers, prefix=_("set email_column in settings.yaml")
                 )
-                or _("set email_column in settings.yaml to the header of the address column"),
+                or _address_column_hint(table),
             )
         )
         return RecipientList(path, table.headers, names, [], problems)
@@ -349,6 +349,24 @@ def _required(
         else:
             found.append(index)
     return found
+
+
+def _address_column_hint(table: Table) -> str:
+    """Name the column that holds addresses (most of its first cells have an @), if one does."""
+    sample = [cells for _, cells in table.rows[:50]]
+    counts = [
+        sum(1 for cells in sample if i < len(cells) and "@" in cells[i])
+        for i in range(len(table.headers))
+    ]
+    best = max(range(len(counts)), key=counts.__getitem__, default=None)
+    if best is not None and table.headers[best] and counts[best] * 2 > len(sample):
+        return _("the column {column} holds addresses: write email_column: {name}").format(
+            column=quoted(table.headers[best]), name=table.headers[best]
+        )
+    return _(
+        "set email_column in settings.yaml to the header of the address column (the sheet's "
+        "headers: {headers})"
+    ).format(headers=", ".join(quoted(h) for h in table.headers if h))
 
 
 def _did_you_mean(word: str, candidates: Iterable[str], *, prefix: str) -> str | None:

@@ -307,9 +307,7 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
                     SettingsError(
                         _("file not found: {path}").format(path=value),
                         place=place,
-                        hint=_("check the path; it is relative to {folder}").format(
-                            folder=f"{settings.path.parent or '.'}/"
-                        ),
+                        hint=_missing_file_hint(value, target, settings.path),
                     )
                 )
     if len(problems) == 1:
@@ -322,6 +320,22 @@ def _check_paths(settings: Settings, lines: dict[tuple[str, ...], int]) -> None:
             + "\n  ".join(labelled(str(p.place), f"{p.message} ({p.hint})") for p in problems),
             place=Place(file=str(settings.path)),
         )
+
+
+def _missing_file_hint(value: object, target: Path, settings_path: Path) -> str:
+    """Where a relative path starts from, and the file of that folder it likely meant."""
+    hint = _("check the path; it is relative to the folder of settings.yaml, {folder}").format(
+        folder=f"{settings_path.parent or '.'}/"
+    )
+    try:
+        names = [p.name for p in target.parent.iterdir() if p.is_file()]
+    except OSError:  # the folder itself is missing
+        return hint
+    close = get_close_matches(target.name, names, n=1, cutoff=0.5)
+    if not close:
+        return hint
+    meant = Path(str(value)).parent / close[0]
+    return _("did you mean {name}? ({then})").format(name=quoted(meant.as_posix()), then=hint)
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -303,6 +303,22 @@ def test_missing_email_column_suggests_the_closest_header() -> None:
     assert problem.hint is not None and "did you mean 'Courriel'?" in problem.hint
 
 
+def test_missing_email_column_names_the_column_that_holds_addresses(tmp_path: Path) -> None:
+    # "Mail" is close to no header: the hint said only "set email_column to the header of the
+    # address column", and the organiser had to open the sheet to find it.
+    [problem] = load("same-rows.csv", email_column="Mail").problems
+    assert (
+        problem.hint
+        == "the column 'Courriel' holds addresses: write email_column: Mail".replace(
+            ": Mail", ": Courriel"
+        )
+    )
+    sheet = tmp_path / "sans-adresses.csv"
+    sheet.write_text("Nom;Ville\nNoël;Paris\nRoux;Lyon\n", encoding="utf-8")
+    [problem] = read_recipients(sheet, email_column="Mail").problems
+    assert problem.hint is not None and "the sheet's headers: 'Nom', 'Ville'" in problem.hint
+
+
 def test_missing_required_column_is_named() -> None:
     result = load("same-rows.csv", required_columns=["Nom", "Service"])
     [problem] = result.problems

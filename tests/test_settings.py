@@ -281,6 +281,19 @@ def test_a_missing_letter_is_named_with_its_key_and_line(tmp_path: Path) -> None
     assert err.message == "file not found: letters/lettre.md"
 
 
+def test_a_missing_file_names_the_file_of_its_folder_it_likely_meant(tmp_path: Path) -> None:
+    path = make_project(tmp_path)
+    recipients = tmp_path / "recipients"
+    (recipients / "liste.csv").rename(recipients / "liste-2020.csv")
+    err = fails(path)
+    assert err.message == "file not found: recipients/liste.csv"
+    assert err.hint is not None and err.hint.startswith("did you mean 'recipients/liste-2020.csv'?")
+    assert "relative to the folder of settings.yaml" in err.hint
+    (recipients / "liste-2020.csv").rename(recipients / "autre-chose.xlsx")
+    err = fails(path)  # nothing of that name near: where the path starts from, only
+    assert err.hint is not None and "did you mean" not in err.hint
+
+
 def test_missing_letter_and_spreadsheet_are_reported_together(tmp_path: Path) -> None:
     path = make_project(tmp_path)
     (tmp_path / "letters" / "lettre.md").unlink()

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-libs demo test lint typecheck pytest bench clean catalogs
+.PHONY: setup system-libs test-system-libs demo test lint typecheck pytest bench clean catalogs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: system-libs $(VENV)/.installed
 
-# Debian packages the tool and its tests use (scripts/apt-packages.txt: faster font subsetting, the
-# real mail servers of the tests): installed where apt-get is available and we are root.
+# Debian packages, installed where apt-get is available and we are root: the tool's own
+# (scripts/apt-packages.txt: faster font subsetting) for everything, and for the tests only the
+# real mail servers and browser they use (scripts/apt-packages-test.txt).
 system-libs:
-	@bash scripts/system-packages.sh
+	@bash scripts/system-packages.sh scripts/apt-packages.txt
+
+test-system-libs:
+	@bash scripts/system-packages.sh scripts/apt-packages.txt scripts/apt-packages-test.txt
 
 demo: setup
 	bash scripts/demo.sh
@@ -31,7 +35,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+pytest: setup test-system-libs
 	$(BIN)/pytest
 
 test: lint typecheck pytest

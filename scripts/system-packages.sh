@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages of scripts/apt-packages.txt that are missing, where apt-get exists and
-# we are root; elsewhere say what is missing and go on (the tests that need them skip, with a reason).
+# Install the Debian packages of the lists given (default: scripts/apt-packages.txt) that are
+# missing, where apt-get exists and we are root; elsewhere say what is missing and go on (the tests
+# that need them skip, with a reason).
 set -u
-list="$(dirname "$0")/apt-packages.txt"
-wanted=$(sed -e 's/#.*//' "$list" | tr -s ' \t' '\n' | grep -v '^$')
+[ $# -gt 0 ] || set -- "$(dirname "$0")/apt-packages.txt"
+wanted=$(sed -e 's/#.*//' "$@" | tr -s ' \t' '\n' | grep -v '^$')
 missing=()
 for package in $wanted; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

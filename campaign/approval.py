@@ -108,6 +108,8 @@ def compute_fingerprint(inputs: Inputs) -> Fingerprint:
         "letter layout (campaign upgraded)": LAYOUT_VERSION if config.attach_pdf else None,
         "spreadsheet columns": sorted(inputs.recipients.headers),
     }
+    if config.pdf_name is not None:  # a part only when set: approvals made before it still hold
+        settings_values["PDF file name (pdf_name)"] = config.pdf_name
     for what, value in settings_values.items():
         parts[(what, "")] = _sha256(_canonical(value))
 
@@ -462,6 +464,7 @@ _ORDER = [
     "file used by the letter",
     "subject",
     "display name (to_name)",
+    "PDF file name (pdf_name)",
     "sender",
     "reply-to",
     "list-unsubscribe",
@@ -485,6 +488,7 @@ _COMPONENTS = {
     "file used by the letter": N_("file used by the letter"),
     "subject": N_("subject"),
     "display name (to_name)": N_("display name (to_name)"),
+    "PDF file name (pdf_name)": N_("PDF file name (pdf_name)"),
     "sender": N_("sender"),
     "reply-to": N_("reply-to"),
     "list-unsubscribe": N_("list-unsubscribe"),

@@ -93,10 +93,13 @@ def test_message_id(domain: str) -> str:
 
 
 def attachment_name(inputs: Inputs, recipient: Recipient) -> str:
-    """The PDF's file name as the recipient sees it, e.g. `lettre-hopitaux – Élise Noël.pdf`."""
-    stem = inputs.letter.path.stem if inputs.letter is not None else "lettre"
-    name = inputs.to_name_for(recipient)
-    base = f"{stem} – {name}" if name else stem
+    """The PDF's file name as the recipient sees it: `pdf_name` merged, or by default the letter
+    file's name and the display name (`lettre-hopitaux – Élise Noël.pdf`)."""
+    base = inputs.pdf_name_for(recipient)
+    if not base:
+        stem = inputs.letter.path.stem if inputs.letter is not None else "lettre"
+        name = inputs.to_name_for(recipient)
+        base = f"{stem} – {name}" if name else stem
     return header_text(_FILENAME_FORBIDDEN.sub(" ", base))[:150] + ".pdf"
 
 

@@ -65,6 +65,7 @@ class Inputs:
     to_name: jinja2.Template | None
     recipients: RecipientList
     problems: list[Problem] = field(default_factory=list)
+    pdf_name: jinja2.Template | None = None
     _merged: OrderedDict[int, Merged] = field(
         default_factory=OrderedDict, init=False, repr=False, compare=False
     )
@@ -131,6 +132,9 @@ class Inputs:
     def to_name_for(self, recipient: Recipient) -> str:
         return self.merged(recipient).to_name
 
+    def pdf_name_for(self, recipient: Recipient) -> str:
+        return self.merged(recipient).pdf_name
+
 
 class Merged:
     """One recipient merged once: what compose, the PDF, the proofs and the delivery log take.
@@ -160,6 +164,14 @@ class Merged:
         if self.inputs.to_name is None:
             return ""
         return " ".join(render_template(self.inputs.to_name, self.context, "to_name").split())
+
+    @cached_property
+    def pdf_name(self) -> str:
+        """The attached letter's file name from `pdf_name`, without ".pdf" ("" without one)."""
+        if self.inputs.pdf_name is None:
+            return ""
+        text = render_template(self.inputs.pdf_name, self.context, "pdf_name")
+        return french(" ".join(text.split()))
 
     @cached_property
     def letter(self) -> MergedLetter | None:
@@ -205,7 +217,14 @@ def load_inputs(campaign: Campaign) -> Inputs:
         config.to_name, f"{settings.path} (campaigns.{campaign.name}.to_name)", problems
     )
 
-    header_vars = _header_variables(subject_source or "") | _header_variables(config.to_name or "")
+    pdf_name = _compile(
+        config.pdf_name, f"{settings.path} (campaigns.{campaign.name}.pdf_name)", problems
+    )
+    header_vars = (
+        _header_variables(subject_source or "")
+        | _header_variables(config.to_name or "")
+        | _header_variables(config.pdf_name or "")  # a file name in a header too
+    )
     suppressed, suppression_problems = read_suppression(
         campaign.path(config.suppression), display=shown(config.suppression)
     )
@@ -220,7 +239,9 @@ def load_inputs(campaign: Campaign) -> Inputs:
         display=shown(config.recipients),
     )
     problems += recipients.problems
-    return Inputs(campaign, letter, email_body, subject, to_name, recipients, problems)
+    return Inputs(
+        campaign, letter, email_body, subject, to_name, recipients, problems, pdf_name=pdf_name
+    )
 
 
 def attachment_names(cell: str) -> list[str]:
@@ -395,7 +416,12 @@ def check_inputs(inputs: Inputs) -> CheckReport:
                         for p in template_problems(value, letter.display, known, recipients.headers)
                     ]
     campaign = inputs.campaign
-    for key, source in (("subject", campaign.config.subject), ("to_name", campaign.config.to_name)):
+    config = campaign.config
+    for key, source in (
+        ("subject", config.subject),
+        ("to_name", config.to_name),
+        ("pdf_name", config.pdf_name),
+    ):
         if source:
             where = f"{campaign.settings.path} (campaigns.{campaign.name}.{key})"
             static += template_problems(source, where, known, recipients.headers)
@@ -555,6 +581,7 @@ def _merge_templates(inputs: Inputs) -> tuple[_PerRow, list[tuple[jinja2.Templat
     for key, template, source in (
         ("subject", inputs.subject, campaign.config.subject),
         ("to_name", inputs.to_name, campaign.config.to_name),
+        ("pdf_name", inputs.pdf_name, campaign.config.pdf_name),
     ):
         if template is not None:
             where = f"{campaign.settings.path} (campaigns.{campaign.name}.{key})"

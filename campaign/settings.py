@@ -404,6 +404,9 @@ class CampaignSettings(_Section):
     email_column: str = "email"
     to_name: str | None = None
     subject: str | None = None
+    # The attached letter's file name as the recipient sees it, a template (".pdf" is added);
+    # without it, the letter file's name and the display name: `lettre – Élise Noël.pdf`.
+    pdf_name: str | None = None
     email_body: Path | None = None
     attach_pdf: bool = True
     attachments: list[Path] = Field(default_factory=list)

@@ -122,6 +122,18 @@ def test_an_unknown_placeholder_in_the_subject_names_the_settings_key(tmp_path: 
     assert problem.hint == "did you mean {{ ville }}?"
 
 
+def test_the_pdf_name_is_checked_like_the_subject(tmp_path: Path) -> None:
+    settings = make_project(tmp_path)
+    text = settings.read_text().replace(
+        "    attach_pdf: false", '    pdf_name: "Lettre – {{ nom_ }}"\n    attach_pdf: false'
+    )
+    settings.write_text(text)
+    report = check(settings)
+    [problem] = [p for p in report.problems if "nom_" in p.message]
+    assert problem.place.file is not None and "campaigns.essai.pdf_name" in problem.place.file
+    assert problem.hint == "did you mean {{ nom }}?"
+
+
 def test_an_unknown_placeholder_in_the_front_matter_names_the_key_and_its_file_line(
     tmp_path: Path,
 ) -> None:

@@ -699,3 +699,34 @@ def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> N
     assert pdfs[0].get_filename() == "lettre-hopitaux – Élise Le Goff.pdf"
     text = pypdf.PdfReader(io.BytesIO(pdfs[0].get_content())).pages[0].extract_text()
     assert "Valbrune" in text or "VALBRUNE" in text
+
+
+def test_the_pdf_is_named_as_pdf_name_says_and_the_approval_covers_it(few_project: Path) -> None:
+    # By default a director receives "lettre-hopitaux – Élise Le Goff.pdf": the letter file's
+    # name, no accent. pdf_name says what the file is called; changing it is a change to approve.
+    import email as email_parser
+    from email import policy
+
+    settings = few_project / "settings.yaml"
+    with FaultyServer() as server:
+        settings.write_text(settings.read_text().replace("port: 8025", f"port: {server.port}"))
+        assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
+        assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+        settings.write_text(
+            settings.read_text().replace(
+                "    letter: letters/lettre-hopitaux.md\n",
+                "    letter: letters/lettre-hopitaux.md\n"
+                '    pdf_name: "Lettre du collectif – {{ prenom }} {{ nom }}"\n',
+            )
+        )
+        refused = cli(settings, "send", "--quiet")
+        assert refused.exit_code != 0 and "PDF file name (pdf_name) added" in said(refused)
+        assert server.stored == []
+        assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
+        assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+        assert cli(settings, "send", "--quiet").exit_code == 0
+        first = next(s for s in server.stored if s.recipients == ["elise.le-goff@example.org"])
+    message = email_parser.message_from_bytes(first.data, policy=policy.default)
+    pdfs = [a for a in message.iter_attachments() if a.get_content_type() == "application/pdf"]
+    assert [p.get_filename() for p in pdfs] == ["Lettre du collectif – Élise Le Goff.pdf"]
+    assert b'filename="Lettre du collectif - Elise Le Goff.pdf"' in first.data

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -295,7 +295,10 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
         for column in EXPORT_COLUMNS:
             value = record[column]
             if column in _TIME_COLUMNS and value is not None:
-                value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+                # A date cell in .xlsx (Excel sorts and filters it as a date, in its own format);
+                # in .csv the local time written out, which sorts as it reads.
+                moment = datetime.fromtimestamp(value).replace(microsecond=0)
+                value = moment if suffix == ".xlsx" else moment.strftime("%Y-%m-%d %H:%M:%S")
             elif column == "state":
                 value = state_name(str(value))
             elif isinstance(value, StrEnum):
@@ -318,6 +321,10 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
             sheet.append(export_headers())
             for row in rows:
                 sheet.append(row)
+            for cells in sheet.iter_cols(min_row=2):
+                for cell in cells:
+                    if isinstance(cell.value, datetime):
+                        cell.number_format = "yyyy-mm-dd hh:mm:ss"
             book.save(path)
         path.chmod(0o600)
     except OSError as err:

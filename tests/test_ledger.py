@@ -6,6 +6,7 @@ import asyncio
 import csv
 import sqlite3
 import stat
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,10 @@ def test_export_to_csv_and_xlsx_is_safe_to_open(tmp_path: Path) -> None:
     cell = sheet.cell(row=2, column=header.index("name") + 1)
     assert cell.data_type == "s"
     assert str(cell.value).startswith("'=")
+    queued = sheet.cell(row=2, column=header.index("queued_at") + 1)
+    assert isinstance(queued.value, datetime)  # a date Excel sorts and filters as one
+    assert queued.value == datetime.fromtimestamp(NOW)
+    assert rows[0]["queued_at"] == datetime.fromtimestamp(NOW).strftime("%Y-%m-%d %H:%M:%S")
     with pytest.raises(UsageError, match=r"\.csv or \.xlsx"):
         export_deliveries(log.deliveries(), tmp_path / "log.txt")
 

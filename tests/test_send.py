@@ -677,24 +677,34 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(tmp_path: Path) -
         assert report.tally.deferred == 1
 
 
-def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> None:
+def _proofed_and_approved(settings: Path, port: int) -> None:
+    """The sample's campaign pointed at `port`, proofed and approved as a reviewer would."""
+    settings.write_text(settings.read_text().replace("port: 8025", f"port: {port}"))
+    assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
+    assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+
+
+def _attached_pdfs(data: bytes) -> list[Any]:
     import email as email_parser
-    import io
     from email import policy
+
+    message = email_parser.message_from_bytes(data, policy=policy.default)
+    return [a for a in message.iter_attachments() if a.get_content_type() == "application/pdf"]
+
+
+def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> None:
+    import io
 
     import pypdf
 
     settings = few_project / "settings.yaml"
     with FaultyServer() as server:
-        settings.write_text(settings.read_text().replace("port: 8025", f"port: {server.port}"))
-        assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
-        assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+        _proofed_and_approved(settings, server.port)
         result = cli(settings, "send", "--quiet")
         assert result.exit_code == 0, result.output
         assert len(server.stored) == 3
         first = next(s for s in server.stored if s.recipients == ["elise.le-goff@example.org"])
-    message = email_parser.message_from_bytes(first.data, policy=policy.default)
-    pdfs = [a for a in message.iter_attachments() if a.get_content_type() == "application/pdf"]
+    pdfs = _attached_pdfs(first.data)
     assert len(pdfs) == 1
     assert pdfs[0].get_filename() == "lettre-hopitaux – Élise Le Goff.pdf"
     text = pypdf.PdfReader(io.BytesIO(pdfs[0].get_content())).pages[0].extract_text()
@@ -704,14 +714,9 @@ def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> N
 def test_the_pdf_is_named_as_pdf_name_says_and_the_approval_covers_it(few_project: Path) -> None:
     # By default a director receives "lettre-hopitaux – Élise Le Goff.pdf": the letter file's
     # name, no accent. pdf_name says what the file is called; changing it is a change to approve.
-    import email as email_parser
-    from email import policy
-
     settings = few_project / "settings.yaml"
     with FaultyServer() as server:
-        settings.write_text(settings.read_text().replace("port: 8025", f"port: {server.port}"))
-        assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
-        assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+        _proofed_and_approved(settings, server.port)
         settings.write_text(
             settings.read_text().replace(
                 "    letter: letters/lettre-hopitaux.md\n",
@@ -722,11 +727,9 @@ def test_the_pdf_is_named_as_pdf_name_says_and_the_approval_covers_it(few_projec
         refused = cli(settings, "send", "--quiet")
         assert refused.exit_code != 0 and "PDF file name (pdf_name) added" in said(refused)
         assert server.stored == []
-        assert cli(settings, "proof", "--rows", "2", "--quiet").exit_code == 0
-        assert cli(settings, "approve", "--by", "Relectrice").exit_code == 0
+        _proofed_and_approved(settings, server.port)
         assert cli(settings, "send", "--quiet").exit_code == 0
         first = next(s for s in server.stored if s.recipients == ["elise.le-goff@example.org"])
-    message = email_parser.message_from_bytes(first.data, policy=policy.default)
-    pdfs = [a for a in message.iter_attachments() if a.get_content_type() == "application/pdf"]
+    pdfs = _attached_pdfs(first.data)
     assert [p.get_filename() for p in pdfs] == ["Lettre du collectif – Élise Le Goff.pdf"]
     assert b'filename="Lettre du collectif - Elise Le Goff.pdf"' in first.data

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from email.utils import format_datetime
 from enum import StrEnum
 from pathlib import Path
@@ -53,6 +53,7 @@ from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
 from campaign.throttle import DAY, Pace, Throttle, configured_rate, windows_from
+from campaign.typography import date_fr
 from campaign.window import Forecast, WindowedThrottle, forecast, window_of
 
 if TYPE_CHECKING:
@@ -245,6 +246,9 @@ def send_campaign(
                     plan.total,
                 ).format(count=options.count, n=plan.total)
             )
+        dated = _dated_long_ago(inputs, datetime.fromtimestamp(clock()).date())
+        if dated:
+            report.notes.append(dated)
         rounds = plan.next_round
         copier = None
         if mode is SendMode.SEND and settings.mailbox and settings.mailbox.save_sent != "never":
@@ -296,6 +300,28 @@ def send_campaign(
     report.seconds = time.perf_counter() - started
     report.reasons = [Reason(state, text, n) for (state, text), n in reasons.most_common()]
     return report
+
+
+# A letter dated further back than this (or ahead of the day it goes out) is said at the send.
+STALE_AFTER = timedelta(days=31)
+
+
+def _dated_long_ago(inputs: Inputs, today: date) -> str | None:
+    """A note when the letter's fixed date is far from the day it is sent, else None.
+
+    A dated letter says that date to every recipient, and the approval covers it: reused for a
+    later mailing, it would go out months or years old (the sample's is 7 mai 2020)."""
+    letter = inputs.letter
+    value = letter.front.get("date") if letter is not None else None
+    if letter is None or not isinstance(value, date):
+        return None  # undated: today's date; a template: the rows say theirs
+    day = value.date() if isinstance(value, datetime) else value
+    if today - STALE_AFTER <= day <= today:
+        return None
+    return _(
+        "the letter is dated {date}, and its recipients read that date (the front matter's date "
+        "in {file}): if that is not the date you mean, change it, proof and approve again"
+    ).format(date=date_fr(day), file=letter.display)
 
 
 def _envid(campaign: str, sender: str, salt: str) -> Callable[[str | int], str]:

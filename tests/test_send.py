@@ -281,6 +281,21 @@ def test_another_mailing_under_the_same_name_gets_other_message_ids(tmp_path: Pa
     assert {delivery(first).message_id, delivery(second).message_id} <= set(ids)
 
 
+def test_a_letter_dated_long_before_the_send_is_said_at_the_send(tmp_path: Path) -> None:
+    # A lawyer's reading: the sample letter, dated 7 mai 2020, went out in 2026 without a word.
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, recipients=1)
+        letter = tmp_path / "letters" / "mini.md"
+        letter.write_text(letter.read_text().replace("---\n", "---\ndate: 2020-05-07\n", 1))
+        old = send(settings)
+        assert any("the letter is dated 7 mai 2020" in note for note in old.notes), old.notes
+        letter.write_text(letter.read_text().replace("2020-05-07", "2020-05-01"))
+        in_time = send(settings, clock=lambda: time.mktime((2020, 5, 20, 12, 0, 0, 0, 0, -1)))
+        assert not any("dated" in note for note in in_time.notes)  # sent 19 days after its date
+        ahead = send(settings, clock=lambda: time.mktime((2020, 4, 20, 12, 0, 0, 0, 0, -1)))
+        assert any("dated 1er mai 2020" in note for note in ahead.notes)  # a date to come
+
+
 def test_limit_sends_to_n_recipients_and_the_next_run_resumes(tmp_path: Path) -> None:
     with FaultyServer() as server:
         settings = make_project(tmp_path, port=server.port, recipients=5)

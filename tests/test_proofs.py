@@ -185,7 +185,9 @@ def test_the_index_shows_each_email_as_it_will_be_sent(hospitals: Path) -> None:
     assert '<html lang="fr">' in page
     assert "Les 33 autres destinataires prêts pour l’envoi ne sont pas montrés" in page
     assert "Collectif Données de santé &lt;contact@example.org&gt;" in page
-    assert re.search(r"lettre-hopitaux – François Le Goff\.pdf: application/pdf, [\d,]+ Ko", page)
+    assert re.search(
+        r"Lettre du collectif – François Le Goff\.pdf: application/pdf, [\d,]+ Ko", page
+    )
     assert "<pre>Monsieur le Directeur délégué," in page  # the plain-text part
 
 

@@ -721,30 +721,29 @@ def test_hospital_letters_go_out_with_their_pdf_attached(few_project: Path) -> N
         first = next(s for s in server.stored if s.recipients == ["elise.le-goff@example.org"])
     pdfs = _attached_pdfs(first.data)
     assert len(pdfs) == 1
-    assert pdfs[0].get_filename() == "lettre-hopitaux – Élise Le Goff.pdf"
+    assert pdfs[0].get_filename() == "Lettre du collectif – Élise Le Goff.pdf"  # its pdf_name
+    assert b'filename="Lettre du collectif - Elise Le Goff.pdf"' in first.data
     text = pypdf.PdfReader(io.BytesIO(pdfs[0].get_content())).pages[0].extract_text()
     assert "Valbrune" in text or "VALBRUNE" in text
 
 
-def test_the_pdf_is_named_as_pdf_name_says_and_the_approval_covers_it(few_project: Path) -> None:
-    # By default a director receives "lettre-hopitaux – Élise Le Goff.pdf": the letter file's
-    # name, no accent. pdf_name says what the file is called; changing it is a change to approve.
+def test_the_approval_covers_the_pdf_name_and_without_one_the_letter_names_the_file(
+    few_project: Path,
+) -> None:
+    # The sample names its PDF with pdf_name; taking it away is a change to approve, and the file
+    # is then called after the letter's file and the display name.
     settings = few_project / "settings.yaml"
     with FaultyServer() as server:
         _proofed_and_approved(settings, server.port)
-        settings.write_text(
-            settings.read_text().replace(
-                "    letter: letters/lettre-hopitaux.md\n",
-                "    letter: letters/lettre-hopitaux.md\n"
-                '    pdf_name: "Lettre du collectif – {{ prenom }} {{ nom }}"\n',
-            )
-        )
+        text = settings.read_text()
+        line = next(line for line in text.splitlines(keepends=True) if "pdf_name:" in line)
+        settings.write_text(text.replace(line, ""))
         refused = cli(settings, "send", "--quiet")
-        assert refused.exit_code != 0 and "PDF file name (pdf_name) added" in said(refused)
+        assert refused.exit_code != 0 and "PDF file name (pdf_name) removed" in said(refused)
         assert server.stored == []
         _proofed_and_approved(settings, server.port)
         assert cli(settings, "send", "--quiet").exit_code == 0
         first = next(s for s in server.stored if s.recipients == ["elise.le-goff@example.org"])
     pdfs = _attached_pdfs(first.data)
-    assert [p.get_filename() for p in pdfs] == ["Lettre du collectif – Élise Le Goff.pdf"]
-    assert b'filename="Lettre du collectif - Elise Le Goff.pdf"' in first.data
+    assert [p.get_filename() for p in pdfs] == ["lettre-hopitaux – Élise Le Goff.pdf"]
+    assert b'filename="lettre-hopitaux - Elise Le Goff.pdf"' in first.data

@@ -38,7 +38,9 @@ from campaign.recipients import Recipient
 _ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]+")
 # C0 and C1 controls, DEL and the Unicode line separators: none may reach a header.
 _HEADER_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_FILENAME_FORBIDDEN = re.compile(r'[\\/:*?"<>|]')
+# What a file name cannot hold, with the spaces around it (French typography puts a narrow no-break
+# space before ":" and "?"): one space in its place.
+_FILENAME_FORBIDDEN = re.compile(r'\s*[\\/:*?"<>|]+\s*')
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 TEST_PREFIX = "[TEST] "
 
@@ -100,7 +102,7 @@ def attachment_name(inputs: Inputs, recipient: Recipient) -> str:
         stem = inputs.letter.path.stem if inputs.letter is not None else "lettre"
         name = inputs.to_name_for(recipient)
         base = f"{stem} – {name}" if name else stem
-    return header_text(_FILENAME_FORBIDDEN.sub(" ", base))[:150] + ".pdf"
+    return header_text(_FILENAME_FORBIDDEN.sub(" ", base)).strip()[:150] + ".pdf"
 
 
 def load_attachments(inputs: Inputs) -> list[Attachment]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from campaign.compose import (
+    attachment_name,
     compose_message,
     dot_stuffed,
     eml_name,
@@ -66,6 +67,17 @@ def test_message_has_text_html_and_the_pdf_with_an_accented_name(tmp_path: Path)
     assert attachments[0].get_content() == pdf
     raw = message.as_bytes()
     assert b"filename*=utf-8''mini%20%E2%80%93%20%C3%89lise%20No%C3%ABl.pdf" in raw
+
+
+def test_the_pdf_name_is_a_file_name_and_falls_back_when_it_merges_empty(tmp_path: Path) -> None:
+    rows = [("Élise", "Noël", "elise.noel@example.org")]
+    named = inputs_for(
+        tmp_path / "a", rows, extra='pdf_name: "Lettre : {{ prenom }} / {{ nom }} ?"'
+    )
+    # ":" and "?" take a narrow no-break space before them in French: gone with the character.
+    assert attachment_name(named, named.recipients.ready[0]) == "Lettre Élise Noël.pdf"
+    empty = inputs_for(tmp_path / "b", rows, extra="pdf_name: \"{{ '' }}\"")
+    assert attachment_name(empty, empty.recipients.ready[0]) == "mini – Élise Noël.pdf"
 
 
 def test_headers_are_encoded_and_complete(tmp_path: Path) -> None:

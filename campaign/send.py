@@ -237,7 +237,7 @@ def send_campaign(
             pace=pace,
             dsn=request_for(settings.smtp.dsn, _envid(campaign.name, settings.sender.email, salt)),
         )
-        plan = _Plan(inputs, log, options, clock)
+        plan = _Plan(inputs, log, options, clock, id_salt=salt)
         if options.test_to and options.count > plan.total:
             report.notes.append(
                 ngettext(
@@ -363,7 +363,9 @@ def _entry(inputs: Inputs, recipient: Recipient, salt: str) -> ledger.Entry:
 class _Plan:
     """Which messages each round sends: due ones among today's ready recipients, up to --limit."""
 
-    def __init__(self, inputs: Inputs, log: Ledger, options: SendOptions, clock: Clock) -> None:
+    def __init__(
+        self, inputs: Inputs, log: Ledger, options: SendOptions, clock: Clock, *, id_salt: str
+    ) -> None:
         self.inputs = inputs
         self.log = log
         self.options = options
@@ -373,7 +375,7 @@ class _Plan:
         self.skipped_by_limit = False
         self.sender = inputs.campaign.settings.sender.email
         self.attachments = load_attachments(inputs)
-        self.composer = Composer(inputs, id_salt=log.id_salt())
+        self.composer = Composer(inputs, id_salt=id_salt)  # the IDs queued in the log
         self._test_jobs: list[Job] | None = None
         self._first: Sequence[Job] | float | None = None
         self._prepared = False

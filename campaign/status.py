@@ -295,8 +295,8 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
         for column in EXPORT_COLUMNS:
             value = record[column]
             if column in _TIME_COLUMNS and value is not None:
-                # A date cell in .xlsx (Excel sorts and filters it as a date, in its own format);
-                # in .csv the local time written out, which sorts as it reads.
+                # A date cell in .xlsx (openpyxl gives a datetime a date format: Excel sorts and
+                # filters it as a date); in .csv the local time written out, which sorts as it reads.
                 moment = datetime.fromtimestamp(value).replace(microsecond=0)
                 value = moment if suffix == ".xlsx" else moment.strftime("%Y-%m-%d %H:%M:%S")
             elif column == "state":
@@ -321,10 +321,6 @@ def export_deliveries(deliveries: Sequence[Delivery], path: Path) -> Path:
             sheet.append(export_headers())
             for row in rows:
                 sheet.append(row)
-            for cells in sheet.iter_cols(min_row=2):
-                for cell in cells:
-                    if isinstance(cell.value, datetime):
-                        cell.number_format = "yyyy-mm-dd hh:mm:ss"
             book.save(path)
         path.chmod(0o600)
     except OSError as err:

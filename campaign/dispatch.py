@@ -39,7 +39,7 @@ import aiosmtplib
 from campaign import ledger, smtpwire
 from campaign.dsn import DsnRequest
 from campaign.errors import DeliveryError
-from campaign.i18n import N_, _
+from campaign.i18n import N_, _, byte_size
 from campaign.ledger import Phase, State, Write
 from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
@@ -66,6 +66,7 @@ class Job:
     attempts: int = 0  # attempts made before this one
     utf8: bool = False  # the envelope needs SMTPUTF8 (a non-ASCII local part)
     put_back: int = 0  # times a reply about the sender sent it back to the queue in this run
+    own: tuple[tuple[str, int], ...] = ()  # the recipient's own attachments: name, encoded size
 
 
 class EventKind(StrEnum):
@@ -126,6 +127,19 @@ class ServerDown(Exception):
     """The server stayed unreachable longer than smtp.outage_limit: the run ends, nobody failed."""
 
 
+class TooBig(Exception):
+    """The message, without the recipient's own attachments, is more than the server takes.
+
+    Every message of the campaign is: the run stops before anyone's attempt is spent on it
+    (`campaign.send` names the attachments). `limit` is the server's SIZE (RFC 1870), or None
+    when it did not say and refused the message (`reply`).
+    """
+
+    def __init__(self, size: int, limit: int | None, host: str, reply: str | None) -> None:
+        super().__init__(size, limit, host, reply)
+        self.size, self.limit, self.host, self.reply = size, limit, host, reply
+
+
 # A temporary reply about the sender rather than the recipient: a rate or connection limit.
 _ABOUT_SENDER = re.compile(
     r"\b4\.[37]\.\d{1,3}\b.*(rate|too (much|many)|connection|limit|throttl|exceed|slow down)",
@@ -139,6 +153,28 @@ MAX_PUT_BACK = 5  # then a reply about the sender counts as an attempt: a server
 def about_sender(code: int, text: str) -> bool:
     """Whether a reply limits the sender (slow the run) rather than refuses this recipient."""
     return code == 421 or (code in (450, 451, 452) and _ABOUT_SENDER.search(text) is not None)
+
+
+# A permanent refusal of the message's size: RFC 3463 X.3.4 (too big for the system), X.2.3 (over
+# an administrative limit); or a 552 that says so in words (aiosmtpd: "Too much mail data"). Not
+# 5.2.2, a full mailbox: that is the recipient's.
+_TOO_BIG = re.compile(
+    r"\b5\.(3\.4|2\.3)\b|\b(size|too (big|large)|too much (mail )?data)\b", re.IGNORECASE
+)
+
+
+def too_big(code: int, text: str) -> bool:
+    """Whether a refusal says the message is bigger than the server takes."""
+    return code in (552, 554) and _TOO_BIG.search(text) is not None and "5.2.2" not in text
+
+
+def size_limit(client: Any) -> int | None:
+    """The largest message the server takes, from its EHLO (`SIZE 10240000`); None: it did not say.
+
+    RFC 1870: SIZE without a number, or SIZE 0, declares no fixed maximum.
+    """
+    value = client.esmtp_extensions.get("size", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def about_rate(text: str) -> bool:
@@ -334,6 +370,11 @@ class Dispatcher:
                 await self._write(unsent)
                 return self._done(job, state, None, text)
             options, encoding = ["SMTPUTF8"], "utf-8"
+        most = size_limit(client)
+        if most is not None:
+            if len(data) > most:  # refused before a command is sent: the server said its limit
+                return await self._too_big(job, len(data), most, [ledger.begin(job.key, now)])
+            options = [*options, f"SIZE={len(data)}"]  # RFC 1870: refused at MAIL, if at all
         # The start is committed with the step that follows it (the body mark, or how the
         # transaction ended): lost in a crash before then, the recipient stays pending or
         # deferred, which is what a transaction that never reached the body recovers to.
@@ -374,6 +415,9 @@ class Dispatcher:
                 await self._write([*unwritten, ledger.put_back(job.key, code, text)])
                 raise login_refused(self.smtp, client, code, text) from None
             await self._reset(slot, conn, code)
+            if too_big(code, text):
+                said = f"{code} {text}"
+                return await self._too_big(job, len(data), size_limit(client), unwritten, said)
             if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
                 job.put_back += 1
                 if about_rate(text):
@@ -407,6 +451,40 @@ class Dispatcher:
         # Lost in a crash, the message shows as uncertain (it was in flight): not waited for.
         self.writer.record([ledger.outcome(job.key, State.SENT, reply.code, text, self.clock())])
         return self._done(job, State.SENT, reply.code, text)
+
+    async def _too_big(
+        self,
+        job: Job,
+        size: int,
+        limit: int | None,
+        unwritten: list[Write],
+        reply: str | None = None,
+    ) -> State:
+        """A message the server does not take for its size: the campaign's or this recipient's.
+
+        Without the recipient's own attachments it would be too big as well (or the recipient
+        has none): every message is, the run stops and the recipient keeps its attempts. Else
+        it is the recipient's own files: failed, with their names, not retried.
+        """
+        own = sum(n for _name, n in job.own)
+        code = int(reply[:3]) if reply else None
+        if not job.own or (limit is not None and size - own > limit):
+            if not unwritten:  # the body mark is in the log: give its attempt back
+                await self._write([ledger.put_back(job.key, code, reply or "")])
+            raise TooBig(size - own, limit, self.smtp.host, reply)
+        names = ", ".join(name for name, _n in job.own)
+        if limit is None:
+            assert reply is not None
+            text = _(
+                "{host} refused the message of {size} ({reply}): its own attachments ({names}) make it too big"
+            ).format(host=self.smtp.host, size=byte_size(size), reply=reply, names=names)
+        else:
+            text = _(
+                "the message of {size} is over the {limit} that {host} takes: its own attachments ({names}) make it too big"
+            ).format(size=byte_size(size), limit=byte_size(limit), host=self.smtp.host, names=names)
+        state = self._settle(job, code, text, unwritten, transient=False)
+        await self._write(unwritten)
+        return self._done(job, state, code, text)
 
     def _settle(
         self, job: Job, code: int | None, text: str, writes: list[Write], *, transient: bool

@@ -164,6 +164,15 @@ def csv_delimiter() -> str:
     return ";" if current_language() == "fr" else ","
 
 
+def byte_size(n: int) -> str:
+    """A size the way mail servers count it (1 KB = 1,000 bytes): `412 KB`, `10.2 MB`."""
+    if n < 1000:
+        return ngettext("{n} byte", "{n} bytes", n).format(n=number(n))
+    if n < 1_000_000:
+        return _("{n} KB").format(n=number(n / 1000))
+    return _("{n} MB").format(n=number(n / 1_000_000, decimals=1))
+
+
 def number(n: float, *, decimals: int = 0) -> str:
     """A number the way the current language writes it: 1 234,5 in French, 1234.5 in English.
 

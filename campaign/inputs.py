@@ -20,7 +20,7 @@ from jinja2 import nodes
 
 from campaign.depends import Dependency, dependencies
 from campaign.errors import CampaignError, InputError, Place, Problem, Severity, TemplateError
-from campaign.i18n import _, plural, quoted
+from campaign.i18n import _, byte_size, plural, quoted
 from campaign.letter import (
     FRONT_TEMPLATES,
     Letter,
@@ -249,6 +249,69 @@ def attachment_names(cell: str) -> list[str]:
     return [part.strip() for part in cell.split(";") if part.strip()]
 
 
+# Postfix's default message_size_limit: many servers, the provider's or a recipient's, refuse more.
+COMMON_SIZE_LIMIT = 10_240_000
+
+
+def encoded_size(n: int) -> int:
+    """The bytes a file of `n` bytes takes in a message (`campaign.compose`: base64, 76 a line)."""
+    return 4 * -(-n // 3) + 2 * -(-n // 57)
+
+
+def size_problems(inputs: Inputs) -> list[Problem]:
+    """A warning where the attachments make a message bigger than many servers take.
+
+    The campaign's own files once (they are in every message), else each row whose own files
+    (the attachments column) make its message too big. What the server itself takes is known
+    only when `send` connects (its SIZE): `send` stops, or fails that row, there.
+    """
+    campaign = inputs.campaign
+    config = campaign.config
+
+    def size_of(path: Path) -> int:
+        try:
+            return encoded_size(path.stat().st_size)
+        except OSError:
+            return 0  # a missing file is reported on its own
+
+    shared = sum(size_of(campaign.path(path)) for path in config.attachments)
+    hint = _(
+        "make the files smaller, or put them on a web page the email links to; {command} to your own address shows whether your provider takes it"
+    ).format(command="campaign send --test-to")
+    if shared > COMMON_SIZE_LIMIT:
+        return [
+            Problem.warning(
+                _(
+                    "the attachments make every message about {size} once encoded: many mail servers refuse messages over {limit}"
+                ).format(size=byte_size(shared), limit=byte_size(COMMON_SIZE_LIMIT)),
+                Place(
+                    file=str(campaign.settings.path), key=f"campaigns.{campaign.name}.attachments"
+                ),
+                hint,
+            )
+        ]
+    if config.attachments_column is None:
+        return []
+    problems: list[Problem] = []
+    shown = campaign.settings.display(config.recipients)
+    for recipient in inputs.recipients.ready:
+        try:
+            own = sum(size_of(path) for path in inputs.attachments_for(recipient))
+        except InputError:
+            continue  # reported by attachment_problems
+        if shared + own > COMMON_SIZE_LIMIT:
+            problems.append(
+                Problem.warning(
+                    _(
+                        "this row's attachments make its message about {size} once encoded: many mail servers refuse messages over {limit}"
+                    ).format(size=byte_size(shared + own), limit=byte_size(COMMON_SIZE_LIMIT)),
+                    Place(file=shown, row=recipient.row, column=config.attachments_column),
+                    hint,
+                )
+            )
+    return problems
+
+
 def attachment_problems(inputs: Inputs) -> list[Problem]:
     """Each ready row's listed files: missing, unreadable or outside the folder, with its row."""
     campaign = inputs.campaign
@@ -427,6 +490,7 @@ def check_inputs(inputs: Inputs) -> CheckReport:
             static += template_problems(source, where, known, recipients.headers)
     problems += static + structure
     problems += attachment_problems(inputs)
+    problems += size_problems(inputs)
     # A placeholder no column provides would fail every row: report it once, not per row.
     failed: set[int] = set()
     if recipients.headers and not any(p.severity is Severity.ERROR for p in static):

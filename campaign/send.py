@@ -43,11 +43,13 @@ from campaign.dispatch import (
     Progress,
     Sleep,
     Tally,
+    TooBig,
     run_dispatcher,
 )
 from campaign.dsn import envelope_id, request_for
-from campaign.i18n import _, ngettext
-from campaign.inputs import Inputs
+from campaign.errors import Place, ServerSettingsError
+from campaign.i18n import _, byte_size, listed, ngettext
+from campaign.inputs import Inputs, encoded_size
 from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
@@ -274,6 +276,8 @@ def send_campaign(
             report.stopped = asyncio.run(
                 run_dispatcher(dispatcher, rounds, wait_retries=options.wait_retries)
             )
+        except TooBig as big:
+            raise _too_big(inputs, plan, big) from None
         finally:
             plan.close()
             report.server_down = dispatcher.server_down
@@ -497,7 +501,18 @@ class _Plan:
             message,
             attempts,
             utf8=needs_smtputf8(address),
+            own=self._own(recipient),
         )
+
+    def _own(self, recipient: Recipient) -> tuple[tuple[str, int], ...]:
+        """The recipient's own attachments and what each adds to the message (`Job.own`)."""
+        sizes = []
+        for path in self.inputs.attachments_for(recipient):
+            try:
+                sizes.append((path.name, encoded_size(path.stat().st_size)))
+            except OSError:
+                continue  # composing the message says what is wrong with it
+        return tuple(sizes)
 
     def _date_line_now(self) -> bytes:
         """The Date line of a message leaving now: made once a second (it shows seconds)."""
@@ -544,6 +559,42 @@ def _now() -> datetime:
 def _date_line(when: datetime) -> bytes:
     """The Date header line as the composer writes it (short plain ASCII: never folded)."""
     return b"\r\nDate: " + format_datetime(when).encode("ascii") + b"\r\n"
+
+
+def _too_big(inputs: Inputs, plan: _Plan, big: TooBig) -> ServerSettingsError:
+    """The error for messages the server does not take: what makes them big, and what to do."""
+    campaign = inputs.campaign
+    parts = [(a.filename, encoded_size(len(a.data))) for a in plan.attachments]
+    key = "attachments" if parts else "attach_pdf"
+    if campaign.config.attach_pdf and inputs.recipients.ready:
+        pdf = plan.pdf(inputs.recipients.ready[0])
+        if pdf is not None:
+            parts.append((_("the letter in PDF"), encoded_size(len(pdf))))
+    parts.sort(key=lambda part: -part[1])
+    if big.limit is not None:
+        message = _(
+            "each message is {size} once encoded, more than the {limit} that {host} takes (SIZE {bytes})"
+        ).format(
+            size=byte_size(big.size), limit=byte_size(big.limit), host=big.host, bytes=big.limit
+        )
+    else:
+        message = _("{host} refused a message of {size} as too big: {reply}").format(
+            host=big.host, size=byte_size(big.size), reply=big.reply
+        )
+    shown = listed(f"{name} ({byte_size(size)})" for name, size in parts)
+    if campaign.config.approval.required:
+        hint = _(
+            "what the messages carry: {parts}; make the files smaller, or put them on a web page the email links to, then approve again; no recipient's attempts were used"
+        )
+    else:
+        hint = _(
+            "what the messages carry: {parts}; make the files smaller, or put them on a web page the email links to; no recipient's attempts were used"
+        )
+    return ServerSettingsError(
+        message,
+        place=Place(key=f"campaigns.{campaign.name}.{key}"),
+        hint=hint.format(parts=shown),
+    )
 
 
 def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> ApprovedLetters | None:

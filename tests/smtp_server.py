@@ -97,6 +97,7 @@ class _State:
     per_connection: int | None
     stored: list[Stored] = field(default_factory=list)
     connections: int = 0
+    mails: int = 0  # MAIL commands received
     logins: int = 0
     failed_logins: int = 0
     auth_commands: int = 0
@@ -262,6 +263,7 @@ class _Session(SMTP):  # type: ignore[misc]
         await super().smtp_AUTH(arg)
 
     async def smtp_MAIL(self, arg: str) -> None:
+        self.state.mails += 1
         cap = self.state.per_connection
         if cap is not None and self.messages >= cap:
             await self.push("421 4.7.0 too many messages on this connection, closing")
@@ -327,7 +329,9 @@ class FaultyServer:
         tokens: dict[str, str] | None = None,
         offer_auth: bool = True,
         pipelining: bool = True,
+        size_limit: int | None = 2**25,
     ) -> None:
+        self.size_limit = size_limit  # advertised as SIZE in EHLO (None: not advertised)
         self.state = _State(
             list(faults or []),
             per_connection,
@@ -351,6 +355,10 @@ class FaultyServer:
     @property
     def stored(self) -> list[Stored]:
         return self.state.stored
+
+    @property
+    def mails(self) -> int:
+        return self.state.mails
 
     @property
     def connections(self) -> int:
@@ -402,7 +410,7 @@ class FaultyServer:
 
     async def _start(self) -> None:
         handler = _OAuthHandler(self.state) if self.oauth else _Handler(self.state)
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"data_size_limit": self.size_limit}
         if self.idle_timeout is not None:
             options["timeout"] = self.idle_timeout  # aiosmtpd closes a connection idle this long
         if self.starttls is not None:

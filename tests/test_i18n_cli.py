@@ -377,3 +377,21 @@ def test_a_refused_send_names_the_reviewer_in_french(
     assert refused.exit_code == 1, refused.output
     said = " ".join(refused.output.split())
     assert "pas encore approuvée" in said and "campaign approve hopitaux-2020-05 --by NOM" in said
+
+
+def test_messages_too_big_for_the_server_are_said_in_french(tmp_path: Path) -> None:
+    (tmp_path / "letters").mkdir()
+    (tmp_path / "letters" / "annexe.pdf").write_bytes(os.urandom(30_000))  # ~41 KB encoded
+    with FaultyServer(size_limit=20_000) as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=2, extra="attachments: [letters/annexe.pdf]"
+        )
+        sent = CliRunner().invoke(
+            main, ["--settings", str(with_language(settings, "fr")), "send", "--quiet"]
+        )
+    assert sent.exit_code == 2, sent.output
+    flat = " ".join(sent.output.split())
+    assert "qu’accepte 127.0.0.1 (SIZE 20000)" in flat and "20 Ko" in flat
+    assert "annexe.pdf (41 Ko)" in flat
+    assert "aucune tentative de destinataire n’a été consommée" in flat
+    assert server.stored == []

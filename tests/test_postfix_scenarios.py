@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -44,6 +45,7 @@ def submission_project(
     password: str = PASSWORD,
     cert_bundle: Path | None = None,
     retry: str = "max_attempts: 3\n  backoff: [1s]",
+    extra: str = "",
 ) -> Path:
     """A small campaign sent through the submission port, as to a provider: STARTTLS, AUTH."""
     monkeypatch.setenv(PASSWORD_ENV, password)
@@ -56,6 +58,7 @@ def submission_project(
         retry=retry,
         smtp=f"security: starttls\n  cert_bundle: {bundle}\n  username: {USER}\n"
         f"  password_env: {PASSWORD_ENV}\n  helo_name: client.example.org\n  {smtp}",
+        extra=extra,
     )
 
 
@@ -342,3 +345,64 @@ def test_postfix_stopped_mid_send_is_a_pause_and_everyone_arrives_once(
     assert len(ids) == count and max(Counter(ids).values()) == 1
     # The probes during the outage found nobody listening; after it, the run reconnected.
     assert report["connections"] >= 2
+
+
+def annex(path: Path, size: int) -> Path:
+    """A file of `size` bytes that base64 cannot shrink (random), as a scanned annex is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"%PDF-1.4\n" + os.urandom(size))
+    return path
+
+
+def test_attachments_over_the_servers_size_limit_stop_the_run_before_anyone_is_sent(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Postfix advertises SIZE 200000 in its EHLO and refuses bigger messages (552 5.3.4).
+    postfix.configure(message_size_limit=200_000)
+    annex(tmp_path / "letters" / "annexe-juridique.pdf", 300_000)  # ~400 KB once encoded
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=4,
+        extra="attachments: [letters/annexe-juridique.pdf]",
+    )  # fmt: skip
+    mark = postfix.log_mark()
+    result, _ = send(settings)
+    time.sleep(0.5)  # let Postfix write its last lines
+    assert result.exit_code == 2, result.output  # the campaign's content, not each recipient's
+    assert "campaigns.mini.attachments" in result.output
+    assert "annexe-juridique.pdf" in result.output and "200" in result.output
+    assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
+    assert all(attempts == 0 for _, _, attempts, _ in logged(settings).values())
+    server_log = postfix.log_since(mark)
+    assert "552" not in server_log and "MAIL FROM" not in server_log, server_log
+    assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
+
+
+def test_a_recipients_own_attachment_over_the_size_limit_fails_that_recipient_only(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postfix.configure(message_size_limit=200_000)
+    folder = tmp_path / "letters" / "annexes"
+    annex(folder / "petite.pdf", 20_000)
+    annex(folder / "dossier-complet.pdf", 300_000)
+    settings = submission_project(
+        tmp_path, postfix, monkeypatch, recipients=3,
+        extra="attachments_column: pieces\n    attachments_folder: letters/annexes",
+    )  # fmt: skip
+    people = tmp_path / "recipients" / "people.csv"
+    people.write_text(
+        "prenom,nom,email,pieces\n"
+        "Prénom1,Nom1,personne0001@example.org,petite.pdf\n"
+        "Prénom2,Nom2,personne0002@example.org,dossier-complet.pdf\n"
+        "Prénom3,Nom3,personne0003@example.org,\n",
+        encoding="utf-8",
+    )
+    mark = postfix.log_mark()
+    result, report = send(settings)
+    assert result.exit_code == 1, result.output  # a failed recipient is a problem found
+    assert (report["sent"], report["failed"]) == (2, 1)
+    state, _, attempts, text = logged(settings)["personne0002@example.org"]
+    assert state is State.FAILED and attempts == 1
+    assert text is not None and "dossier-complet.pdf" in text and "200" in text
+    others = {"personne0001@example.org", "personne0003@example.org"}
+    assert_each_delivered_once(postfix, settings, others, mark=mark)
+    assert len(queue_ids(postfix.log_since(mark))) == 2

@@ -545,7 +545,14 @@ class _Plan:
         key = self.log.add_test_send(address, recipient.email, mid.group(1).decode(), self.clock())
         data = dot_stuffed(raw)
         target = envelope_address(address)
-        return Job(key, self.sender, target, lambda: data, utf8=needs_smtputf8(target))
+        return Job(
+            key,
+            self.sender,
+            target,
+            lambda: data,
+            utf8=needs_smtputf8(target),
+            own=self._own(recipient),
+        )
 
 
 # Below this configured rate (messages per second) the run's own process composes fast enough.
@@ -565,7 +572,10 @@ def _too_big(inputs: Inputs, plan: _Plan, big: TooBig) -> ServerSettingsError:
     """The error for messages the server does not take: what makes them big, and what to do."""
     campaign = inputs.campaign
     parts = [(a.filename, encoded_size(len(a.data))) for a in plan.attachments]
-    key = "attachments" if parts else "attach_pdf"
+    config = campaign.config
+    key = "attachments" if parts else "attach_pdf" if config.attach_pdf else "email_body"
+    if key == "email_body" and config.email_body is None:
+        key = "letter"  # the email is the letter itself
     if campaign.config.attach_pdf and inputs.recipients.ready:
         pdf = plan.pdf(inputs.recipients.ready[0])
         if pdf is not None:
@@ -582,7 +592,11 @@ def _too_big(inputs: Inputs, plan: _Plan, big: TooBig) -> ServerSettingsError:
             host=big.host, size=byte_size(big.size), reply=big.reply
         )
     shown = listed(f"{name} ({byte_size(size)})" for name, size in parts)
-    if campaign.config.approval.required:
+    if not parts:
+        hint = _(
+            "the email itself is that big: shorten its text or make its images smaller; no recipient's attempts were used"
+        )
+    elif campaign.config.approval.required:
         hint = _(
             "what the messages carry: {parts}; make the files smaller, or put them on a web page the email links to, then approve again; no recipient's attempts were used"
         )

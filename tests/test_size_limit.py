@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from campaign.dispatch import too_big
-from campaign.ledger import State
+from campaign.ledger import Ledger, State
 from tests.conftest import cli
 from tests.smtp_server import Fault, FaultyServer, make_project
 from tests.test_send import FIRST, delivery, states
@@ -137,8 +137,6 @@ def test_which_refusals_are_about_the_messages_size(code: int, text: str, expect
 
 
 def _deliveries(settings: Path) -> list[object]:
-    from campaign.ledger import Ledger
-
     with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
         return list(log.deliveries())
 
@@ -170,3 +168,20 @@ def test_check_names_the_row_whose_own_attachment_makes_its_message_too_big(
     assert result.exit_code == 0, result.output
     warned = [p for p in json.loads(result.output)["problems"] if "MB" in p["message"]]
     assert [(p["row"], p["column"]) for p in warned] == [(3, "pieces")]
+
+
+def test_a_test_send_of_a_row_whose_own_attachment_is_too_big_fails_that_copy_only(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "letters" / "annexes"
+    annex(folder / "dossier-complet.pdf", 60_000)
+    with FaultyServer(size_limit=40_000) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=2, extra=OWN)
+        own_attachments(tmp_path, ["dossier-complet.pdf", ""])
+        result = cli(settings, "send", "--test-to", "relecteur@example.com", "--count", "2")
+    assert result.exit_code == 1, result.output  # one copy failed: not a settings error
+    assert len(server.stored) == 1  # the second row's copy
+    with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
+        tests = log.test_sends()
+    assert [t["state"] for t in tests] == ["failed", "sent"]
+    assert "dossier-complet.pdf" in str(tests[0]["last_text"])

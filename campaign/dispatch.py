@@ -43,7 +43,7 @@ from campaign.i18n import N_, _, byte_size
 from campaign.ledger import Phase, State, Write
 from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
-from campaign.smtpsession import SessionOpener, login_refused
+from campaign.smtpsession import SessionOpener, login_refused, refused_sender
 from campaign.throttle import DayCapReached, Pace, PaceReport, Throttle
 
 IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
@@ -166,6 +166,21 @@ _TOO_BIG = re.compile(
 def too_big(code: int, text: str) -> bool:
     """Whether a refusal says the message is bigger than the server takes."""
     return code in (552, 554) and _TOO_BIG.search(text) is not None and "5.2.2" not in text
+
+
+# A refusal of the sender's address, whichever command it answers (Postfix judges the sender at
+# RCPT by default, `smtpd_delay_reject`): Postfix's "Sender address rejected" (not owned by the
+# login, unknown domain), Microsoft 365's SendAsDenied (5.2.252, 5.7.60 "permissions to send as
+# this sender"), RFC 3463 X.1.7 and X.1.8 (the sender's address or its domain is bad).
+_SENDER_REFUSED = re.compile(
+    r"sender address rejected|not owned by|sendasdenied|\bsend as\b|\b5\.7\.60\b|\b5\.1\.[78]\b",
+    re.IGNORECASE,
+)
+
+
+def sender_refused(code: int, text: str, verb: bytes | None) -> bool:
+    """Whether a permanent refusal is about the sender: any 5xx to MAIL, or one that says so."""
+    return 500 <= code < 600 and (verb == b"MAIL" or _SENDER_REFUSED.search(text) is not None)
 
 
 def size_limit(client: Any) -> int | None:
@@ -418,6 +433,10 @@ class Dispatcher:
             if too_big(code, text):
                 said = f"{code} {text}"
                 return await self._too_big(job, len(data), size_limit(client), unwritten, said)
+            if sender_refused(code, text, getattr(err, "verb", None)):
+                # Every message would be refused the same way: the settings' fault, said once.
+                await self._write([*unwritten, ledger.put_back(job.key, code, text)])
+                raise refused_sender(self.smtp, job.sender, code, text) from None
             if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
                 job.put_back += 1
                 if about_rate(text):

@@ -559,6 +559,22 @@ def _advise_starttls(smtp: Smtp, what: str) -> ServerSettingsError:
     )
 
 
+def refused_sender(smtp: Smtp, sender: str, code: int, text: str) -> ServerSettingsError:
+    """The settings error for a server that refuses the sender's address (every message's)."""
+    message = _("{host} refuses to send as {sender}: {code} {text}").format(
+        host=smtp.host, sender=sender, code=code, text=text
+    )
+    if smtp.username:
+        hint = _(
+            "set sender.email to the address of the account {username}, or to one the provider lets it send as; no recipient's attempts were used"
+        ).format(username=smtp.username)
+    else:
+        hint = _(
+            "set sender.email to an address this server accepts as sender; no recipient's attempts were used"
+        )
+    return _error(message, "sender.email", hint)
+
+
 def login_refused(
     smtp: Smtp, client: aiosmtplib.SMTP, code: int, text: str, mechanism: str | None = None
 ) -> ServerSettingsError:

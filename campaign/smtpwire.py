@@ -32,6 +32,14 @@ _FORBIDDEN = re.compile(rb"[\x00-\x1f\x7f]")  # as aiosmtplib: no CR, LF or NUL 
 _ACCEPTED = {b"MAIL": (250,), b"RCPT": (250, 251), b"DATA": (354,)}
 
 
+class Refused(aiosmtplib.SMTPResponseException):
+    """A command of the envelope was refused: `verb` says which (b"MAIL", b"RCPT" or b"DATA")."""
+
+    def __init__(self, code: int, message: str, verb: bytes) -> None:
+        super().__init__(code, message)
+        self.verb = verb
+
+
 class Steps(Protocol):
     def again(self) -> None: ...  # the next reply gets the full timeout again
 
@@ -175,12 +183,13 @@ async def exchange(
 ) -> aiosmtplib.SMTPResponse:
     """Send MAIL, RCPT and DATA; the 354. `step.again()` is called after each reply.
 
-    A refusal raises `SMTPResponseException` with the first refused reply, once the replies still
-    due have been read (or the connection was lost meanwhile: the refusal is still what is said).
+    A refusal raises `Refused` (an `SMTPResponseException`) with the first refused reply and its
+    command, once the replies still due have been read (or the connection was lost meanwhile: the refusal is still what is said).
     """
     if pipelined:
         wire.write(b"".join(commands))
     refused: aiosmtplib.SMTPResponse | None = None
+    verb = b""  # the command refused
     replies: list[aiosmtplib.SMTPResponse] = []
     for line in commands:
         if not pipelined:
@@ -195,7 +204,7 @@ async def exchange(
         replies.append(reply)
         step.again()
         if refused is None and reply.code not in _ACCEPTED[line[:4]]:
-            refused = reply
+            refused, verb = reply, line[:4]
             if not pipelined or reply.code == 421:  # nothing more is due, or the server is closing
                 break
     if refused is None:
@@ -206,4 +215,4 @@ async def exchange(
             await wire.reply()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             wire.abandon()
-    raise aiosmtplib.SMTPResponseException(refused.code, refused.message)
+    raise Refused(refused.code, refused.message, verb)

@@ -406,3 +406,26 @@ def test_a_recipients_own_attachment_over_the_size_limit_fails_that_recipient_on
     others = {"personne0001@example.org", "personne0003@example.org"}
     assert_each_delivered_once(postfix, settings, others, mark=mark)
     assert len(queue_ids(postfix.log_since(mark))) == 2
+
+
+def test_a_sender_address_the_account_may_not_use_stops_the_run_before_anyone_fails(
+    tmp_path: Path, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As providers do: the login may send only as the addresses it owns (here: another one).
+    postfix.configure(
+        smtpd_sender_login_maps="static:quelquun@example.org",
+        smtpd_sender_restrictions="reject_sender_login_mismatch",
+    )
+    settings = submission_project(tmp_path, postfix, monkeypatch, recipients=4)
+    mark = postfix.log_mark()
+    result, _ = send(settings)
+    time.sleep(0.5)  # let Postfix write its last lines
+    server_log = postfix.log_since(mark)
+    assert result.exit_code == 2, result.output  # the settings' fault, once
+    assert "sender.email" in result.output and "not owned by user" in result.output
+    assert USER in result.output  # the account it logged in as
+    rejects = [line for line in server_log.splitlines() if "Sender address rejected" in line]
+    assert 1 <= len(rejects) <= 2, server_log  # one per connection at most, not one per recipient
+    assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
+    assert all(attempts == 0 for _, _, attempts, _ in logged(settings).values())
+    assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}

@@ -43,7 +43,7 @@ from campaign.i18n import N_, _, byte_size
 from campaign.ledger import Phase, State, Write
 from campaign.logwriter import Writer
 from campaign.settings import Retry, Smtp
-from campaign.smtpsession import SessionOpener, login_refused, refused_sender
+from campaign.smtpsession import SessionOpener, login_refused, refused_client, refused_sender
 from campaign.throttle import DayCapReached, Pace, PaceReport, Throttle
 
 IDLE_CHECK_AFTER = 2.0  # seconds a connection may sit idle before a NOOP checks it is still there
@@ -181,6 +181,26 @@ _SENDER_REFUSED = re.compile(
 def sender_refused(code: int, text: str, verb: bytes | None) -> bool:
     """Whether a permanent refusal is about the sender: any 5xx to MAIL, or one that says so."""
     return 500 <= code < 600 and (verb == b"MAIL" or _SENDER_REFUSED.search(text) is not None)
+
+
+# Permanent refusals of this machine or of its (missing) login rather than of a recipient, each
+# with the setting to change: the server relays for authenticated clients only (Postfix's "Relay
+# access denied", Microsoft's 5.7.54/5.7.64), refuses the EHLO name, or refuses this machine.
+_CLIENT_REFUSED = [
+    (
+        re.compile(r"relay access denied|unable to relay|relay(ing)? (denied|not permitted)", re.I),
+        "relay",
+    ),
+    (re.compile(r"helo command rejected", re.I), "helo"),
+    (re.compile(r"client host rejected", re.I), "client"),
+]
+
+
+def client_refused(code: int, text: str) -> str | None:
+    """What a permanent refusal says is wrong with this client (`relay`, `helo`, `client`)."""
+    if not 500 <= code < 600:
+        return None
+    return next((kind for pattern, kind in _CLIENT_REFUSED if pattern.search(text)), None)
 
 
 def size_limit(client: Any) -> int | None:
@@ -433,9 +453,12 @@ class Dispatcher:
             if too_big(code, text):
                 said = f"{code} {text}"
                 return await self._too_big(job, len(data), size_limit(client), unwritten, said)
-            if sender_refused(code, text, getattr(err, "verb", None)):
+            refused = client_refused(code, text)
+            if refused or sender_refused(code, text, getattr(err, "verb", None)):
                 # Every message would be refused the same way: the settings' fault, said once.
                 await self._write([*unwritten, ledger.put_back(job.key, code, text)])
+                if refused:
+                    raise refused_client(self.smtp, refused, code, text) from None
                 raise refused_sender(self.smtp, job.sender, code, text) from None
             if about_sender(code, text) and job.put_back < MAX_PUT_BACK:
                 job.put_back += 1

@@ -575,6 +575,48 @@ def refused_sender(smtp: Smtp, sender: str, code: int, text: str) -> ServerSetti
     return _error(message, "sender.email", hint)
 
 
+def refused_client(smtp: Smtp, kind: str, code: int, text: str) -> ServerSettingsError:
+    """The settings error for a server that refuses this machine, its EHLO name or to relay."""
+    said = f"{code} {text}"
+    if kind == "relay" and not smtp.username:
+        message = _("{host} does not relay mail for this machine without a login: {reply}")
+        key, hint = (
+            "smtp.username",
+            _(
+                "set smtp.username and smtp.password_env, and the provider's submission port (587 with starttls, or 465 with tls); no recipient's attempts were used"
+            ),
+        )
+    elif kind == "relay":
+        message = _("{host} does not relay mail for {username}: {reply}")
+        key, hint = (
+            "smtp.host",
+            _(
+                "send through the sending server of the account's provider (its submission port); no recipient's attempts were used"
+            ),
+        )
+    elif kind == "helo":
+        message = _("{host} refuses the name this machine gave it: {reply}")
+        key, hint = (
+            "smtp.helo_name",
+            _(
+                "set smtp.helo_name to this machine's full name (e.g. {example}); no recipient's attempts were used"
+            ),
+        )
+    else:
+        message = _("{host} refuses mail from this machine: {reply}")
+        key, hint = (
+            "smtp.host",
+            _(
+                "send through your provider's sending server, with a login (smtp.username); no recipient's attempts were used"
+            ),
+        )
+    return _error(
+        message.format(host=smtp.host, username=smtp.username, reply=said),
+        key,
+        hint.format(example="poste.example.org"),
+    )
+
+
 def login_refused(
     smtp: Smtp, client: aiosmtplib.SMTP, code: int, text: str, mechanism: str | None = None
 ) -> ServerSettingsError:

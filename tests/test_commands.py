@@ -151,7 +151,7 @@ def test_status_lists_rows_not_sent_yet_and_log_entries_gone_from_the_sheet(
 
 
 def test_status_groups_identical_failures(tmp_path: Path) -> None:
-    faults = [Fault("rcpt", code=550, text="5.7.1 relaying denied", times=0)]
+    faults = [Fault("rcpt", code=550, text="5.1.1 mailbox unavailable", times=0)]
     with FaultyServer(faults=faults) as server:
         settings = make_project(tmp_path, port=server.port, recipients=6)
         assert cli(settings, "send").exit_code == 1
@@ -160,7 +160,7 @@ def test_status_groups_identical_failures(tmp_path: Path) -> None:
     assert (group.state, group.code, group.count) == (State.FAILED, 550, 6)
     assert group.rows == [2, 3, 4, 5, 6, 7]
     result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["--settings", str(settings), "status"])
-    assert result.output.count("relaying denied") == 1
+    assert result.output.count("mailbox unavailable") == 1
     assert "2, 3, 4, 5, 6, 7" in result.output
 
 

@@ -429,3 +429,24 @@ def test_a_sender_address_the_account_may_not_use_stops_the_run_before_anyone_fa
     assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
     assert all(attempts == 0 for _, _, attempts, _ in logged(settings).values())
     assert queue_ids(server_log) == [] and maildir_ids(postfix) == {}
+
+
+def test_a_server_that_does_not_relay_for_us_stops_the_run_naming_the_login(
+    tmp_path: Path, postfix: Postfix
+) -> None:
+    # The plain port without a login, from an address Postfix does not trust: it delivers only
+    # its own domain (example.org here) and refuses to relay to example.com.
+    postfix.configure(mynetworks="192.0.2.0/24", virtual_mailbox_domains="example.org")
+    rows = [(f"Prénom{i}", f"Nom{i}", f"personne{i:04d}@example.com") for i in range(1, 5)]
+    settings = make_project(tmp_path, port=postfix.smtp_port, rows=rows)
+    mark = postfix.log_mark()
+    result, _ = send(settings)
+    time.sleep(0.5)  # let Postfix write its last lines
+    server_log = postfix.log_since(mark)
+    assert result.exit_code == 2, result.output
+    assert "smtp.username" in result.output and "Relay access denied" in result.output
+    rejects = [line for line in server_log.splitlines() if "Relay access denied" in line]
+    assert 1 <= len(rejects) <= 2, server_log  # one per connection at most
+    assert {s for s, *_ in logged(settings).values()} == {State.PENDING}
+    assert all(attempts == 0 for _, _, attempts, _ in logged(settings).values())
+    assert queue_ids(server_log) == []

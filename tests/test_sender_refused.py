@@ -81,3 +81,31 @@ def test_which_refusals_are_about_the_sender(
     code: int, text: str, verb: bytes | None, expected: bool
 ) -> None:
     assert sender_refused(code, text, verb) is expected
+
+
+@pytest.mark.parametrize(
+    ("fault", "key"),
+    [
+        (Fault("rcpt", code=554, text="5.7.1 <personne0001@example.org>: Relay access denied",
+               times=0), "smtp.username"),
+        (Fault("rcpt", code=504,
+               text="5.5.2 <poste>: Helo command rejected: need fully-qualified hostname",
+               times=0), "smtp.helo_name"),
+        (Fault("rcpt", code=554,
+               text="5.7.1 <unknown[192.0.2.7]>: Client host rejected: Access denied",
+               times=0), "smtp.host"),
+    ],
+    ids=["relay", "helo", "client"],
+)  # fmt: skip
+def test_a_refusal_of_this_machine_or_its_login_stops_the_run_with_the_setting(
+    tmp_path: Path, fault: Fault, key: str
+) -> None:
+    with FaultyServer(faults=[fault]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=4)
+        result = cli(settings, "send")
+    assert result.exit_code == 2, result.output
+    assert f"'{key}'" in result.output, result.output
+    assert fault.text.split(": ", 1)[1] in " ".join(result.output.split())
+    assert fault.fired <= 2 and server.stored == []
+    assert set(states(settings).values()) == {State.PENDING}
+    assert delivery(settings).attempts == 0

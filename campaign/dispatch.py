@@ -454,7 +454,8 @@ class Dispatcher:
                 said = f"{code} {text}"
                 return await self._too_big(job, len(data), size_limit(client), unwritten, said)
             refused = client_refused(code, text)
-            if refused or sender_refused(code, text, getattr(err, "verb", None)):
+            verb = err.verb if isinstance(err, smtpwire.Refused) else None
+            if refused or sender_refused(code, text, verb):
                 # Every message would be refused the same way: the settings' fault, said once.
                 await self._write([*unwritten, ledger.put_back(job.key, code, text)])
                 if refused:

@@ -184,7 +184,8 @@ async def exchange(
     """Send MAIL, RCPT and DATA; the 354. `step.again()` is called after each reply.
 
     A refusal raises `Refused` (an `SMTPResponseException`) with the first refused reply and its
-    command, once the replies still due have been read (or the connection was lost meanwhile: the refusal is still what is said).
+    command, once the replies still due have been read (or the connection was lost meanwhile:
+    the refusal is still what is said).
     """
     if pipelined:
         wire.write(b"".join(commands))

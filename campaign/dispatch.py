@@ -408,7 +408,8 @@ class Dispatcher:
         most = size_limit(client)
         if most is not None:
             if len(data) > most:  # refused before a command is sent: the server said its limit
-                return await self._too_big(job, len(data), most, [ledger.begin(job.key, now)])
+                unsent = [ledger.begin(job.key, now)]
+                return await self._too_big(job, len(data), most, unsent)
             options = [*options, f"SIZE={len(data)}"]  # RFC 1870: refused at MAIL, if at all
         # The start is committed with the step that follows it (the body mark, or how the
         # transaction ended): lost in a crash before then, the recipient stays pending or
@@ -451,8 +452,7 @@ class Dispatcher:
                 raise login_refused(self.smtp, client, code, text) from None
             await self._reset(slot, conn, code)
             if too_big(code, text):
-                said = f"{code} {text}"
-                return await self._too_big(job, len(data), size_limit(client), unwritten, said)
+                return await self._too_big(job, len(data), most, unwritten, code, text)
             refused = client_refused(code, text)
             verb = err.verb if isinstance(err, smtpwire.Refused) else None
             if refused or sender_refused(code, text, verb):
@@ -501,7 +501,8 @@ class Dispatcher:
         size: int,
         limit: int | None,
         unwritten: list[Write],
-        reply: str | None = None,
+        code: int | None = None,
+        text: str = "",
     ) -> State:
         """A message the server does not take for its size: the campaign's or this recipient's.
 
@@ -510,24 +511,23 @@ class Dispatcher:
         it is the recipient's own files: failed, with their names, not retried.
         """
         own = sum(n for _name, n in job.own)
-        code = int(reply[:3]) if reply else None
+        reply = None if code is None else f"{code} {text}"  # the server's refusal, if it said one
         if not job.own or (limit is not None and size - own > limit):
             if not unwritten:  # the body mark is in the log: give its attempt back
-                await self._write([ledger.put_back(job.key, code, reply or "")])
+                await self._write([ledger.put_back(job.key, code, text)])
             raise TooBig(size - own, limit, self.smtp.host, reply)
         names = ", ".join(name for name, _n in job.own)
         if limit is None:
-            assert reply is not None
-            text = _(
+            why = _(
                 "{host} refused the message of {size} ({reply}): its own attachments ({names}) make it too big"
             ).format(host=self.smtp.host, size=byte_size(size), reply=reply, names=names)
         else:
-            text = _(
+            why = _(
                 "the message of {size} is over the {limit} that {host} takes: its own attachments ({names}) make it too big"
             ).format(size=byte_size(size), limit=byte_size(limit), host=self.smtp.host, names=names)
-        state = self._settle(job, code, text, unwritten, transient=False)
+        state = self._settle(job, code, why, unwritten, transient=False)
         await self._write(unwritten)
-        return self._done(job, state, code, text)
+        return self._done(job, state, code, why)
 
     def _settle(
         self, job: Job, code: int | None, text: str, writes: list[Write], *, transient: bool

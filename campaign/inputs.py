@@ -129,6 +129,19 @@ class Inputs:
             found.append(target)
         return found
 
+    def own_attachment_sizes(self, recipient: Recipient) -> list[tuple[str, int]]:
+        """The recipient's own files (`attachments_for`) and what each weighs in a message.
+
+        A file that cannot be read counts nothing: composing or `check` says what is wrong.
+        """
+        sizes = []
+        for path in self.attachments_for(recipient):
+            try:
+                sizes.append((path.name, encoded_size(path.stat().st_size)))
+            except OSError:
+                continue
+        return sizes
+
     def to_name_for(self, recipient: Recipient) -> str:
         return self.merged(recipient).to_name
 
@@ -296,7 +309,7 @@ def size_problems(inputs: Inputs) -> list[Problem]:
     shown = campaign.settings.display(config.recipients)
     for recipient in inputs.recipients.ready:
         try:
-            own = sum(size_of(path) for path in inputs.attachments_for(recipient))
+            own = sum(size for _name, size in inputs.own_attachment_sizes(recipient))
         except InputError:
             continue  # reported by attachment_problems
         if shared + own > COMMON_SIZE_LIMIT:

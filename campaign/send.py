@@ -501,18 +501,8 @@ class _Plan:
             message,
             attempts,
             utf8=needs_smtputf8(address),
-            own=self._own(recipient),
+            own=tuple(self.inputs.own_attachment_sizes(recipient)),
         )
-
-    def _own(self, recipient: Recipient) -> tuple[tuple[str, int], ...]:
-        """The recipient's own attachments and what each adds to the message (`Job.own`)."""
-        sizes = []
-        for path in self.inputs.attachments_for(recipient):
-            try:
-                sizes.append((path.name, encoded_size(path.stat().st_size)))
-            except OSError:
-                continue  # composing the message says what is wrong with it
-        return tuple(sizes)
 
     def _date_line_now(self) -> bytes:
         """The Date line of a message leaving now: made once a second (it shows seconds)."""
@@ -551,7 +541,7 @@ class _Plan:
             target,
             lambda: data,
             utf8=needs_smtputf8(target),
-            own=self._own(recipient),
+            own=tuple(self.inputs.own_attachment_sizes(recipient)),
         )
 
 
@@ -576,7 +566,7 @@ def _too_big(inputs: Inputs, plan: _Plan, big: TooBig) -> ServerSettingsError:
     key = "attachments" if parts else "attach_pdf" if config.attach_pdf else "email_body"
     if key == "email_body" and config.email_body is None:
         key = "letter"  # the email is the letter itself
-    if campaign.config.attach_pdf and inputs.recipients.ready:
+    if config.attach_pdf and inputs.recipients.ready:
         pdf = plan.pdf(inputs.recipients.ready[0])
         if pdf is not None:
             parts.append((_("the letter in PDF"), encoded_size(len(pdf))))
@@ -596,7 +586,7 @@ def _too_big(inputs: Inputs, plan: _Plan, big: TooBig) -> ServerSettingsError:
         hint = _(
             "the email itself is that big: shorten its text or make its images smaller; no recipient's attempts were used"
         )
-    elif campaign.config.approval.required:
+    elif config.approval.required:
         hint = _(
             "what the messages carry: {parts}; make the files smaller, or put them on a web page the email links to, then approve again; no recipient's attempts were used"
         )

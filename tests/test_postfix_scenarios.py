@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -29,6 +28,7 @@ from campaign.ledger import Ledger, State
 from tests.mailservers import Postfix, access_token, auth_failures, queue_ids
 from tests.smtp_server import make_project
 from tests.test_send import cli
+from tests.test_size_limit import annex
 
 USER, PASSWORD = "collectif@example.org", "mot-de-passe-1"
 PASSWORD_ENV = "CAMPAIGN_TEST_SUBMISSION_PASSWORD"
@@ -345,13 +345,6 @@ def test_postfix_stopped_mid_send_is_a_pause_and_everyone_arrives_once(
     assert len(ids) == count and max(Counter(ids).values()) == 1
     # The probes during the outage found nobody listening; after it, the run reconnected.
     assert report["connections"] >= 2
-
-
-def annex(path: Path, size: int) -> Path:
-    """A file of `size` bytes that base64 cannot shrink (random), as a scanned annex is."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"%PDF-1.4\n" + os.urandom(size))
-    return path
 
 
 def test_attachments_over_the_servers_size_limit_stop_the_run_before_anyone_is_sent(

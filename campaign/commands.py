@@ -348,7 +348,7 @@ def _status(
     from campaign.status import StatusReport, read_status
 
     layout = view.layout
-    report = StatusReport(view.name, layout.log, approval)
+    report = StatusReport(view.name, layout.log, approval, sender_domain=view.sender_domain)
     report.warnings = _retention(view)
     if not layout.log.exists():
         report.not_sent_yet = [r.row for r in ready]

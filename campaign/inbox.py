@@ -6,8 +6,11 @@ each new message by its headers, reads whole only the possible bounces, classifi
 campaign Message-IDs it names, then by the failed address a non-standard bounce gives or the
 sender of an answer. It then records, in one transaction with the new scan position:
 
-- a bounce → `bounced` with the remote diagnostic, and the address appended to the suppression
-  list with the date, the campaign and the reason;
+- a bounce → `bounced` with the remote diagnostic; when the diagnostic is about the address
+  (`campaign.causes`), the address is appended to the suppression list with the date,
+  the campaign and the reason; when it is about the campaign (the sender's SPF, DKIM or DMARC,
+  the sending server's reputation, the message's content or size), it is not: the address was
+  fine, and `send --retry-bounced` sends to it again once the campaign is put right;
 - a delay notice → `delayed_at`; a delivery report → `delivered`;
 - an auto-reply → `auto_replied_at`; a reply → `replied_at` (the fact and its date, never the text).
 
@@ -38,6 +41,7 @@ from campaign.bounces import (
     worth_reading,
 )
 from campaign.bounces import sender_of as _sender_of
+from campaign.causes import Cause, cause_of
 from campaign.dsn import envelope_id, xtext_decode
 from campaign.i18n import _
 from campaign.ledger import Delivery, Ledger, State, Write
@@ -55,6 +59,8 @@ class Bounce:
     email: str
     reason: str
     at: float
+    cause: Cause = Cause.ADDRESS
+    row: int | None = None  # the spreadsheet row, as the organiser finds it
 
 
 @dataclass
@@ -75,6 +81,7 @@ class InboxReport:
     resolved: dict[str, str] = field(default_factory=dict)  # uncertain → sent: the evidence
     uncertain: dict[str, str] = field(default_factory=dict)  # still uncertain: what was searched
     suppression_file: str = ""
+    sender_domain: str = ""  # named in the advice about bounces that are the campaign's
     copies: CopyReport | None = None  # copies for Sent that earlier runs left unsaved, retried
     seconds: float = 0.0
 
@@ -95,7 +102,16 @@ class InboxReport:
             "replied": self.counts["reply"],
             "auto_replied": self.counts["auto_reply"],
             "unmatched": self.unmatched,
-            "bounces": [{"email": b.email, "reason": b.reason, "at": b.at} for b in self.bounces],
+            "bounces": [
+                {
+                    "email": b.email,
+                    "row": b.row,
+                    "reason": b.reason,
+                    "at": b.at,
+                    "cause": b.cause.value,
+                }
+                for b in self.bounces
+            ],
             "added_to_suppression": self.suppressed,
             "suppression_file": self.suppression_file,
             "resolved_uncertain": self.resolved,
@@ -113,6 +129,7 @@ class _Index:
         self.by_id = {d.message_id.strip().strip("<>"): d.email for d in sent}
         self.by_envid = {envelope_id(d.message_id): d.email for d in sent}
         self.by_address = {d.email: d.email for d in sent}
+        self.rows = {d.email: d.row for d in sent}
 
     def match(self, verdict: Verdict) -> str | None:
         for envid in map(xtext_decode, verdict.envids):  # written as sent: in xtext
@@ -148,10 +165,11 @@ def scan_inbox(
             Ledger.for_campaign(campaign.layout) as log,
         ):
             report = InboxReport(campaign.name, opened.kind)
+            report.sender_domain = settings.sender.email.rpartition("@")[2]
             writes = _read_inbox(campaign, opened, log, report, clock)
             writes += _reconcile(opened, log, report)
             log.apply(writes)
-            if report.bounces:
+            if any(b.cause is Cause.ADDRESS for b in report.bounces):
                 _suppress(campaign, report, clock())
             if log.copies(["pending", "failed"]):
                 report.copies = retry_copies(settings, campaign.layout, log, opened)
@@ -235,7 +253,7 @@ def _record(
     report.resolved.setdefault(email, evidence)  # kept only if the recipient was uncertain
     if verdict.kind is Kind.BOUNCE:
         reason = verdict.reason or "permanent failure"
-        report.bounces.append(Bounce(email, reason, at))
+        report.bounces.append(Bounce(email, reason, at, cause_of(reason), index.rows.get(email)))
         return [ledger.bounced(email, at, reason, evidence)]
     if verdict.kind is Kind.DELIVERED:
         return [ledger.delivered(email, at, evidence)]
@@ -286,7 +304,8 @@ _COMMENT_UNSAFE = re.compile(r"[,;\t|\r\n]+")
 
 
 def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
-    """Append each hard-bounced address to the suppression list with date, campaign, reason.
+    """Append each address that bounced for its own sake to the suppression list with date,
+    campaign and reason (a bounce that is the campaign's leaves the address as it was).
 
     The file keeps its shape: a list with date/campaign/reason columns gets them filled; a
     one-column list gets the address, after a comment line (skipped by the reader) that says why.
@@ -296,7 +315,7 @@ def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
     report.suppression_file = campaign.settings.display(config.suppression)
     known, _problems = read_suppression(path)
     date = time.strftime("%Y-%m-%d", time.localtime(now))
-    new = [b for b in report.bounces if b.email not in known]
+    new = [b for b in report.bounces if b.cause is Cause.ADDRESS and b.email not in known]
     if not new:
         return
     if not path.exists():

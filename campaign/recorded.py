@@ -113,6 +113,7 @@ class StatusSettings:
     approval_required: bool
     caps: Caps
     settings_file: Path | None = None  # resolved
+    sender_domain: str = ""  # of sender.email: named in the advice about some bounces
     # The approval fingerprint that a full status found these settings' bytes to give: settings
     # changed since the approval in a way that leaves the content as approved (a throttle, say).
     verified: str | None = None
@@ -128,6 +129,7 @@ class StatusSettings:
             approval_required=campaign.config.approval.required,
             caps=settings.throttle,
             settings_file=settings.path.resolve(),
+            sender_domain=settings.sender.email.rpartition("@")[2],
         )
 
     def display(self, path: Path) -> str:
@@ -189,6 +191,7 @@ def _snapshot(campaign: Campaign, verified: str | None) -> dict[str, Any]:
         "approval_required": campaign.config.approval.required,
         "caps": [throttle.per_second, throttle.per_minute, throttle.per_hour, throttle.per_day],
         "verified": verified,
+        "sender_domain": settings.sender.email.rpartition("@")[2],
     }
 
 
@@ -247,6 +250,7 @@ def read_snapshot(settings_path: Path, name: str | None) -> StatusSettings | Non
             caps=caps,
             settings_file=path,
             verified=snapshot["verified"],
+            sender_domain=str(snapshot["sender_domain"]),
         )
     except (OSError, ValueError, LookupError, TypeError, AttributeError, yaml.YAMLError):
         return None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from campaign.causes import Cause
 from campaign.errors import InputError, Place
 from campaign.i18n import _, number
 from campaign.outbox import check_output_path
@@ -201,6 +202,13 @@ def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, A
         "bounces": [
             {"row": b.row, "email": b.email, "reason": b.reason, "at": _when(b.at)}
             for b in report.bounces
+            if b.cause is Cause.ADDRESS
+        ],
+        # Refused for the campaign's sake (campaign.causes): the addresses were fine.
+        "refused": [
+            {"row": b.row, "email": b.email, "reason": b.reason, "at": _when(b.at)}
+            for b in report.bounces
+            if b.cause is not Cause.ADDRESS
         ],
         "searched": report.searched,
         "runs": runs,

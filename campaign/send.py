@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign import composepool, ledger
+from campaign.causes import Cause, cause_of
 from campaign.compose import (
     Composer,
     Piece,
@@ -48,7 +49,7 @@ from campaign.dispatch import (
 )
 from campaign.dsn import envelope_id, request_for
 from campaign.errors import Place, ServerSettingsError
-from campaign.i18n import _, byte_size, listed, ngettext
+from campaign.i18n import _, byte_size, listed, ngettext, number
 from campaign.inputs import Inputs, encoded_size
 from campaign.ledger import Ledger, State
 from campaign.logwriter import LedgerWriter
@@ -91,6 +92,7 @@ class SendOptions:
     limit: int | None = None
     retry_failed: bool = False
     resend_uncertain: bool = False
+    retry_bounced: bool = False  # the bounces that were the campaign's fault, not the address's
     wait_retries: bool = True  # --no-wait: stop instead of waiting for due retries
     wait_for_day: bool = False  # --wait: sleep past the day cap instead of stopping
 
@@ -201,6 +203,8 @@ def send_campaign(
                 options.resend_uncertain
             )
             report.requeued = log.requeue(states)
+            if options.retry_bounced:
+                report.requeued += _requeue_bounced(log, report)
         settings = campaign.settings
         history = log.sent_times(clock() - DAY)
         window = window_of(settings.throttle)
@@ -608,6 +612,26 @@ def _pdf_source(inputs: Inputs, recipients: list[Recipient]) -> ApprovedLetters 
     from campaign.pdf import ApprovedLetters
 
     return ApprovedLetters(inputs, recipients)
+
+
+def _requeue_bounced(log: Ledger, report: SendReport) -> int:
+    """`--retry-bounced`: the recipients whose bounce said the campaign was at fault (its
+    domain's authentication, its server, its content) are pending again; an address that
+    bounced for its own sake is not, and the note says so."""
+    bounced = log.deliveries("state = 'bounced'")
+    ours = [d.email for d in bounced if cause_of(d.bounce_reason or "") is not Cause.ADDRESS]
+    theirs = len(bounced) - len(ours)
+    if theirs:
+        report.notes.append(
+            ngettext(
+                "{n} address that bounced for its own sake (unknown, disabled, full) is not sent "
+                "again: it is on the suppression list",
+                "{n} addresses that bounced for their own sake (unknown, disabled, full) are not "
+                "sent again: they are on the suppression list",
+                theirs,
+            ).format(n=number(theirs))
+        )
+    return log.requeue_bounced(ours)
 
 
 def _dry_run(inputs: Inputs, progress: Progress | None, *, limit: int | None) -> SendReport:

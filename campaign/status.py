@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from campaign.causes import Cause, cause_of
 from campaign.errors import InputError, Place
 from campaign.i18n import _, csv_delimiter, pgettext
 from campaign.ledger import Delivery, Ledger, State, state_name
@@ -82,6 +83,7 @@ class BouncedRecipient:
     email: str
     reason: str
     at: float | None
+    cause: Cause = Cause.ADDRESS  # the address's, or the campaign's (campaign.causes)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class StatusReport:
     auto_replied: int = 0
     delayed: int = 0
     bounces: list[BouncedRecipient] = field(default_factory=list)
+    sender_domain: str = ""  # named in the advice about bounces that are the campaign's
     searched: dict[str, str] = field(default_factory=dict)  # uncertain: what inbox searched
     copies_not_saved: int = 0  # for Sent: pending, failed or only spooled (saved by the next send)
 
@@ -143,7 +146,7 @@ class StatusReport:
             "approval": self.approval,
             "counts": {**self.counts, "replied": self.replied, "auto_replied": self.auto_replied},
             "delayed": self.delayed,
-            "bounces": [asdict(b) for b in self.bounces],
+            "bounces": [{**asdict(b), "cause": b.cause.value} for b in self.bounces],
             "uncertain_searched": self.searched,
             "sent_copies_not_saved": self.copies_not_saved,
             "not_sent_yet": self.not_sent_yet,
@@ -189,8 +192,9 @@ def read_status(
     in_log = {d.email for d in deliveries}
     report.not_sent_yet = sorted(r.row for r in ready if r.email.lower() not in in_log)
     in_sheet = {r.email.lower() for r in ready}
-    # A bounced address is on the suppression list (campaign inbox put it there), so no longer
-    # among the ready rows: it has not left the spreadsheet, and the bounces list it already.
+    # An address that bounced for its own sake is on the suppression list (campaign inbox put
+    # it there), so no longer among the ready rows: it has not left the spreadsheet, and the
+    # bounces list it already.
     report.not_in_sheet = [
         d.address
         for d in deliveries
@@ -214,7 +218,9 @@ def read_status(
     report.replied, report.auto_replied = facts["replied"], facts["auto_replied"]
     report.delayed = facts["delayed"]
     report.bounces = [
-        BouncedRecipient(d.row, d.address, d.bounce_reason or "", d.bounced_at)
+        BouncedRecipient(
+            d.row, d.address, d.bounce_reason or "", d.bounced_at, cause_of(d.bounce_reason or "")
+        )
         for d in deliveries
         if d.state is State.BOUNCED
     ]

@@ -141,6 +141,68 @@ def test_a_real_postfix_bounce_for_an_unknown_user_is_read_back_and_suppressed(
     assert status["counts"]["bounced"] == 1 and status["counts"]["sent"] == 1
 
 
+def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_delivers_once(
+    project: Path, run: Run, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot = postfix.dovecot
+    # The recipients' provider (example.com) refuses the sender's domain for its DMARC policy,
+    # as Gmail does; Postfix writes the RFC 3464 reports back to the sender's mailbox.
+    transport = postfix.config_dir / "dmarc-transport"
+    transport.write_text(
+        "/@example\\.com$/ error:5.7.26 Unauthenticated email from example.org is not accepted"
+        " due to domain's DMARC policy\n",
+        encoding="utf-8",
+    )
+    postfix.configure(transport_maps=f"regexp:{transport}", smtpd_reject_unlisted_recipient="no")
+    refused = {"paul.martin@example.com", "claire.dufresne@example.com"}
+    sheet = project / "recipients" / "few.csv"
+    sheet.write_text(
+        "Prénom;Nom;Fonction;Organisation;Courriel\n"
+        "Nathalie;Noël;;;nathalie.noel@example.org\n"
+        "Paul;Martin;;;paul.martin@example.com\n"
+        "Claire;Dufresne;;;claire.dufresne@example.com\n",
+        encoding="utf-8",
+    )
+    settings = project / "settings.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8")
+        .replace("recipients/signataires.csv", "recipients/few.csv")
+        .replace("port: 8025", f"port: {postfix.smtp_port}"),
+        encoding="utf-8",
+    )
+    _imap_settings(project, dovecot, monkeypatch)
+    assert approve_proofed(run, "merci-signataires", "--by", "t").exit_code == 0
+    sent = run("send", "merci-signataires", "-q")
+    assert sent.exit_code == 0, sent.output
+    deadline = time.monotonic() + 30
+    while len(dovecot.messages(USER)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(dovecot.messages(USER)) == 2, postfix.log_since()
+    report = json.loads(run("inbox", "merci-signataires", "--json").output)
+    assert {b["email"]: b["cause"] for b in report["bounces"]} == dict.fromkeys(
+        refused, "authentication"
+    )
+    assert "5.7.26" in report["bounces"][0]["reason"]
+    assert report["added_to_suppression"] == []
+    suppression = (project / "recipients" / "suppression.csv").read_text(encoding="utf-8")
+    assert not any(address in suppression for address in refused)
+    # The organiser puts the domain right (here: the provider stops refusing), then resends.
+    postfix.configure(transport_maps="")
+    mark = postfix.log_mark()
+    again = run("send", "merci-signataires", "--retry-bounced", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["sent"] == 2
+    postfix.wait_delivered(2, mark=mark, seconds=30)
+    campaign = load_settings(settings).campaign("merci-signataires")
+    with Ledger.for_campaign(campaign.layout) as log:
+        ids = {d.email: d.message_id.strip("<>") for d in log.deliveries()}
+        states = {d.email: d.state for d in log.deliveries()}
+    assert states == dict.fromkeys([*refused, "nathalie.noel@example.org"], State.SENT)
+    for address in [*refused, "nathalie.noel@example.org"]:
+        copies = [str(m["Message-ID"]).strip("<>") for m in dovecot.messages(address)]
+        assert copies == [ids[address]], (address, copies)  # each exactly once
+
+
 def test_a_report_fetched_by_its_parts_is_classified_as_the_whole_message(
     project: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
 ) -> None:

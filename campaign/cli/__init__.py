@@ -354,6 +354,14 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
     "--resend-uncertain", is_flag=True, help=_("Send again to those whose delivery is uncertain.")
 )
 @click.option(
+    "--retry-bounced",
+    is_flag=True,
+    help=_(
+        "Send again to those whose message bounced for the campaign's sake (the sender's SPF, "
+        "DKIM or DMARC, the sending server, the content), once that is put right."
+    ),
+)
+@click.option(
     "--no-wait",
     is_flag=True,
     help=_("Stop instead of waiting for deferred retries or for the send window to open."),
@@ -377,6 +385,7 @@ def send(
     limit: int | None,
     retry_failed: bool,
     resend_uncertain: bool,
+    retry_bounced: bool,
     no_wait: bool,
     wait_day: bool,
     quiet: bool,
@@ -396,6 +405,7 @@ def send(
         limit=limit,
         retry_failed=retry_failed,
         resend_uncertain=resend_uncertain,
+        retry_bounced=retry_bounced,
         wait_retries=not no_wait,
         wait_for_day=wait_day,
     )

@@ -6,13 +6,15 @@ module only turns them into lines a person reads.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
+from campaign.causes import Cause
 from campaign.errors import Problem, Severity
-from campaign.i18n import _, labelled, listed, ngettext, number, plural
+from campaign.i18n import N_, _, labelled, listed, ngettext, number, plural
 
 if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet library to start
     from rich.console import Console
@@ -73,6 +75,7 @@ console = _Console(stderr=False)
 err_console = _Console(stderr=True)
 # How many row numbers a grouped line lists before it sums up the rest.
 _ROWS_SHOWN = 12
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")  # in a reply: <address> when grouping
 
 
 def escape(text: str) -> str:
@@ -174,6 +177,14 @@ def print_send_report(report: SendReport) -> None:
                 "previous run interrupted: {safe} to send again, {unsure} uncertain "
                 "(campaign status lists them)"
             ).format(safe=number(safe), unsure=number(unsure))
+        )
+    if report.requeued:
+        console.print(
+            plural(
+                report.requeued,
+                "{n} recipient queued to be sent again",
+                "{n} recipients queued to be sent again",
+            )
         )
     tally = report.tally
     style = "red" if tally.failed or tally.uncertain or tally.deferred else "green"
@@ -350,15 +361,7 @@ def print_status(report: StatusReport) -> None:
                 delayed=plural(report.delayed, "{n} delay notice", "{n} delay notices"),
             )
         )
-    if report.bounces:
-        bounced = Table(header_style="bold", title=_("bounced (added to the suppression list)"))
-        # An address is never cut in two (the reason column wraps instead).
-        bounced.add_column(_("row"))
-        bounced.add_column(_("recipient"), no_wrap=True)
-        bounced.add_column(_("reason"), overflow="fold")
-        for item in report.bounces:
-            bounced.add_row(str(item.row or ""), escape(item.email), escape(item.reason))
-        console.print(bounced)
+    _print_bounces(report.bounces, report.campaign, report.sender_domain)
     for email, what in report.searched.items():
         console.print("[yellow]" + _("uncertain") + "[/] " + labelled(escape(email), escape(what)))
     if report.copies_not_saved:
@@ -406,9 +409,103 @@ def print_status(report: StatusReport) -> None:
         )
 
 
+class _Bounced(Protocol):
+    @property
+    def row(self) -> int | None: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def cause(self) -> Cause: ...
+
+
+# Why the recipients' servers refused a campaign's message when the fault is the campaign's
+# (campaign.causes), and what the organiser does about it before sending to them again.
+_CAMPAIGN_CAUSES = {
+    Cause.AUTHENTICATION: (
+        N_(
+            "their servers found that mail from {domain} failed its authentication (SPF, DKIM, DMARC)"
+        ),
+        N_(
+            "publish the SPF, DKIM and DMARC records your provider documents for {domain}, "
+            "or send from an address of the provider's own domain"
+        ),
+    ),
+    Cause.SERVER: (
+        N_(
+            "their servers refused the sending server (a block list, its reputation, its reverse DNS)"
+        ),
+        N_(
+            "ask your provider about its server, quoting the reply, or send through another provider"
+        ),
+    ),
+    Cause.CONTENT: (
+        N_("their servers refused the message itself (taken for spam, its content or its size)"),
+        N_("read the replies and change what they name; a changed message needs a new approval"),
+    ),
+}
+
+
+def _print_bounces(bounces: Sequence[_Bounced], campaign: str, domain: str) -> None:
+    """The bounces: those of the addresses (on the suppression list now), then those that are
+    the campaign's fault, with why and what to do before `send --retry-bounced`."""
+    from rich.table import Table
+
+    theirs = [b for b in bounces if b.cause is Cause.ADDRESS]
+    ours = [b for b in bounces if b.cause is not Cause.ADDRESS]
+    if theirs:
+        table = Table(
+            header_style="bold", title=_("bounced: the address (added to the suppression list)")
+        )
+        table.add_column(_("row"))
+        table.add_column(_("recipient"), no_wrap=True)  # an address is never cut in two
+        table.add_column(_("reason"), overflow="fold")
+        for item in theirs:
+            table.add_row(str(item.row or ""), escape(item.email), escape(item.reason))
+        console.print(table)
+    if ours:
+        # The same refusal for hundreds of directors is one line: who, the reply, the rows.
+        groups: dict[str, list[_Bounced]] = {}
+        for item in ours:
+            reply = _ADDRESS.sub("<address>", item.reason).strip()
+            groups.setdefault(reply, []).append(item)
+        table = Table(
+            header_style="bold",
+            title=_(
+                "bounced: the campaign's fault, not the address's (not on the suppression list)"
+            ),
+        )
+        for column in (_("recipients"), _("reason"), _("rows")):
+            table.add_column(column, overflow="fold")
+        for reply, items in sorted(groups.items(), key=lambda g: -len(g[1])):
+            who = items[0].email if len(items) == 1 else number(len(items))
+            rows = _rows(sorted(i.row for i in items if i.row is not None)).strip(" ()")
+            table.add_row(escape(who), escape(reply), rows)
+        console.print(table)
+    for cause, (why, what) in _CAMPAIGN_CAUSES.items():
+        count = sum(1 for b in ours if b.cause is cause)
+        if not count:
+            continue
+        said = ngettext(
+            "{n} recipient did not get the letter because {why}",
+            "{n} recipients did not get the letter because {why}",
+            count,
+        ).format(n=number(count), why=_(why).format(domain=domain or "sender.email"))
+        console.print(labelled("[red]" + _("the campaign's fault") + "[/]", escape(said)))
+        console.print("  " + labelled(_("what to do"), escape(_(what).format(domain=domain))))
+    if ours:
+        command = f"campaign send {campaign} --retry-bounced"
+        console.print(
+            "  "
+            + _("then {command} sends to them again (the same message, approved)").format(
+                command=escape(command)
+            )
+        )
+
+
 def print_inbox(report: InboxReport) -> None:
     """`campaign inbox`: what was read, the counts per kind, the bounces with their reasons."""
-    from rich.table import Table
 
     folders = ", ".join(report.folders)
     read = ngettext(
@@ -439,13 +536,7 @@ def print_inbox(report: InboxReport) -> None:
             ),
         )
     )
-    if report.bounces:
-        table = Table(header_style="bold", title=_("bounced"))
-        table.add_column(_("recipient"), no_wrap=True)  # an address is never cut in two
-        table.add_column(_("reason"), overflow="fold")
-        for bounce in report.bounces:
-            table.add_row(escape(bounce.email), escape(bounce.reason))
-        console.print(table)
+    _print_bounces(report.bounces, report.campaign, report.sender_domain)
     if report.suppressed:
         console.print(
             _("added to the suppression list {path}: {emails}").format(

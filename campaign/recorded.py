@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 # Bump when the HTML the typesetter builds (or the typography it applies) changes, so that every
 # letter is rendered again and approvals name the change (campaign.typeset re-exports it).
-LAYOUT_VERSION = "8"
+LAYOUT_VERSION = "9"
 # What a record's sources must say about the tool for the shortcut to hold.
 TOOL = f"campaign {__version__}, layout {LAYOUT_VERSION}"
 # The defaults of campaign.settings, which this module must not import (a test checks they agree).

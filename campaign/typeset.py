@@ -56,6 +56,14 @@ html { font-family: "DejaVu Serif", serif; font-size: 10.5pt; hyphens: auto;
 """
 
 
+# Before the campaign's stylesheet, so that it may say otherwise. A word cut at a line's end
+# ends with a hyphen-minus, not WeasyPrint's default U+2010: PDF readers join a word across a
+# line-end hyphen-minus when they search or copy (pdfium marks it U+FFFE, which Chrome's search
+# skips; pdf.js joins "-" + line end), never across U+2010, so a reviewer searching the letter
+# for "dossier" missed "dos- / sier". The glyph is the same (DejaVu draws both alike).
+BASE_CSS = 'html { hyphenate-character: "-"; }'
+
+
 def stylesheet_path(inputs: Inputs) -> Path | None:
     """The letter's stylesheet (front matter `stylesheet`, relative to the letter's folder)."""
     letter = inputs.letter
@@ -405,6 +413,7 @@ class Renderer:
             if css_path
             else CSS(string=DEFAULT_CSS, font_config=self.fonts)
         )
+        self.base_css = CSS(string=BASE_CSS, font_config=self.fonts)
         self.window = inputs.campaign.settings.layout.window
         self.window_css = CSS(string=window_css(self.window), font_config=self.fonts)
         self.tagged = TAG_BY_DEFAULT or bool(inputs.campaign.config.pdf_variant)
@@ -440,7 +449,7 @@ class Renderer:
             extra = "".join(f'[data-block="{b}"] {{ hyphens: manual }}' for b in sorted(held))
             if address_pt != ADDRESS_PT:
                 extra += f".recipient {{ font-size: {address_pt}pt }}"
-            sheets = [self.stylesheet, self.window_css]
+            sheets = [self.base_css, self.stylesheet, self.window_css]
             if extra:
                 sheets.append(CSS(string=extra, font_config=self.fonts))
             document = HTML(string=source, base_url=self.base_url).render(

@@ -118,6 +118,7 @@ class SendReport:
     reasons: list[Reason] = field(default_factory=list)  # this run's non-sent outcomes, grouped
     server_down: bool = False  # stopped because the SMTP server stayed unreachable
     copies: CopyReport | None = None  # the copies in Sent (mailbox.save_sent)
+    sender_domain: str = ""  # named in the advice about refusals that are the campaign's
     notes: list[str] = field(default_factory=list)  # said once: e.g. no delivery reports (DSN)
 
     @property
@@ -181,6 +182,7 @@ def send_campaign(
         return _dry_run(inputs, progress, limit=options.limit)
     mode = SendMode.TEST if options.test_to else SendMode.SEND
     report = SendReport(campaign.name, mode)
+    report.sender_domain = campaign.settings.sender.email.rpartition("@")[2]
     reasons: Counter[tuple[State, str]] = Counter()
     progress = _counting(reasons, progress)
     started = time.perf_counter()

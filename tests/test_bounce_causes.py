@@ -212,7 +212,7 @@ def test_inbox_and_status_say_whose_fault_it_is_and_what_to_do(refused: Path, ru
     assert "bounced: the address (added to the suppression list)" in inbox
     assert "bounced: the campaign's fault, not the address's (not on the suppression list)" in inbox
     assert (
-        "the campaign's fault: 2 recipients did not get the letter because their servers found that "
+        "the campaign's fault: 2 recipients did not get the letter because the mail servers found that "
         "mail from example.org failed its authentication (SPF, DKIM, DMARC)"
     ) in inbox
     assert (
@@ -291,8 +291,42 @@ def test_a_french_organiser_reads_whose_fault_it_is_and_what_to_do(
     inbox = said(run("inbox", "merci-signataires"))
     assert "rejetés : la campagne en cause, non l’adresse (pas sur la liste d’exclusion)" in inbox
     assert (
-        "2 destinataires n’ont pas reçu la lettre car leurs serveurs ont constaté que le courrier "
+        "2 destinataires n’ont pas reçu la lettre car les serveurs de messagerie ont constaté que le courrier "
         "de example.org ne passait pas l’authentification (SPF, DKIM, DMARC)"
     ) in inbox
     assert "puis campaign send merci-signataires --retry-bounced leur envoie" in inbox
     assert "bounced:" not in inbox and "fault" not in inbox
+
+
+def test_a_refusal_at_rcpt_for_the_senders_domain_says_it_is_the_campaigns_and_retry_failed(
+    tmp_path: Path,
+) -> None:
+    # A relay that passes on the destination's verdict refuses some recipients at once, for the
+    # sender's domain: failed (the others go on), and the organiser reads what to put right.
+    from tests.conftest import cli
+    from tests.smtp_server import Fault, FaultyServer, make_project
+
+    refused = ["personne0001@example.org", "personne0003@example.org"]
+    faults = [
+        Fault("rcpt", code=550, text="5.7.26 " + DMARC.split(" ", 1)[1], recipient=r, times=0)
+        for r in refused
+    ] + [Fault("rcpt", code=550, text="5.1.1 User unknown", recipient="personne0004@example.org")]
+    with FaultyServer(faults=faults) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=4)
+        sent = cli(settings, "send")
+        assert sent.exit_code == 1, sent.output
+        told = said(sent)
+        assert (
+            "the campaign's fault: 2 recipients did not get the letter because the mail servers "
+            "found that mail from example.org failed its authentication (SPF, DKIM, DMARC)"
+        ) in told, told
+        assert "then campaign send mini --retry-failed sends to them again" in told
+        assert "3 recipients did not get" not in told  # the unknown user is its address's
+        status = said(cli(settings, "status"))
+        assert "2 recipients did not get the letter because the mail servers found" in status
+        assert "then campaign send mini --retry-failed" in status
+        server.state.faults.clear()  # the domain put right
+        again = cli(settings, "send", "--retry-failed", "--json")
+    assert json.loads(again.output)["sent"] == 3
+    arrived = sorted(m.recipients[0] for m in server.stored)
+    assert arrived == [f"personne000{i}@example.org" for i in (1, 2, 3, 4)]  # each once

@@ -10,7 +10,7 @@ import pytest
 
 from campaign.ledger import Entry, Ledger, State, outcome
 from campaign.settings import load_settings
-from tests.conftest import DATA, Run, approve_proofed
+from tests.conftest import DATA, Run, approve_proofed, said
 from tests.mailservers import USERS, Dovecot, Postfix, access_token
 
 USER = "collectif@example.org"
@@ -141,20 +141,24 @@ def test_a_real_postfix_bounce_for_an_unknown_user_is_read_back_and_suppressed(
     assert status["counts"]["bounced"] == 1 and status["counts"]["sent"] == 1
 
 
-def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_delivers_once(
-    project: Path, run: Run, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dovecot = postfix.dovecot
-    # The recipients' provider (example.com) refuses the sender's domain for its DMARC policy,
-    # as Gmail does; Postfix writes the RFC 3464 reports back to the sender's mailbox.
+REFUSED = {"paul.martin@example.com", "claire.dufresne@example.com"}
+
+
+def _refusing_example_com(project: Path, run: Run, postfix: Postfix, *, at_once: bool) -> Path:
+    """The thank-you campaign to one example.org and two example.com recipients, example.com's
+    provider refusing the sender's domain for its DMARC policy, as Gmail does: at RCPT
+    (`at_once`: Postfix checks the address's transport before it accepts it), or afterwards, as
+    an RFC 3464 report that Postfix writes back to the sender's mailbox."""
     transport = postfix.config_dir / "dmarc-transport"
     transport.write_text(
         "/@example\\.com$/ error:5.7.26 Unauthenticated email from example.org is not accepted"
         " due to domain's DMARC policy\n",
         encoding="utf-8",
     )
-    postfix.configure(transport_maps=f"regexp:{transport}", smtpd_reject_unlisted_recipient="no")
-    refused = {"paul.martin@example.com", "claire.dufresne@example.com"}
+    postfix.configure(
+        transport_maps=f"regexp:{transport}",
+        smtpd_reject_unlisted_recipient="yes" if at_once else "no",
+    )
     sheet = project / "recipients" / "few.csv"
     sheet.write_text(
         "Prénom;Nom;Fonction;Organisation;Courriel\n"
@@ -170,8 +174,49 @@ def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_del
         .replace("port: 8025", f"port: {postfix.smtp_port}"),
         encoding="utf-8",
     )
-    _imap_settings(project, dovecot, monkeypatch)
     assert approve_proofed(run, "merci-signataires", "--by", "t").exit_code == 0
+    return settings
+
+
+def _each_once(postfix: Postfix, settings: Path) -> None:
+    """Everyone `sent` in the log, with exactly one copy in their Maildir, the logged one."""
+    campaign = load_settings(settings).campaign("merci-signataires")
+    with Ledger.for_campaign(campaign.layout) as log:
+        ids = {d.email: d.message_id.strip("<>") for d in log.deliveries()}
+        states = {d.email: d.state for d in log.deliveries()}
+    assert states == dict.fromkeys([*REFUSED, "nathalie.noel@example.org"], State.SENT)
+    for address in [*REFUSED, "nathalie.noel@example.org"]:
+        copies = [str(m["Message-ID"]).strip("<>") for m in postfix.dovecot.messages(address)]
+        assert copies == [ids[address]], (address, copies)  # each exactly once
+
+
+def test_a_real_postfix_refusal_at_rcpt_for_the_senders_domain_is_said_to_be_the_campaigns(
+    project: Path, run: Run, postfix: Postfix
+) -> None:
+    settings = _refusing_example_com(project, run, postfix, at_once=True)
+    sent = run("send", "merci-signataires")
+    assert sent.exit_code == 1, sent.output
+    told = said(sent)
+    assert "5.7.26" in told and "Recipient address rejected" in told  # Postfix's own words
+    assert (
+        "2 recipients did not get the letter because the mail servers found that mail from" in told
+    )
+    assert "then campaign send merci-signataires --retry-failed sends to them again" in told
+    postfix.configure(transport_maps="")  # the domain put right
+    mark = postfix.log_mark()
+    again = run("send", "merci-signataires", "--retry-failed", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["sent"] == 2
+    postfix.wait_delivered(2, mark=mark, seconds=30)
+    _each_once(postfix, settings)
+
+
+def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_delivers_once(
+    project: Path, run: Run, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dovecot = postfix.dovecot
+    settings = _refusing_example_com(project, run, postfix, at_once=False)
+    _imap_settings(project, dovecot, monkeypatch)
     sent = run("send", "merci-signataires", "-q")
     assert sent.exit_code == 0, sent.output
     deadline = time.monotonic() + 30
@@ -180,12 +225,12 @@ def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_del
     assert len(dovecot.messages(USER)) == 2, postfix.log_since()
     report = json.loads(run("inbox", "merci-signataires", "--json").output)
     assert {b["email"]: b["cause"] for b in report["bounces"]} == dict.fromkeys(
-        refused, "authentication"
+        REFUSED, "authentication"
     )
     assert "5.7.26" in report["bounces"][0]["reason"]
     assert report["added_to_suppression"] == []
     suppression = (project / "recipients" / "suppression.csv").read_text(encoding="utf-8")
-    assert not any(address in suppression for address in refused)
+    assert not any(address in suppression for address in REFUSED)
     # The organiser puts the domain right (here: the provider stops refusing), then resends.
     postfix.configure(transport_maps="")
     mark = postfix.log_mark()
@@ -193,14 +238,7 @@ def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_del
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["sent"] == 2
     postfix.wait_delivered(2, mark=mark, seconds=30)
-    campaign = load_settings(settings).campaign("merci-signataires")
-    with Ledger.for_campaign(campaign.layout) as log:
-        ids = {d.email: d.message_id.strip("<>") for d in log.deliveries()}
-        states = {d.email: d.state for d in log.deliveries()}
-    assert states == dict.fromkeys([*refused, "nathalie.noel@example.org"], State.SENT)
-    for address in [*refused, "nathalie.noel@example.org"]:
-        copies = [str(m["Message-ID"]).strip("<>") for m in dovecot.messages(address)]
-        assert copies == [ids[address]], (address, copies)  # each exactly once
+    _each_once(postfix, settings)
 
 
 def test_a_report_fetched_by_its_parts_is_classified_as_the_whole_message(

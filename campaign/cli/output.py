@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from campaign.causes import Cause
+from campaign.causes import Cause, cause_of
 from campaign.errors import Problem, Severity
 from campaign.i18n import N_, _, labelled, listed, ngettext, number, plural
 
@@ -206,6 +207,14 @@ def print_send_report(report: SendReport) -> None:
         console.print(
             "  " + labelled(state_count(reason.state.value, reason.count), escape(reason.text))
         )
+    if report.mode == "send":  # refusals that are the campaign's, not the recipients' addresses
+        causes: Counter[Cause] = Counter()
+        for reason in report.reasons:
+            if reason.state.value == "failed":
+                causes[cause_of(reason.text)] += reason.count
+        _print_causes(
+            causes, report.sender_domain, f"campaign send {report.campaign} --retry-failed"
+        )
     if tally.pace is not None and tally.pace.describe():
         console.print(labelled("[yellow]" + _("server") + "[/]", escape(tally.pace.describe())))
     if report.stopped == "interrupted":
@@ -352,6 +361,13 @@ def print_status(report: StatusReport) -> None:
             rows = _rows(group.rows).strip(" ()")
             problems.add_row(escape(who), state_name(group.state.value), escape(reply), rows)
         console.print(problems)
+        causes: Counter[Cause] = Counter()
+        for group in groups:
+            if group.state.value == "failed":
+                causes[cause_of(group.reply)] += group.count
+        _print_causes(
+            causes, report.sender_domain, f"campaign send {report.campaign} --retry-failed"
+        )
     if report.replied or report.auto_replied or report.delayed or report.bounces:
         console.print(
             _("mailbox: {replied}, {auto_replied}, {bounced}, {delayed}").format(
@@ -425,7 +441,7 @@ class _Bounced(Protocol):
 _CAMPAIGN_CAUSES = {
     Cause.AUTHENTICATION: (
         N_(
-            "their servers found that mail from {domain} failed its authentication (SPF, DKIM, DMARC)"
+            "the mail servers found that mail from {domain} failed its authentication (SPF, DKIM, DMARC)"
         ),
         N_(
             "publish the SPF, DKIM and DMARC records your provider documents for {domain}, "
@@ -434,14 +450,14 @@ _CAMPAIGN_CAUSES = {
     ),
     Cause.SERVER: (
         N_(
-            "their servers refused the sending server (a block list, its reputation, its reverse DNS)"
+            "the mail servers refused the sending server (a block list, its reputation, its reverse DNS)"
         ),
         N_(
             "ask your provider about its server, quoting the reply, or send through another provider"
         ),
     ),
     Cause.CONTENT: (
-        N_("their servers refused the message itself (taken for spam, its content or its size)"),
+        N_("the mail servers refused the message itself (taken for spam, its content or its size)"),
         N_("read the replies and change what they name; a changed message needs a new approval"),
     ),
 }
@@ -483,8 +499,16 @@ def _print_bounces(bounces: Sequence[_Bounced], campaign: str, domain: str) -> N
             rows = _rows(sorted(i.row for i in items if i.row is not None)).strip(" ()")
             table.add_row(escape(who), escape(reply), rows)
         console.print(table)
+    _print_causes(
+        Counter(b.cause for b in ours), domain, f"campaign send {campaign} --retry-bounced"
+    )
+
+
+def _print_causes(counts: Counter[Cause], domain: str, command: str) -> None:
+    """Recipients refused for the campaign's sake (campaign.causes), per cause: why, what to
+    put right, and the command that then sends to them again."""
     for cause, (why, what) in _CAMPAIGN_CAUSES.items():
-        count = sum(1 for b in ours if b.cause is cause)
+        count = counts.get(cause, 0)
         if not count:
             continue
         said = ngettext(
@@ -494,8 +518,7 @@ def _print_bounces(bounces: Sequence[_Bounced], campaign: str, domain: str) -> N
         ).format(n=number(count), why=_(why).format(domain=domain or "sender.email"))
         console.print(labelled("[red]" + _("the campaign's fault") + "[/]", escape(said)))
         console.print("  " + labelled(_("what to do"), escape(_(what).format(domain=domain))))
-    if ours:
-        command = f"campaign send {campaign} --retry-bounced"
+    if any(counts.get(cause) for cause in _CAMPAIGN_CAUSES):
         console.print(
             "  "
             + _("then {command} sends to them again (the same message, approved)").format(

@@ -129,6 +129,7 @@ class Verdict:
     envids: tuple[str, ...] = ()
     reports: tuple[Report, ...] = ()
     addresses: tuple[str, ...] = ()  # failed addresses a non-standard bounce names
+    arrived: float | None = None  # the DSN's Arrival-Date: when the reporting MTA got the message
 
     @property
     def reason(self) -> str:
@@ -172,7 +173,11 @@ def sender_of(message: Message) -> str:
 
 
 def date_of(message: Message) -> float | None:
-    value = message.get("Date")
+    return _date(message.get("Date"))
+
+
+def _date(value: object) -> float | None:
+    """An RFC 5322 date (a Date header, a DSN's Arrival-Date) as a timestamp, or None."""
     if value is None:
         return None
     try:
@@ -281,6 +286,7 @@ def _dsn(message: Message, sender: str, date: float | None, refs: list[str]) -> 
     reports: list[Report] = []
     envids: list[str] = []
     returned: list[str] = []
+    arrived: float | None = None
     for part in message.walk():
         content_type = part.get_content_type()
         if content_type in ("message/delivery-status", "message/global-delivery-status"):
@@ -289,6 +295,7 @@ def _dsn(message: Message, sender: str, date: float | None, refs: list[str]) -> 
                 envid = str(blocks[0].get("Original-Envelope-Id", "")).strip()
                 if envid:
                     envids.append(envid)
+                arrived = arrived or _date(blocks[0].get("Arrival-Date"))
             for block in blocks[1:] or blocks:
                 report = _report(block)
                 if report is not None:
@@ -314,7 +321,9 @@ def _dsn(message: Message, sender: str, date: float | None, refs: list[str]) -> 
     else:
         return None
     ids = _unique([*returned, *refs])
-    return Verdict(kind, "rfc3464", sender, date, tuple(ids), tuple(envids), tuple(reports))
+    return Verdict(
+        kind, "rfc3464", sender, date, tuple(ids), tuple(envids), tuple(reports), arrived=arrived
+    )
 
 
 def _status_blocks(part: Message) -> list[Message]:

@@ -52,6 +52,9 @@ from campaign.sentcopy import CopyReport, retry_copies
 from campaign.settings import Campaign
 
 _SENT_STATES = {State.SENT, State.UNCERTAIN, State.BOUNCED, State.DELIVERED}
+# A failure report about a message that reached the reporting server this long before the
+# message's last send is about an earlier send of it (the clocks of two machines may differ).
+EARLIER_SEND_SLACK = 600.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class InboxReport:
         default_factory=lambda: {k.value: 0 for k in Kind if k is not Kind.OTHER}
     )
     unmatched: int = 0
+    earlier: int = 0  # failure reports about an earlier send of a message sent again since
     bounces: list[Bounce] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)  # added to the suppression list
     resolved: dict[str, str] = field(default_factory=dict)  # uncertain → sent: the evidence
@@ -102,6 +106,7 @@ class InboxReport:
             "replied": self.counts["reply"],
             "auto_replied": self.counts["auto_reply"],
             "unmatched": self.unmatched,
+            "about_an_earlier_send": self.earlier,
             "bounces": [
                 {
                     "email": b.email,
@@ -130,6 +135,7 @@ class _Index:
         self.by_envid = {envelope_id(d.message_id): d.email for d in sent}
         self.by_address = {d.email: d.email for d in sent}
         self.rows = {d.email: d.row for d in sent}
+        self.sent_at = {d.email: d.sent_at for d in sent}
 
     def match(self, verdict: Verdict) -> str | None:
         for envid in map(xtext_decode, verdict.envids):  # written as sent: in xtext
@@ -238,6 +244,9 @@ def _record(
     if email is None:
         report.unmatched += 1
         return []
+    if verdict.kind is Kind.BOUNCE and _about_an_earlier_send(verdict, index.sent_at.get(email)):
+        report.earlier += 1  # the message was sent again since (--retry-bounced): not this one
+        return []
     at = verdict.date or arrival.received or clock()
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
     what = {
@@ -263,6 +272,15 @@ def _record(
         Kind.REPLY: "replied_at",
     }[verdict.kind]
     return [ledger.noted(email, column, at, evidence)]
+
+
+def _about_an_earlier_send(verdict: Verdict, sent_at: float | None) -> bool:
+    """Whether a failure report is about an earlier send than the message's last one: the same
+    Message-ID goes out again with `--retry-bounced`, and a report about the first send (a
+    delay that ended in a failure days later) must not undo the second. The report's
+    Arrival-Date says when the reporting server got the message; without it, its Date."""
+    when = verdict.arrived or verdict.date
+    return when is not None and sent_at is not None and when < sent_at - EARLIER_SEND_SLACK
 
 
 def _reconcile(box: Box, log: Ledger, report: InboxReport) -> list[Write]:

@@ -5,6 +5,7 @@ and `send --retry-bounced` sends to exactly those again, once."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -111,8 +112,12 @@ DMARC = (
 )
 
 
-def dsn(recipient: str, message_id: str, reply: str, status: str) -> bytes:
-    """The RFC 3464 report a receiving provider's MTA sends back for `recipient`."""
+def dsn(
+    recipient: str, message_id: str, reply: str, status: str, *, arrived: float | None = None
+) -> bytes:
+    """The RFC 3464 report a receiving provider's MTA sends back for `recipient`; `arrived`:
+    its Arrival-Date (when that MTA got the message), else none is given."""
+    arrival = f"Arrival-Date: {formatdate(arrived, localtime=True)}\n" if arrived else ""
     return f"""Return-Path: <>
 From: Mail Delivery Subsystem <mailer-daemon@mx.example.com>
 To: collectif@example.org
@@ -132,7 +137,7 @@ Your message wasn't delivered to {recipient}.
 Content-Type: message/delivery-status
 
 Reporting-MTA: dns; mx.example.com
-
+{arrival}
 Final-Recipient: rfc822; {recipient}
 Action: failed
 Status: {status}
@@ -280,6 +285,27 @@ def test_retry_bounced_sends_again_to_the_campaigns_bounces_only_once_each(
     status = json.loads(run("status", "merci-signataires", "--json").output)
     assert status["counts"]["bounced"] == 1 and status["counts"]["sent"] == 3
     assert [b["email"] for b in status["bounces"]] == ["rebond.olivier.chevalier@example.org"]
+    # A report about the first send (delayed, then failed days later) arrives after the second
+    # send got through: it is about that earlier send, not this one; a new report is.
+    mailbox = refused / "outbox" / "mailbox"
+    first = time.time() - 3 * 3600
+    late = dsn(
+        "paul.martin@example.com", ids["paul.martin@example.com"], DMARC, "5.7.26", arrived=first
+    )
+    MaildirHandler(mailbox).deliver(late)
+    report = json.loads(run("inbox", "merci-signataires", "--json").output)
+    assert (report["bounced"], report["about_an_earlier_send"]) == (0, 1)
+    assert _state(refused, "paul.martin@example.com") is State.SENT
+    fresh = dsn(
+        "paul.martin@example.com",
+        ids["paul.martin@example.com"],
+        DMARC,
+        "5.7.26",
+        arrived=time.time(),
+    )
+    MaildirHandler(mailbox).deliver(fresh)
+    assert json.loads(run("inbox", "merci-signataires", "--json").output)["bounced"] == 1
+    assert _state(refused, "paul.martin@example.com") is State.BOUNCED
 
 
 def test_a_french_organiser_reads_whose_fault_it_is_and_what_to_do(

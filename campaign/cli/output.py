@@ -559,6 +559,16 @@ def print_inbox(report: InboxReport) -> None:
             ),
         )
     )
+    if report.earlier:
+        console.print(
+            plural(
+                report.earlier,
+                "{n} failure report about an earlier send of a message sent again since "
+                "(left alone)",
+                "{n} failure reports about an earlier send of a message sent again since "
+                "(left alone)",
+            )
+        )
     _print_bounces(report.bounces, report.campaign, report.sender_domain)
     if report.suppressed:
         console.print(

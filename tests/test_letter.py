@@ -197,3 +197,23 @@ def test_a_template_cannot_repeat_a_text_into_a_huge_one() -> None:
     assert letter.render_template(rule, {}, "mini.md") == "-" * 40 + " 1024 12"
     with pytest.raises(TemplateError, match="power"):
         letter.render_template(letter.compile_text("{{ 9 ** 99999 }}", "x"), {}, "x")
+
+
+def _notes(path: Path) -> dict[str, str]:
+    """A letter's footnote texts by label, their lines joined."""
+    text = path.read_text(encoding="utf-8")
+    found = re.findall(r"^\[\^([\w-]+)\]:((?:.*\n?)(?:^ {4}.*\n?)*)", text, re.MULTILINE)
+    return {label: " ".join(body.split()) for label, body in found}
+
+
+def test_the_sample_letters_cite_the_same_sources_in_the_same_words() -> None:
+    # The thank-you email quotes the letter to the hospital directors: a reviewer found its note
+    # on the Senate question dated "30/01/2020" where the letter, proofed by a lawyer, reads
+    # "30 janvier 2020". A note with the same label says the same thing in both.
+    letters = Path(__file__).resolve().parents[1] / "letters"
+    letter = _notes(letters / "lettre-hopitaux.md")
+    email = _notes(letters / "merci-signataires.md")
+    shared = sorted(letter.keys() & email.keys())
+    assert shared == ["arrete", "favoritisme", "senat"], shared
+    for label in shared:
+        assert email[label] == letter[label], label

@@ -10,8 +10,8 @@ director the letter: `campaign inbox` leaves the address off the suppression lis
 to put right, and `campaign send --retry-bounced` sends to them again.
 
 The enhanced status code decides where it settles the question (RFC 3463, RFC 7372 and the IANA
-registry); otherwise the words of the big providers' refusals do. Imports nothing heavy: the
-quick `status` path uses it.
+registry); otherwise the words of the big providers' refusals do, in English or in French.
+Imports nothing heavy: the quick `status` path uses it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ _ADDRESS_STATUS = re.compile(_codes("1.1", "1.2", "1.3", "1.6", "1.10", "2.1", "
 _AUTHENTICATION = re.compile(
     _codes("7.20", "7.21", "7.22", "7.23", "7.24", "7.26", "7.27", "7.509")
     + r"|\bspf\b|sender policy framework|\bdkim\b|domainkeys|\bdmarc\b|unauthenticated"
-    r"|authentication (check|fail)|not authenticated|does not pass .{0,40}verification",
+    r"|authentication (check|fail)|not authenticated|does not pass .{0,40}verification"
+    r"|non authentifi|(é|e)chec de l.authentification",  # French servers' words
     re.I,
 )
 # The provider's server rather than the organiser's domain: on a block list (DNSBL), refused for
@@ -53,14 +54,15 @@ _SERVER = re.compile(
     _codes("7.25", r"7.[67]\d\d")
     + r"|blocked using|block ?list|black ?list|blacklisted|spamhaus|spamcop|barracuda|sorbs"
     r"|uceprotect|\bdnsbl\b|\brbl\b|reputation|banned sending ip|reverse dns|\bptr\b|\brdns\b"
-    r"|cannot find your hostname",
+    r"|cannot find your hostname|liste (noire|de blocage)|r(é|e)putation|dns inverse",
     re.I,
 )
 # The message: its size (X.2.3, X.3.4), or taken for spam, a virus, a breach of content policy.
 _CONTENT = re.compile(
     _codes("2.3", "3.4") + r"|\bspam\b|unsolicited|\bjunk\b|\bbulk\b|phish|virus|malware"
     r"|content (filter|polic|rejected|presents)|message content|message (size|length) exceeds"
-    r"|message too (large|big)|for policy reasons",
+    r"|message too (large|big)|for policy reasons"
+    r"|pourriel|ind(é|e)sirable|message trop (gros|volumineux)",
     re.I,
 )
 

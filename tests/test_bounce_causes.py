@@ -70,6 +70,12 @@ REPLIES = [
     ("554 5.7.1 Message rejected as spam by Content Filtering.", Cause.CONTENT),
     ("552 5.3.4 Message size exceeds fixed limit", Cause.CONTENT),
     ("554 5.7.9 Message not accepted for policy reasons.", Cause.CONTENT),
+    # French servers say it in French.
+    ("550 5.7.1 Message refusé : expéditeur non authentifié (DMARC)", Cause.AUTHENTICATION),
+    ("554 5.7.1 Adresse IP 192.0.2.15 sur liste noire", Cause.SERVER),
+    ("550 5.7.1 Message refusé : mauvaise réputation de l’adresse IP d’envoi", Cause.SERVER),
+    ("550 5.7.1 Message considéré comme indésirable (pourriel)", Cause.CONTENT),
+    ("550 5.1.1 Adresse destinataire inconnue", Cause.ADDRESS),
     # The address: suppressed, as before.
     (
         "5.1.1 550 5.1.1 <paul.martin@example.com>: Recipient address rejected: User unknown in "

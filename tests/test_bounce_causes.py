@@ -15,8 +15,9 @@ import pytest
 from campaign.causes import Cause, cause_of
 from campaign.ledger import Ledger, State
 from campaign.settings import load_settings
-from campaign.sink import MaildirHandler, Remote
-from tests.conftest import Run, RunningSink, approve_proofed, said
+from campaign.sink import MaildirHandler
+from tests.conftest import Run, RunningSink, said
+from tests.test_inbox import send_thank_you
 
 # Replies as the big providers write them (addresses and IPs fictional), and whose fault each is.
 REPLIES = [
@@ -164,22 +165,9 @@ Message-ID: {message_id}
 def refused(project: Path, run: Run) -> Iterator[Path]:
     """The thank-you campaign sent to four rows; the sink bounces rebond.* (User unknown) and
     the recipients' provider refuses two others for the sender's DMARC policy."""
-    sheet = project / "recipients" / "few-signataires.csv"
-    sheet.write_text(
-        "Prénom;Nom;Fonction;Organisation;Courriel\n"
-        + "".join(f"{first};{last};;;{email}\n" for first, last, email in ROWS),
-        encoding="utf-8",
-    )
+    send_thank_you(project, run, ROWS)
     settings = project / "settings.yaml"
-    text = settings.read_text(encoding="utf-8").replace(
-        "recipients/signataires.csv", "recipients/few-signataires.csv"
-    )
     mailbox = project / "outbox" / "mailbox"
-    with RunningSink(project / "outbox" / "sink", remote=Remote(mailbox)) as sink:
-        settings.write_text(text.replace("port: 8025", f"port: {sink.port}"), encoding="utf-8")
-        assert approve_proofed(run, "merci-signataires", "--by", "test").exit_code == 0
-        done = run("send", "merci-signataires", "-q")
-        assert done.exit_code == 0, done.output
     campaign = load_settings(settings).campaign("merci-signataires")
     with Ledger.for_campaign(campaign.layout) as log:
         for email in ("claire.dufresne@example.com", "paul.martin@example.com"):

@@ -25,26 +25,32 @@ ROWS = [
 ]
 
 
-@pytest.fixture
-def sent(project: Path, run: Run) -> Iterator[Path]:
-    """The thank-you campaign, four rows, sent to the sink; its answers in outbox/mailbox."""
+def send_thank_you(project: Path, run: Run, rows: list[tuple[str, str, str]]) -> None:
+    """The thank-you campaign to `rows` (first name, last name, address), sent to the sink
+    playing the remote servers: bounces and out-of-office answers land in outbox/mailbox."""
     sheet = project / "recipients" / "few-signataires.csv"
     sheet.write_text(
         "Prénom;Nom;Fonction;Organisation;Courriel\n"
-        + "".join(f"{first};{last};;;{email}\n" for first, last, email in ROWS),
+        + "".join(f"{first};{last};;;{email}\n" for first, last, email in rows),
         encoding="utf-8",
     )
     settings = project / "settings.yaml"
     text = settings.read_text(encoding="utf-8").replace(
         "recipients/signataires.csv", "recipients/few-signataires.csv"
     )
-    remote = Remote(project / "outbox" / "mailbox")  # the sink plays the remote servers
+    remote = Remote(project / "outbox" / "mailbox")
     with RunningSink(project / "outbox" / "sink", remote=remote) as sink:
         settings.write_text(text.replace("port: 8025", f"port: {sink.port}"), encoding="utf-8")
         approved = approve_proofed(run, "merci-signataires", "--by", "test")
         assert approved.exit_code == 0, approved.output
         done = run("send", "merci-signataires", "-q")
         assert done.exit_code == 0, done.output
+
+
+@pytest.fixture
+def sent(project: Path, run: Run) -> Iterator[Path]:
+    """The thank-you campaign, four rows, sent to the sink; its answers in outbox/mailbox."""
+    send_thank_you(project, run, ROWS)
     yield project
 
 

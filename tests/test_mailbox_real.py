@@ -97,6 +97,20 @@ def test_inbox_reads_dovecot_read_only_and_resolves_an_uncertain_send_from_sent(
     assert position is not None and position.uidvalidity > 0 and position.last_uid == 5
 
 
+def _thank_you_through(project: Path, postfix: Postfix, rows: str) -> Path:
+    """The sample's thank-you campaign to `rows` (CSV lines), through the real Postfix."""
+    sheet = project / "recipients" / "few.csv"
+    sheet.write_text("Prénom;Nom;Fonction;Organisation;Courriel\n" + rows, encoding="utf-8")
+    settings = project / "settings.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8")
+        .replace("recipients/signataires.csv", "recipients/few.csv")
+        .replace("port: 8025", f"port: {postfix.smtp_port}"),
+        encoding="utf-8",
+    )
+    return settings
+
+
 def test_a_real_postfix_bounce_for_an_unknown_user_is_read_back_and_suppressed(
     project: Path, run: Run, postfix: Postfix, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,19 +122,11 @@ def test_a_real_postfix_bounce_for_an_unknown_user_is_read_back_and_suppressed(
         "/^rebond\\./ error:5.1.1 User unknown in virtual mailbox table\n", encoding="utf-8"
     )
     postfix.configure(transport_maps=f"regexp:{transport}", smtpd_reject_unlisted_recipient="no")
-    sheet = project / "recipients" / "few.csv"
-    sheet.write_text(
-        "Prénom;Nom;Fonction;Organisation;Courriel\n"
+    _thank_you_through(
+        project,
+        postfix,
         "Nathalie;Noël;;;nathalie.noel@example.org\n"
         "Olivier;Chevalier;;;rebond.olivier.chevalier@example.org\n",
-        encoding="utf-8",
-    )
-    settings = project / "settings.yaml"
-    settings.write_text(
-        settings.read_text(encoding="utf-8")
-        .replace("recipients/signataires.csv", "recipients/few.csv")
-        .replace("port: 8025", f"port: {postfix.smtp_port}"),
-        encoding="utf-8",
     )
     _imap_settings(project, dovecot, monkeypatch)
     assert approve_proofed(run, "merci-signataires", "--by", "t").exit_code == 0
@@ -159,20 +165,12 @@ def _refusing_example_com(project: Path, run: Run, postfix: Postfix, *, at_once:
         transport_maps=f"regexp:{transport}",
         smtpd_reject_unlisted_recipient="yes" if at_once else "no",
     )
-    sheet = project / "recipients" / "few.csv"
-    sheet.write_text(
-        "Prénom;Nom;Fonction;Organisation;Courriel\n"
+    settings = _thank_you_through(
+        project,
+        postfix,
         "Nathalie;Noël;;;nathalie.noel@example.org\n"
         "Paul;Martin;;;paul.martin@example.com\n"
         "Claire;Dufresne;;;claire.dufresne@example.com\n",
-        encoding="utf-8",
-    )
-    settings = project / "settings.yaml"
-    settings.write_text(
-        settings.read_text(encoding="utf-8")
-        .replace("recipients/signataires.csv", "recipients/few.csv")
-        .replace("port: 8025", f"port: {postfix.smtp_port}"),
-        encoding="utf-8",
     )
     assert approve_proofed(run, "merci-signataires", "--by", "t").exit_code == 0
     return settings
@@ -190,6 +188,18 @@ def _each_once(postfix: Postfix, settings: Path) -> None:
         assert copies == [ids[address]], (address, copies)  # each exactly once
 
 
+def _resent_once_put_right(run: Run, postfix: Postfix, settings: Path, option: str) -> None:
+    """The organiser puts the domain right (here: the provider stops refusing), then sends
+    again with `option`: the two refused arrive, and everyone has exactly one copy."""
+    postfix.configure(transport_maps="")
+    mark = postfix.log_mark()
+    again = run("send", "merci-signataires", option, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["sent"] == 2
+    postfix.wait_delivered(2, mark=mark, seconds=30)
+    _each_once(postfix, settings)
+
+
 def test_a_real_postfix_refusal_at_rcpt_for_the_senders_domain_is_said_to_be_the_campaigns(
     project: Path, run: Run, postfix: Postfix
 ) -> None:
@@ -202,13 +212,7 @@ def test_a_real_postfix_refusal_at_rcpt_for_the_senders_domain_is_said_to_be_the
         "2 recipients did not get the letter because the mail servers found that mail from" in told
     )
     assert "then campaign send merci-signataires --retry-failed sends to them again" in told
-    postfix.configure(transport_maps="")  # the domain put right
-    mark = postfix.log_mark()
-    again = run("send", "merci-signataires", "--retry-failed", "--json")
-    assert again.exit_code == 0, again.output
-    assert json.loads(again.output)["sent"] == 2
-    postfix.wait_delivered(2, mark=mark, seconds=30)
-    _each_once(postfix, settings)
+    _resent_once_put_right(run, postfix, settings, "--retry-failed")
 
 
 def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_delivers_once(
@@ -231,14 +235,7 @@ def test_a_real_postfix_dmarc_refusal_spares_the_addresses_and_retry_bounced_del
     assert report["added_to_suppression"] == []
     suppression = (project / "recipients" / "suppression.csv").read_text(encoding="utf-8")
     assert not any(address in suppression for address in REFUSED)
-    # The organiser puts the domain right (here: the provider stops refusing), then resends.
-    postfix.configure(transport_maps="")
-    mark = postfix.log_mark()
-    again = run("send", "merci-signataires", "--retry-bounced", "--json")
-    assert again.exit_code == 0, again.output
-    assert json.loads(again.output)["sent"] == 2
-    postfix.wait_delivered(2, mark=mark, seconds=30)
-    _each_once(postfix, settings)
+    _resent_once_put_right(run, postfix, settings, "--retry-bounced")
 
 
 def test_a_report_fetched_by_its_parts_is_classified_as_the_whole_message(

@@ -309,14 +309,18 @@ class Ledger:
     def requeue_bounced(self, emails: Iterable[str]) -> int:
         """Make these `bounced` recipients pending again, their bounce forgotten (its reason is
         the organiser's to put right: campaign.causes); return how many."""
-        wanted = sorted({e.lower() for e in emails})
-        sql = (
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL,"
-            " bounced_at = NULL, bounce_reason = NULL WHERE email = ? AND state = 'bounced'"
+        before = self.conn.total_changes
+        self.apply(
+            [
+                (
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL,"
+                    " bounced_at = NULL, bounce_reason = NULL WHERE email = ? AND state = 'bounced'",
+                    (email.lower(),),
+                )
+                for email in emails
+            ]
         )
-        found = [e for e in wanted if (d := self.get(e)) is not None and d.state is State.BOUNCED]
-        self.apply([(sql, (e,)) for e in found])
-        return len(found)
+        return self.conn.total_changes - before
 
     # Reading ---------------------------------------------------------------------------------
 

@@ -29,6 +29,15 @@ class Cause(StrEnum):
     CONTENT = "content"  # the message: taken for spam, its content or its size refused
 
 
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
+
+
+def without_addresses(reply: str) -> str:
+    """A server's reply with each address in it written `<address>`: the same refusal for many
+    recipients reads the same, and is grouped (`status`, `inbox`)."""
+    return _ADDRESS.sub("<address>", reply).strip()
+
+
 def _codes(*details: str) -> str:
     """Enhanced status codes 5.x.y as a pattern that an IP address or a longer code never
     matches: `_codes("1.1")` finds "550 5.1.1" but not "10.5.1.17"."""

@@ -176,7 +176,7 @@ class Composer:
         if letter is None:
             raise InputError(_("the campaign has no letter to send"), place=Place(key="letter"))
         self.letter = letter
-        self.domain = sender.email.rpartition("@")[2]
+        self.domain = sender.domain
         self.sender = make_address(sender.name, sender.email)
         self.reply_to = make_address(sender.name, sender.reply_to) if sender.reply_to else None
         self.unsubscribe: list[tuple[str, str]] = []

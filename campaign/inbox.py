@@ -171,7 +171,7 @@ def scan_inbox(
             Ledger.for_campaign(campaign.layout) as log,
         ):
             report = InboxReport(campaign.name, opened.kind)
-            report.sender_domain = settings.sender.email.rpartition("@")[2]
+            report.sender_domain = settings.sender.domain
             writes = _read_inbox(campaign, opened, log, report, clock)
             writes += _reconcile(opened, log, report)
             log.apply(writes)

@@ -129,7 +129,7 @@ class StatusSettings:
             approval_required=campaign.config.approval.required,
             caps=settings.throttle,
             settings_file=settings.path.resolve(),
-            sender_domain=settings.sender.email.rpartition("@")[2],
+            sender_domain=settings.sender.domain,
         )
 
     def display(self, path: Path) -> str:
@@ -191,7 +191,7 @@ def _snapshot(campaign: Campaign, verified: str | None) -> dict[str, Any]:
         "approval_required": campaign.config.approval.required,
         "caps": [throttle.per_second, throttle.per_minute, throttle.per_hour, throttle.per_day],
         "verified": verified,
-        "sender_domain": settings.sender.email.rpartition("@")[2],
+        "sender_domain": settings.sender.domain,
     }
 
 

@@ -189,6 +189,13 @@ def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, A
             }
         )
     forecast = report.forecast
+    bounces = [
+        (
+            b.cause is not Cause.ADDRESS,
+            {"row": b.row, "email": b.email, "reason": b.reason, "at": _when(b.at)},
+        )
+        for b in report.bounces
+    ]
     return {
         "campaign": report.campaign,
         "made": _when(now),
@@ -199,17 +206,9 @@ def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, A
         "not_in_sheet": report.not_in_sheet,
         "delayed": report.delayed,
         "groups": report.groups,
-        "bounces": [
-            {"row": b.row, "email": b.email, "reason": b.reason, "at": _when(b.at)}
-            for b in report.bounces
-            if b.cause is Cause.ADDRESS
-        ],
-        # Refused for the campaign's sake (campaign.causes): the addresses were fine.
-        "refused": [
-            {"row": b.row, "email": b.email, "reason": b.reason, "at": _when(b.at)}
-            for b in report.bounces
-            if b.cause is not Cause.ADDRESS
-        ],
+        # The addresses' bounces, and those refused for the campaign's sake (campaign.causes).
+        "bounces": [bounce for ours, bounce in bounces if not ours],
+        "refused": [bounce for ours, bounce in bounces if ours],
         "searched": report.searched,
         "runs": runs,
         "learnt_rate": _per_minute(log.learnt_rate()),

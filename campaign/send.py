@@ -182,7 +182,7 @@ def send_campaign(
         return _dry_run(inputs, progress, limit=options.limit)
     mode = SendMode.TEST if options.test_to else SendMode.SEND
     report = SendReport(campaign.name, mode)
-    report.sender_domain = campaign.settings.sender.email.rpartition("@")[2]
+    report.sender_domain = campaign.settings.sender.domain
     reasons: Counter[tuple[State, str]] = Counter()
     progress = _counting(reasons, progress)
     started = time.perf_counter()
@@ -361,7 +361,7 @@ def _counting(reasons: Counter[tuple[State, str]], progress: Progress | None) ->
 
 def _entry(inputs: Inputs, recipient: Recipient, salt: str) -> ledger.Entry:
     campaign = inputs.campaign
-    domain = campaign.settings.sender.email.rpartition("@")[2]
+    domain = campaign.settings.sender.domain
     return ledger.Entry(
         address=recipient.email,
         row=recipient.row,

@@ -117,6 +117,11 @@ class Sender(_Section):
     reply_to: str | None = None
     address: str | None = None  # the postal address printed in a formal letter's letterhead
 
+    @property
+    def domain(self) -> str:
+        """The domain of `email`: in Message-IDs and ENVIDs, and named where SPF/DKIM/DMARC fail."""
+        return self.email.rpartition("@")[2]
+
     @field_validator("email", "reply_to")
     @classmethod
     def _valid_address(cls, value: str | None) -> str | None:

@@ -9,7 +9,6 @@ yet", log entries whose address left the spreadsheet are listed apart.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -17,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from campaign.causes import Cause, cause_of
+from campaign.causes import Cause, cause_of, without_addresses
 from campaign.errors import InputError, Place
 from campaign.i18n import _, csv_delimiter, pgettext
 from campaign.ledger import Delivery, Ledger, State, state_name
@@ -42,7 +41,6 @@ DAY = 86400.0
 # Messages a minute are given over at least a minute of sending: 40 messages in 0.1 s are not
 # "17,492 a minute" (the throttle allowed 3,000).
 RATE_OVER = 60.0
-_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 # States that need the organiser: to retry, to decide, or (sending) a run in progress.
 _ATTENTION = (State.FAILED, State.UNCERTAIN, State.DEFERRED, State.SENDING)
 
@@ -126,7 +124,7 @@ class StatusReport:
         """The recipients needing attention, grouped by state and reply, largest group first."""
         grouped: dict[tuple[State, int | None, str], ReplyGroup] = {}
         for item in self.attention:
-            reply = _ADDRESS.sub("<address>", item.reply or "").strip()
+            reply = without_addresses(item.reply or "")
             key = (item.state, item.code, reply)
             group = grouped.setdefault(key, ReplyGroup(item.state, item.code, reply, [], []))
             group.emails.append(item.email)

@@ -6,14 +6,13 @@ module only turns them into lines a person reads.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from campaign.causes import Cause, cause_of
+from campaign.causes import Cause, cause_of, without_addresses
 from campaign.errors import Problem, Severity
 from campaign.i18n import N_, _, labelled, listed, ngettext, number, plural
 
@@ -76,7 +75,6 @@ console = _Console(stderr=False)
 err_console = _Console(stderr=True)
 # How many row numbers a grouped line lists before it sums up the rest.
 _ROWS_SHOWN = 12
-_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")  # in a reply: <address> when grouping
 
 
 def escape(text: str) -> str:
@@ -208,12 +206,10 @@ def print_send_report(report: SendReport) -> None:
             "  " + labelled(state_count(reason.state.value, reason.count), escape(reason.text))
         )
     if report.mode == "send":  # refusals that are the campaign's, not the recipients' addresses
-        causes: Counter[Cause] = Counter()
-        for reason in report.reasons:
-            if reason.state.value == "failed":
-                causes[cause_of(reason.text)] += reason.count
-        _print_causes(
-            causes, report.sender_domain, f"campaign send {report.campaign} --retry-failed"
+        _print_failed_causes(
+            ((r.state.value, r.text, r.count) for r in report.reasons),
+            report.sender_domain,
+            report.campaign,
         )
     if tally.pace is not None and tally.pace.describe():
         console.print(labelled("[yellow]" + _("server") + "[/]", escape(tally.pace.describe())))
@@ -361,12 +357,10 @@ def print_status(report: StatusReport) -> None:
             rows = _rows(group.rows).strip(" ()")
             problems.add_row(escape(who), state_name(group.state.value), escape(reply), rows)
         console.print(problems)
-        causes: Counter[Cause] = Counter()
-        for group in groups:
-            if group.state.value == "failed":
-                causes[cause_of(group.reply)] += group.count
-        _print_causes(
-            causes, report.sender_domain, f"campaign send {report.campaign} --retry-failed"
+        _print_failed_causes(
+            ((g.state.value, g.reply, g.count) for g in groups),
+            report.sender_domain,
+            report.campaign,
         )
     if report.replied or report.auto_replied or report.delayed or report.bounces:
         console.print(
@@ -484,7 +478,7 @@ def _print_bounces(bounces: Sequence[_Bounced], campaign: str, domain: str) -> N
         # The same refusal for hundreds of directors is one line: who, the reply, the rows.
         groups: dict[str, list[_Bounced]] = {}
         for item in ours:
-            reply = _ADDRESS.sub("<address>", item.reason).strip()
+            reply = without_addresses(item.reason)
             groups.setdefault(reply, []).append(item)
         table = Table(
             header_style="bold",
@@ -502,6 +496,18 @@ def _print_bounces(bounces: Sequence[_Bounced], campaign: str, domain: str) -> N
     _print_causes(
         Counter(b.cause for b in ours), domain, f"campaign send {campaign} --retry-bounced"
     )
+
+
+def _print_failed_causes(
+    replies: Iterable[tuple[str, str, int]], domain: str, campaign: str
+) -> None:
+    """The `failed` among (state, reply, count) whose reply is the campaign's fault, said once
+    per cause, with `--retry-failed` to send to them again."""
+    causes: Counter[Cause] = Counter()
+    for state, reply, count in replies:
+        if state == "failed":
+            causes[cause_of(reply)] += count
+    _print_causes(causes, domain, f"campaign send {campaign} --retry-failed")
 
 
 def _print_causes(counts: Counter[Cause], domain: str, command: str) -> None:

@@ -53,6 +53,8 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
     reason = ""
     if state in _NOT_DELIVERED:
         reason = " ".join(str(p) for p in (delivery.last_code, delivery.last_text) if p)
+    elif state == State.HELD.value and delivery.readdressed_from:
+        reason = _("already sent to {earlier}").format(earlier=delivery.readdressed_from)
     # Replies are facts the mailbox scan (`inbox`) adds; a log without them leaves the cell empty.
     replied = getattr(delivery, "replied", None)
     auto = getattr(delivery, "auto_replied", None)

@@ -9,6 +9,9 @@ attempts, last SMTP reply, Message-ID and times. Recipients removed from the spr
        └── due ─────── deferred ◀── interrupted before 354      │ drop, kill ▶ uncertain
                                                                 ▼
     suppressed: on the suppression list, never sent.
+    held: never tried, because the same person (display name, or every other cell of the row)
+    was already sent the letter at an address no longer to be sent; pending again only with
+    `send --resend-readdressed` (`hold_readdressed`, `release_held`).
 
 After the 250, `campaign inbox` adds what the mailbox says (`campaign.inbox`): a permanent failure
 report makes a sent (or uncertain) recipient `bounced`, a delivery report `delivered`; a reply or an
@@ -32,10 +35,11 @@ several per transaction.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -43,7 +47,7 @@ from typing import Any
 
 from campaign.errors import Place, StateError
 from campaign.i18n import N_, _
-from campaign.logschema import MAILBOX_COLUMNS
+from campaign.logschema import MAILBOX_COLUMNS, READDRESS_COLUMNS
 from campaign.logschema import SCHEMA_VERSION as SCHEMA_VERSION
 from campaign.logschema import Write as Write
 from campaign.logschema import apply_writes as apply_writes
@@ -64,6 +68,7 @@ class State(StrEnum):
     SUPPRESSED = "suppressed"
     BOUNCED = "bounced"  # a permanent failure report came back (campaign inbox)
     DELIVERED = "delivered"  # a delivery report came back (campaign inbox)
+    HELD = "held"  # the same person was already sent the letter at another address
 
 
 # The states as a person reads them, in the language of the run (the log, `--json` and the
@@ -78,6 +83,7 @@ STATE_NAMES = {
     "suppressed": N_("suppressed"),
     "bounced": N_("bounced"),
     "delivered": N_("delivered"),
+    "held": N_("held"),
 }
 
 
@@ -122,20 +128,33 @@ class Delivery:
     replied_at: float | None = None
     auto_replied_at: float | None = None
     evidence: str | None = None
+    person: str | None = None  # a digest of the row's cells but the address (`person_key`)
+    readdressed_from: str | None = None  # held, or sent once released: the earlier address
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A recipient to queue: its address, row, display name and Message-ID."""
+    """A recipient to queue: its address, row, display name, Message-ID and who it is."""
 
     address: str
     row: int | None
     name: str | None
     message_id: str
+    person: str | None = None  # `person_key` of its row: the same person at another address
 
     @property
     def email(self) -> str:
         return self.address.lower()
+
+
+@dataclass(frozen=True)
+class Held:
+    """A recipient held because the letter already reached the same person at `earlier`."""
+
+    row: int | None
+    address: str
+    earlier: str
+    sent_at: float | None  # when the letter went to `earlier`
 
 
 class Ledger:
@@ -196,7 +215,8 @@ class Ledger:
             )
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(deliveries)")}
         # The columns every version has; those of later versions are added by `upgrade`.
-        wanted = {f.name for f in fields(Delivery)} - {c.split()[0] for c in MAILBOX_COLUMNS}
+        later = {c.split()[0] for c in (*MAILBOX_COLUMNS, *READDRESS_COLUMNS)}
+        wanted = {f.name for f in fields(Delivery)} - later
         if not {"schema_version", "deliveries", "test_sends", "runs"} <= tables or not (
             wanted <= columns
         ):
@@ -235,11 +255,21 @@ class Ledger:
         for entry in ready:
             writes.append(
                 (
-                    "INSERT INTO deliveries (email, address, row, name, state, message_id, queued_at)"
-                    " VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (email) DO UPDATE SET"
+                    "INSERT INTO deliveries"
+                    " (email, address, row, name, state, message_id, queued_at, person)"
+                    " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (email) DO UPDATE SET"
                     " row = excluded.row, name = excluded.name, address = excluded.address,"
+                    " person = excluded.person,"
                     " state = CASE state WHEN 'suppressed' THEN 'pending' ELSE state END",
-                    (entry.email, entry.address, entry.row, entry.name, entry.message_id, now),
+                    (
+                        entry.email,
+                        entry.address,
+                        entry.row,
+                        entry.name,
+                        entry.message_id,
+                        now,
+                        entry.person,
+                    ),
                 )
             )
         for entry in suppressed:
@@ -247,7 +277,7 @@ class Ledger:
                 (
                     "INSERT INTO deliveries (email, address, row, name, state, message_id, queued_at)"
                     " VALUES (?, ?, ?, ?, 'suppressed', ?, ?) ON CONFLICT (email) DO UPDATE SET"
-                    " state = CASE WHEN state IN ('pending', 'deferred', 'failed')"
+                    " state = CASE WHEN state IN ('pending', 'deferred', 'failed', 'held')"
                     " THEN 'suppressed' ELSE state END",
                     (entry.email, entry.address, entry.row, entry.name, entry.message_id, now),
                 )
@@ -320,6 +350,68 @@ class Ledger:
                 for email in emails
             ]
         )
+        return self.conn.total_changes - before
+
+    def hold_readdressed(self, ready: Iterable[str]) -> int:
+        """Hold, as `held`, the recipients never tried whose person the letter already reached at
+        another address; return how many are held now.
+
+        A person is the same when the display name is (`name`), or every cell of the row but the
+        address (`person`), and the earlier address is no longer among the `ready` ones (lower-
+        cased): it left the spreadsheet or joined the suppression list. Reached means the message
+        left and nothing says it failed: sent, delivered or uncertain (bounced and failed did
+        not reach anyone). A recipient released once (`release_held`) is never held again.
+        """
+        ready = set(ready)
+        reached: dict[tuple[str, str], Delivery] = {}
+        for d in self.deliveries("state IN ('sent', 'delivered', 'uncertain')"):
+            if d.email in ready:
+                continue
+            for key in _person_keys(d.name, d.person):
+                reached.setdefault(key, d)
+        writes: list[Write] = []
+        if reached:
+            for d in self.deliveries(
+                "state = 'pending' AND attempts = 0 AND first_attempt_at IS NULL"
+                " AND readdressed_from IS NULL"
+            ):
+                if d.email not in ready:
+                    continue
+                earlier = next(
+                    (reached[k] for k in _person_keys(d.name, d.person) if k in reached), None
+                )
+                if earlier is not None:
+                    writes.append(
+                        (
+                            "UPDATE deliveries SET state = 'held', readdressed_from = ?"
+                            " WHERE email = ? AND state = 'pending'",
+                            (earlier.address, d.email),
+                        )
+                    )
+        if writes:
+            self.apply(writes)
+        return int(
+            self.conn.execute("SELECT count(*) FROM deliveries WHERE state = 'held'").fetchone()[0]
+        )
+
+    def held(self, ready: Iterable[str]) -> list[Held]:
+        """The held recipients still in the spreadsheet (`ready`, lower-cased), with the earlier
+        address and when the letter went there."""
+        ready = set(ready)
+        found = []
+        for d in self.deliveries("state = 'held'"):
+            if d.email not in ready or d.readdressed_from is None:
+                continue
+            earlier = self.get(d.readdressed_from)
+            found.append(
+                Held(d.row, d.address, d.readdressed_from, earlier.sent_at if earlier else None)
+            )
+        return found
+
+    def release_held(self) -> int:
+        """Make the held recipients pending (`send --resend-readdressed`); return how many."""
+        before = self.conn.total_changes
+        self.apply([("UPDATE deliveries SET state = 'pending' WHERE state = 'held'", ())])
         return self.conn.total_changes - before
 
     # Reading ---------------------------------------------------------------------------------
@@ -657,6 +749,33 @@ def sent_copy(
         " folder = CASE WHEN excluded.folder = '' THEN folder ELSE excluded.folder END",
         (email.lower(), message_id, state, folder, now, error[:500] or None),
     )
+
+
+def _person_keys(name: str | None, person: str | None) -> list[tuple[str, str]]:
+    """The keys that say two rows are one person: the display name, the other cells' digest."""
+    keys = []
+    if name and (spoken := " ".join(name.casefold().split())):
+        keys.append(("name", spoken))
+    if person:
+        keys.append(("person", person))
+    return keys
+
+
+def person_key(values: Mapping[str, str], address: str) -> str | None:
+    """A digest of a row's cells other than its address, or None when they are all empty.
+
+    Compared as a person reads them (case, spaces): a corrected address in an unchanged row
+    gives the same digest, so the log knows the letter already reached that person.
+    """
+    address = address.casefold()
+    cells = sorted(
+        (" ".join(header.casefold().split()), spoken)
+        for header, text in values.items()
+        if (spoken := " ".join(str(text).casefold().split())) and spoken != address
+    )
+    if not cells:
+        return None
+    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
 def _delivery(row: Sequence[Any]) -> Delivery:

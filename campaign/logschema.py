@@ -15,7 +15,7 @@ from typing import Any
 from campaign.errors import Place, StateError
 from campaign.i18n import _
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Write = tuple[str, tuple[Any, ...]]
 
@@ -43,7 +43,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delayed_at REAL,
     replied_at REAL,
     auto_replied_at REAL,
-    evidence TEXT
+    evidence TEXT,
+    person TEXT,                     -- a digest of the row's cells but the address (readdressed)
+    readdressed_from TEXT            -- held: the address the same person was already sent at
 );
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
@@ -102,12 +104,25 @@ MAILBOX_COLUMNS = (
 
 def _add_mailbox(conn: sqlite3.Connection) -> None:
     """Version 2 → 3: what the mailbox says (campaign inbox), its scan positions, Sent copies."""
-    present = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
-    for column in MAILBOX_COLUMNS:
-        if column.split()[0] not in present:
-            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
+    _add_columns(conn, MAILBOX_COLUMNS)
     for table in ("mailbox_scans", "sent_copies"):
         conn.execute(_table_sql(table))
+
+
+READDRESS_COLUMNS = ("person TEXT", "readdressed_from TEXT")
+
+
+def _add_readdress(conn: sqlite3.Connection) -> None:
+    """Version 3 → 4: who each row is besides its address, to hold a letter already sent to the
+    same person at an earlier address (campaign.ledger, `Ledger.hold_readdressed`)."""
+    _add_columns(conn, READDRESS_COLUMNS)
+
+
+def _add_columns(conn: sqlite3.Connection, columns: Sequence[str]) -> None:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+    for column in columns:
+        if column.split()[0] not in present:
+            conn.execute(f"ALTER TABLE deliveries ADD COLUMN {column}")
 
 
 def _table_sql(table: str) -> str:
@@ -121,6 +136,7 @@ def _table_sql(table: str) -> str:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _add_state_index,
     2: _add_mailbox,
+    3: _add_readdress,
 }
 
 

@@ -52,6 +52,7 @@ STATES = (
     "failed",
     "uncertain",
     "pending",
+    "held",
     "suppressed",
 )
 HOUR = 3600.0

@@ -51,7 +51,7 @@ from campaign.dsn import envelope_id, request_for
 from campaign.errors import Place, ServerSettingsError
 from campaign.i18n import _, byte_size, listed, ngettext, number
 from campaign.inputs import Inputs, encoded_size
-from campaign.ledger import Ledger, State
+from campaign.ledger import Held, Ledger, State
 from campaign.logwriter import LedgerWriter
 from campaign.outbox import private_dir, write_private
 from campaign.recipients import Recipient
@@ -93,6 +93,7 @@ class SendOptions:
     retry_failed: bool = False
     resend_uncertain: bool = False
     retry_bounced: bool = False  # the bounces that were the campaign's fault, not the address's
+    resend_readdressed: bool = False  # the held: already sent to the same person elsewhere
     wait_retries: bool = True  # --no-wait: stop instead of waiting for due retries
     wait_for_day: bool = False  # --wait: sleep past the day cap instead of stopping
 
@@ -120,6 +121,7 @@ class SendReport:
     copies: CopyReport | None = None  # the copies in Sent (mailbox.save_sent)
     sender_domain: str = ""  # named in the advice about refusals that are the campaign's
     notes: list[str] = field(default_factory=list)  # said once: e.g. no delivery reports (DSN)
+    held: list[Held] = field(default_factory=list)  # in the sheet, held (readdressed)
 
     @property
     def exit_code(self) -> int:
@@ -132,8 +134,8 @@ class SendReport:
             return 1 if self.tally.failed or self.tally.uncertain or self.tally.deferred else 0
         if self.counts.get("failed") or self.counts.get("uncertain"):
             return 1
-        if self.mode is SendMode.SEND and self.counts.get("deferred"):
-            return 1  # left waiting for a retry: not everyone was sent
+        if self.mode is SendMode.SEND and (self.counts.get("deferred") or self.held):
+            return 1  # left waiting for a retry, or for the organiser: not everyone was sent
         return 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -161,6 +163,7 @@ class SendReport:
             "server": self.tally.pace.as_dict() if self.tally.pace else None,
             "sent_copies": self.copies.as_dict() if self.copies else None,
             "notes": self.notes,
+            "held": [asdict(held) for held in self.held],
             "exit_code": self.exit_code,
         }
 
@@ -207,6 +210,10 @@ def send_campaign(
             report.requeued = log.requeue(states)
             if options.retry_bounced:
                 report.requeued += _requeue_bounced(log, report)
+            in_sheet = [r.email.lower() for r in ready]
+            if log.hold_readdressed(in_sheet) and options.resend_readdressed:
+                report.requeued += log.release_held()
+            report.held = log.held(in_sheet)
         settings = campaign.settings
         history = log.sent_times(clock() - DAY)
         window = window_of(settings.throttle)
@@ -367,6 +374,7 @@ def _entry(inputs: Inputs, recipient: Recipient, salt: str) -> ledger.Entry:
         row=recipient.row,
         name=inputs.to_name_for(recipient) if inputs.to_name else None,
         message_id=message_id(campaign.name, recipient.email, domain, salt),
+        person=ledger.person_key(recipient.values, recipient.email),
     )
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from campaign.causes import Cause, cause_of, without_addresses
 from campaign.errors import InputError, Place
 from campaign.i18n import _, csv_delimiter, pgettext
-from campaign.ledger import Delivery, Ledger, State, state_name
+from campaign.ledger import Delivery, Held, Ledger, State, state_name
 from campaign.outbox import Layout, check_output_path
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class StatusReport:
     attention: list[Attention] = field(default_factory=list)
     not_sent_yet: list[int] = field(default_factory=list)  # spreadsheet rows, ready, not in log
     not_in_sheet: list[str] = field(default_factory=list)  # log addresses the sheet no longer has
+    held: list[Held] = field(default_factory=list)  # in the sheet, already sent elsewhere
     runs: int = 0
     run_seconds: float = 0.0  # sending, that is without `paused_seconds`
     paused_seconds: float = 0.0  # waiting for an unreachable server to come back
@@ -134,8 +135,8 @@ class StatusReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when a recipient failed or is uncertain (the organiser must act), else 0."""
-        return 1 if self.counts.get("failed") or self.counts.get("uncertain") else 0
+        """1 when a recipient failed, is uncertain or held (the organiser must act), else 0."""
+        return 1 if self.counts.get("failed") or self.counts.get("uncertain") or self.held else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +150,7 @@ class StatusReport:
             "sent_copies_not_saved": self.copies_not_saved,
             "not_sent_yet": self.not_sent_yet,
             "not_in_sheet": self.not_in_sheet,
+            "held": [asdict(held) for held in self.held],
             "forecast": self.forecast.as_dict() if self.forecast else None,
             "attention": [{**asdict(item), "state": item.state.value} for item in self.attention],
             "groups": [
@@ -198,6 +200,7 @@ def read_status(
         for d in deliveries
         if d.email not in in_sheet and d.state not in (State.SUPPRESSED, State.BOUNCED)
     ]
+    report.held = log.held(in_sheet)
     runs = log.run_details()
     report.runs = len(runs)
     # A run that waited for a server down is not sending meanwhile: the rate leaves it out.
@@ -233,7 +236,8 @@ def read_status(
 
 # Export ------------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase"}]
+# `person` is a digest that says nothing to a reader; `phase` is the run's own.
+EXPORT_COLUMNS = [f.name for f in fields(Delivery) if f.name not in {"phase", "person"}]
 _TIME_COLUMNS = {
     "queued_at",
     "first_attempt_at",
@@ -273,6 +277,7 @@ def export_headers() -> list[str]:
         "replied_at": pgettext("export column", "replied_at"),
         "auto_replied_at": pgettext("export column", "auto_replied_at"),
         "evidence": pgettext("export column", "evidence"),
+        "readdressed_from": pgettext("export column", "readdressed_from"),
     }
     return [headers[column] for column in EXPORT_COLUMNS]
 

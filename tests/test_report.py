@@ -139,6 +139,7 @@ def test_the_report_of_a_real_send_counts_every_state_and_lists_the_bounces(
         "failed": 1,
         "uncertain": 1,
         "pending": 0,
+        "held": 0,
         "suppressed": 1,
     }
     (_header, *rows) = page.tables["bounces"]

@@ -362,6 +362,14 @@ def approve(ctx: Context, campaign_name: str | None, by: str, note: str | None) 
     ),
 )
 @click.option(
+    "--resend-readdressed",
+    is_flag=True,
+    help=_(
+        "Send also to those held because the letter already reached the same person at an "
+        "earlier address (same name, or the same row but the address)."
+    ),
+)
+@click.option(
     "--no-wait",
     is_flag=True,
     help=_("Stop instead of waiting for deferred retries or for the send window to open."),
@@ -386,6 +394,7 @@ def send(
     retry_failed: bool,
     resend_uncertain: bool,
     retry_bounced: bool,
+    resend_readdressed: bool,
     no_wait: bool,
     wait_day: bool,
     quiet: bool,
@@ -406,6 +415,7 @@ def send(
         retry_failed=retry_failed,
         resend_uncertain=resend_uncertain,
         retry_bounced=retry_bounced,
+        resend_readdressed=resend_readdressed,
         wait_retries=not no_wait,
         wait_for_day=wait_day,
     )

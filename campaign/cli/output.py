@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the command line imports no SMTP, PDF or spreadsheet librar
     from rich.console import Console
 
     from campaign.inbox import InboxReport
+    from campaign.ledger import Held
     from campaign.send import SendReport
     from campaign.sentcopy import CopyReport
     from campaign.status import StatusReport
@@ -228,6 +229,7 @@ def print_send_report(report: SendReport) -> None:
     elif report.stopped:
         console.print(labelled("[yellow]" + _("stopped") + "[/]", escape(report.stopped)))
     _print_copies(report.copies)
+    _print_held(report.held, report.campaign)
     for note in report.notes:
         console.print(labelled("[yellow]" + _("note") + "[/]", escape(note)))
     if report.mode == "send":
@@ -280,6 +282,7 @@ _STATES: dict[str, Callable[[int], str]] = {
     "suppressed": lambda n: plural(n, "{n} suppressed", "{n} suppressed"),
     "bounced": lambda n: plural(n, "{n} bounced", "{n} bounced"),
     "delivered": lambda n: plural(n, "{n} delivered", "{n} delivered"),
+    "held": lambda n: plural(n, "{n} held", "{n} held"),
 }
 
 
@@ -346,6 +349,7 @@ def print_status(report: StatusReport) -> None:
                 len(report.not_in_sheet),
             ).format(n=number(len(report.not_in_sheet)), who=shown)
         )
+    _print_held(report.held, report.campaign)
     groups = report.groups
     if groups:
         problems = Table(header_style="bold", title=_("needing attention"))
@@ -495,6 +499,42 @@ def _print_bounces(bounces: Sequence[_Bounced], campaign: str, domain: str) -> N
         console.print(table)
     _print_causes(
         Counter(b.cause for b in ours), domain, f"campaign send {campaign} --retry-bounced"
+    )
+
+
+def _print_held(held: Sequence[Held], campaign: str) -> None:
+    """The recipients held because the letter already reached the same person at an earlier
+    address, each with both addresses, and the two ways out."""
+    if not held:
+        return
+    said = ngettext(
+        "{n} recipient not sent: the letter already reached the same person at another address",
+        "{n} recipients not sent: the letter already reached the same person at another address",
+        len(held),
+    ).format(n=number(len(held)))
+    console.print(labelled("[yellow]" + state_name("held") + "[/]", said))
+    for one in held[:_ROWS_SHOWN]:
+        where = _("row {row}").format(row=one.row) if one.row is not None else ""
+        went = _("already sent to {earlier}").format(earlier=one.earlier)
+        if one.sent_at is not None:
+            went = _("already sent to {earlier} on {when}").format(
+                earlier=one.earlier,
+                when=time.strftime("%Y-%m-%d %H:%M", time.localtime(one.sent_at)),
+            )
+        console.print("  " + labelled(escape(f"{where} {one.address}".strip()), escape(went)))
+    if len(held) > _ROWS_SHOWN:
+        console.print("  " + _("and {n} more").format(n=number(len(held) - _ROWS_SHOWN)))
+    console.print(
+        "  "
+        + labelled(
+            _("what to do"),
+            escape(
+                _(
+                    "if the earlier address no longer reaches them, {command} sends the letter "
+                    "to the new one; if it is a mistake, correct the row"
+                ).format(command=f"campaign send {campaign} --resend-readdressed")
+            ),
+        )
     )
 
 

@@ -1,0 +1,196 @@
+"""A person already sent the letter at one address, then written at another: held, not sent twice.
+
+The delivery log's identity is the address. When the organisers correct or change a recipient's
+address after the letter went out, the row is a new address for the same person: `send` holds it
+(state `held`), says who and where the letter went, and sends it only with `--resend-readdressed`.
+An address that never reached anyone (failed, bounced) is corrected and sent as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from campaign import ledger
+from campaign.ledger import Entry, Ledger, State, person_key
+from tests.conftest import cli, said
+from tests.smtp_server import Fault, FaultyServer, make_project
+
+PEOPLE = [
+    ("Claire", "Dubois", "claire.dubois@example.org"),
+    ("Julien", "Moreau", "julien.moreau@example.org"),
+    ("Anne", "Leroy", "anne.leroy@example.org"),
+]
+
+
+def _rewrite(settings: Path, people: list[tuple[str, str, str]]) -> None:
+    lines = ["prenom,nom,email"] + [",".join(row) for row in people]
+    (settings.parent / "recipients" / "people.csv").write_text("\n".join(lines) + "\n")
+
+
+def _arrived(server: FaultyServer) -> list[str]:
+    return sorted(r for m in server.stored for r in m.recipients)
+
+
+def test_a_new_address_for_someone_already_sent_is_held_then_sent_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, rows=PEOPLE)
+        assert cli(settings, "send").exit_code == 0
+        moved = [*PEOPLE[:1], ("Julien", "Moreau", "j.moreau@example.org"), PEOPLE[2]]
+        _rewrite(settings, moved)
+
+        held = cli(settings, "send")
+        assert held.exit_code == 1, held.output  # not everyone in the sheet was sent
+        told = said(held)
+        assert (
+            "held: 1 recipient not sent: the letter already reached the same person at another "
+            "address"
+        ) in told, told
+        assert "row 3 j.moreau@example.org: already sent to julien.moreau@example.org on " in told
+        assert "campaign send mini --resend-readdressed sends the letter to the new one" in told
+        assert len(_arrived(server)) == 3  # nobody written to twice
+
+        status = cli(settings, "status", "--json")
+        assert status.exit_code == 1
+        report = json.loads(status.output)
+        assert report["counts"]["held"] == 1
+        assert [(h["row"], h["address"], h["earlier"]) for h in report["held"]] == [
+            (3, "j.moreau@example.org", "julien.moreau@example.org")
+        ]
+        assert "already sent to julien.moreau@example.org" in said(cli(settings, "status"))
+        assert cli(settings, "send").exit_code == 1  # still held: a run alone never sends it
+
+        released = cli(settings, "send", "--resend-readdressed", "--json")
+        assert released.exit_code == 0, released.output
+        assert json.loads(released.output)["sent"] == 1
+        assert cli(settings, "send", "--json").exit_code == 0
+    assert _arrived(server) == sorted([*(p[2] for p in PEOPLE), "j.moreau@example.org"])
+    assert cli(settings, "status").exit_code == 0
+
+
+def test_an_address_that_reached_nobody_is_corrected_and_sent_without_a_hold(
+    tmp_path: Path,
+) -> None:
+    # The usual correction: the first address was refused (a typo), so the person got nothing.
+    wrong = Fault("rcpt", code=550, text="5.1.1 User unknown", recipient=PEOPLE[1][2], times=0)
+    with FaultyServer(faults=[wrong]) as server:
+        settings = make_project(tmp_path, port=server.port, rows=PEOPLE)
+        assert cli(settings, "send").exit_code == 1  # failed: 5.1.1
+        _rewrite(settings, [*PEOPLE[:1], ("Julien", "Moreau", "j.moreau@example.org"), PEOPLE[2]])
+        again = cli(settings, "send", "--json")
+        assert json.loads(again.output)["sent"] == 1, again.output
+        assert json.loads(again.output)["held"] == []
+    assert "j.moreau@example.org" in _arrived(server)
+
+
+def test_a_new_director_in_the_same_row_is_a_new_person_and_is_sent(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, rows=PEOPLE)
+        assert cli(settings, "send").exit_code == 0
+        _rewrite(settings, [*PEOPLE[:1], ("Marc", "Petit", "marc.petit@example.org"), PEOPLE[2]])
+        again = cli(settings, "send", "--json")
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.output)["sent"] == 1
+    assert "marc.petit@example.org" in _arrived(server)
+
+
+def test_a_french_organiser_reads_what_is_held_and_what_to_do(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, rows=PEOPLE, extra="")
+        text = settings.read_text().replace("sender:", "language: fr\nsender:", 1)
+        settings.write_text(text)
+        assert cli(settings, "send").exit_code == 0
+        _rewrite(settings, [*PEOPLE[:1], ("Julien", "Moreau", "j.moreau@example.org"), PEOPLE[2]])
+        told = said(cli(settings, "send"))
+    assert "retenu : 1 destinataire non envoyé : la lettre a déjà atteint" in told, told
+    assert "déjà envoyée à julien.moreau@example.org le " in told
+    assert "--resend-readdressed" in told
+
+
+def _entry(address: str, name: str | None, cells: dict[str, str]) -> Entry:
+    return Entry(address, 2, name, f"<{address}>", person_key({**cells, "email": address}, address))
+
+
+def test_the_same_person_is_known_by_name_or_by_the_rest_of_the_row(tmp_path: Path) -> None:
+    cells = {"Établissement": "CH de Valbrune", "Ville": "VALBRUNE"}
+    with Ledger(tmp_path / "delivery.sqlite") as log:
+        log.enqueue(
+            [
+                _entry("a@example.org", "Claire Dubois", {"Nom": "Dubois"}),
+                _entry("b@example.org", None, cells),  # no to_name: the other cells say who
+                _entry("c@example.org", None, {"Nom": "Leroy"}),
+            ],
+            [],
+            1.0,
+        )
+        for email in ("a@example.org", "b@example.org"):
+            log.apply([ledger.outcome(email, State.SENT, 250, "ok", 2.0)])
+        # c never got it (still pending): its new address is not held.
+        moved = [
+            _entry("a2@example.org", "  claire  DUBOIS ", {"Nom": "Dubois-Martin"}),
+            _entry(
+                "b2@example.org", None, {"Ville": " valbrune", "Établissement": "CH DE VALBRUNE"}
+            ),
+            _entry("c2@example.org", None, {"Nom": "Leroy"}),
+            _entry("d@example.org", None, {}),  # nothing but an address: never anyone's match
+        ]
+        log.enqueue(moved, [], 3.0)
+        ready = [e.email for e in moved]
+        assert log.hold_readdressed(ready) == 2
+        assert [(h.address, h.earlier) for h in log.held(ready)] == [
+            ("a2@example.org", "a@example.org"),
+            ("b2@example.org", "b@example.org"),
+        ]
+        # Back in the sheet, the earlier address is a row of its own: nothing more is held.
+        log.enqueue([_entry("e@example.org", "Claire Dubois", {})], [], 4.0)
+        assert log.hold_readdressed([*ready, "a@example.org", "e@example.org"]) == 2
+        assert log.release_held() == 2
+        assert log.hold_readdressed(ready) == 0  # released once: never held again
+        assert log.counts()["pending"] == 6
+
+
+def test_an_opted_out_address_does_not_let_the_same_person_be_written_at_another(
+    tmp_path: Path,
+) -> None:
+    with Ledger(tmp_path / "delivery.sqlite") as log:
+        first = _entry("a@example.org", "Claire Dubois", {})
+        log.enqueue([first], [], 1.0)
+        log.apply([ledger.outcome("a@example.org", State.SENT, 250, "ok", 2.0)])
+        log.enqueue([_entry("a2@example.org", "Claire Dubois", {})], [first], 3.0)
+        # a@ is on the suppression list now, so not among the ready: its person is held.
+        assert log.hold_readdressed(["a2@example.org"]) == 1
+
+
+def test_person_key_ignores_the_address_case_and_spaces() -> None:
+    row = {"Nom": "Moreau", "Courriel": "J.Moreau@example.org", "Ville": "LYON"}
+    assert person_key(row, "j.moreau@example.org") == person_key(
+        {"nom": " moreau ", "courriel": "julien.moreau@example.org", "ville": "Lyon"},
+        "julien.moreau@example.org",
+    )
+    assert person_key(row, "j.moreau@example.org") != person_key(
+        {**row, "Ville": "PARIS"}, "j.moreau@example.org"
+    )
+    assert person_key({"Courriel": "x@example.org", "Ville": ""}, "x@example.org") is None
+
+
+def test_a_log_of_version_3_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    with Ledger(path) as log:
+        log.enqueue([_entry("a@example.org", "Claire Dubois", {})], [], 1.0)
+        log.apply([ledger.outcome("a@example.org", State.SENT, 250, "ok", 2.0)])
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE deliveries DROP COLUMN readdressed_from")
+    conn.execute("ALTER TABLE deliveries DROP COLUMN person")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (3)")
+    conn.commit()
+    conn.close()
+    with Ledger(path) as log:
+        found = log.get("a@example.org")
+        assert found is not None and found.state is State.SENT and found.person is None
+        log.enqueue([_entry("a2@example.org", "Claire Dubois", {})], [], 3.0)
+        assert log.hold_readdressed(["a2@example.org"]) == 1  # the name still says who
+    assert path.with_name("delivery.sqlite.v3.bak").exists()

@@ -372,8 +372,7 @@ class Ledger:
         writes: list[Write] = []
         if reached:
             for d in self.deliveries(
-                "state = 'pending' AND attempts = 0 AND first_attempt_at IS NULL"
-                " AND readdressed_from IS NULL"
+                "state = 'pending' AND first_attempt_at IS NULL AND readdressed_from IS NULL"
             ):
                 if d.email not in ready:
                     continue
@@ -398,15 +397,14 @@ class Ledger:
         """The held recipients still in the spreadsheet (`ready`, lower-cased), with the earlier
         address and when the letter went there."""
         ready = set(ready)
-        found = []
-        for d in self.deliveries("state = 'held'"):
-            if d.email not in ready or d.readdressed_from is None:
-                continue
-            earlier = self.get(d.readdressed_from)
-            found.append(
-                Held(d.row, d.address, d.readdressed_from, earlier.sent_at if earlier else None)
-            )
-        return found
+        rows = self.conn.execute(
+            "SELECT held.email, held.row, held.address, held.readdressed_from, earlier.sent_at"
+            " FROM deliveries AS held LEFT JOIN deliveries AS earlier"
+            " ON earlier.email = lower(held.readdressed_from)"
+            " WHERE held.state = 'held' AND held.readdressed_from IS NOT NULL"
+            " ORDER BY held.row, held.email"
+        )
+        return [Held(*found) for email, *found in rows if email in ready]
 
     def release_held(self) -> int:
         """Make the held recipients pending (`send --resend-readdressed`); return how many."""
@@ -754,11 +752,16 @@ def sent_copy(
 def _person_keys(name: str | None, person: str | None) -> list[tuple[str, str]]:
     """The keys that say two rows are one person: the display name, the other cells' digest."""
     keys = []
-    if name and (spoken := " ".join(name.casefold().split())):
+    if name and (spoken := _spoken(name)):
         keys.append(("name", spoken))
     if person:
         keys.append(("person", person))
     return keys
+
+
+def _spoken(text: str) -> str:
+    """Text as a person compares it: no case, single spaces."""
+    return " ".join(text.casefold().split())
 
 
 def person_key(values: Mapping[str, str], address: str) -> str | None:
@@ -769,9 +772,9 @@ def person_key(values: Mapping[str, str], address: str) -> str | None:
     """
     address = address.casefold()
     cells = sorted(
-        (" ".join(header.casefold().split()), spoken)
+        (_spoken(header), spoken)
         for header, text in values.items()
-        if (spoken := " ".join(str(text).casefold().split())) and spoken != address
+        if (spoken := _spoken(str(text))) and spoken != address
     )
     if not cells:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,17 @@ def test_the_project_holds_what_an_organiser_fills_in(tmp_path: Path) -> None:
     assert [cells for _, cells in table.rows] == ROWS
     assert all(row[-1].endswith("@example.org") for row in ROWS)
     assert "01000" in ROWS[0]  # a postcode keeps its leading zero
+
+
+def test_the_french_an_organiser_reads_uses_the_french_apostrophe(tmp_path: Path) -> None:
+    """The settings' comments and the sample texts: « l’adresse », not « l'adresse »."""
+    folder = tmp_path / "p"
+    assert invoke("init", str(folder))[0] == 0
+    for name in ("settings.yaml", "letters/lettre.md", "letters/courriel.md"):
+        text = (folder / name).read_text()
+        straight = re.findall(r"\w+'\w+", text)
+        assert not straight, (name, straight)
+        assert "’" in text, name  # the French texts do elide
 
 
 def test_a_folder_with_files_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -61,10 +61,11 @@ def test_help_follows_the_environment() -> None:
     assert "Vérifier paramètres, lettre et destinataires" in french.stdout
     assert "Afficher ce message et quitter." in french.stdout  # click's own text too
     assert "Usage:" not in french.stdout
+    assert "Utilisation : python -m campaign.cli [OPTIONS] COMMANDE [ARGUMENTS]…" in french.stdout
     assert "Options :" in french.stdout and "Commandes :" in french.stdout
     assert "..." not in french.stdout.split("Commandes")[1]  # whole summaries in French too
     english = command("--help", locale="C")
-    assert "Usage:" in english.stdout
+    assert "Usage: python -m campaign.cli [OPTIONS] COMMAND [ARGS]..." in english.stdout
     assert "Validate settings, letter and recipients; merge every row." in english.stdout
     # The technical names stay: commands and options.
     for name in ("check", "send", "status", "--settings"):
@@ -75,12 +76,14 @@ def test_a_count_that_is_no_number_is_said_in_the_organisers_words() -> None:
     # click's own type name ("integer range") stayed English inside a French sentence.
     french = command("send", "--limit", "abc", locale=FRENCH)
     assert french.returncode == 2
-    assert "pour '--limit' : 'abc' n’est pas un nombre entier valide." in french.stderr
+    assert "pour «\u00a0--limit\u00a0» : «\u00a0abc\u00a0» n’est pas un nombre entier valide." in (
+        french.stderr
+    )
     assert "integer" not in french.stderr
     english = command("send", "--limit", "abc", locale="C")
     assert "'abc' is not a valid whole number." in english.stderr, english.stderr
     port = command("sink", "--port", "x", locale=FRENCH)
-    assert "'x' n’est pas un nombre entier valide." in port.stderr, port.stderr
+    assert "«\u00a0x\u00a0» n’est pas un nombre entier valide." in port.stderr, port.stderr
 
 
 def test_a_port_in_use_is_said_in_french_not_in_the_systems_english(tmp_path: Path) -> None:
@@ -146,7 +149,17 @@ def test_a_missing_settings_file_names_the_option_value_as_the_help_does(tmp_pat
 def test_a_usage_error_of_click_is_french_too() -> None:
     done = command("chek", locale=FRENCH)
     assert done.returncode == 2
-    assert "Erreur : Commande inconnue : 'chek'. Vouliez-vous dire 'check' ?" in done.stderr
+    # In French quotes, though click writes its names with repr ('chek') in its code.
+    assert (
+        "Erreur : Commande inconnue : «\u00a0chek\u00a0». Vouliez-vous dire «\u00a0check\u00a0» ?"
+    ) in done.stderr
+    assert "'" not in done.stderr
+    unknown = command("send", "--retry-faild", locale=FRENCH)
+    assert unknown.returncode == 2
+    assert "Option inconnue : «\u00a0--retry-faild\u00a0»" in unknown.stderr
+    assert "«\u00a0--retry-failed\u00a0» ?" in unknown.stderr
+    english = command("chek", locale="C")
+    assert "Error: No such command 'chek'. Did you mean 'check'?" in english.stderr
 
 
 def test_check_in_french_and_in_english(

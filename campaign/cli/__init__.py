@@ -45,7 +45,11 @@ from campaign.i18n import _, labelled, listed, ngettext, number, plural
 atexit.register(gc.freeze)
 
 
-@click.group(cls=_InOrder, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_InOrder,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    subcommand_metavar=_("COMMAND [ARGS]..."),
+)
 @click.option(
     "--settings",
     "settings_path",

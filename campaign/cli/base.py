@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gettext
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from campaign import i18n
 from campaign.cli.output import err_console, print_problems
 from campaign.cli.output import escape as _escape
 from campaign.errors import CampaignError, CheckFailed
-from campaign.i18n import _
+from campaign.i18n import _, quoted
 
 if TYPE_CHECKING:
     from campaign.settings import Campaign, Settings
@@ -110,11 +111,36 @@ class _Command(click.Command):
     context_class = _Context
 
 
+# click quotes the names and values in its usage errors with repr ('--limit', 'abc'), in its code.
+_REPR_QUOTED = re.compile(r"'([^'\s][^']*)'")
+
+
+def _requoted(err: click.UsageError) -> click.UsageError:
+    """click's usage error quoted as the language quotes: « --limit », « abc » in French."""
+    if i18n.current_language() == "en":
+        return err
+    text = _REPR_QUOTED.sub(lambda found: quoted(found.group(1)), err.format_message())
+    return click.UsageError(text, err.ctx)  # exit code 2, as every usage error of click
+
+
 class _InOrder(click.Group):
-    """Lists the commands in the order they are used, not alphabetically."""
+    """Lists the commands in the order they are used, not alphabetically; says click's usage
+    errors with the language's quotes."""
 
     context_class = _Context
     command_class = _Command
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as err:  # the group's own options
+            raise _requoted(err) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:  # a command unknown, or its options and arguments
+            raise _requoted(err) from None
 
     ORDER = (
         "init",

@@ -114,6 +114,7 @@ class SendReport:
     folder: Path | None = None  # the dry-run .eml files
     ledger: Path | None = None
     written: int = 0
+    to_send: int = 0  # what was due at the start of the run (pending or deferred, within --limit)
     forecast: Forecast | None = None  # when the messages left at the start should be sent
     next_window: float | None = None  # when the send window next opens, if it is closed now
     reasons: list[Reason] = field(default_factory=list)  # this run's non-sent outcomes, grouped
@@ -155,6 +156,7 @@ class SendReport:
             "next_retry": self.next_retry,
             "dry_run_folder": str(self.folder) if self.folder else None,
             "written": self.written,
+            "to_send": self.to_send,
             "forecast": self.forecast.as_dict() if self.forecast else None,
             "next_window": self.next_window,
             "reasons": [
@@ -272,7 +274,8 @@ def send_campaign(
             copier = SentCopier(settings, campaign.layout)  # its own thread and connection
             progress, rounds = copier.watching(progress), copier.rounds(rounds)
             dispatcher.progress = progress
-        if not options.test_to:
+        report.to_send = plan.total
+        if not options.test_to and plan.total:  # not "0 to send: less than a minute"
             report.forecast = forecast(
                 plan.total, settings.throttle, window, clock(), sent_last_day=len(history)
             )

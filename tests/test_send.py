@@ -444,6 +444,25 @@ def test_send_command_reports_and_exits_1_while_failures_remain(tmp_path: Path) 
         assert "no such user" in data["attention"][0]["reply"]
 
 
+def test_a_send_with_nothing_left_says_so_and_forecasts_nothing(tmp_path: Path) -> None:
+    refusal = Fault("rcpt", code=550, text="5.1.1 no such user", recipient=FIRST)
+    with FaultyServer(faults=[refusal]) as server:
+        settings = make_project(tmp_path, port=server.port, recipients=2)
+        first = cli(settings, "send", "--no-wait")
+        assert "2 to send:" in first.output  # the forecast, when something is due
+        again = cli(settings, "send", "--no-wait")
+        text = " ".join(again.output.split())
+        assert "mini: nothing left to send" in text
+        assert "to send:" not in text  # not "0 to send: under a minute"
+        assert "0 connections" not in text
+        assert "delivery log: 1 sent, 1 failed" in text
+        assert "--retry-failed" in text  # what the organiser can still do
+        assert again.exit_code == 1  # a failure remains
+        data = json.loads(cli(settings, "send", "--no-wait", "--json").output)
+        assert data["to_send"] == 0 and data["forecast"] is None and data["sent"] == 0
+    assert len(server.stored) == 1
+
+
 @pytest.mark.parametrize("pipelining", [True, False])
 def test_a_refused_recipient_leaves_the_connection_in_step_with_or_without_pipelining(
     tmp_path: Path, pipelining: bool

@@ -201,7 +201,11 @@ def print_send_report(report: SendReport) -> None:
         seconds=number(report.seconds, decimals=1),
         connections=plural(tally.connections, "{n} connection", "{n} connections"),
     )
-    console.print(labelled(f"{name}, {what}", f"[{style}]{counts}[/] {took}"))
+    if report.mode == "send" and not report.to_send and not tally.connections:
+        # Everyone ready is already in the log: say so, not "0 sent … in 0.0 s over 0 connections".
+        console.print(labelled(name, _("nothing left to send")))
+    else:
+        console.print(labelled(f"{name}, {what}", f"[{style}]{counts}[/] {took}"))
     for reason in report.reasons:
         console.print(
             "  " + labelled(state_count(reason.state.value, reason.count), escape(reason.text))

@@ -31,6 +31,8 @@ from campaign.errors import (
     ApprovalError,
     CampaignError,
     CheckFailed,
+    Place,
+    Problem,
     ServerSettingsError,
     Severity,
     StateError,
@@ -112,13 +114,49 @@ def check(campaign: Campaign) -> CheckReport:
     from campaign.inputs import check_inputs, load_inputs
     from campaign.smtpsession import smtp_problems
 
-    report = check_inputs(load_inputs(campaign))
+    inputs = load_inputs(campaign)
+    report = check_inputs(inputs)
     settings = campaign.settings
     shown = str(settings.path)
     report.problems += [
         replace(p, place=replace(p.place, file=shown)) for p in smtp_problems(settings.smtp)
     ]
+    report.problems += _readdressed(inputs)
     return report
+
+
+def _readdressed(inputs: Inputs) -> list[Problem]:
+    """A warning for each row `send` will hold: the letter already reached that person at an
+    address no longer in the sheet (`Ledger.hold_readdressed`). Read only: no log is made."""
+    from campaign.ledger import Ledger, held_advice, person_key
+
+    campaign = inputs.campaign
+    if not campaign.layout.log.exists() or not inputs.recipients.ready:
+        return []
+    ready = {r.email: r for r in inputs.recipients.ready}
+
+    def who(address: str) -> tuple[int | None, str | None, str | None]:
+        r = ready[address]
+        name = inputs.to_name_for(r) if inputs.to_name else None
+        return r.row, name, person_key(r.values, r.email)
+
+    with Ledger(campaign.layout.log) as log:
+        held = log.would_hold(list(ready), who)
+    shown = campaign.settings.display(campaign.config.recipients)
+    hint = held_advice(campaign.name)
+    problems = []
+    for one in held:
+        if one.sent_at is None:
+            said = _("the letter already reached this person at {earlier}: send will hold this row")
+        else:
+            said = _(
+                "the letter already reached this person at {earlier} on {when}: send will hold "
+                "this row"
+            )
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(one.sent_at or 0))
+        place = Place(file=shown, row=one.row, column=campaign.config.email_column)
+        problems.append(Problem.warning(said.format(earlier=one.earlier, when=when), place, hint))
+    return problems
 
 
 @dataclass

@@ -39,7 +39,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -155,6 +155,14 @@ class Held:
     address: str
     earlier: str
     sent_at: float | None  # when the letter went to `earlier`
+
+
+def held_advice(campaign: str) -> str:
+    """What the organiser can do about a held row: send it after all, or correct the row."""
+    return _(
+        "if the earlier address no longer reaches them, {command} sends the letter to the new "
+        "one; if it is a mistake, correct the row"
+    ).format(command=f"campaign send {campaign} --resend-readdressed")
 
 
 class Ledger:
@@ -363,23 +371,13 @@ class Ledger:
         not reach anyone). A recipient released once (`release_held`) is never held again.
         """
         ready = set(ready)
-        reached: dict[tuple[str, str], Delivery] = {}
-        for d in self.deliveries("state IN ('sent', 'delivered', 'uncertain')"):
-            if d.email in ready:
-                continue
-            for key in _person_keys(d.name, d.person):
-                reached.setdefault(key, d)
+        reached = self._reached_elsewhere(ready)
         writes: list[Write] = []
         if reached:
             for d in self.deliveries(
                 "state = 'pending' AND first_attempt_at IS NULL AND readdressed_from IS NULL"
             ):
-                if d.email not in ready:
-                    continue
-                earlier = next(
-                    (reached[k] for k in _person_keys(d.name, d.person) if k in reached), None
-                )
-                if earlier is not None:
+                if d.email in ready and (earlier := _earlier(reached, d.name, d.person)):
                     writes.append(
                         (
                             "UPDATE deliveries SET state = 'held', readdressed_from = ?"
@@ -405,6 +403,42 @@ class Ledger:
             " ORDER BY held.row, held.email"
         )
         return [Held(*found) for email, *found in rows if email in ready]
+
+    def would_hold(
+        self, ready: Sequence[str], who: Callable[[str], tuple[int | None, str | None, str | None]]
+    ) -> list[Held]:
+        """Read only (`campaign check`): the rows `send` will hold, held already or not yet in
+        the log, by the rule of `hold_readdressed`. `ready` are the sheet's ready addresses;
+        `who(address)` gives its row, display name and `person_key`, asked only of the rows that
+        may be held (none, unless the letter reached someone at an address gone from the sheet).
+        """
+        emails = {address.lower() for address in ready}
+        found = self.held(emails)
+        reached = self._reached_elsewhere(emails)
+        if reached:
+            logged = {d.email: d for d in self.deliveries()}
+            for address in ready:
+                d = logged.get(address.lower())
+                if d is not None and (
+                    d.state is not State.PENDING
+                    or d.first_attempt_at is not None
+                    or d.readdressed_from is not None
+                ):
+                    continue  # tried, held already, or released once: not held again
+                row, name, person = who(address)
+                if earlier := _earlier(reached, name, person):
+                    found.append(Held(row, address, earlier.address, earlier.sent_at))
+        return sorted(found, key=lambda h: (h.row is None, h.row or 0, h.address))
+
+    def _reached_elsewhere(self, ready: set[str]) -> dict[tuple[str, str], Delivery]:
+        """Whom the letter reached (sent, delivered, uncertain) at an address no longer among
+        `ready`, by each of their person keys."""
+        reached: dict[tuple[str, str], Delivery] = {}
+        for d in self.deliveries("state IN ('sent', 'delivered', 'uncertain')"):
+            if d.email not in ready:
+                for key in _person_keys(d.name, d.person):
+                    reached.setdefault(key, d)
+        return reached
 
     def release_held(self) -> int:
         """Make the held recipients pending (`send --resend-readdressed`); return how many."""
@@ -757,6 +791,13 @@ def _person_keys(name: str | None, person: str | None) -> list[tuple[str, str]]:
     if person:
         keys.append(("person", person))
     return keys
+
+
+def _earlier(
+    reached: Mapping[tuple[str, str], Delivery], name: str | None, person: str | None
+) -> Delivery | None:
+    """Where the letter already reached this person (`Ledger._reached_elsewhere`), if it did."""
+    return next((reached[k] for k in _person_keys(name, person) if k in reached), None)
 
 
 def _spoken(text: str) -> str:

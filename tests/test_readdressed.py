@@ -194,3 +194,36 @@ def test_a_log_of_version_3_gains_the_columns_and_keeps_its_rows(tmp_path: Path)
         log.enqueue([_entry("a2@example.org", "Claire Dubois", {})], [], 3.0)
         assert log.hold_readdressed(["a2@example.org"]) == 1  # the name still says who
     assert path.with_name("delivery.sqlite.v3.bak").exists()
+
+
+def test_check_warns_of_the_hold_before_send_and_writes_nothing(tmp_path: Path) -> None:
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, rows=PEOPLE)
+        log = settings.parent / "outbox" / "mini" / "delivery.sqlite"
+        assert "0 warnings" in said(cli(settings, "check"))
+        assert not log.exists()  # check makes no delivery log
+        assert cli(settings, "send").exit_code == 0
+        _rewrite(settings, [*PEOPLE[:1], ("Julien", "Moreau", "j.moreau@example.org"), PEOPLE[2]])
+        before = log.read_bytes()
+
+        checked = cli(settings, "check", "--json")
+        assert checked.exit_code == 0, checked.output  # a warning: the organiser decides
+        warnings = [p for p in json.loads(checked.output)["problems"] if p["row"] is not None]
+        assert [(w["severity"], w["row"], w["column"]) for w in warnings] == [
+            ("warning", 3, "email")
+        ]
+        assert warnings[0]["file"] == "recipients/people.csv"
+        assert (
+            "already reached this person at julien.moreau@example.org on "
+            in (warnings[0]["message"])
+        )
+        assert "--resend-readdressed" in warnings[0]["hint"]
+        assert log.read_bytes() == before  # read only: the row is not queued nor held by check
+
+        assert cli(settings, "send").exit_code == 1  # held, as check said
+        again = json.loads(cli(settings, "check", "--json").output)["problems"]
+        assert [p["row"] for p in again if p["row"] is not None] == [3]  # still said while held
+        assert cli(settings, "send", "--resend-readdressed").exit_code == 0
+        released = json.loads(cli(settings, "check", "--json").output)["problems"]
+        assert [p for p in released if p["row"] is not None] == []  # sent: nothing to warn of
+    assert len(_arrived(server)) == 4

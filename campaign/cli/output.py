@@ -511,6 +511,8 @@ def _print_held(held: Sequence[Held], campaign: str) -> None:
     address, each with both addresses, and the two ways out."""
     if not held:
         return
+    from campaign.ledger import held_advice
+
     said = ngettext(
         "{n} recipient not sent: the letter already reached the same person at another address",
         "{n} recipients not sent: the letter already reached the same person at another address",
@@ -532,12 +534,7 @@ def _print_held(held: Sequence[Held], campaign: str) -> None:
         "  "
         + labelled(
             _("what to do"),
-            escape(
-                _(
-                    "if the earlier address no longer reaches them, {command} sends the letter "
-                    "to the new one; if it is a mistake, correct the row"
-                ).format(command=f"campaign send {campaign} --resend-readdressed")
-            ),
+            escape(held_advice(campaign)),
         )
     )
 

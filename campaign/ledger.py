@@ -335,11 +335,12 @@ class Ledger:
         ).fetchone()[0]
         self.apply(
             [
+                *_keep_earlier_sends(f"state IN ({marks})", tuple(wanted)),
                 (
                     f"UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL"  # noqa: S608
                     f" WHERE state IN ({marks})",
                     tuple(wanted),
-                )
+                ),
             ]
         )
         return int(count)
@@ -347,18 +348,21 @@ class Ledger:
     def requeue_bounced(self, emails: Iterable[str]) -> int:
         """Make these `bounced` recipients pending again, their bounce forgotten (its reason is
         the organiser's to put right: campaign.causes); return how many."""
-        before = self.conn.total_changes
-        self.apply(
-            [
+        bounced = {d.email for d in self.deliveries("state = 'bounced'")}
+        wanted = sorted(bounced & {email.lower() for email in emails})
+        writes: list[Write] = []
+        for email in wanted:
+            writes += _keep_earlier_sends("email = ?", (email,))
+            writes.append(
                 (
                     "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = NULL,"
-                    " bounced_at = NULL, bounce_reason = NULL WHERE email = ? AND state = 'bounced'",
-                    (email.lower(),),
+                    " bounced_at = NULL, bounce_reason = NULL WHERE email = ?",
+                    (email,),
                 )
-                for email in emails
-            ]
-        )
-        return self.conn.total_changes - before
+            )
+        if writes:
+            self.apply(writes)
+        return len(wanted)
 
     def hold_readdressed(self, ready: Iterable[str]) -> int:
         """Hold, as `held`, the recipients never tried whose person the letter already reached at
@@ -504,13 +508,13 @@ class Ledger:
 
     def sent_times(self, since: float) -> list[float]:
         """Times of every message that may count against the provider's cap since `since`."""
+        self.conn.execute(_EARLIER_SENDS)
         rows = self.conn.execute(
-            "SELECT coalesce(sent_at, last_attempt_at) FROM deliveries"
-            " WHERE state IN ('sent', 'uncertain', 'bounced', 'delivered')"
-            " AND coalesce(sent_at, last_attempt_at) >= ?"
+            f"SELECT {_SENT_AT} FROM deliveries WHERE {_LEFT} AND {_SENT_AT} >= ?"  # noqa: S608
             " UNION ALL SELECT coalesce(sent_at, started_at) FROM test_sends"
-            " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, started_at) >= ?",
-            (since, since),
+            " WHERE state IN ('sent', 'uncertain') AND coalesce(sent_at, started_at) >= ?"
+            " UNION ALL SELECT sent_at FROM earlier_sends WHERE sent_at >= ?",
+            (since, since, since),
         )
         return sorted(float(t) for (t,) in rows)
 
@@ -791,6 +795,27 @@ def _person_keys(name: str | None, person: str | None) -> list[tuple[str, str]]:
     if person:
         keys.append(("person", person))
     return keys
+
+
+# A message that left counts against the provider's caps (`Ledger.sent_times`) from when it left.
+_LEFT = "state IN ('sent', 'uncertain', 'bounced', 'delivered')"
+_SENT_AT = "coalesce(sent_at, last_attempt_at)"
+# When a row that left is queued again (`--resend-uncertain`, `--retry-bounced`), its first send
+# still counts for the day: its time is kept here (only the time: no address to purge). A table
+# made on first use, so older logs need no migration.
+_EARLIER_SENDS = "CREATE TABLE IF NOT EXISTS earlier_sends (sent_at REAL NOT NULL)"
+
+
+def _keep_earlier_sends(where: str, params: tuple[Any, ...]) -> list[Write]:
+    """The writes that keep the send time of the rows `where` selects, before they are requeued."""
+    return [
+        (_EARLIER_SENDS, ()),
+        (
+            f"INSERT INTO earlier_sends SELECT {_SENT_AT} FROM deliveries"  # noqa: S608
+            f" WHERE ({where}) AND {_LEFT} AND {_SENT_AT} IS NOT NULL",
+            params,
+        ),
+    ]
 
 
 def _earlier(

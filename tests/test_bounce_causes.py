@@ -261,12 +261,15 @@ def test_retry_bounced_sends_again_to_the_campaigns_bounces_only_once_each(
         plain = run("send", "merci-signataires", "--json")  # without the option: nobody
         assert plain.exit_code == 0, plain.output
         assert json.loads(plain.output)["sent"] == 0
+        day = json.loads(run("status", "merci-signataires", "--json").output)["sent_last_24h"]
         result = run("send", "merci-signataires", "--retry-bounced")
         assert result.exit_code == 0, result.output
         assert "2 recipients queued to be sent again" in said(result)
         assert "1 address that bounced for its own sake" in said(result)
         second = run("send", "merci-signataires", "--retry-bounced", "--json")
         assert json.loads(second.output)["sent"] == 0  # delivered now: not again
+        status = json.loads(run("status", "merci-signataires", "--json").output)
+        assert status["sent_last_24h"] == day + 2  # the first sends still count for the day cap
     arrived = sorted((again / "new").iterdir())
     assert len(arrived) == 2
     heads = [p.read_text(encoding="utf-8", errors="replace") for p in arrived]

@@ -349,6 +349,26 @@ def test_day_cap_ends_the_run_and_a_restart_counts_earlier_sends(tmp_path: Path)
         assert len(server.stored) == 5
 
 
+def test_a_message_sent_again_still_counts_its_first_send_in_the_day_cap(tmp_path: Path) -> None:
+    # The server stored the first message, then the connection dropped: `uncertain`. Sending it
+    # again makes the row pending, but the first copy stays in the provider's count for the day.
+    with FaultyServer(faults=[Fault("dot", action="store_drop", recipient=FIRST)]) as server:
+        settings = make_project(
+            tmp_path, port=server.port, recipients=3, throttle="per_minute: null\n  per_day: 3"
+        )
+        first = send(settings)
+        assert (first.tally.sent, first.tally.uncertain, len(server.stored)) == (2, 1, 3)
+        again = send(settings, resend_uncertain=True)
+        assert again.requeued == 1
+        assert again.tally.messages == 0, "a 4th message within 24 h, over the cap of 3"
+        assert again.stopped is not None and "cap 3 reached" in again.stopped
+        status = json.loads(cli(settings, "status", "mini", "--json").output)
+        assert status["sent_last_24h"] == 3
+        tomorrow = send(settings, clock=later(24.1))
+        assert tomorrow.tally.sent == 1
+    assert len(server.stored) == 4
+
+
 def test_throttle_windows_hold_at_the_server_in_real_time(tmp_path: Path) -> None:
     with FaultyServer() as server:
         settings = make_project(

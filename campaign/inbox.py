@@ -87,6 +87,7 @@ class InboxReport:
     suppression_file: str = ""
     sender_domain: str = ""  # named in the advice about bounces that are the campaign's
     copies: CopyReport | None = None  # copies for Sent that earlier runs left unsaved, retried
+    unheld: int = 0  # held rows whose earlier address bounced: the next send sends them
     seconds: float = 0.0
 
     @property
@@ -122,6 +123,7 @@ class InboxReport:
             "resolved_uncertain": self.resolved,
             "still_uncertain": self.uncertain,
             "sent_copies": self.copies.as_dict() if self.copies else None,
+            "unheld": self.unheld,
             "seconds": round(self.seconds, 3),
         }
 
@@ -175,6 +177,8 @@ def scan_inbox(
             writes = _read_inbox(campaign, opened, log, report, clock)
             writes += _reconcile(opened, log, report)
             log.apply(writes)
+            if report.bounces:  # a letter that bounced reached nobody: a new address may go
+                report.unheld = log.release_unreached()
             if any(b.cause is Cause.ADDRESS for b in report.bounces):
                 _suppress(campaign, report, clock())
             if log.copies(["pending", "failed"]):

@@ -444,6 +444,30 @@ class Ledger:
                     reached.setdefault(key, d)
         return reached
 
+    def release_unreached(self) -> int:
+        """Make pending again the held rows whose earlier letter turns out not to have reached
+        the person (a bounce read since, the earlier row sent again); return how many.
+
+        Held means "the letter already reached this person": once that is no longer so, the new
+        address is the only way to them, and `send` sends it without `--resend-readdressed`.
+        """
+        if not self.conn.execute(
+            "SELECT 1 FROM deliveries WHERE state = 'held' LIMIT 1"
+        ).fetchone():
+            return 0  # nothing held: no write, no fsync
+        before = self.conn.total_changes
+        self.apply(
+            [
+                (
+                    "UPDATE deliveries SET state = 'pending', readdressed_from = NULL"
+                    " WHERE state = 'held' AND lower(readdressed_from) NOT IN (SELECT email"
+                    " FROM deliveries WHERE state IN ('sent', 'delivered', 'uncertain'))",
+                    (),
+                )
+            ]
+        )
+        return self.conn.total_changes - before
+
     def release_held(self) -> int:
         """Make the held recipients pending (`send --resend-readdressed`); return how many."""
         before = self.conn.total_changes

@@ -49,7 +49,7 @@ from campaign.dispatch import (
 )
 from campaign.dsn import envelope_id, request_for
 from campaign.errors import Place, ServerSettingsError
-from campaign.i18n import _, byte_size, listed, ngettext, number
+from campaign.i18n import _, byte_size, listed, ngettext, number, plural
 from campaign.inputs import Inputs, encoded_size
 from campaign.ledger import Held, Ledger, State
 from campaign.logwriter import LedgerWriter
@@ -213,6 +213,17 @@ def send_campaign(
             if options.retry_bounced:
                 report.requeued += _requeue_bounced(log, report)
             in_sheet = [r.email.lower() for r in ready]
+            unheld = log.release_unreached()  # the earlier letter bounced since
+            if unheld:
+                report.notes.append(
+                    plural(
+                        unheld,
+                        "{n} recipient held no longer: the letter to their earlier address did "
+                        "not reach them",
+                        "{n} recipients held no longer: the letter to their earlier address did "
+                        "not reach them",
+                    )
+                )
             if log.hold_readdressed(in_sheet) and options.resend_readdressed:
                 report.requeued += log.release_held()
             report.held = log.held(in_sheet)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from campaign import ledger
 from campaign.ledger import Entry, Ledger, State, person_key
+from campaign.sink import MaildirHandler
 from tests.conftest import cli, said
 from tests.smtp_server import Fault, FaultyServer, make_project
+from tests.test_bounce_causes import dsn
 
 PEOPLE = [
     ("Claire", "Dubois", "claire.dubois@example.org"),
@@ -227,3 +229,59 @@ def test_check_warns_of_the_hold_before_send_and_writes_nothing(tmp_path: Path) 
         released = json.loads(cli(settings, "check", "--json").output)["problems"]
         assert [p for p in released if p["row"] is not None] == []  # sent: nothing to warn of
     assert len(_arrived(server)) == 4
+
+
+def test_a_held_row_is_sent_once_the_earlier_letter_turns_out_to_have_bounced(
+    tmp_path: Path,
+) -> None:
+    # The organiser corrected the address from the bounce in their own mail client, then ran
+    # send before inbox: the row is held (the log still says the letter reached the person).
+    with FaultyServer() as server:
+        settings = make_project(tmp_path, port=server.port, rows=PEOPLE)
+        settings.write_text(settings.read_text() + "mailbox:\n  maildir: outbox/mailbox\n")
+        assert cli(settings, "send").exit_code == 0
+        _rewrite(settings, [*PEOPLE[:1], ("Julien", "Moreau", "j.moreau@example.org"), PEOPLE[2]])
+        assert cli(settings, "send").exit_code == 1  # held
+        earlier = PEOPLE[1][2]
+        with Ledger(settings.parent / "outbox" / "mini" / "delivery.sqlite") as log:
+            found = log.get(earlier)
+        assert found is not None
+        report = dsn(earlier, found.message_id, "550 5.1.1 User unknown", "5.1.1")
+        MaildirHandler(settings.parent / "outbox" / "mailbox").deliver(report)
+
+        inbox = cli(settings, "inbox")
+        assert inbox.exit_code == 0, inbox.output
+        assert (
+            "held: 1 recipient held no longer: the letter to their earlier address bounced, so "
+            "the next send sends it to the new one"
+        ) in said(inbox)
+        status = json.loads(cli(settings, "status", "--json").output)
+        assert status["held"] == [] and not status["counts"].get("held")
+        assert status["counts"]["bounced"] == 1
+        assert "already reached" not in cli(settings, "check", "--json").output
+
+        sent = cli(settings, "send", "--json")  # no --resend-readdressed needed
+        assert sent.exit_code == 0, sent.output
+        assert json.loads(sent.output)["sent"] == 1
+        assert json.loads(cli(settings, "send", "--json").output)["sent"] == 0
+    assert _arrived(server).count("j.moreau@example.org") == 1
+    assert len(_arrived(server)) == 4
+
+
+def test_a_held_row_goes_when_its_earlier_row_is_queued_again_and_left_unsent(
+    tmp_path: Path,
+) -> None:
+    # The earlier row requeued (here: its uncertain send resent) is pending, no longer reached,
+    # and gone from the sheet, so it will not be sent: the new address is the way to the person.
+    with Ledger(tmp_path / "delivery.sqlite") as log:
+        who = person_key({"prenom": "Julien", "nom": "Moreau"}, "")
+        log.enqueue([Entry("julien.moreau@example.org", 3, "Julien Moreau", "<a@x>", who)], [], 0.0)
+        log.apply([("UPDATE deliveries SET state = 'uncertain', last_attempt_at = 1.0", ())])
+        log.enqueue([Entry("j.moreau@example.org", 3, "Julien Moreau", "<b@x>", who)], [], 2.0)
+        assert log.hold_readdressed(["j.moreau@example.org"]) == 1
+        assert log.release_unreached() == 0  # still reached: stays held
+        log.requeue([State.UNCERTAIN])
+        assert log.release_unreached() == 1
+        assert log.get("j.moreau@example.org").state is State.PENDING  # type: ignore[union-attr]
+        assert log.hold_readdressed(["j.moreau@example.org"]) == 0
+        assert log.release_unreached() == 0  # nothing held: no write

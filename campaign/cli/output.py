@@ -617,6 +617,19 @@ def print_inbox(report: InboxReport) -> None:
             )
         )
     _print_bounces(report.bounces, report.campaign, report.sender_domain)
+    if report.unheld:
+        console.print(
+            labelled(
+                "[yellow]" + state_name("held") + "[/]",
+                plural(
+                    report.unheld,
+                    "{n} recipient held no longer: the letter to their earlier address bounced, "
+                    "so the next send sends it to the new one",
+                    "{n} recipients held no longer: the letter to their earlier address bounced, "
+                    "so the next send sends it to the new one",
+                ),
+            )
+        )
     if report.suppressed:
         console.print(
             _("added to the suppression list {path}: {emails}").format(

@@ -140,8 +140,11 @@ def _readdressed(inputs: Inputs) -> list[Problem]:
         name = inputs.to_name_for(r) if inputs.to_name else None
         return r.row, name, person_key(r.values, r.email)
 
-    with Ledger(campaign.layout.log) as log:
-        held = log.would_hold(list(ready), who)
+    try:
+        with Ledger(campaign.layout.log) as log:
+            held = log.would_hold(list(ready), who)
+    except StateError as err:  # damaged, foreign, newer: said among the findings, inputs checked
+        return [Problem.from_error(err)]
     shown = campaign.settings.display(campaign.config.recipients)
     hint = held_advice(campaign.name)
     problems = []

@@ -107,6 +107,16 @@ def test_damaged_delivery_log_is_a_clear_error_and_nothing_is_resent(
             clean_exit(result, 2)
             assert "delivery log is damaged or not a delivery log" in said(result)
             assert "restore it from a backup" in said(result)
+        # check still checks the inputs, and names the log among its findings.
+        checked = cli(settings, "check", "--json")
+        clean_exit(checked, 1)
+        found = json.loads(checked.output)
+        assert found["recipients"] == 4 and found["errors"] == 1, found
+        [problem] = found["problems"]
+        assert problem["severity"] == "error"
+        assert "delivery log is damaged or not a delivery log" in problem["message"]
+        assert problem["file"] == str(tmp_path.joinpath(*LOG))
+        assert "restore it from a backup" in problem["hint"]
         assert len(server.stored) == 4
 
 

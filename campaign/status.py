@@ -96,6 +96,9 @@ class StatusReport:
     not_sent_yet: list[int] = field(default_factory=list)  # spreadsheet rows, ready, not in log
     not_in_sheet: list[str] = field(default_factory=list)  # log addresses the sheet no longer has
     held: list[Held] = field(default_factory=list)  # in the sheet, already sent elsewhere
+    # The letter reached someone at an address the sheet no longer has: a row not sent yet may
+    # be that person at a new address, which send holds (`campaign check` names such rows).
+    reached_elsewhere: bool = False
     runs: int = 0
     run_seconds: float = 0.0  # sending, that is without `paused_seconds`
     paused_seconds: float = 0.0  # waiting for an unreachable server to come back
@@ -201,6 +204,10 @@ def read_status(
         if d.email not in in_sheet and d.state not in (State.SUPPRESSED, State.BOUNCED)
     ]
     report.held = log.held(in_sheet)
+    report.reached_elsewhere = any(
+        d.email not in in_sheet and d.state in (State.SENT, State.DELIVERED, State.UNCERTAIN)
+        for d in deliveries
+    )
     runs = log.run_details()
     report.runs = len(runs)
     # A run that waited for a server down is not sending meanwhile: the rate leaves it out.

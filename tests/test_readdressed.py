@@ -206,6 +206,11 @@ def test_check_warns_of_the_hold_before_send_and_writes_nothing(tmp_path: Path) 
         assert not log.exists()  # check makes no delivery log
         assert cli(settings, "send").exit_code == 0
         _rewrite(settings, [*PEOPLE[:1], ("Julien", "Moreau", "j.moreau@example.org"), PEOPLE[2]])
+        status = said(cli(settings, "status"))
+        assert "1 not sent yet: in the spreadsheet, not yet in the log (row 3); campaign send" in (
+            status
+        )
+        assert "unless one is someone the letter already reached at another address" in status
         before = log.read_bytes()
 
         checked = cli(settings, "check", "--json")

@@ -327,12 +327,18 @@ def print_status(report: StatusReport) -> None:
     console.print(_("approval: {state}").format(state=escape(report.approval)))
     waiting = len(report.not_sent_yet)
     if report.not_sent_yet and report.started:
+        if report.reached_elsewhere:  # one of them may be someone already written to
+            said = _(
+                "in the spreadsheet, not yet in the log{rows}; campaign send sends them, unless "
+                "one is someone the letter already reached at another address (campaign check "
+                "names them)"
+            )
+        else:
+            said = _("in the spreadsheet, not yet in the log{rows}; campaign send sends them")
         console.print(
             labelled(
                 "[yellow]" + plural(waiting, "{n} not sent yet", "{n} not sent yet") + "[/]",
-                _("in the spreadsheet, not yet in the log{rows}; campaign send sends them").format(
-                    rows=_rows(report.not_sent_yet)
-                ),
+                said.format(rows=_rows(report.not_sent_yet)),
             )
         )
     elif report.not_sent_yet:

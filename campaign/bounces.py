@@ -31,6 +31,7 @@ from email.parser import BytesHeaderParser, BytesParser, HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import StrEnum
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from flufl.bounce import all_failures
 
@@ -47,6 +48,7 @@ class Kind(StrEnum):
 # The headers `triage` needs: what the IMAP scan fetches first for every message.
 TRIAGE_HEADERS = (
     "From",
+    "To",
     "Subject",
     "Date",
     "Message-ID",
@@ -166,6 +168,42 @@ def references(message: Message) -> list[str]:
         for value in message.get_all(name, []):
             found += _MESSAGE_ID.findall(str(value))
     return found
+
+
+# What a mail client writes when its "Unsubscribe" button follows a `mailto:` List-Unsubscribe
+# without a subject of its own (RFC 2369 §3.2 lets the URI name one: then it must be that one).
+_UNSUBSCRIBE_SUBJECT = re.compile(
+    r"^\s*(unsubscribe|d[ée]sinscri(ption|re)|d[ée]sabonne(ment|r)|se d[ée]sabonner"
+    r"|se d[ée]sinscrire|stop)\s*$",
+    re.I,
+)
+
+
+def unsubscribe_target(uri: str | None) -> tuple[str, str] | None:
+    """The address and subject a `mailto:` List-Unsubscribe asks for (address lower-cased,
+    subject folded as `_folded`, "" when it names none); None for an `https:` one or none."""
+    if not uri or not uri.lower().startswith("mailto:"):
+        return None
+    parts = urlsplit(uri)
+    address = unquote(parts.path).strip().lower()
+    fields = {key.lower(): values for key, values in parse_qs(parts.query).items()}
+    subject = next(iter(fields.get("subject", [])), "")
+    return address, _folded(subject)
+
+
+def asks_to_unsubscribe(message: Message, target: tuple[str, str]) -> bool:
+    """Whether `message` is the request a List-Unsubscribe `mailto:` makes: sent to its address,
+    with its subject (or, when it names none, a subject that says "unsubscribe")."""
+    address, subject = target
+    to = {found.lower() for _name, found in getaddresses([header_text(message, "To")])}
+    if address not in to:
+        return False
+    said = _folded(header_text(message, "Subject"))
+    return said == subject if subject else bool(_UNSUBSCRIBE_SUBJECT.match(said))
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def sender_of(message: Message) -> str:

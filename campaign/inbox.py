@@ -34,10 +34,12 @@ from campaign import ledger
 from campaign.bounces import (
     Kind,
     Verdict,
+    asks_to_unsubscribe,
     classify,
     parse_headers,
     parse_message,
     triage,
+    unsubscribe_target,
     worth_reading,
 )
 from campaign.bounces import sender_of as _sender_of
@@ -82,6 +84,7 @@ class InboxReport:
     earlier: int = 0  # failure reports about an earlier send of a message sent again since
     bounces: list[Bounce] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)  # added to the suppression list
+    unsubscribed: list[str] = field(default_factory=list)  # asked to (List-Unsubscribe mailto:)
     resolved: dict[str, str] = field(default_factory=dict)  # uncertain → sent: the evidence
     uncertain: dict[str, str] = field(default_factory=dict)  # still uncertain: what was searched
     suppression_file: str = ""
@@ -118,6 +121,7 @@ class InboxReport:
                 }
                 for b in self.bounces
             ],
+            "unsubscribed": self.unsubscribed,
             "added_to_suppression": self.suppressed,
             "suppression_file": self.suppression_file,
             "resolved_uncertain": self.resolved,
@@ -179,7 +183,7 @@ def scan_inbox(
             log.apply(writes)
             if report.bounces:  # a letter that bounced reached nobody: a new address may go
                 report.unheld = log.release_unreached()
-            if any(b.cause is Cause.ADDRESS for b in report.bounces):
+            if report.unsubscribed or any(b.cause is Cause.ADDRESS for b in report.bounces):
                 _suppress(campaign, report, clock())
             if log.copies(["pending", "failed"]):
                 report.copies = retry_copies(settings, campaign.layout, log, opened)
@@ -198,6 +202,7 @@ def _read_inbox(
     key = f"{box.kind}:{folder}"
     report.folders.append(folder)
     index = _Index(log.deliveries())
+    unsubscribe = unsubscribe_target(campaign.config.list_unsubscribe)
     arrivals, position = box.arrivals(folder, log.scan_position(key))
     report.read = len(arrivals)
     writes: list[Write] = []
@@ -221,6 +226,19 @@ def _read_inbox(
         verdict = classify(headers)  # headers are enough for an answer
         if verdict.kind is Kind.OTHER:
             verdict = Verdict(kind, "sender", verdict.sender, verdict.date)
+        if (
+            verdict.kind is Kind.REPLY
+            and unsubscribe is not None
+            and asks_to_unsubscribe(headers, unsubscribe)
+        ):
+            # Not an answer: the recipient's client followed List-Unsubscribe. Never written
+            # to again: the suppression list (`_suppress`), as for an address that bounced.
+            email = index.match(verdict)
+            if email is None:
+                report.unmatched += 1
+            elif email not in report.unsubscribed:
+                report.unsubscribed.append(email)
+            continue
         writes += _record(verdict, arrival, folder, index, report, clock)
     if whole:
         bodies = box.fetch(folder, [a.uid for a in whole], reports=reports)
@@ -326,8 +344,9 @@ _COMMENT_UNSAFE = re.compile(r"[,;\t|\r\n]+")
 
 
 def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
-    """Append each address that bounced for its own sake to the suppression list with date,
-    campaign and reason (a bounce that is the campaign's leaves the address as it was).
+    """Append to the suppression list, with date, campaign and reason, each address that bounced
+    for its own sake (a bounce that is the campaign's leaves the address as it was) and each
+    recipient who asked to unsubscribe.
 
     The file keeps its shape: a list with date/campaign/reason columns gets them filled; a
     one-column list gets the address, after a comment line (skipped by the reader) that says why.
@@ -337,7 +356,29 @@ def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
     report.suppression_file = campaign.settings.display(config.suppression)
     known, _problems = read_suppression(path)
     date = time.strftime("%Y-%m-%d", time.localtime(now))
-    new = [b for b in report.bounces if b.cause is Cause.ADDRESS and b.email not in known]
+    # (address, reason, the comment line of a one-column list)
+    entries = [
+        (
+            b.email,
+            " ".join(b.reason.split()),
+            _("{date} {campaign} bounced: {reason}").format(
+                date=date, campaign=campaign.name, reason=" ".join(b.reason.split())
+            ),
+        )
+        for b in report.bounces
+        if b.cause is Cause.ADDRESS
+    ]
+    entries += [
+        (
+            email,
+            _("asked to unsubscribe (List-Unsubscribe)"),
+            _("{date} {campaign} asked to unsubscribe (List-Unsubscribe)").format(
+                date=date, campaign=campaign.name
+            ),
+        )
+        for email in report.unsubscribed
+    ]
+    new = [entry for entry in entries if entry[0] not in known]
     if not new:
         return
     if not path.exists():
@@ -348,29 +389,25 @@ def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
     names = [h.strip().lower() for h in header]
     lines: list[str] = []
     added: set[str] = set()
-    for bounce in new:
-        if bounce.email in added:
+    for email, reason, said in new:
+        if email in added:
             continue
-        added.add(bounce.email)
-        reason = " ".join(bounce.reason.split())
+        added.add(email)
         if len(names) >= 2 and "@" not in "".join(header):
-            values = {"email": bounce.email, "date": date, "campaign": campaign.name}
+            values = {"email": email, "date": date, "campaign": campaign.name}
             values["reason"] = values["raison"] = values["motif"] = reason
             column = next(
                 (i for i, n in enumerate(names) if n in {"email", "courriel", "e-mail", "mail"}), 0
             )
             row = [values.get(n, "") for n in names]
-            row[column] = bounce.email
+            row[column] = email
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\n").writerow(row)
             lines.append(buffer.getvalue())
         else:
-            said = _("{date} {campaign} bounced: {reason}").format(
-                date=date, campaign=campaign.name, reason=reason
-            )
             why = _COMMENT_UNSAFE.sub(" ", f"# {said}")
-            lines += [why + "\n", bounce.email + "\n"]
-        report.suppressed.append(bounce.email)
+            lines += [why + "\n", email + "\n"]
+        report.suppressed.append(email)
     with path.open("a", encoding="utf-8") as handle:
         if text and not text.endswith("\n"):
             handle.write("\n")

@@ -427,6 +427,36 @@ class CampaignSettings(_Section):
     # The language the letter is written in: the proof pack speaks it to the reviewers.
     lang: Literal["fr", "en"] = "fr"
 
+    @field_validator("list_unsubscribe")
+    @classmethod
+    def _unsubscribe_uri(cls, value: str | None) -> str | None:
+        """A `mailto:` address (its subject, if any, tells the requests from replies) or an
+        `https:` page: what RFC 2369 allows in the header, and what mail clients follow."""
+        if value is None:
+            return None
+        target = value.strip().strip("<>").strip()
+        lowered = target.lower()
+        if lowered.startswith("https://") and len(target) > len("https://"):
+            return target
+        if lowered.startswith("mailto:"):
+            from urllib.parse import unquote, urlsplit
+
+            address = unquote(urlsplit(target).path).strip()
+            try:
+                validate_email(address, check_deliverability=False)
+            except EmailNotValidError as err:
+                raise ValueError(
+                    _("{value} is not an email address: {error}").format(
+                        value=quoted(address), error=reason(err)
+                    )
+                ) from err
+            return target
+        raise ValueError(
+            _(
+                "{value} is neither a mailto: address nor an https: page; write e.g. {example}"
+            ).format(value=quoted(value), example="mailto:contact@example.org?subject=unsubscribe")
+        )
+
 
 class Typography(_Section):
     # The space before ":" — fine: narrow no-break space (Le Robert); word: a full no-break

@@ -326,3 +326,39 @@ def test_a_token_the_server_refuses_is_a_settings_error_about_the_command(
     assert "refused the login of collectif@example.org" in said
     assert "mailbox.imap.password_command" in said and "may have expired" in said
     assert token not in said and token.split(".")[2] not in said  # the token is a secret
+
+
+def test_an_unsubscribe_request_read_from_dovecot_suppresses_the_address(
+    project: Path, run: Run, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over IMAP the scan first fetches the triage headers only: To must be among them.
+    dovecot.clear()
+    _imap_settings(project, dovecot, monkeypatch)
+    settings = project / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert text.count("    attach_pdf: true\n") == 1
+    settings.write_text(
+        text.replace(
+            "    attach_pdf: true\n",
+            "    attach_pdf: true\n    list_unsubscribe: mailto:collectif@example.org?subject=stop\n",
+        ),
+        encoding="utf-8",
+    )
+    campaign = load_settings(settings).campaign("hopitaux-2020-05")
+    with Ledger.for_campaign(campaign.layout) as log:
+        log.enqueue([Entry("jean.dupont@example.com", 2, "Jean Dupont", MID)], [], 1.0)
+        log.apply([outcome("jean.dupont@example.com", State.SENT, 250, "ok", 1.0)])
+    client = _client(dovecot)
+    try:
+        client.append(
+            "INBOX",
+            b"From: Jean Dupont <jean.dupont@example.com>\r\nTo: collectif@example.org\r\n"
+            b"Subject: STOP\r\nMessage-ID: <u1@mx.example.com>\r\n\r\nunsubscribe\r\n",
+        )
+        report = json.loads(run("inbox", "hopitaux-2020-05", "--json").output)
+    finally:
+        client.logout()
+    assert report["unsubscribed"] == ["jean.dupont@example.com"]
+    assert report["replied"] == 0
+    suppression = campaign.path(campaign.config.suppression).read_text(encoding="utf-8")
+    assert "jean.dupont@example.com" in suppression.splitlines()[-1]

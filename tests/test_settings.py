@@ -428,3 +428,33 @@ def test_only_real_loopback_hosts_count_as_loopback(host: str, loopback: bool) -
     from campaign.settings import Smtp
 
     assert Smtp(host=host).is_loopback is loopback
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            "contact@example.org",
+            "is neither a mailto: address nor an https: page; write e.g. "
+            "mailto:contact@example.org?subject=unsubscribe",
+        ),
+        ("http://example.org/desinscription", "is neither a mailto: address nor an https: page"),
+        ("mailto:contact@", "'contact@' is not an email address"),
+    ],
+)
+def test_a_list_unsubscribe_that_is_no_mailto_or_https_uri_is_refused(
+    tmp_path: Path, value: str, said: str
+) -> None:
+    text = MINIMAL + f"    list_unsubscribe: {value}\n"
+    err = fails(make_project(tmp_path, text))
+    assert err.place.key == "campaigns.essai.list_unsubscribe"
+    assert said in err.message
+
+
+def test_a_list_unsubscribe_uri_is_accepted_as_written(tmp_path: Path) -> None:
+    for value in ("mailto:desinscription@example.org?subject=stop", "https://example.org/d?c=1"):
+        text = MINIMAL + f"    list_unsubscribe: <{value}>\n"
+        assert (
+            load_settings(make_project(tmp_path, text)).campaign("essai").config.list_unsubscribe
+            == value
+        )

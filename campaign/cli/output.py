@@ -623,6 +623,19 @@ def print_inbox(report: InboxReport) -> None:
             )
         )
     _print_bounces(report.bounces, report.campaign, report.sender_domain)
+    if report.unsubscribed:
+        console.print(
+            labelled(
+                "[yellow]"
+                + plural(
+                    len(report.unsubscribed),
+                    "{n} asked to unsubscribe",
+                    "{n} asked to unsubscribe",
+                )
+                + "[/]",
+                escape(", ".join(report.unsubscribed)),
+            )
+        )
     if report.unheld:
         console.print(
             labelled(

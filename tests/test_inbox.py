@@ -277,6 +277,15 @@ def test_a_mailbox_host_the_dns_does_not_know_is_a_settings_error(
     assert "no server is called imap exemple.org" in said and "mailbox.imap.host" in said
 
 
+def _unsubscribe_by(project: Path, uri: str) -> None:
+    """The thank-you campaign's messages carry `List-Unsubscribe: <uri>`."""
+    settings = project / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert text.count("    attach_pdf: false\n") == 1
+    line = f"    attach_pdf: false\n    list_unsubscribe: {uri}\n"
+    settings.write_text(text.replace("    attach_pdf: false\n", line), encoding="utf-8")
+
+
 def _unsubscribe_request(sender: str, subject: str, to: str = "contact@example.org") -> bytes:
     """What a mail client sends when its "Unsubscribe" button follows a mailto: List-Unsubscribe."""
     return (
@@ -290,17 +299,7 @@ def _unsubscribe_request(sender: str, subject: str, to: str = "contact@example.o
 def test_a_recipient_who_unsubscribes_joins_the_suppression_list_and_is_not_a_reply(
     project: Path, run: Run
 ) -> None:
-    settings = project / "settings.yaml"
-    text = settings.read_text(encoding="utf-8")
-    unsubscribe = "mailto:contact@example.org?subject=d%C3%A9sinscription"
-    assert text.count("    attach_pdf: false\n") == 1
-    settings.write_text(
-        text.replace(
-            "    attach_pdf: false\n",
-            f"    attach_pdf: false\n    list_unsubscribe: {unsubscribe}\n",
-        ),
-        encoding="utf-8",
-    )
+    _unsubscribe_by(project, "mailto:contact@example.org?subject=d%C3%A9sinscription")
     send_thank_you(project, run, ROWS)
     mailbox = MaildirHandler(project / "outbox" / "mailbox")
     # Gmail writes the URI's subject; RFC 2047-encoded, as a client does.
@@ -329,15 +328,7 @@ def test_a_recipient_who_unsubscribes_joins_the_suppression_list_and_is_not_a_re
 
 
 def test_an_inbox_says_who_asked_to_unsubscribe(project: Path, run: Run) -> None:
-    settings = project / "settings.yaml"
-    text = settings.read_text(encoding="utf-8")
-    settings.write_text(
-        text.replace(
-            "    attach_pdf: false\n",
-            "    attach_pdf: false\n    list_unsubscribe: mailto:desinscription@example.org\n",
-        ),
-        encoding="utf-8",
-    )
+    _unsubscribe_by(project, "mailto:desinscription@example.org")
     send_thank_you(project, run, ROWS)
     mailbox = MaildirHandler(project / "outbox" / "mailbox")
     # No subject in the URI: a subject that says "unsubscribe", to that address.

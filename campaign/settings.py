@@ -434,13 +434,15 @@ class CampaignSettings(_Section):
         `https:` page: what RFC 2369 allows in the header, and what mail clients follow."""
         if value is None:
             return None
-        target = value.strip().strip("<>").strip()
+        from urllib.parse import quote, unquote, urlsplit
+
+        # The header holds an ASCII URI (RFC 6068): « se désinscrire » as typed becomes
+        # se%20d%C3%A9sinscrire, not an RFC 2047 encoded word that no mail client follows.
+        target = quote(value.strip().strip("<>").strip(), safe="!#$%&'()*+,/:;=?@[]~")
         lowered = target.lower()
         if lowered.startswith("https://") and len(target) > len("https://"):
             return target
         if lowered.startswith("mailto:"):
-            from urllib.parse import unquote, urlsplit
-
             address = unquote(urlsplit(target).path).strip()
             try:
                 validate_email(address, check_deliverability=False)

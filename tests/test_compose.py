@@ -96,6 +96,24 @@ def test_headers_are_encoded_and_complete(tmp_path: Path) -> None:
     assert message["Message-ID"] == message_id("mini", "elise.noel@example.org", "example.org")
 
 
+def test_a_list_unsubscribe_in_plain_french_is_written_as_a_uri_a_mail_client_follows(
+    tmp_path: Path,
+) -> None:
+    # Written as an organiser types it; the header must stay an ASCII URI (RFC 2369, RFC 6068),
+    # not an RFC 2047 encoded word that no client reads as a link.
+    inputs = inputs_for(
+        tmp_path,
+        rows=[("Élise", "Noël", "elise.noel@example.org")],
+        extra='list_unsubscribe: "mailto:désinscription@example.org?subject=se désinscrire"',
+    )
+    message = compose_message(inputs, inputs.recipients.ready[0])
+    raw = email.message_from_bytes(message.as_bytes(), policy=policy.compat32)
+    assert "=?" not in str(raw["List-Unsubscribe"])  # as written on the wire, no encoded word
+    assert str(parsed(message)["List-Unsubscribe"]).strip() == (
+        "<mailto:d%C3%A9sinscription@example.org?subject=se%20d%C3%A9sinscrire>"
+    )
+
+
 def test_message_id_is_deterministic_per_campaign_and_recipient() -> None:
     first = message_id("hopitaux", "Jeanne@Example.org", "example.org")
     assert first == message_id("hopitaux", "jeanne@example.org", "example.org")

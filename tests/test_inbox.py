@@ -281,9 +281,9 @@ def _unsubscribe_by(project: Path, uri: str) -> None:
     """The thank-you campaign's messages carry `List-Unsubscribe: <uri>`."""
     settings = project / "settings.yaml"
     text = settings.read_text(encoding="utf-8")
-    assert text.count("    attach_pdf: false\n") == 1
-    line = f"    attach_pdf: false\n    list_unsubscribe: {uri}\n"
-    settings.write_text(text.replace("    attach_pdf: false\n", line), encoding="utf-8")
+    sample = '    list_unsubscribe: "mailto:contact@example.org?subject=désinscription"\n'
+    assert text.count(sample) == 1  # the sample's own
+    settings.write_text(text.replace(sample, f"    list_unsubscribe: {uri}\n"), encoding="utf-8")
 
 
 def _unsubscribe_request(sender: str, subject: str, to: str = "contact@example.org") -> bytes:

@@ -438,7 +438,7 @@ class Ledger:
         """Whom the letter reached (sent, delivered, uncertain) at an address no longer among
         `ready`, by each of their person keys."""
         reached: dict[tuple[str, str], Delivery] = {}
-        for d in self.deliveries("state IN ('sent', 'delivered', 'uncertain')"):
+        for d in self.deliveries(_REACHED):
             if d.email not in ready:
                 for key in _person_keys(d.name, d.person):
                     reached.setdefault(key, d)
@@ -459,9 +459,9 @@ class Ledger:
         self.apply(
             [
                 (
-                    "UPDATE deliveries SET state = 'pending', readdressed_from = NULL"
+                    "UPDATE deliveries SET state = 'pending', readdressed_from = NULL"  # noqa: S608
                     " WHERE state = 'held' AND lower(readdressed_from) NOT IN (SELECT email"
-                    " FROM deliveries WHERE state IN ('sent', 'delivered', 'uncertain'))",
+                    f" FROM deliveries WHERE {_REACHED})",
                     (),
                 )
             ]
@@ -824,6 +824,10 @@ def _person_keys(name: str | None, person: str | None) -> list[tuple[str, str]]:
     return keys
 
 
+# The letter reached the person: it left and nothing says it failed (a bounce or a refusal did
+# not reach anyone). What holds a new address for the same person (`Ledger.hold_readdressed`).
+REACHED = (State.SENT, State.DELIVERED, State.UNCERTAIN)
+_REACHED = f"state IN ({', '.join(repr(state.value) for state in REACHED)})"
 # A message that left counts against the provider's caps (`Ledger.sent_times`) from when it left.
 _LEFT = "state IN ('sent', 'uncertain', 'bounced', 'delivered')"
 _SENT_AT = "coalesce(sent_at, last_attempt_at)"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from campaign.causes import Cause, cause_of, without_addresses
 from campaign.errors import InputError, Place
 from campaign.i18n import _, csv_delimiter, pgettext
-from campaign.ledger import Delivery, Held, Ledger, State, state_name
+from campaign.ledger import REACHED, Delivery, Held, Ledger, State, state_name
 from campaign.outbox import Layout, check_output_path
 
 if TYPE_CHECKING:
@@ -205,8 +205,7 @@ def read_status(
     ]
     report.held = log.held(in_sheet)
     report.reached_elsewhere = any(
-        d.email not in in_sheet and d.state in (State.SENT, State.DELIVERED, State.UNCERTAIN)
-        for d in deliveries
+        d.email not in in_sheet and d.state in REACHED for d in deliveries
     )
     runs = log.run_details()
     report.runs = len(runs)

@@ -357,25 +357,22 @@ def _suppress(campaign: Campaign, report: InboxReport, now: float) -> None:
     known, _problems = read_suppression(path)
     date = time.strftime("%Y-%m-%d", time.localtime(now))
     # (address, reason, the comment line of a one-column list)
-    entries = [
-        (
-            b.email,
-            " ".join(b.reason.split()),
-            _("{date} {campaign} bounced: {reason}").format(
-                date=date, campaign=campaign.name, reason=" ".join(b.reason.split())
-            ),
-        )
-        for b in report.bounces
-        if b.cause is Cause.ADDRESS
-    ]
+    entries: list[tuple[str, str, str]] = []
+    for bounce in report.bounces:
+        if bounce.cause is Cause.ADDRESS:
+            reason = " ".join(bounce.reason.split())
+            said = _("{date} {campaign} bounced: {reason}")
+            entries.append(
+                (
+                    bounce.email,
+                    reason,
+                    said.format(date=date, campaign=campaign.name, reason=reason),
+                )
+            )
+    said = _("{date} {campaign} asked to unsubscribe (List-Unsubscribe)")
+    reason = _("asked to unsubscribe (List-Unsubscribe)")
     entries += [
-        (
-            email,
-            _("asked to unsubscribe (List-Unsubscribe)"),
-            _("{date} {campaign} asked to unsubscribe (List-Unsubscribe)").format(
-                date=date, campaign=campaign.name
-            ),
-        )
+        (email, reason, said.format(date=date, campaign=campaign.name))
         for email in report.unsubscribed
     ]
     new = [entry for entry in entries if entry[0] not in known]

@@ -25,10 +25,10 @@ from email_validator import EmailNotValidError, validate_email
 from campaign.emailreasons import reason as refusal
 from campaign.errors import InputError, Place, Problem, Severity
 from campaign.i18n import _, quoted
+from campaign.spreadsheet import SPREADSHEET_ERROR, decode_text, sniff_delimiter
 from campaign.spreadsheet import SPREADSHEET_SUFFIXES as SPREADSHEET_SUFFIXES
 from campaign.spreadsheet import Table as Table
 from campaign.spreadsheet import column_letter as column_letter
-from campaign.spreadsheet import decode_text, sniff_delimiter
 from campaign.spreadsheet import read_table as read_table
 
 # Characters that must never reach an email header; \t is allowed in ordinary cells only.
@@ -159,6 +159,20 @@ def read_recipients(
             values = {header: cells[i] for header, i in plain}
             for header, i in trimmed:
                 values[header] = cells[i].strip()
+        if "#" in joined or "Err:" in joined:
+            for header, i in plain + trimmed:
+                if SPREADSHEET_ERROR.fullmatch(cells[i].strip()):
+                    row_problems.append(
+                        Problem.error(
+                            _(
+                                "the cell shows {error}: its formula failed in the spreadsheet"
+                            ).format(error=quoted(cells[i].strip())),
+                            Place(file=shown, row=row, column=header),
+                            _(
+                                "correct the formula (#N/A is often a lookup, VLOOKUP or RECHERCHEV, that finds nothing) or type the value; the letter would show {error}"
+                            ).format(error=quoted(cells[i].strip())),
+                        )
+                    )
         for i in required:
             if not cells[i].strip():
                 row_problems.append(

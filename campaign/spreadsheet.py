@@ -1,9 +1,10 @@
 """A spreadsheet file (.csv, .xlsx, .ods) → a `Table` of text cells, numbered as the program shows.
 
 Every cell is read as text (a postcode `01000` keeps its zero, a number cell shows as the sheet
-shows it), CSV delimiter and encoding are detected, and each record keeps the row number the
-spreadsheet program shows (the header is row 1), leading empty rows included. A file that cannot be
-read at all is an `InputError`; what is wrong inside it is for `campaign.recipients` to judge.
+shows it, a failed formula shows its error, `#N/A`), CSV delimiter and encoding are detected, and
+each record keeps the row number the spreadsheet program shows (the header is row 1), leading
+empty rows included. A file that cannot be read at all (or whose formulas were never computed) is
+an `InputError`; what is wrong inside it is for `campaign.recipients` to judge.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import io
 import math
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
+from xml.sax.saxutils import unescape
 
 from campaign.errors import InputError, Place
 from campaign.i18n import _
@@ -154,6 +157,23 @@ def _read_workbook(path: Path, shown: str) -> list[list[str]]:
         padded = padded_cells(path)
     except (OSError, zipfile.BadZipFile, KeyError, ValueError):
         padded = {}  # the values are readable (calamine said so): show them unpadded
+    try:
+        faults = formula_faults(path)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        faults = {}
+    for (row, column), shown_error in faults.items():
+        if shown_error is None:
+            raise InputError(
+                _(
+                    "the workbook holds formulas whose results were never computed (a program wrote it, and no spreadsheet program has saved it since)"
+                ),
+                place=Place(file=shown, row=row + 1, column=column_letter(column)),
+                hint=_(
+                    "open it in Excel or LibreOffice and save it: the results are then kept in the file, and campaign reads them"
+                ),
+            )
+        if row < len(grid) and column < len(grid[row]):
+            grid[row][column] = shown_error  # calamine reads it as empty, or as 0
     for (row, column), digits in padded.items():
         if row < len(grid) and column < len(grid[row]):
             value = grid[row][column]
@@ -179,6 +199,55 @@ def padded_cells(path: Path) -> dict[tuple[int, int], int]:
         if "content.xml" in names:
             return _ods_padded(archive)
     return {}
+
+
+# The values a spreadsheet program shows in a cell whose formula failed: Excel's, in English and
+# in French (a CSV export writes them as shown), and LibreOffice's `Err:502`.
+SPREADSHEET_ERROR = re.compile(
+    r"#(?:N/A|N/D|NULL!|NUL!|DIV/0!|VALUE!|VALEUR!|REF!|NAME\?|NOM\?|NUM!|NOMBRE!|SPILL!"
+    r"|PROPAGATION!|CALC!|FIELD!|CHAMP!|BLOCKED!|CONNECT!|BUSY!|UNKNOWN!|GETTING_DATA)|Err:\d{3}"
+)
+
+
+def formula_faults(path: Path) -> dict[tuple[int, int], str | None]:
+    """The cells of the first sheet whose formula failed or was never computed: (row, column) →
+    the error the spreadsheet program shows (`#N/A`), or None for a result never computed.
+
+    calamine reads a failed formula as an empty cell (or 0): the letter would show a blank where
+    the sheet shows `#N/A`. Only a sheet holding such cells is scanned cell by cell.
+    """
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        if "xl/workbook.xml" in names:
+            return _xlsx_faults(archive.read(_first_sheet(archive)))
+        if "content.xml" in names:
+            return _ods_faults(archive.read("content.xml"))
+    return {}
+
+
+# A cell whose content starts with a formula: its attributes, the formula and its cached result.
+_XLSX_FORMULA = re.compile(
+    rb'<c r="([A-Z]+)(\d+)"([^>]*?)(?<!/)>(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)(?:<v>([^<]*)</v>)?'
+)
+# A cell of error type (with or without its formula) and the error it shows.
+_XLSX_ERROR = re.compile(
+    rb'<c r="([A-Z]+)(\d+)"[^>]*?\bt="e"[^>]*>(?:<f\b[^>]*/>|<f\b[^>]*>[^<]*</f>)?<v>([^<]*)</v>'
+)
+_XLSX_TYPE = re.compile(rb'\bt="([^"]*)"')
+
+
+def _xlsx_faults(sheet: bytes) -> dict[tuple[int, int], str | None]:
+    found: dict[tuple[int, int], str | None] = {}
+    if b"<f" in sheet:
+        for letters, row, attributes, value in _XLSX_FORMULA.findall(sheet):
+            # A number formula (no type) without its result: what openpyxl and other writers
+            # leave. A text result has t="str", even when it is empty.
+            if not value and _XLSX_TYPE.search(attributes) is None:
+                found[(int(row) - 1, _column_index(letters.decode()))] = None
+    if b't="e"' in sheet:
+        for letters, row, value in _XLSX_ERROR.findall(sheet):
+            found[(int(row) - 1, _column_index(letters.decode()))] = unescape(value.decode())
+    return found
 
 
 _XLSX_NUMFMT = re.compile(rb'<numFmt\b[^>]*?numFmtId="(\d+)"[^>]*?formatCode="([^"]*)"')
@@ -268,8 +337,35 @@ def _ods_padded(archive: zipfile.ZipFile) -> dict[tuple[int, int], int]:
 
 
 def _ods_walk(content: bytes, cells: dict[bytes, int]) -> dict[tuple[int, int], int]:
-    """Walk the first table's rows and cells (repeats counted) to find the padded ones."""
-    found: dict[tuple[int, int], int] = {}
+    """The padded cells of the first table: those whose style (or column's) pads."""
+    return {
+        (row, column): cells[style]
+        for row, column, style, _tag in _ods_cells(content)
+        if style in cells
+    }
+
+
+_ODS_ERROR = b'calcext:value-type="error"'
+_ODS_TEXT = re.compile(rb"<text:p\b[^>]*>(.*?)</text:p>", re.S)
+
+
+def _ods_faults(content: bytes) -> dict[tuple[int, int], str | None]:
+    """The cells LibreOffice saved with an error value, with the error it shows (`#N/A`)."""
+    if _ODS_ERROR not in content:
+        return {}
+    found: dict[tuple[int, int], str | None] = {}
+    for row, column, _style, tag in _ods_cells(content):
+        if _ODS_ERROR in tag.group(3):
+            text = _ODS_TEXT.search(
+                content, tag.end(), content.find(b"</table:table-cell>", tag.end())
+            )
+            found[(row, column)] = unescape(text.group(1).decode()) if text else "#N/A"
+    return found
+
+
+def _ods_cells(content: bytes) -> Iterator[tuple[int, int, bytes | None, re.Match[bytes]]]:
+    """Walk the first table's cells (repeats counted): row, column, style (the cell's, else its
+    column's) and the cell's opening tag."""
     column_styles: list[bytes | None] = []
     row = column = -1
     pending = depth = 0
@@ -295,10 +391,9 @@ def _ods_walk(content: bytes, cells: dict[bytes, int]) -> dict[tuple[int, int], 
         else:
             for _ in range(min(repeat, 16384)):
                 column += 1
-                own = style or (column_styles[column] if column < len(column_styles) else None)
-                if own in cells and kind == b"table-cell":
-                    found[(row, column)] = cells[own]
-    return found
+                if kind == b"table-cell":
+                    own = style or (column_styles[column] if column < len(column_styles) else None)
+                    yield row, column, own, match
 
 
 def _cell_text(value: object) -> str:

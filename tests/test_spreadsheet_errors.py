@@ -1,0 +1,190 @@
+"""A formula that failed in the spreadsheet (#N/A, #DIV/0!) is an error at its row and column.
+
+calamine reads such a cell as empty (or, in an .ods, as 0): the letter would have shown a blank
+where the organiser's sheet shows `#N/A`. The files here are written the way Excel and
+LibreOffice write them (the error value cached beside the formula), checked through
+`campaign check` as an organiser runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+from campaign.errors import InputError, Severity
+from campaign.recipients import Status, read_recipients
+from campaign.spreadsheet import read_table
+from tests.conftest import cli, said
+from tests.smtp_server import make_project
+
+HEADERS = ["Prénom", "Nom", "Courriel", "Ville"]
+ROWS = [
+    ["Jeanne", "Martin", "jeanne.martin@example.org", "Lyon"],
+    ["Paul", "Durand", "paul.durand@example.org", "Rennes"],
+]
+
+
+def _rewrite_sheet(path: Path, edit: dict[str, str]) -> None:
+    """Replace cells of the first sheet's XML by hand, as Excel would have saved them."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    for ref, xml in edit.items():
+        sheet, count = re.subn(rf'<c r="{ref}"[^>]*?(?:/>|>.*?</c>)', xml, sheet, count=1)
+        assert count == 1, ref
+    parts["xl/worksheets/sheet1.xml"] = sheet.encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+
+
+def excel_book(path: Path, edit: dict[str, str]) -> Path:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADERS)
+    for row in ROWS:
+        sheet.append(row)
+    book.save(path)
+    _rewrite_sheet(path, edit)
+    return path
+
+
+# Excel's own way of saving a failed lookup, a formula giving "" and one giving text.
+LOOKUP_FAILED = '<c r="D3" t="e"><f>VLOOKUP(B3,Villes!A:B,2,FALSE)</f><v>#N/A</v></c>'
+EMPTY_TEXT = '<c r="D3" t="str"><f>IF(B3="","",B3)</f><v></v></c>'
+TEXT_RESULT = '<c r="D3" t="str"><f>UPPER("rennes")</f><v>RENNES</v></c>'
+
+
+def test_an_xlsx_error_value_is_read_as_the_sheet_shows_it(tmp_path: Path) -> None:
+    path = excel_book(tmp_path / "d.xlsx", {"D3": LOOKUP_FAILED})
+    assert read_table(path).rows[1] == (3, ["Paul", "Durand", "paul.durand@example.org", "#N/A"])
+
+
+def test_an_xlsx_formula_result_is_read_whatever_it_is(tmp_path: Path) -> None:
+    empty = excel_book(tmp_path / "empty.xlsx", {"D3": EMPTY_TEXT})
+    assert read_table(empty).rows[1][1][3] == ""
+    text = excel_book(tmp_path / "text.xlsx", {"D3": TEXT_RESULT})
+    assert read_table(text).rows[1][1][3] == "RENNES"
+    listed = read_recipients(text, email_column="Courriel")
+    assert listed.problems == []
+
+
+def test_a_failed_formula_makes_its_row_an_error_at_its_column(tmp_path: Path) -> None:
+    path = excel_book(tmp_path / "d.xlsx", {"D3": LOOKUP_FAILED})
+    listed = read_recipients(path, email_column="Courriel", display="d.xlsx")
+    [problem] = listed.problems
+    assert problem.severity is Severity.ERROR
+    assert (problem.place.row, problem.place.column) == (3, "Ville")
+    assert "#N/A" in problem.message and "RECHERCHEV" in (problem.hint or "")
+    assert [r.status for r in listed.recipients] == [Status.READY, Status.INVALID]
+
+
+def test_formulas_never_computed_are_refused_with_the_first_cell(tmp_path: Path) -> None:
+    # openpyxl (and most programs that write .xlsx) store the formula without its result.
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADERS)
+    sheet.append(["Jeanne", "Martin", "jeanne.martin@example.org", "Lyon"])
+    sheet.append(["Paul", "Durand", '=LOWER(A3)&".durand@example.org"', "Rennes"])
+    book.save(tmp_path / "d.xlsx")
+    with pytest.raises(InputError) as caught:
+        read_table(tmp_path / "d.xlsx", display="d.xlsx")
+    assert (caught.value.place.row, caught.value.place.column) == (3, "C")
+    assert "LibreOffice" in (caught.value.hint or "")
+
+
+def libreoffice_ods(path: Path) -> Path:
+    """An .ods as LibreOffice saves a failed lookup (text) and a division by zero (number)."""
+    cell = '<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>'
+    header = "".join(cell.format(h) for h in HEADERS)
+    good = "".join(cell.format(c) for c in ROWS[0])
+    failed = (
+        cell.format("Paul")
+        + '<table:table-cell table:formula="of:=1/0" office:value-type="float" office:value="0"'
+        ' calcext:value-type="error"><text:p>#DIV/0!</text:p></table:table-cell>'
+        + cell.format("paul.durand@example.org")
+        + '<table:table-cell table:formula="of:=VLOOKUP(&quot;x&quot;;$Villes.A1:B9;2;0)"'
+        ' office:value-type="string" office:string-value="" calcext:value-type="error">'
+        "<text:p>#N/A</text:p></table:table-cell>"
+    )
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content'
+        ' xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+        ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+        ' xmlns:calcext="urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0"'
+        ' office:version="1.3"><office:body><office:spreadsheet><table:table table:name="Liste">'
+        '<table:table-column table:number-columns-repeated="4"/>'
+        f"<table:table-row>{header}</table:table-row><table:table-row>{good}</table:table-row>"
+        f"<table:table-row>{failed}</table:table-row>"
+        "</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest'
+        ' xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"'
+        ' manifest:version="1.3"><manifest:file-entry manifest:full-path="/"'
+        ' manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "mimetype",
+            "application/vnd.oasis.opendocument.spreadsheet",
+            compress_type=zipfile.ZIP_STORED,
+        )
+        archive.writestr("content.xml", content)
+        archive.writestr("META-INF/manifest.xml", manifest)
+    return path
+
+
+def test_an_ods_error_value_is_not_read_as_empty_or_zero(tmp_path: Path) -> None:
+    path = libreoffice_ods(tmp_path / "d.ods")
+    assert read_table(path).rows[1] == (3, ["Paul", "#DIV/0!", "paul.durand@example.org", "#N/A"])
+    listed = read_recipients(path, email_column="Courriel")
+    assert sorted((p.place.row, p.place.column) for p in listed.problems) == [
+        (3, "Nom"),
+        (3, "Ville"),
+    ]
+
+
+def test_a_csv_exported_by_french_excel_shows_its_errors_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text(
+        "Prénom;Nom;Courriel;Ville\r\n"
+        "Jeanne;Martin;jeanne.martin@example.org;#VALEUR!\r\n"
+        "Paul;Durand;paul.durand@example.org;Rennes\r\n"
+        "Léa;Roux;lea.roux@example.org;Err:502\r\n"
+        "Marc;Noël;marc.noel@example.org;#N/A après\r\n",  # text, not an error value
+        encoding="cp1252",
+    )
+    listed = read_recipients(path, email_column="Courriel")
+    assert [(p.place.row, p.place.column) for p in listed.problems] == [(2, "Ville"), (4, "Ville")]
+
+
+def test_campaign_check_names_the_cell_and_send_refuses(tmp_path: Path) -> None:
+    settings = make_project(tmp_path, port=1)
+    excel_book(tmp_path / "recipients" / "people.xlsx", {"D3": LOOKUP_FAILED})
+    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
+    text = text.replace("email_column: email", "email_column: Courriel")
+    settings.write_text(text + "language: fr\n")
+    result = cli(settings, "check", "--json")
+    assert result.exit_code == 1, result.output
+    [problem] = json.loads(result.output)["problems"]
+    assert (problem["file"], problem["row"], problem["column"]) == (
+        "recipients/people.xlsx",
+        3,
+        "Ville",
+    )
+    assert "#N/A" in problem["message"] and "formule" in problem["message"], problem
+    assert "erreur" in said(cli(settings, "check"))
+    sent = cli(settings, "send", "--dry-run")
+    assert sent.exit_code == 1, sent.output
+    assert not list(tmp_path.glob("outbox/mini/dry-run/*.eml"))

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from campaign import recorded
 from campaign.depends import shown_path
 from campaign.errors import ApprovalError, Place, StateError, UsageError
-from campaign.i18n import N_, _, listed, ngettext, quoted
+from campaign.i18n import N_, _, listed, ngettext, quoted, rows_named
 from campaign.inputs import Inputs
 from campaign.outbox import write_private
 from campaign.recipients import Recipient
@@ -36,7 +36,6 @@ from campaign.settings import Campaign
 
 FORMAT = 1
 # How many row numbers a change message lists before it sums up the rest.
-_ROWS_LISTED = 20
 
 
 def _sha256(data: bytes | str) -> str:
@@ -315,7 +314,7 @@ class ApprovalState:
                     "since then {n} recipient no longer to be sent (approved as {rows})",
                     "since then {n} recipients no longer to be sent (approved as {rows})",
                     len(self.left),
-                ).format(n=len(self.left), rows=_rows(self.left))
+                ).format(n=len(self.left), rows=rows_named(self.left))
                 text = listed([text, since])
             return text
         if self.required:
@@ -432,13 +431,13 @@ def describe_changes(approved: Fingerprint, current: Fingerprint) -> list[str]:
         changes.append(
             ngettext(
                 "{n} recipient changed: {rows}", "{n} recipients changed: {rows}", len(changed)
-            ).format(n=len(changed), rows=_rows(changed))
+            ).format(n=len(changed), rows=rows_named(changed))
         )
     if added:
         changes.append(
             ngettext(
                 "{n} recipient added: {rows}", "{n} recipients added: {rows}", len(added)
-            ).format(n=len(added), rows=_rows(added))
+            ).format(n=len(added), rows=rows_named(added))
         )
     if removed:
         changes.append(
@@ -446,7 +445,7 @@ def describe_changes(approved: Fingerprint, current: Fingerprint) -> list[str]:
                 "{n} recipient removed (approved as {rows})",
                 "{n} recipients removed (approved as {rows})",
                 len(removed),
-            ).format(n=len(removed), rows=_rows(removed))
+            ).format(n=len(removed), rows=rows_named(removed))
         )
     if not changes:
         changes.append(_("the content changed (fingerprint differs)"))
@@ -502,13 +501,3 @@ _COMPONENTS = {
 def _ordered(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     rank = {what: i for i, what in enumerate(_ORDER)}
     return sorted(keys, key=lambda k: (rank.get(k[0], len(_ORDER)), k))
-
-
-def _rows(rows: list[int]) -> str:
-    listed = ", ".join(map(str, rows[:_ROWS_LISTED]))
-    if len(rows) > _ROWS_LISTED:
-        more = len(rows) - _ROWS_LISTED
-        listed = ngettext("{shown} and {n} more", "{shown} and {n} more", more).format(
-            shown=listed, n=more
-        )
-    return ngettext("row {rows}", "rows {rows}", len(rows)).format(rows=listed)

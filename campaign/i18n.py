@@ -122,6 +122,25 @@ def quoted(value: object) -> str:
     return pgettext("a value quoted in a message", "'{value}'").format(value=text)
 
 
+def rows_named(rows: Iterable[int], *, shown: int = 20) -> str:
+    """Spreadsheet rows for a message: "row 5", "rows 4–9, 12 and 3 more" (runs as ranges)."""
+    numbers = sorted(set(rows))
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [f"{run[0]}–{run[-1]}" if len(run) > 2 else ", ".join(map(str, run)) for run in runs]
+    text = ", ".join(parts[:shown])
+    if len(parts) > shown:
+        more = sum(len(run) for run in runs[shown:])
+        text = ngettext("{shown} and {n} more", "{shown} and {n} more", more).format(
+            shown=text, n=more
+        )
+    return ngettext("row {rows}", "rows {rows}", len(numbers)).format(rows=text)
+
+
 def N_(message: str) -> str:
     """Mark `message` for the catalogs without translating it now (a constant read at import)."""
     return message

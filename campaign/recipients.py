@@ -24,7 +24,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from campaign.emailreasons import reason as refusal
 from campaign.errors import InputError, Place, Problem, Severity
-from campaign.i18n import _, quoted
+from campaign.i18n import _, ngettext, quoted, rows_named
 from campaign.spreadsheet import SPREADSHEET_ERROR, decode_text, sniff_delimiter
 from campaign.spreadsheet import SPREADSHEET_SUFFIXES as SPREADSHEET_SUFFIXES
 from campaign.spreadsheet import Table as Table
@@ -232,6 +232,21 @@ def read_recipients(
         problems.extend(row_problems)
         variables = {name: values[header] for name, header in name_pairs}
         recipients.append(Recipient(row, email or raw_email, values, variables, status))
+    if table.hidden:
+        # A filter left on, or rows hidden by hand: the organiser sees fewer rows than are sent.
+        problems.append(
+            Problem.warning(
+                ngettext(
+                    "{rows} is hidden in the spreadsheet (by hand or by a filter): it receives the letter like the others",
+                    "{rows} are hidden in the spreadsheet (by hand or by a filter): they receive the letter like the others",
+                    len(table.hidden),
+                ).format(rows=rows_named(table.hidden)),
+                Place(file=shown, row=table.hidden[0]),
+                _(
+                    "campaign reads every row, shown or not: show them all to check them, and delete the rows that must not receive it"
+                ),
+            )
+        )
     if pending_bad:  # the domains most rows use, to complete an address such as 'bob@'
         domains = Counter(key.rpartition("@")[2] for key in first_row_of)
         _add_email_hints(problems, pending_bad, domains, allow_special_domains)

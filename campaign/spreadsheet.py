@@ -14,8 +14,8 @@ import io
 import math
 import re
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from xml.sax.saxutils import unescape
@@ -35,6 +35,7 @@ class Table:
     headers: list[str]
     rows: list[tuple[int, list[str]]]
     header_row: int = 1
+    hidden: list[int] = field(default_factory=list)  # records the program hides (or filters out)
 
 
 def read_table(path: Path, *, display: str | None = None) -> Table:
@@ -59,11 +60,12 @@ def read_table(path: Path, *, display: str | None = None) -> Table:
             place=Place(file=shown),
             hint=_("export the spreadsheet again"),
         )
+    hidden: set[int] = set()
     if suffix in {".csv", ".txt", ".tsv"}:
         grid = _read_csv(raw, shown)
     else:
-        grid = _read_workbook(path, shown)
-    return _to_table(path, grid, shown)
+        grid, hidden = _read_workbook(path, shown)
+    return _to_table(path, grid, shown, hidden)
 
 
 def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
@@ -141,7 +143,8 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
-def _read_workbook(path: Path, shown: str) -> list[list[str]]:
+def _read_workbook(path: Path, shown: str) -> tuple[list[list[str]], set[int]]:
+    """The cells of the first sheet as text, and the rows it hides (numbered as it shows them)."""
     import pandas as pd  # here, not at the top: reading a CSV file does not need it
 
     try:
@@ -154,13 +157,12 @@ def _read_workbook(path: Path, shown: str) -> list[list[str]]:
         ) from None
     grid: list[list[object]] = frame.to_numpy(dtype=object).tolist()
     try:
-        padded = padded_cells(path)
+        xml = sheet_xml(path)
     except (OSError, zipfile.BadZipFile, KeyError, ValueError):
-        padded = {}  # the values are readable (calamine said so): show them unpadded
-    try:
-        faults = formula_faults(path)
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
-        faults = {}
+        xml = None  # the values are readable (calamine said so): show them as it gives them
+    padded, faults, hidden = (
+        (_padded(xml), _faults(xml), _hidden(xml)) if xml is not None else ({}, {}, set())
+    )
     for (row, column), shown_error in faults.items():
         if shown_error is None:
             raise InputError(
@@ -181,7 +183,31 @@ def _read_workbook(path: Path, shown: str) -> list[list[str]]:
                 grid[row][column] = f"{int(value):0{digits}d}"
             elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 grid[row][column] = f"{value:0{digits}d}"
-    return [[v if type(v) is str else _cell_text(v) for v in record] for record in grid]
+    cells = [[v if type(v) is str else _cell_text(v) for v in record] for record in grid]
+    return cells, hidden
+
+
+@dataclass(frozen=True)
+class SheetXml:
+    """The XML of a workbook's first sheet and of its styles, read once for what calamine
+    does not give: number formats, failed formulas, hidden rows."""
+
+    ods: bool
+    sheet: bytes  # .xlsx: the first sheet's part; .ods: content.xml (every table)
+    styles: bytes  # .xlsx: xl/styles.xml; .ods: styles.xml (b"" when the file has none)
+
+
+def sheet_xml(path: Path) -> SheetXml | None:
+    """The first sheet's XML of an .xlsx or .ods file (None for another kind of file)."""
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        if "xl/workbook.xml" in names:
+            styles = archive.read("xl/styles.xml") if "xl/styles.xml" in names else b""
+            return SheetXml(False, archive.read(_first_sheet(archive)), styles)
+        if "content.xml" in names:
+            styles = archive.read("styles.xml") if "styles.xml" in names else b""
+            return SheetXml(True, archive.read("content.xml"), styles)
+    return None
 
 
 def padded_cells(path: Path) -> dict[tuple[int, int], int]:
@@ -189,16 +215,15 @@ def padded_cells(path: Path) -> dict[tuple[int, int], int]:
 
     calamine gives values only, so `01000` typed as a number formatted `00000` (the way French
     organisers keep a postcode's zero) reads as 1000. The styles are read from the file's XML:
-    a workbook without such a format costs one small styles file, and one with it a scan of the
-    sheet's XML by regular expressions, without building a tree.
+    a workbook without such a format costs its styles, and one with it a scan of the sheet's
+    XML by regular expressions, without building a tree.
     """
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        if "xl/styles.xml" in names:
-            return _xlsx_padded(archive)
-        if "content.xml" in names:
-            return _ods_padded(archive)
-    return {}
+    xml = sheet_xml(path)
+    return _padded(xml) if xml is not None else {}
+
+
+def _padded(xml: SheetXml) -> dict[tuple[int, int], int]:
+    return _ods_padded(xml) if xml.ods else _xlsx_padded(xml)
 
 
 # The values a spreadsheet program shows in a cell whose formula failed: Excel's, in English and
@@ -216,13 +241,34 @@ def formula_faults(path: Path) -> dict[tuple[int, int], str | None]:
     calamine reads a failed formula as an empty cell (or 0): the letter would show a blank where
     the sheet shows `#N/A`. Only a sheet holding such cells is scanned cell by cell.
     """
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        if "xl/workbook.xml" in names:
-            return _xlsx_faults(archive.read(_first_sheet(archive)))
-        if "content.xml" in names:
-            return _ods_faults(archive.read("content.xml"))
-    return {}
+    xml = sheet_xml(path)
+    return _faults(xml) if xml is not None else {}
+
+
+def _faults(xml: SheetXml) -> dict[tuple[int, int], str | None]:
+    return _ods_faults(xml.sheet) if xml.ods else _xlsx_faults(xml.sheet)
+
+
+def hidden_rows(path: Path) -> set[int]:
+    """The rows of the first sheet the program hides, by hand or by a filter (numbered as shown).
+
+    campaign writes to every row, shown or not: `campaign.recipients` warns of these.
+    """
+    xml = sheet_xml(path)
+    return _hidden(xml) if xml is not None else set()
+
+
+def _hidden(xml: SheetXml) -> set[int]:
+    return _ods_hidden(xml.sheet) if xml.ods else _xlsx_hidden(xml.sheet)
+
+
+_XLSX_HIDDEN_ROW = re.compile(rb'<row r="(\d+)"[^>]*?\bhidden="(?:1|true)"')
+
+
+def _xlsx_hidden(sheet: bytes) -> set[int]:
+    if b'hidden="' not in sheet:
+        return set()
+    return {int(row) for row in _XLSX_HIDDEN_ROW.findall(sheet)}
 
 
 # A cell whose content starts with a formula: its attributes, the formula and its cached result.
@@ -263,8 +309,8 @@ def _digits(mask: str) -> int:
     return mask.count("0") if _ZERO_MASK.fullmatch(mask) else 1
 
 
-def _xlsx_padded(archive: zipfile.ZipFile) -> dict[tuple[int, int], int]:
-    styles = archive.read("xl/styles.xml")
+def _xlsx_padded(xml: SheetXml) -> dict[tuple[int, int], int]:
+    styles = xml.styles
     formats = {int(i): _digits(code.decode()) for i, code in _XLSX_NUMFMT.findall(styles)}
     block = _XLSX_CELLXFS.search(styles)
     wanted: dict[bytes, int] = {}
@@ -275,7 +321,7 @@ def _xlsx_padded(archive: zipfile.ZipFile) -> dict[tuple[int, int], int]:
             wanted[str(index).encode()] = digits
     if not wanted:
         return {}
-    sheet = archive.read(_first_sheet(archive))
+    sheet = xml.sheet
     styled = re.compile(rb'<c r="([A-Z]+)(\d+)"(?=[^>]*? s="(' + b"|".join(wanted) + rb')")')
     return {
         (int(row) - 1, _column_index(letters.decode())): wanted[style]
@@ -320,9 +366,9 @@ _ODS_STYLE_NAME = re.compile(rb'table:(?:default-cell-)?style-name="([^"]+)"')
 _ODS_REPEAT = re.compile(rb'table:number-(?:rows|columns)-repeated="(\d+)"')
 
 
-def _ods_padded(archive: zipfile.ZipFile) -> dict[tuple[int, int], int]:
-    content = archive.read("content.xml")
-    styles = content + (archive.read("styles.xml") if "styles.xml" in archive.namelist() else b"")
+def _ods_padded(xml: SheetXml) -> dict[tuple[int, int], int]:
+    content = xml.sheet
+    styles = content + xml.styles
     numbers: dict[bytes, int] = {}
     for name, body in _ODS_NUMBER_STYLE.findall(styles):
         found = _ODS_MIN_DIGITS.search(body)
@@ -363,9 +409,26 @@ def _ods_faults(content: bytes) -> dict[tuple[int, int], str | None]:
     return found
 
 
-def _ods_cells(content: bytes) -> Iterator[tuple[int, int, bytes | None, re.Match[bytes]]]:
+_ODS_VISIBILITY = re.compile(rb'table:visibility="(collapse|filter)"')
+
+
+def _ods_hidden(content: bytes) -> set[int]:
+    """The rows LibreOffice hides (`collapse`) or filters out (`filter`), repeats counted."""
+    if b'table:visibility="' not in content:
+        return set()
+    hidden: set[int] = set()
+    for row, column, _style, tag in _ods_cells(content, rows=True):
+        if column < 0 and _ODS_VISIBILITY.search(tag.group(3)):
+            repeat = _ODS_REPEAT.search(tag.group(3))
+            hidden.update(range(row + 1, row + 1 + (int(repeat.group(1)) if repeat else 1)))
+    return hidden
+
+
+def _ods_cells(
+    content: bytes, *, rows: bool = False
+) -> Iterator[tuple[int, int, bytes | None, re.Match[bytes]]]:
     """Walk the first table's cells (repeats counted): row, column, style (the cell's, else its
-    column's) and the cell's opening tag."""
+    column's) and the cell's opening tag; with `rows`, each row's own tag too, as column -1."""
     column_styles: list[bytes | None] = []
     row = column = -1
     pending = depth = 0
@@ -388,6 +451,8 @@ def _ods_cells(content: bytes) -> Iterator[tuple[int, int, bytes | None, re.Matc
             row += pending + 1  # the rows a repeated row stands for come before this one
             pending = repeat - 1
             column = -1
+            if rows:
+                yield row, column, None, match
         else:
             for _ in range(min(repeat, 16384)):
                 column += 1
@@ -413,7 +478,7 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _to_table(path: Path, grid: list[list[str]], shown: str) -> Table:
+def _to_table(path: Path, grid: list[list[str]], shown: str, hidden: Collection[int] = ()) -> Table:
     numbered = [(index + 1, cells) for index, cells in enumerate(grid)]
     while numbered and not any(c.strip() for c in numbered[0][1]):
         numbered.pop(0)  # leading empty rows: the header is the first row with text
@@ -430,7 +495,8 @@ def _to_table(path: Path, grid: list[list[str]], shown: str) -> Table:
     ]
     while rows and not any(c.strip() for c in rows[-1][1]):
         rows.pop()  # trailing empty rows are an artefact of the export, not a mistake
-    return Table(path=path, headers=headers, rows=rows, header_row=header_row)
+    hidden_records = [n for n, cells in rows if n in hidden and any(cells)] if hidden else []
+    return Table(path, headers, rows, header_row, hidden_records)
 
 
 def column_letter(index: int) -> str:

@@ -264,3 +264,11 @@ def test_a_sentence_the_table_does_not_know_is_shown_as_it_is() -> None:
         assert reason("After Unicode normalization: There must be something after the @-sign.") == (
             "Après normalisation Unicode : Il manque la partie après le @."
         )
+
+
+def test_rows_are_named_with_their_runs_as_ranges() -> None:
+    from campaign.i18n import rows_named
+
+    assert rows_named([5]) == "row 5"
+    assert rows_named([9, 4, 5, 6, 7, 12, 13]) == "rows 4–7, 9, 12, 13"
+    assert rows_named(range(2, 200, 2), shown=3) == "rows 2, 4, 6 and 96 more"

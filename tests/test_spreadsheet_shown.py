@@ -1,4 +1,6 @@
-"""A formula that failed in the spreadsheet (#N/A, #DIV/0!) is an error at its row and column.
+"""What the sheet shows is what campaign reads: a failed formula, a hidden or filtered-out row.
+
+A formula that failed in the spreadsheet (#N/A, #DIV/0!) is an error at its row and column.
 
 calamine reads such a cell as empty (or, in an .ods, as 0): the letter would have shown a blank
 where the organiser's sheet shows `#N/A`. The files here are written the way Excel and
@@ -100,20 +102,19 @@ def test_formulas_never_computed_are_refused_with_the_first_cell(tmp_path: Path)
     assert "LibreOffice" in (caught.value.hint or "")
 
 
-def libreoffice_ods(path: Path) -> Path:
-    """An .ods as LibreOffice saves a failed lookup (text) and a division by zero (number)."""
-    cell = '<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>'
-    header = "".join(cell.format(h) for h in HEADERS)
-    good = "".join(cell.format(c) for c in ROWS[0])
-    failed = (
-        cell.format("Paul")
-        + '<table:table-cell table:formula="of:=1/0" office:value-type="float" office:value="0"'
-        ' calcext:value-type="error"><text:p>#DIV/0!</text:p></table:table-cell>'
-        + cell.format("paul.durand@example.org")
-        + '<table:table-cell table:formula="of:=VLOOKUP(&quot;x&quot;;$Villes.A1:B9;2;0)"'
-        ' office:value-type="string" office:string-value="" calcext:value-type="error">'
-        "<text:p>#N/A</text:p></table:table-cell>"
+ODS_CELL = '<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>'
+
+
+def ods_row(cells: list[str], attributes: str = "") -> str:
+    return (
+        f"<table:table-row{attributes}>"
+        + "".join(ODS_CELL.format(c) for c in cells)
+        + ("</table:table-row>")
     )
+
+
+def write_ods(path: Path, rows_xml: str) -> Path:
+    """An .ods with the header row, then `rows_xml` (table rows as LibreOffice writes them)."""
     content = (
         '<?xml version="1.0" encoding="UTF-8"?><office:document-content'
         ' xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
@@ -122,8 +123,7 @@ def libreoffice_ods(path: Path) -> Path:
         ' xmlns:calcext="urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0"'
         ' office:version="1.3"><office:body><office:spreadsheet><table:table table:name="Liste">'
         '<table:table-column table:number-columns-repeated="4"/>'
-        f"<table:table-row>{header}</table:table-row><table:table-row>{good}</table:table-row>"
-        f"<table:table-row>{failed}</table:table-row>"
+        f"{ods_row(HEADERS)}{rows_xml}"
         "</table:table></office:spreadsheet></office:body></office:document-content>"
     )
     manifest = (
@@ -143,6 +143,21 @@ def libreoffice_ods(path: Path) -> Path:
         archive.writestr("content.xml", content)
         archive.writestr("META-INF/manifest.xml", manifest)
     return path
+
+
+def libreoffice_ods(path: Path) -> Path:
+    """An .ods as LibreOffice saves a failed lookup (text) and a division by zero (number)."""
+    failed = (
+        "<table:table-row>"
+        + ODS_CELL.format("Paul")
+        + '<table:table-cell table:formula="of:=1/0" office:value-type="float" office:value="0"'
+        ' calcext:value-type="error"><text:p>#DIV/0!</text:p></table:table-cell>'
+        + ODS_CELL.format("paul.durand@example.org")
+        + '<table:table-cell table:formula="of:=VLOOKUP(&quot;x&quot;;$Villes.A1:B9;2;0)"'
+        ' office:value-type="string" office:string-value="" calcext:value-type="error">'
+        "<text:p>#N/A</text:p></table:table-cell></table:table-row>"
+    )
+    return write_ods(path, ods_row(ROWS[0]) + failed)
 
 
 def test_an_ods_error_value_is_not_read_as_empty_or_zero(tmp_path: Path) -> None:
@@ -188,3 +203,63 @@ def test_campaign_check_names_the_cell_and_send_refuses(tmp_path: Path) -> None:
     sent = cli(settings, "send", "--dry-run")
     assert sent.exit_code == 1, sent.output
     assert not list(tmp_path.glob("outbox/mini/dry-run/*.eml"))
+
+
+# -- rows the program hides -----------------------------------------------------------------------
+
+
+def test_xlsx_rows_hidden_or_filtered_out_are_named_in_one_warning(tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADERS)
+    for i in range(2, 10):
+        sheet.append([f"Prénom{i}", f"Nom{i}", f"personne{i}@example.org", "Lyon"])
+    sheet.append([])  # an empty row, hidden too: nobody's
+    sheet.auto_filter.ref = "A1:D9"  # Excel's filter hides the rows it filters out
+    for row in (3, 5, 6, 7, 10):
+        sheet.row_dimensions[row].hidden = True
+    book.save(tmp_path / "d.xlsx")
+    assert read_table(tmp_path / "d.xlsx").hidden == [3, 5, 6, 7]
+    listed = read_recipients(tmp_path / "d.xlsx", email_column="Courriel")
+    [problem] = listed.problems
+    assert problem.severity is Severity.WARNING and problem.place.row == 3
+    assert "rows 3, 5–7 are hidden" in problem.message
+    assert len(listed.ready) == 8  # every row is sent: the warning says so, nothing is skipped
+
+
+def test_ods_rows_filtered_out_count_their_repeats(tmp_path: Path) -> None:
+    same = ["Léa", "Roux", "lea.roux@example.org", "Brest"]
+    rows = (
+        ods_row(ROWS[0])
+        + ods_row(same, ' table:visibility="filter"')
+        + ods_row(ROWS[1], ' table:visibility="collapse"')
+        + ods_row(["Marc", "Noël", "marc.noel@example.org", "Caen"])
+    )
+    path = write_ods(tmp_path / "d.ods", rows)
+    assert read_table(path).hidden == [3, 4]
+    [problem] = read_recipients(path, email_column="Courriel").problems
+    assert "rows 3, 4 are hidden" in problem.message
+    visible = write_ods(tmp_path / "v.ods", ods_row(ROWS[0]) + ods_row(ROWS[1]))
+    assert read_table(visible).hidden == []
+
+
+def test_campaign_check_warns_of_hidden_rows_in_french(tmp_path: Path) -> None:
+    settings = make_project(tmp_path, port=1)
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADERS)
+    for row in ROWS:
+        sheet.append(row)
+    sheet.row_dimensions[3].hidden = True
+    book.save(tmp_path / "recipients" / "people.xlsx")
+    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
+    text = text.replace("email_column: email", "email_column: Courriel")
+    settings.write_text(text + "language: fr\n")
+    result = cli(settings, "check", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    [problem] = report["problems"]
+    assert (problem["severity"], problem["row"], report["ready"]) == ("warning", 3, 2)
+    assert "ligne 3 est masquée" in problem["message"], problem

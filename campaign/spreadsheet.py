@@ -163,6 +163,8 @@ def _read_workbook(path: Path, shown: str) -> tuple[list[list[str]], set[int]]:
     padded, faults, hidden = (
         (_padded(xml), _faults(xml), _hidden(xml)) if xml is not None else ({}, {}, set())
     )
+    if xml is not None:
+        _fill_merged(grid, _merged(xml))
     for (row, column), shown_error in faults.items():
         if shown_error is None:
             raise InputError(
@@ -303,6 +305,53 @@ _NUMFMT_ID = re.compile(rb'numFmtId="(\d+)"')
 _ZERO_MASK = re.compile(r"[0#]*0")
 
 
+def _blank(value: object) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _fill_merged(grid: list[list[object]], regions: list[tuple[int, int, int, int]]) -> None:
+    """Give each row of a cell merged down several rows the value the sheet shows there.
+
+    A hospital's name merged over its three directors' rows is one cell to calamine: the rows
+    below the first would read blank, and their letters say nothing of their hospital. The
+    first column of the merge is filled (what the sheet shows across columns is one value of
+    the first); a merge in the header row or above is left alone.
+    """
+    header = next((i for i, record in enumerate(grid) if not all(map(_blank, record))), 0)
+    for first_row, column, last_row, _last_column in regions:
+        if first_row <= header or first_row >= len(grid) or column >= len(grid[first_row]):
+            continue
+        value = grid[first_row][column]
+        if _blank(value):
+            continue
+        for row in range(first_row + 1, min(last_row, len(grid) - 1) + 1):
+            if column < len(grid[row]) and _blank(grid[row][column]):
+                grid[row][column] = value
+
+
+def merged_regions(path: Path) -> list[tuple[int, int, int, int]]:
+    """The merged cells of the first sheet: (first row, first column, last row, last column),
+    counted from 0."""
+    xml = sheet_xml(path)
+    return _merged(xml) if xml is not None else []
+
+
+def _merged(xml: SheetXml) -> list[tuple[int, int, int, int]]:
+    return _ods_merged(xml.sheet) if xml.ods else _xlsx_merged(xml.sheet)
+
+
+_XLSX_MERGE = re.compile(rb'<mergeCell ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
+
+
+def _xlsx_merged(sheet: bytes) -> list[tuple[int, int, int, int]]:
+    if b"<mergeCell " not in sheet:
+        return []
+    return [
+        (int(r1) - 1, _column_index(c1.decode()), int(r2) - 1, _column_index(c2.decode()))
+        for c1, r1, c2, r2 in _XLSX_MERGE.findall(sheet)
+    ]
+
+
 def _digits(mask: str) -> int:
     """The minimum digits of an integer format such as `00000` (1 when it pads nothing)."""
     mask = mask.replace("\\", "").replace('"', "")
@@ -407,6 +456,24 @@ def _ods_faults(content: bytes) -> dict[tuple[int, int], str | None]:
             )
             found[(row, column)] = unescape(text.group(1).decode()) if text else "#N/A"
     return found
+
+
+_ODS_ROWS_SPANNED = re.compile(rb'table:number-rows-spanned="(\d+)"')
+_ODS_COLUMNS_SPANNED = re.compile(rb'table:number-columns-spanned="(\d+)"')
+
+
+def _ods_merged(content: bytes) -> list[tuple[int, int, int, int]]:
+    """LibreOffice's merged cells: a cell that spans rows (the rows below hold covered cells)."""
+    if b"number-rows-spanned" not in content:
+        return []
+    regions = []
+    for row, column, _style, tag in _ods_cells(content):
+        spanned = _ODS_ROWS_SPANNED.search(tag.group(3))
+        if spanned is not None and int(spanned.group(1)) > 1:
+            across = _ODS_COLUMNS_SPANNED.search(tag.group(3))
+            width = int(across.group(1)) if across else 1
+            regions.append((row, column, row + int(spanned.group(1)) - 1, column + width - 1))
+    return regions
 
 
 _ODS_VISIBILITY = re.compile(rb'table:visibility="(collapse|filter)"')

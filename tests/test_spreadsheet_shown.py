@@ -10,6 +10,8 @@ LibreOffice write them (the error value cached beside the formula), checked thro
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import re
 import zipfile
@@ -263,3 +265,79 @@ def test_campaign_check_warns_of_hidden_rows_in_french(tmp_path: Path) -> None:
     [problem] = report["problems"]
     assert (problem["severity"], problem["row"], report["ready"]) == ("warning", 3, 2)
     assert "ligne 3 est masquée" in problem["message"], problem
+
+
+# -- cells merged down several rows ---------------------------------------------------------------
+
+
+def test_a_cell_merged_over_rows_gives_each_row_its_value(tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Nom", "Établissement", "Courriel", "Ville"])
+    sheet.append(["Martin", "CHU de Rennes", "a@example.org", "Rennes"])
+    sheet.append(["Durand", None, "b@example.org", None])
+    sheet.append(["Roux", None, "c@example.org", None])
+    sheet.append(["Noël", "CH de Brest", "d@example.org", "Brest"])
+    sheet.merge_cells("B2:B4")  # the hospital of its three directors, as organisers lay it out
+    sheet.merge_cells("D2:D3")
+    sheet.merge_cells("A1:A1")
+    book.save(tmp_path / "d.xlsx")
+    rows = [cells for _, cells in read_table(tmp_path / "d.xlsx").rows]
+    assert [r[1] for r in rows] == ["CHU de Rennes"] * 3 + ["CH de Brest"]
+    assert [r[3] for r in rows] == ["Rennes", "Rennes", "", "Brest"]
+
+
+def test_a_header_merged_down_is_not_copied_into_the_first_row(tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Nom", "Courriel"])
+    sheet.append([None, "a@example.org"])
+    sheet.merge_cells("A1:A2")
+    book.save(tmp_path / "d.xlsx")
+    assert read_table(tmp_path / "d.xlsx").rows == [(2, ["", "a@example.org"])]
+
+
+def test_an_ods_cell_spanning_rows_gives_each_row_its_value(tmp_path: Path) -> None:
+    covered = "<table:covered-table-cell/>"
+    spanning = (
+        '<table:table-cell table:number-rows-spanned="3" table:number-columns-spanned="1"'
+        ' office:value-type="string"><text:p>CHU de Rennes</text:p></table:table-cell>'
+    )
+    rows = (
+        f"<table:table-row>{ODS_CELL.format('Martin')}{spanning}"
+        f"{ODS_CELL.format('a@example.org')}{ODS_CELL.format('Rennes')}</table:table-row>"
+        f"<table:table-row>{ODS_CELL.format('Durand')}{covered}"
+        f"{ODS_CELL.format('b@example.org')}{ODS_CELL.format('Rennes')}</table:table-row>"
+        f"<table:table-row>{ODS_CELL.format('Roux')}{covered}"
+        f"{ODS_CELL.format('c@example.org')}{ODS_CELL.format('Rennes')}</table:table-row>"
+        + ods_row(["Noël", "CH de Brest", "d@example.org", "Brest"])
+    )
+    path = write_ods(tmp_path / "d.ods", rows)
+    assert [cells[1] for _, cells in read_table(path).rows] == ["CHU de Rennes"] * 3 + [
+        "CH de Brest"
+    ]
+
+
+def test_each_director_of_a_merged_hospital_gets_its_name_in_the_email(tmp_path: Path) -> None:
+    settings = make_project(tmp_path, port=1, extra='subject: "Courrier — {{ etablissement }}"')
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Prénom", "Nom", "Établissement", "Courriel"])
+    sheet.append(["Jeanne", "Martin", "CHU de Rennes", "jeanne.martin@example.org"])
+    sheet.append(["Paul", "Durand", None, "paul.durand@example.org"])
+    sheet.merge_cells("C2:C3")
+    book.save(tmp_path / "recipients" / "people.xlsx")
+    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
+    settings.write_text(text.replace("email_column: email", "email_column: Courriel"))
+    result = cli(settings, "send", "--dry-run")
+    assert result.exit_code == 0, result.output
+    subjects = sorted(
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["Subject"].replace(
+            "\xa0", " "
+        )  # the typography's no-break space after the dash
+        for path in tmp_path.glob("outbox/mini/dry-run/*.eml")
+    )
+    assert subjects == ["Courrier — CHU de Rennes"] * 2

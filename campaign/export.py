@@ -55,9 +55,8 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
         reason = " ".join(str(p) for p in (delivery.last_code, delivery.last_text) if p)
     elif state == State.HELD.value and delivery.readdressed_from:
         reason = _("already sent to {earlier}").format(earlier=delivery.readdressed_from)
-    # Replies are facts the mailbox scan (`inbox`) adds; a log without them leaves the cell empty.
-    replied = getattr(delivery, "replied", None)
-    auto = getattr(delivery, "auto_replied", None)
+    # Replies are facts the mailbox scan (`inbox`) adds, with their dates; none leaves it empty.
+    replied, auto = delivery.replied_at is not None, delivery.auto_replied_at is not None
     said = _("yes") if replied else _("auto-reply") if auto else ""
     return [str(neutralise(cell)) for cell in (state_name(state), sent, reason, said)]
 

@@ -341,3 +341,28 @@ def test_an_inbox_says_who_asked_to_unsubscribe(project: Path, run: Run) -> None
     flat = " ".join(result.output.split())
     assert "1 asked to unsubscribe: paul.martin@example.com" in flat, flat
     assert "1 replied" in flat  # Nathalie wrote to the collective's address: an answer
+
+
+def test_the_sheet_exported_with_its_outcomes_says_who_replied(sent: Path, run: Run) -> None:
+    # The fourth added column used to read attributes the log's rows do not have: always empty.
+    with _log(sent) as log:
+        nathalie = log.get("nathalie.noel@example.org")
+    assert nathalie is not None
+    reply = (DATA / "bounces" / "human-reply.eml").read_bytes()
+    reply = reply.replace(b"jean.dupont@example.com", b"nathalie.noel@example.org").replace(
+        b"<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>",
+        nathalie.message_id.encode(),
+    )
+    MaildirHandler(sent / "outbox" / "mailbox").deliver(reply)
+    assert _inbox(run)["replied"] == 1
+    target = sent / "suivi.csv"
+    result = run("status", "merci-signataires", "--export", str(target), "--with-sheet")
+    assert result.exit_code == 0, result.output
+    text = target.read_bytes().decode("utf-8-sig")
+    replied = {row[4]: row[-1] for row in (line.split(";") for line in text.splitlines()[1:])}
+    assert replied == {
+        "nathalie.noel@example.org": "yes",
+        "rebond.olivier.chevalier@example.org": "",
+        "absence.claire.dufresne@example.org": "auto-reply",
+        "paul.martin@example.com": "",
+    }

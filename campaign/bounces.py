@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser, HeaderParser
 from email.policy import compat32
@@ -155,6 +155,17 @@ def header_text(message: Message, name: str) -> str:
     value = message.get(name)
     if value is None:
         return ""
+    if isinstance(value, Header):
+        # Raw 8-bit bytes (RFC 6532 UTF-8 headers, or a client that does not encode): the
+        # parser keeps them as "unknown-8bit", which str() turns into replacement characters.
+        raw = b"".join(
+            part if isinstance(part, bytes) else part.encode("ascii", "replace")
+            for part, _charset in decode_header(value)
+        )
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw.decode("cp1252", errors="replace")
     try:
         return " ".join(str(make_header(decode_header(str(value)))).split())
     except (UnicodeError, LookupError, ValueError):

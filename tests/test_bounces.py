@@ -152,3 +152,19 @@ def test_ordinary_mail_is_skipped_unless_a_recipient_wrote_it() -> None:
     assert not worth_reading(head, {RECIPIENT})
     folded = b"Subject: Sujet\r\nFrom: Jean Dupont\r\n <Jean.Dupont@example.com>\r\n\r\n"
     assert worth_reading(folded, {RECIPIENT})
+
+
+def test_raw_utf8_headers_are_read_as_utf8_not_as_replacement_characters() -> None:
+    from campaign.bounces import header_text, parse_headers
+
+    # RFC 6532 lets a message carry UTF-8 headers unencoded; some clients also send 8-bit
+    # Windows-1252. Both used to come out as "d\ufffd\ufffdsinscription".
+    utf8 = parse_headers(
+        "From: Zoé Lefèvre <zoe@example.com>\nSubject: désinscription\n\n".encode()
+    )
+    assert header_text(utf8, "Subject") == "désinscription"
+    assert header_text(utf8, "From") == "Zoé Lefèvre <zoe@example.com>"
+    windows = parse_headers("Subject: d\xe9sinscription\n\n".encode("cp1252"))
+    assert header_text(windows, "Subject") == "désinscription"
+    encoded = parse_headers(b"Subject: =?utf-8?q?d=C3=A9sinscription?= ok\n\n")
+    assert header_text(encoded, "Subject") == "désinscription ok"

@@ -308,8 +308,13 @@ def test_a_recipient_who_unsubscribes_joins_the_suppression_list_and_is_not_a_re
     )
     # An answer to the same address with another subject is a reply, not a request.
     mailbox.deliver(_unsubscribe_request("paul.martin@example.com", "Re: Merci"))
+    # A client that writes the subject in raw UTF-8 (RFC 6532) asks the same.
+    mailbox.deliver(_unsubscribe_request("absence.claire.dufresne@example.org", "désinscription"))
     report = _inbox(run)
-    assert report["unsubscribed"] == ["nathalie.noel@example.org"]
+    assert report["unsubscribed"] == [
+        "nathalie.noel@example.org",
+        "absence.claire.dufresne@example.org",
+    ]
     assert report["replied"] == 1  # Paul's; Nathalie's request is not counted as a reply
     assert "nathalie.noel@example.org" in report["added_to_suppression"]  # type: ignore[operator]
     lines = (project / "recipients" / "suppression.csv").read_text(encoding="utf-8").splitlines()
@@ -320,7 +325,7 @@ def test_a_recipient_who_unsubscribes_joins_the_suppression_list_and_is_not_a_re
         assert nathalie is not None and nathalie.replied_at is None
         assert nathalie.state is State.SENT  # she received the letter: that stays true
     check = json.loads(run("check", "merci-signataires", "--json").output)
-    assert check["suppressed"] == 2  # her and the address that bounced: never written to again
+    assert check["suppressed"] == 3  # the two requests and the bounce: never written to again
     again = _inbox(run)
     assert again["read"] == 0 and again["unsubscribed"] == []  # read once
     text = (project / "recipients" / "suppression.csv").read_text(encoding="utf-8")

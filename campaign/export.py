@@ -56,8 +56,12 @@ def outcome_cells(delivery: Delivery | None) -> list[str]:
     elif state == State.HELD.value and delivery.readdressed_from:
         reason = _("already sent to {earlier}").format(earlier=delivery.readdressed_from)
     # Replies are facts the mailbox scan (`inbox`) adds, with their dates; none leaves it empty.
-    replied, auto = delivery.replied_at is not None, delivery.auto_replied_at is not None
-    said = _("yes") if replied else _("auto-reply") if auto else ""
+    if delivery.unsubscribed_at is not None:
+        said = _("asked to unsubscribe")
+    elif delivery.replied_at is not None:
+        said = _("yes")
+    else:
+        said = _("auto-reply") if delivery.auto_replied_at is not None else ""
     return [str(neutralise(cell)) for cell in (state_name(state), sent, reason, said)]
 
 

@@ -12,7 +12,9 @@ sender of an answer. It then records, in one transaction with the new scan posit
   the sending server's reputation, the message's content or size), it is not: the address was
   fine, and `send --retry-bounced` sends to it again once the campaign is put right;
 - a delay notice → `delayed_at`; a delivery report → `delivered`;
-- an auto-reply → `auto_replied_at`; a reply → `replied_at` (the fact and its date, never the text).
+- an auto-reply → `auto_replied_at`; a reply → `replied_at` (the fact and its date, never the text);
+- a request to unsubscribe (a message to the campaign's `mailto:` List-Unsubscribe) →
+  `unsubscribed_at`, and the address on the suppression list.
 
 Each `uncertain` recipient is looked for in the Sent folder as well: found (or named by any report
 above), it becomes `sent` with the evidence; not found, it stays `uncertain` and the log says what
@@ -236,8 +238,14 @@ def _read_inbox(
             email = index.match(verdict)
             if email is None:
                 report.unmatched += 1
-            elif email not in report.unsubscribed:
+                continue
+            if email not in report.unsubscribed:
                 report.unsubscribed.append(email)
+            at = verdict.date or arrival.received or clock()
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
+            sender = verdict.sender or "unknown"
+            evidence = f"request to unsubscribe of {when} in {folder} (from {sender})"
+            writes.append(ledger.noted(email, "unsubscribed_at", at, evidence))
             continue
         writes += _record(verdict, arrival, folder, index, report, clock)
     if whole:

@@ -14,9 +14,9 @@ attempts, last SMTP reply, Message-ID and times. Recipients removed from the spr
     `send --resend-readdressed` (`hold_readdressed`, `release_held`).
 
 After the 250, `campaign inbox` adds what the mailbox says (`campaign.inbox`): a permanent failure
-report makes a sent (or uncertain) recipient `bounced`, a delivery report `delivered`; a reply or an
-auto-reply is a fact with its date (`replied_at`, `auto_replied_at`), not a state, and never its
-text. Any of them proves an `uncertain` message left, which then becomes `sent` with its evidence;
+report makes a sent (or uncertain) recipient `bounced`, a delivery report `delivered`; a reply, an
+auto-reply or a request to unsubscribe is a fact with its date (`replied_at`, `auto_replied_at`,
+`unsubscribed_at`), not a state, and never its text. Any of them proves an `uncertain` message left, which then becomes `sent` with its evidence;
 so does its copy in the Sent folder. The scan positions (UIDVALIDITY, last UID per folder) and the
 copies appended to Sent (`sent_copies`: recorded before the APPEND, so a crash never appends
 twice) are kept here too.
@@ -47,7 +47,7 @@ from typing import Any
 
 from campaign.errors import Place, StateError
 from campaign.i18n import N_, _
-from campaign.logschema import MAILBOX_COLUMNS, READDRESS_COLUMNS
+from campaign.logschema import MAILBOX_COLUMNS, READDRESS_COLUMNS, UNSUBSCRIBE_COLUMNS
 from campaign.logschema import SCHEMA_VERSION as SCHEMA_VERSION
 from campaign.logschema import Write as Write
 from campaign.logschema import apply_writes as apply_writes
@@ -130,6 +130,7 @@ class Delivery:
     evidence: str | None = None
     person: str | None = None  # a digest of the row's cells but the address (`person_key`)
     readdressed_from: str | None = None  # held, or sent once released: the earlier address
+    unsubscribed_at: float | None = None  # asked to unsubscribe (List-Unsubscribe): inbox
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ class Ledger:
             )
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(deliveries)")}
         # The columns every version has; those of later versions are added by `upgrade`.
-        later = {c.split()[0] for c in (*MAILBOX_COLUMNS, *READDRESS_COLUMNS)}
+        later = {c.split()[0] for c in (*MAILBOX_COLUMNS, *READDRESS_COLUMNS, *UNSUBSCRIBE_COLUMNS)}
         wanted = {f.name for f in fields(Delivery)} - later
         if not {"schema_version", "deliveries", "test_sends", "runs"} <= tables or not (
             wanted <= columns
@@ -508,11 +509,18 @@ class Ledger:
         return counts
 
     def facts(self) -> dict[str, int]:
-        """How many recipients replied, auto-replied or had a delay notice (campaign inbox)."""
+        """How many recipients replied, auto-replied, had a delay notice or asked to unsubscribe
+        (campaign inbox)."""
         row = self.conn.execute(
-            "SELECT count(replied_at), count(auto_replied_at), count(delayed_at) FROM deliveries"
+            "SELECT count(replied_at), count(auto_replied_at), count(delayed_at),"
+            " count(unsubscribed_at) FROM deliveries"
         ).fetchone()
-        return {"replied": row[0], "auto_replied": row[1], "delayed": row[2]}
+        return {
+            "replied": row[0],
+            "auto_replied": row[1],
+            "delayed": row[2],
+            "unsubscribed": row[3],
+        }
 
     def scan_position(self, folder: str) -> ScanPosition | None:
         """Where the last `campaign inbox` stopped reading `folder`, or None before the first."""
@@ -773,8 +781,9 @@ def delivered(email: str, at: float, evidence: str) -> Write:
 
 
 def noted(email: str, column: str, at: float, evidence: str) -> Write:
-    """A fact with its date (`replied_at`, `auto_replied_at`, `delayed_at`): proof it left."""
-    if column not in {"replied_at", "auto_replied_at", "delayed_at"}:
+    """A fact with its date (`replied_at`, `auto_replied_at`, `delayed_at`, `unsubscribed_at`):
+    proof it left."""
+    if column not in {"replied_at", "auto_replied_at", "delayed_at", "unsubscribed_at"}:
         raise ValueError(column)
     return (
         f"UPDATE deliveries SET {_PROVEN}, {column} = coalesce({column}, ?),"  # noqa: S608

@@ -15,7 +15,7 @@ from typing import Any
 from campaign.errors import Place, StateError
 from campaign.i18n import _
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Write = tuple[str, tuple[Any, ...]]
 
@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     auto_replied_at REAL,
     evidence TEXT,
     person TEXT,                     -- a digest of the row's cells but the address (readdressed)
-    readdressed_from TEXT            -- held: the address the same person was already sent at
+    readdressed_from TEXT,           -- held: the address the same person was already sent at
+    unsubscribed_at REAL             -- asked to unsubscribe (List-Unsubscribe), a fact of inbox
 );
 CREATE INDEX IF NOT EXISTS deliveries_sent_at ON deliveries (sent_at);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state);
@@ -118,6 +119,15 @@ def _add_readdress(conn: sqlite3.Connection) -> None:
     _add_columns(conn, READDRESS_COLUMNS)
 
 
+UNSUBSCRIBE_COLUMNS = ("unsubscribed_at REAL",)
+
+
+def _add_unsubscribed(conn: sqlite3.Connection) -> None:
+    """Version 4 → 5: the date a recipient asked to unsubscribe (campaign inbox), a fact beside
+    replied_at, so that `status` and its exports say it."""
+    _add_columns(conn, UNSUBSCRIBE_COLUMNS)
+
+
 def _add_columns(conn: sqlite3.Connection, columns: Sequence[str]) -> None:
     present = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
     for column in columns:
@@ -137,6 +147,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _add_state_index,
     2: _add_mailbox,
     3: _add_readdress,
+    4: _add_unsubscribed,
 }
 
 

@@ -113,6 +113,7 @@ class StatusReport:
     replied: int = 0
     auto_replied: int = 0
     delayed: int = 0
+    unsubscribed: int = 0  # asked to unsubscribe (List-Unsubscribe), on the suppression list
     bounces: list[BouncedRecipient] = field(default_factory=list)
     sender_domain: str = ""  # named in the advice about bounces that are the campaign's
     searched: dict[str, str] = field(default_factory=dict)  # uncertain: what inbox searched
@@ -146,7 +147,12 @@ class StatusReport:
             "campaign": self.campaign,
             "log": str(self.log),
             "approval": self.approval,
-            "counts": {**self.counts, "replied": self.replied, "auto_replied": self.auto_replied},
+            "counts": {
+                **self.counts,
+                "replied": self.replied,
+                "auto_replied": self.auto_replied,
+                "unsubscribed": self.unsubscribed,
+            },
             "delayed": self.delayed,
             "bounces": [{**asdict(b), "cause": b.cause.value} for b in self.bounces],
             "uncertain_searched": self.searched,
@@ -223,7 +229,7 @@ def read_status(
     report.test_sends = len(log.test_sends())
     facts = log.facts()
     report.replied, report.auto_replied = facts["replied"], facts["auto_replied"]
-    report.delayed = facts["delayed"]
+    report.delayed, report.unsubscribed = facts["delayed"], facts["unsubscribed"]
     report.bounces = [
         BouncedRecipient(
             d.row, d.address, d.bounce_reason or "", d.bounced_at, cause_of(d.bounce_reason or "")
@@ -255,6 +261,7 @@ _TIME_COLUMNS = {
     "delayed_at",
     "replied_at",
     "auto_replied_at",
+    "unsubscribed_at",
 }
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -284,6 +291,7 @@ def export_headers() -> list[str]:
         "auto_replied_at": pgettext("export column", "auto_replied_at"),
         "evidence": pgettext("export column", "evidence"),
         "readdressed_from": pgettext("export column", "readdressed_from"),
+        "unsubscribed_at": pgettext("export column", "unsubscribed_at"),
     }
     return [headers[column] for column in EXPORT_COLUMNS]
 

@@ -371,3 +371,38 @@ def test_the_sheet_exported_with_its_outcomes_says_who_replied(sent: Path, run: 
         "absence.claire.dufresne@example.org": "auto-reply",
         "paul.martin@example.com": "",
     }
+
+
+def test_a_request_to_unsubscribe_is_a_fact_of_the_log_that_status_and_exports_show(
+    project: Path, run: Run
+) -> None:
+    _unsubscribe_by(project, "mailto:contact@example.org?subject=d%C3%A9sinscription")
+    send_thank_you(project, run, ROWS)
+    MaildirHandler(project / "outbox" / "mailbox").deliver(
+        _unsubscribe_request("paul.martin@example.com", "=?utf-8?q?d=C3=A9sinscription?=")
+    )
+    assert _inbox(run)["unsubscribed"] == ["paul.martin@example.com"]
+    with _log(project) as log:
+        paul = log.get("paul.martin@example.com")
+        assert paul is not None and paul.unsubscribed_at is not None
+        assert paul.replied_at is None and paul.state is State.SENT
+    status = json.loads(run("status", "merci-signataires", "--json").output)
+    assert status["counts"]["unsubscribed"] == 1
+    shown = " ".join(run("status", "merci-signataires").output.split())
+    assert "1 recipient asked to unsubscribe: on the suppression list" in shown, shown
+    sheet = project / "suivi.csv"
+    assert run("status", "merci-signataires", "--export", str(sheet), "--with-sheet").exit_code == 0
+    lines = sheet.read_bytes().decode("utf-8-sig").splitlines()
+    said = {line.split(";")[4]: line.split(";")[-1] for line in lines[1:]}
+    assert said["paul.martin@example.com"] == "asked to unsubscribe"
+    log_export = project / "journal.csv"
+    assert run("status", "merci-signataires", "--export", str(log_export)).exit_code == 0
+    rows = log_export.read_bytes().decode("utf-8-sig").splitlines()
+    header = rows[0].split(",")
+    column = header.index("unsubscribed_at")
+    paul_row = next(r.split(",") for r in rows if r.startswith("paul.martin@example.com"))
+    assert paul_row[column][:2] == "20"  # a date
+    report = project / "rapport.html"
+    assert run("status", "merci-signataires", "--report", str(report)).exit_code == 0
+    page = report.read_text(encoding="utf-8")
+    assert '<tr data-state="unsubscribed"><td>asked to unsubscribe</td><td class="n">1</td>' in page

@@ -290,3 +290,22 @@ def test_a_held_row_goes_when_its_earlier_row_is_queued_again_and_left_unsent(
         assert log.get("j.moreau@example.org").state is State.PENDING  # type: ignore[union-attr]
         assert log.hold_readdressed(["j.moreau@example.org"]) == 0
         assert log.release_unreached() == 0  # nothing held: no write
+
+
+def test_a_log_of_version_4_gains_the_unsubscribe_fact_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "delivery.sqlite"
+    with Ledger(path) as log:
+        log.enqueue([_entry("a@example.org", "Claire Dubois", {})], [], 1.0)
+        log.apply([ledger.outcome("a@example.org", State.SENT, 250, "ok", 2.0)])
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE deliveries DROP COLUMN unsubscribed_at")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (4)")
+    conn.commit()
+    conn.close()
+    with Ledger(path) as log:
+        found = log.get("a@example.org")
+        assert found is not None and found.state is State.SENT and found.unsubscribed_at is None
+        log.apply([ledger.noted("a@example.org", "unsubscribed_at", 3.0, "request")])
+        assert log.facts()["unsubscribed"] == 1
+    assert path.with_name("delivery.sqlite.v4.bak").exists()

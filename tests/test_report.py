@@ -122,6 +122,7 @@ def test_the_report_of_a_real_send_counts_every_state_and_lists_the_bounces(
                 delivered("personne0006@example.org", now, "dsn"),
                 noted("personne0007@example.org", "replied_at", now, "reply"),
                 noted("personne0008@example.org", "auto_replied_at", now, "auto-reply"),
+                noted("personne0001@example.org", "unsubscribed_at", now, "request"),
             ]
         )
     report = tmp_path / "suivi.html"
@@ -135,6 +136,7 @@ def test_the_report_of_a_real_send_counts_every_state_and_lists_the_bounces(
         "bounced": 1,
         "replied": 1,
         "auto-replied": 1,
+        "asked to unsubscribe": 1,
         "deferred": 1,
         "failed": 1,
         "uncertain": 1,

@@ -385,6 +385,14 @@ def print_status(report: StatusReport) -> None:
                 delayed=plural(report.delayed, "{n} delay notice", "{n} delay notices"),
             )
         )
+    if report.unsubscribed:
+        console.print(
+            plural(
+                report.unsubscribed,
+                "{n} recipient asked to unsubscribe: on the suppression list, never written to again",
+                "{n} recipients asked to unsubscribe: on the suppression list, never written to again",
+            )
+        )
     _print_bounces(report.bounces, report.campaign, report.sender_domain)
     for email, what in report.searched.items():
         console.print("[yellow]" + _("uncertain") + "[/] " + labelled(escape(email), escape(what)))

@@ -380,6 +380,15 @@ def _required(
     return found
 
 
+def _other_sheets_hint(table: Table) -> str | None:
+    """A workbook of several sheets: campaign reads the first, which may not be the list."""
+    if len(table.sheets) < 2:
+        return None
+    return _(
+        "campaign reads the workbook's first sheet, {first}; if the recipients are on another ({others}), move their sheet to the first place (drag its tab), or save it alone"
+    ).format(first=quoted(table.sheets[0]), others=", ".join(quoted(n) for n in table.sheets[1:]))
+
+
 def _address_column_hint(table: Table) -> str:
     """Name the column that holds addresses (most of its first cells have an @), if one does."""
     sample = [cells for _, cells in table.rows[:50]]
@@ -392,7 +401,7 @@ def _address_column_hint(table: Table) -> str:
         return _("the column {column} holds addresses: write email_column: {name}").format(
             column=quoted(table.headers[best]), name=table.headers[best]
         )
-    return _(
+    return _other_sheets_hint(table) or _(
         "set email_column in settings.yaml to the header of the address column (the sheet's "
         "headers: {headers})"
     ).format(headers=", ".join(quoted(h) for h in table.headers if h))

@@ -36,6 +36,7 @@ class Table:
     rows: list[tuple[int, list[str]]]
     header_row: int = 1
     hidden: list[int] = field(default_factory=list)  # records the program hides (or filters out)
+    sheets: list[str] = field(default_factory=list)  # a workbook's sheets, the first one read
 
 
 def read_table(path: Path, *, display: str | None = None) -> Table:
@@ -61,11 +62,14 @@ def read_table(path: Path, *, display: str | None = None) -> Table:
             hint=_("export the spreadsheet again"),
         )
     hidden: set[int] = set()
+    sheets: tuple[str, ...] = ()
     if suffix in {".csv", ".txt", ".tsv"}:
         grid = _read_csv(raw, shown)
     else:
-        grid, hidden = _read_workbook(path, shown)
-    return _to_table(path, grid, shown, hidden)
+        grid, hidden, sheets = _read_workbook(path, shown)
+    table = _to_table(path, grid, shown, hidden)
+    table.sheets = list(sheets)
+    return table
 
 
 def _read_csv(raw: bytes, shown: str) -> list[list[str]]:
@@ -143,8 +147,9 @@ def sniff_delimiter(text: str) -> str:
     return best
 
 
-def _read_workbook(path: Path, shown: str) -> tuple[list[list[str]], set[int]]:
-    """The cells of the first sheet as text, and the rows it hides (numbered as it shows them)."""
+def _read_workbook(path: Path, shown: str) -> tuple[list[list[str]], set[int], tuple[str, ...]]:
+    """The cells of the first sheet as text, the rows it hides (numbered as it shows them) and
+    the names of the workbook's sheets."""
     import pandas as pd  # here, not at the top: reading a CSV file does not need it
 
     try:
@@ -186,7 +191,7 @@ def _read_workbook(path: Path, shown: str) -> tuple[list[list[str]], set[int]]:
             elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 grid[row][column] = f"{value:0{digits}d}"
     cells = [[v if type(v) is str else _cell_text(v) for v in record] for record in grid]
-    return cells, hidden
+    return cells, hidden, xml.sheets if xml is not None else ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,7 @@ class SheetXml:
     ods: bool
     sheet: bytes  # .xlsx: the first sheet's part; .ods: content.xml (every table)
     styles: bytes  # .xlsx: xl/styles.xml; .ods: styles.xml (b"" when the file has none)
+    sheets: tuple[str, ...] = ()  # the names of the workbook's sheets, the one read first
 
 
 def sheet_xml(path: Path) -> SheetXml | None:
@@ -205,11 +211,21 @@ def sheet_xml(path: Path) -> SheetXml | None:
         names = set(archive.namelist())
         if "xl/workbook.xml" in names:
             styles = archive.read("xl/styles.xml") if "xl/styles.xml" in names else b""
-            return SheetXml(False, archive.read(_first_sheet(archive)), styles)
+            sheets = _XLSX_SHEET_NAME.findall(archive.read("xl/workbook.xml"))
+            return SheetXml(False, archive.read(_first_sheet(archive)), styles, _names(sheets))
         if "content.xml" in names:
             styles = archive.read("styles.xml") if "styles.xml" in names else b""
-            return SheetXml(True, archive.read("content.xml"), styles)
+            content = archive.read("content.xml")
+            return SheetXml(True, content, styles, _names(_ODS_TABLE_NAME.findall(content)))
     return None
+
+
+_XLSX_SHEET_NAME = re.compile(rb'<sheet\b[^>]*?\bname="([^"]*)"')
+_ODS_TABLE_NAME = re.compile(rb'<table:table\b[^>]*?\btable:name="([^"]*)"')
+
+
+def _names(found: list[bytes]) -> tuple[str, ...]:
+    return tuple(unescape(name.decode("utf-8", "replace"), {"&quot;": '"'}) for name in found)
 
 
 def padded_cells(path: Path) -> dict[tuple[int, int], int]:

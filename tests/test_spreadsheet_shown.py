@@ -341,3 +341,40 @@ def test_each_director_of_a_merged_hospital_gets_its_name_in_the_email(tmp_path:
         for path in tmp_path.glob("outbox/mini/dry-run/*.eml")
     )
     assert subjects == ["Courrier — CHU de Rennes"] * 2
+
+
+# -- a workbook of several sheets -----------------------------------------------------------------
+
+
+def test_recipients_on_another_sheet_than_the_first_are_pointed_to(tmp_path: Path) -> None:
+    book = Workbook()
+    notes = book.active
+    assert notes is not None
+    notes.title = "Notes & suivi"
+    notes.append(["Réunion du 4 mai", "Relire la lettre"])
+    listing = book.create_sheet("Destinataires")
+    listing.append(HEADERS)
+    listing.append(ROWS[0])
+    book.save(tmp_path / "d.xlsx")
+    assert read_table(tmp_path / "d.xlsx").sheets == ["Notes & suivi", "Destinataires"]
+    [problem] = read_recipients(tmp_path / "d.xlsx", email_column="Courriel").problems
+    assert "first sheet, 'Notes & suivi'" in (problem.hint or "")
+    assert "another ('Destinataires')" in (problem.hint or ""), problem.hint
+
+
+def test_an_address_column_under_another_name_is_named_before_the_sheets(tmp_path: Path) -> None:
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    first.append(["Nom", "Adresse électronique"])
+    first.append(["Martin", "jeanne.martin@example.org"])
+    book.create_sheet("Archives")
+    book.save(tmp_path / "d.xlsx")
+    [problem] = read_recipients(tmp_path / "d.xlsx", email_column="Courriel").problems
+    assert "'Adresse électronique' holds addresses" in (problem.hint or ""), problem.hint
+
+
+def test_an_ods_workbook_names_its_sheets(tmp_path: Path) -> None:
+    path = write_ods(tmp_path / "d.ods", ods_row(ROWS[0]))
+    assert read_table(path).sheets == ["Liste"]
+    assert read_table(tmp_path / "d.ods").rows[0][1][2] == "jeanne.martin@example.org"

@@ -197,7 +197,7 @@ def _read_workbook(path: Path, shown: str) -> tuple[list[list[str]], set[int], t
 @dataclass(frozen=True)
 class SheetXml:
     """The XML of a workbook's first sheet and of its styles, read once for what calamine
-    does not give: number formats, failed formulas, hidden rows."""
+    does not give: number formats, failed formulas, hidden rows, merges, the sheets' names."""
 
     ods: bool
     sheet: bytes  # .xlsx: the first sheet's part; .ods: content.xml (every table)
@@ -252,31 +252,21 @@ SPREADSHEET_ERROR = re.compile(
 )
 
 
-def formula_faults(path: Path) -> dict[tuple[int, int], str | None]:
+def _faults(xml: SheetXml) -> dict[tuple[int, int], str | None]:
     """The cells of the first sheet whose formula failed or was never computed: (row, column) →
     the error the spreadsheet program shows (`#N/A`), or None for a result never computed.
 
     calamine reads a failed formula as an empty cell (or 0): the letter would show a blank where
     the sheet shows `#N/A`. Only a sheet holding such cells is scanned cell by cell.
     """
-    xml = sheet_xml(path)
-    return _faults(xml) if xml is not None else {}
-
-
-def _faults(xml: SheetXml) -> dict[tuple[int, int], str | None]:
     return _ods_faults(xml.sheet) if xml.ods else _xlsx_faults(xml.sheet)
 
 
-def hidden_rows(path: Path) -> set[int]:
+def _hidden(xml: SheetXml) -> set[int]:
     """The rows of the first sheet the program hides, by hand or by a filter (numbered as shown).
 
     campaign writes to every row, shown or not: `campaign.recipients` warns of these.
     """
-    xml = sheet_xml(path)
-    return _hidden(xml) if xml is not None else set()
-
-
-def _hidden(xml: SheetXml) -> set[int]:
     return _ods_hidden(xml.sheet) if xml.ods else _xlsx_hidden(xml.sheet)
 
 
@@ -345,14 +335,9 @@ def _fill_merged(grid: list[list[object]], regions: list[tuple[int, int, int, in
                 grid[row][column] = value
 
 
-def merged_regions(path: Path) -> list[tuple[int, int, int, int]]:
+def _merged(xml: SheetXml) -> list[tuple[int, int, int, int]]:
     """The merged cells of the first sheet: (first row, first column, last row, last column),
     counted from 0."""
-    xml = sheet_xml(path)
-    return _merged(xml) if xml is not None else []
-
-
-def _merged(xml: SheetXml) -> list[tuple[int, int, int, int]]:
     return _ods_merged(xml.sheet) if xml.ods else _xlsx_merged(xml.sheet)
 
 

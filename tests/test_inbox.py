@@ -66,6 +66,18 @@ def _log(project: Path) -> Ledger:
     return Ledger.for_campaign(campaign.layout)
 
 
+def _reply_of(project: Path, email: str) -> bytes:
+    """A person's answer to the message the campaign sent them (In-Reply-To its Message-ID)."""
+    with _log(project) as log:
+        sent = log.get(email)
+    assert sent is not None
+    reply = (DATA / "bounces" / "human-reply.eml").read_bytes()
+    return reply.replace(b"jean.dupont@example.com", email.encode()).replace(
+        b"<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>",
+        sent.message_id.encode(),
+    )
+
+
 def test_the_sink_bounces_one_and_answers_for_another_and_inbox_records_both(
     sent: Path, run: Run
 ) -> None:
@@ -120,15 +132,9 @@ def test_a_second_scan_reads_nothing_again_and_a_new_reply_is_a_fact_not_text(
     _inbox(run)
     again = _inbox(run)
     assert again["read"] == 0 and again["bounced"] == 0
-    with _log(sent) as log:
-        nathalie = log.get("nathalie.noel@example.org")
-    assert nathalie is not None
-    reply = (DATA / "bounces" / "human-reply.eml").read_bytes()
-    reply = reply.replace(b"jean.dupont@example.com", b"nathalie.noel@example.org").replace(
-        b"<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>",
-        nathalie.message_id.encode(),
+    MaildirHandler(sent / "outbox" / "mailbox").deliver(
+        _reply_of(sent, "nathalie.noel@example.org")
     )
-    MaildirHandler(sent / "outbox" / "mailbox").deliver(reply)
     third = _inbox(run)
     assert (third["read"], third["replied"]) == (1, 1)
     with _log(sent) as log:
@@ -350,15 +356,9 @@ def test_an_inbox_says_who_asked_to_unsubscribe(project: Path, run: Run) -> None
 
 def test_the_sheet_exported_with_its_outcomes_says_who_replied(sent: Path, run: Run) -> None:
     # The fourth added column used to read attributes the log's rows do not have: always empty.
-    with _log(sent) as log:
-        nathalie = log.get("nathalie.noel@example.org")
-    assert nathalie is not None
-    reply = (DATA / "bounces" / "human-reply.eml").read_bytes()
-    reply = reply.replace(b"jean.dupont@example.com", b"nathalie.noel@example.org").replace(
-        b"<0f3a9c2e71b84d5a9e6c1b2d3f4a5b6c.hopitaux-2020-05@example.org>",
-        nathalie.message_id.encode(),
+    MaildirHandler(sent / "outbox" / "mailbox").deliver(
+        _reply_of(sent, "nathalie.noel@example.org")
     )
-    MaildirHandler(sent / "outbox" / "mailbox").deliver(reply)
     assert _inbox(run)["replied"] == 1
     target = sent / "suivi.csv"
     result = run("status", "merci-signataires", "--export", str(target), "--with-sheet")

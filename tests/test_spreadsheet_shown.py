@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
+from openpyxl.worksheet.worksheet import Worksheet
 
 from campaign.errors import InputError, Severity
 from campaign.recipients import Status, read_recipients
@@ -47,16 +48,32 @@ def _rewrite_sheet(path: Path, edit: dict[str, str]) -> None:
             archive.writestr(name, data)
 
 
-def excel_book(path: Path, edit: dict[str, str]) -> Path:
+def workbook(rows: list[list[object]], headers: list[str] = HEADERS) -> tuple[Workbook, Worksheet]:
+    """A workbook whose first sheet holds `headers`, then `rows`."""
     book = Workbook()
     sheet = book.active
-    assert sheet is not None
-    sheet.append(HEADERS)
-    for row in ROWS:
+    assert isinstance(sheet, Worksheet)
+    sheet.append(headers)
+    for row in rows:
         sheet.append(row)
+    return book, sheet
+
+
+def excel_book(path: Path, edit: dict[str, str]) -> Path:
+    book, _sheet = workbook(list(ROWS))
     book.save(path)
     _rewrite_sheet(path, edit)
     return path
+
+
+def xlsx_project(tmp_path: Path, book: Workbook, *, extra: str = "") -> Path:
+    """The small project of `make_project`, its recipients the sheet `book` (in French)."""
+    settings = make_project(tmp_path, port=1, extra=extra)
+    book.save(tmp_path / "recipients" / "people.xlsx")
+    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
+    text = text.replace("email_column: email", "email_column: Courriel")
+    settings.write_text(text + "language: fr\n")
+    return settings
 
 
 # Excel's own way of saving a failed lookup, a formula giving "" and one giving text.
@@ -187,11 +204,8 @@ def test_a_csv_exported_by_french_excel_shows_its_errors_as_text(tmp_path: Path)
 
 
 def test_campaign_check_names_the_cell_and_send_refuses(tmp_path: Path) -> None:
-    settings = make_project(tmp_path, port=1)
+    settings = xlsx_project(tmp_path, workbook([])[0])
     excel_book(tmp_path / "recipients" / "people.xlsx", {"D3": LOOKUP_FAILED})
-    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
-    text = text.replace("email_column: email", "email_column: Courriel")
-    settings.write_text(text + "language: fr\n")
     result = cli(settings, "check", "--json")
     assert result.exit_code == 1, result.output
     [problem] = json.loads(result.output)["problems"]
@@ -247,18 +261,9 @@ def test_ods_rows_filtered_out_count_their_repeats(tmp_path: Path) -> None:
 
 
 def test_campaign_check_warns_of_hidden_rows_in_french(tmp_path: Path) -> None:
-    settings = make_project(tmp_path, port=1)
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.append(HEADERS)
-    for row in ROWS:
-        sheet.append(row)
+    book, sheet = workbook(list(ROWS))
     sheet.row_dimensions[3].hidden = True
-    book.save(tmp_path / "recipients" / "people.xlsx")
-    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
-    text = text.replace("email_column: email", "email_column: Courriel")
-    settings.write_text(text + "language: fr\n")
+    settings = xlsx_project(tmp_path, book)
     result = cli(settings, "check", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -321,17 +326,15 @@ def test_an_ods_cell_spanning_rows_gives_each_row_its_value(tmp_path: Path) -> N
 
 
 def test_each_director_of_a_merged_hospital_gets_its_name_in_the_email(tmp_path: Path) -> None:
-    settings = make_project(tmp_path, port=1, extra='subject: "Courrier — {{ etablissement }}"')
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.append(["Prénom", "Nom", "Établissement", "Courriel"])
-    sheet.append(["Jeanne", "Martin", "CHU de Rennes", "jeanne.martin@example.org"])
-    sheet.append(["Paul", "Durand", None, "paul.durand@example.org"])
+    book, sheet = workbook(
+        [
+            ["Jeanne", "Martin", "CHU de Rennes", "jeanne.martin@example.org"],
+            ["Paul", "Durand", None, "paul.durand@example.org"],
+        ],
+        ["Prénom", "Nom", "Établissement", "Courriel"],
+    )
     sheet.merge_cells("C2:C3")
-    book.save(tmp_path / "recipients" / "people.xlsx")
-    text = settings.read_text().replace("recipients/people.csv", "recipients/people.xlsx")
-    settings.write_text(text.replace("email_column: email", "email_column: Courriel"))
+    settings = xlsx_project(tmp_path, book, extra='subject: "Courrier — {{ etablissement }}"')
     result = cli(settings, "send", "--dry-run")
     assert result.exit_code == 0, result.output
     subjects = sorted(

@@ -162,15 +162,16 @@ def read_recipients(
         if "#" in joined or "Err:" in joined:
             for header, i in plain + trimmed:
                 if SPREADSHEET_ERROR.fullmatch(cells[i].strip()):
+                    error = quoted(cells[i].strip())
                     row_problems.append(
                         Problem.error(
                             _(
                                 "the cell shows {error}: its formula failed in the spreadsheet"
-                            ).format(error=quoted(cells[i].strip())),
+                            ).format(error=error),
                             Place(file=shown, row=row, column=header),
                             _(
                                 "correct the formula (#N/A is often a lookup, VLOOKUP or RECHERCHEV, that finds nothing) or type the value; the letter would show {error}"
-                            ).format(error=quoted(cells[i].strip())),
+                            ).format(error=error),
                         )
                     )
         for i in required:

@@ -201,13 +201,15 @@ def read_status(
     in_log = {d.email for d in deliveries}
     report.not_sent_yet = sorted(r.row for r in ready if r.email.lower() not in in_log)
     in_sheet = {r.email.lower() for r in ready}
-    # An address that bounced for its own sake is on the suppression list (campaign inbox put
-    # it there), so no longer among the ready rows: it has not left the spreadsheet, and the
-    # bounces list it already.
+    # An address that bounced for its own sake, or whose owner asked to unsubscribe, is on the
+    # suppression list (campaign inbox put it there), so no longer among the ready rows: it has
+    # not left the spreadsheet, and the bounces (or the unsubscribe line) say it already.
     report.not_in_sheet = [
         d.address
         for d in deliveries
-        if d.email not in in_sheet and d.state not in (State.SUPPRESSED, State.BOUNCED)
+        if d.email not in in_sheet
+        and d.state not in (State.SUPPRESSED, State.BOUNCED)
+        and d.unsubscribed_at is None
     ]
     report.held = log.held(in_sheet)
     report.reached_elsewhere = any(

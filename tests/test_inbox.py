@@ -388,6 +388,7 @@ def test_a_request_to_unsubscribe_is_a_fact_of_the_log_that_status_and_exports_s
         assert paul.replied_at is None and paul.state is State.SENT
     status = json.loads(run("status", "merci-signataires", "--json").output)
     assert status["counts"]["unsubscribed"] == 1
+    assert status["not_in_sheet"] == []  # still in the sheet: suppressed, not gone
     shown = " ".join(run("status", "merci-signataires").output.split())
     assert "1 recipient asked to unsubscribe: on the suppression list" in shown, shown
     sheet = project / "suivi.csv"

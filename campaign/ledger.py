@@ -16,10 +16,10 @@ attempts, last SMTP reply, Message-ID and times. Recipients removed from the spr
 After the 250, `campaign inbox` adds what the mailbox says (`campaign.inbox`): a permanent failure
 report makes a sent (or uncertain) recipient `bounced`, a delivery report `delivered`; a reply, an
 auto-reply or a request to unsubscribe is a fact with its date (`replied_at`, `auto_replied_at`,
-`unsubscribed_at`), not a state, and never its text. Any of them proves an `uncertain` message left, which then becomes `sent` with its evidence;
-so does its copy in the Sent folder. The scan positions (UIDVALIDITY, last UID per folder) and the
-copies appended to Sent (`sent_copies`: recorded before the APPEND, so a crash never appends
-twice) are kept here too.
+`unsubscribed_at`), not a state, and never its text. Any of them proves an `uncertain` message
+left, which then becomes `sent` with its evidence; so does its copy in the Sent folder. The scan
+positions (UIDVALIDITY, last UID per folder) and the copies appended to Sent (`sent_copies`:
+recorded before the APPEND, so a crash never appends twice) are kept here too.
 
 Each step is committed before the SMTP step that depends on it: the mark that the body is going
 out is committed *and fsynced*, in one statement with the start of the transaction, before the

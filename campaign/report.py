@@ -165,12 +165,7 @@ def _per_minute(rate: object) -> str | None:
 def report_context(report: StatusReport, log: Ledger, now: float) -> dict[str, Any]:
     """What the template shows, from the status and the log (no sentence: those are the template's)."""
     deliveries = log.deliveries()
-    counts = {
-        **report.counts,
-        "replied": report.replied,
-        "auto_replied": report.auto_replied,
-        "unsubscribed": report.unsubscribed,
-    }
+    counts = report.counts_and_facts
     events: list[tuple[float, str]] = []
     for d in deliveries:
         outcome = _OUTCOME_OF.get(d.state.value)

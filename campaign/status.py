@@ -138,6 +138,17 @@ class StatusReport:
         return sorted(grouped.values(), key=lambda g: (-g.count, g.state, g.reply))
 
     @property
+    def counts_and_facts(self) -> dict[str, int]:
+        """The count of each state, and of the mailbox's facts beside them (replies and requests to
+        unsubscribe), as `--json` and the HTML report give them."""
+        facts = {
+            "replied": self.replied,
+            "auto_replied": self.auto_replied,
+            "unsubscribed": self.unsubscribed,
+        }
+        return {**self.counts, **facts}
+
+    @property
     def exit_code(self) -> int:
         """1 when a recipient failed, is uncertain or held (the organiser must act), else 0."""
         return 1 if self.counts.get("failed") or self.counts.get("uncertain") or self.held else 0
@@ -147,12 +158,7 @@ class StatusReport:
             "campaign": self.campaign,
             "log": str(self.log),
             "approval": self.approval,
-            "counts": {
-                **self.counts,
-                "replied": self.replied,
-                "auto_replied": self.auto_replied,
-                "unsubscribed": self.unsubscribed,
-            },
+            "counts": self.counts_and_facts,
             "delayed": self.delayed,
             "bounces": [{**asdict(b), "cause": b.cause.value} for b in self.bounces],
             "uncertain_searched": self.searched,

@@ -178,18 +178,30 @@ def test_person_key_ignores_the_address_case_and_spaces() -> None:
     assert person_key({"Courriel": "x@example.org", "Ville": ""}, "x@example.org") is None
 
 
-def test_a_log_of_version_3_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+# The columns each schema version added to `deliveries`: a log of version n has none of n + 1's.
+_ADDED_BY = {4: ("person", "readdressed_from"), 5: ("unsubscribed_at",)}
+
+
+def _older_log(tmp_path: Path, version: int) -> Path:
+    """A log with one sent row, as a version-`version` campaign wrote it."""
     path = tmp_path / "delivery.sqlite"
     with Ledger(path) as log:
         log.enqueue([_entry("a@example.org", "Claire Dubois", {})], [], 1.0)
         log.apply([ledger.outcome("a@example.org", State.SENT, 250, "ok", 2.0)])
     conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE deliveries DROP COLUMN readdressed_from")
-    conn.execute("ALTER TABLE deliveries DROP COLUMN person")
+    for later, columns in _ADDED_BY.items():
+        if later > version:
+            for column in columns:
+                conn.execute(f"ALTER TABLE deliveries DROP COLUMN {column}")
     conn.execute("DELETE FROM schema_version")
-    conn.execute("INSERT INTO schema_version VALUES (3)")
+    conn.execute("INSERT INTO schema_version VALUES (?)", (version,))
     conn.commit()
     conn.close()
+    return path
+
+
+def test_a_log_of_version_3_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = _older_log(tmp_path, 3)
     with Ledger(path) as log:
         found = log.get("a@example.org")
         assert found is not None and found.state is State.SENT and found.person is None
@@ -293,16 +305,7 @@ def test_a_held_row_goes_when_its_earlier_row_is_queued_again_and_left_unsent(
 
 
 def test_a_log_of_version_4_gains_the_unsubscribe_fact_and_keeps_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "delivery.sqlite"
-    with Ledger(path) as log:
-        log.enqueue([_entry("a@example.org", "Claire Dubois", {})], [], 1.0)
-        log.apply([ledger.outcome("a@example.org", State.SENT, 250, "ok", 2.0)])
-    conn = sqlite3.connect(path)
-    conn.execute("ALTER TABLE deliveries DROP COLUMN unsubscribed_at")
-    conn.execute("DELETE FROM schema_version")
-    conn.execute("INSERT INTO schema_version VALUES (4)")
-    conn.commit()
-    conn.close()
+    path = _older_log(tmp_path, 4)
     with Ledger(path) as log:
         found = log.get("a@example.org")
         assert found is not None and found.state is State.SENT and found.unsubscribed_at is None
